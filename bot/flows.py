@@ -1,0 +1,216 @@
+"""Load campaign flows from `flows/*.toml` and refuse any that would break the rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import string
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.windows import SendingHours
+
+LANGUAGES = frozenset({"fr", "en"})
+PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
+TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "clarification")
+REQUIRED_KEYS = ("id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
+OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "sending_hours", "sending_days",
+                 "texts")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# A reply-capable sender: E.164 long code, a national short code, or a Messaging Service.
+# Alphanumeric senders are one-way (COMPLIANCE.md B.10), so they are refused.
+SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{4,6}|MG[0-9a-fA-F]{32})$")
+STOP_WORD = re.compile(r"\bSTOP\b")
+
+
+class FlowError(ValueError):
+    """A flow file that cannot be used; the message names file, key and problem."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}")
+        self.path, self.key, self.problem = str(path), key, problem
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The rendered texts of a flow, placeholders already filled in."""
+
+    consent_request: str
+    confirmation: str
+    declined: str
+    stopped: str
+    help: str
+    clarification: str
+    content: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One campaign purpose of one controller."""
+
+    id: str
+    controller: str
+    purpose: str
+    source: str
+    notice_url: str
+    language: str
+    poll_date: dt.date
+    timezone: ZoneInfo
+    sender: str
+    expiry_days: int
+    end_date: dt.date | None
+    sending_hours: SendingHours
+    texts: Texts
+    content_hash: str
+    path: str
+
+    @property
+    def expiry_seconds(self) -> int:
+        """Return how long a consent question stays open."""
+        return self.expiry_days * 86400
+
+
+def load_flows(directory: Path | str) -> dict[str, Flow]:
+    """Load every `*.toml` flow in `directory`, keyed by id; refuse duplicates."""
+    flows: dict[str, Flow] = {}
+    paths = sorted(Path(directory).glob("*.toml"))
+    if not paths:
+        raise FlowError(directory, "*.toml", "no flow files found")
+    for path in paths:
+        flow = load_flow(path)
+        if flow.id in flows:
+            raise FlowError(path, "id", f"{flow.id!r} is already defined in {flows[flow.id].path}")
+        flows[flow.id] = flow
+    return flows
+
+
+def load_flow(path: Path | str) -> Flow:
+    """Read and validate one flow file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {error}") from error
+    return parse_flow(data, path)
+
+
+def parse_flow(data: dict, path: Path | str) -> Flow:
+    """Validate parsed TOML data into a Flow."""
+    unknown = set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS)
+    if unknown:
+        raise FlowError(path, ", ".join(sorted(unknown)), "unknown key")
+    fields = {key: _text(data, key, path) for key in REQUIRED_KEYS if key != "poll_date"}
+    if not FLOW_ID.match(fields["id"]):
+        raise FlowError(path, "id", "use 1-40 lower-case letters, digits, '-' or '_'")
+    if not fields["notice_url"].startswith(("https://", "http://")):
+        raise FlowError(path, "notice_url", "must be an http(s) link to the full privacy notice")
+    if not SENDER.match(fields["sender"]):
+        raise FlowError(path, "sender", "must accept replies: an E.164 number, a short code or a"
+                        " Messaging Service SID (alphanumeric senders are one-way)")
+    language = data.get("language", "fr")
+    if language not in LANGUAGES:
+        raise FlowError(path, "language", f"{language!r} is not one of {sorted(LANGUAGES)}")
+    poll_date = _date(data, "poll_date", path)
+    end_date = _date(data, "end_date", path) if "end_date" in data else None
+    try:
+        timezone = ZoneInfo(str(data.get("timezone", "Europe/Paris")))
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise FlowError(path, "timezone", f"unknown time zone {data.get('timezone')!r}") from error
+    expiry_days = data.get("expiry_days", 7)
+    if type(expiry_days) is not int or not 1 <= expiry_days <= 90:
+        raise FlowError(path, "expiry_days", "must be a whole number of days between 1 and 90")
+    try:
+        hours = SendingHours.parse(str(data.get("sending_hours", "08:30-20:00")))
+    except ValueError as error:
+        raise FlowError(path, "sending_hours", str(error)) from error
+    hours = replace(hours, weekdays=_days(str(data.get("sending_days", "mon-sat")), path))
+    texts = _texts(data.get("texts"), fields, path)
+    canonical = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return Flow(
+        **fields, language=language, poll_date=poll_date, timezone=timezone,
+        expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path),
+    )
+
+
+def _text(data: dict, key: str, path: Path | str) -> str:
+    value = data.get(key)
+    if value is None:
+        raise FlowError(path, key, "missing")
+    if not isinstance(value, str) or not value.strip():
+        raise FlowError(path, key, "must be a non-empty string")
+    return value.strip()
+
+
+def _date(data: dict, key: str, path: Path | str) -> dt.date:
+    value = data.get(key)
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise FlowError(path, key, f"must be a TOML date like 2027-04-11, not {value!r}")
+    return value
+
+
+def _days(text: str, path: Path | str) -> frozenset[int]:
+    """Parse a day range like "mon-sat" into weekday numbers (Monday=0)."""
+    first, _, last = text.strip().lower().partition("-")
+    if first not in DAYS or (last or first) not in DAYS:
+        raise FlowError(path, "sending_days", f"{text!r} is not a range like 'mon-sat'")
+    start, end = DAYS.index(first), DAYS.index(last or first)
+    if end < start:
+        raise FlowError(path, "sending_days", f"{text!r} must run forwards, like 'mon-sat'")
+    return frozenset(range(start, end + 1))
+
+
+def _texts(section: object, fields: dict[str, str], path: Path | str) -> Texts:
+    if not isinstance(section, dict):
+        raise FlowError(path, "texts", "missing [texts] table")
+    unknown = set(section) - set(TEXT_KEYS) - {"content"}
+    if unknown:
+        raise FlowError(path, "texts." + ", texts.".join(sorted(unknown)), "unknown key")
+    values = {key: _render(section, key, fields, path) for key in TEXT_KEYS}
+    content = section.get("content")
+    if isinstance(content, str):
+        content = [content]
+    if not isinstance(content, list) or not content:
+        raise FlowError(path, "texts.content", "must be a list of one or more messages")
+    rendered = tuple(_render({"content": item}, "content", fields, path, f"texts.content[{n}]")
+                     for n, item in enumerate(content))
+    _require_mentions(values["consent_request"], fields, path)
+    for n, message in enumerate(rendered):
+        # Every later message carries the sender's identity and a way to object (A.5).
+        if fields["controller"] not in message:
+            raise FlowError(path, f"texts.content[{n}]", "must name the controller ({controller})")
+        if not STOP_WORD.search(message):
+            raise FlowError(path, f"texts.content[{n}]", "must offer STOP")
+    return Texts(**values, content=rendered)
+
+
+def _render(section: dict, key: str, fields: dict[str, str], path: Path | str,
+            label: str | None = None) -> str:
+    label = label or f"texts.{key}"
+    template = section.get(key)
+    if not isinstance(template, str) or not template.strip():
+        raise FlowError(path, label, "missing or empty")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise FlowError(path, label, f"malformed placeholder: {error}") from error
+    unknown = names - PLACEHOLDERS
+    if unknown:
+        raise FlowError(path, label, f"unknown placeholder {{{sorted(unknown)[0]}}}; "
+                        f"use {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}")
+    return template.strip().format(**fields)
+
+
+def _require_mentions(request: str, fields: dict[str, str], path: Path | str) -> None:
+    """Refuse a consent request missing who, why, where the number came from, or how to refuse (A.4)."""
+    for key in ("controller", "purpose", "source", "notice_url"):
+        if fields[key] not in request:
+            raise FlowError(path, "texts.consent_request", f"must state the {key} ({{{key}}})")
+    if not STOP_WORD.search(request):
+        raise FlowError(path, "texts.consent_request", "must include the STOP instruction")

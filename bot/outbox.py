@@ -1,0 +1,21 @@
+"""The local gateway: keeps what would have been sent, so the bot runs without a provider."""
+
+from __future__ import annotations
+
+import secrets
+
+from bot.store import Store
+
+
+class OutboxGateway:
+    """Store every message in Redis instead of sending it; `python -m bot outbox` reads them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def send(self, to: str, body: str, *, sender: str, validity_period: int | None = None,
+             status_callback: str | None = None) -> str:
+        """Keep the message and return a Twilio-shaped sid for it."""
+        sid = "SM" + secrets.token_hex(16)
+        self.store.outbox_add(sender, to, body, sid)
+        return sid

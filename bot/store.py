@@ -1,0 +1,313 @@
+"""All Redis access: per-number states, the consent ledger, suppression, idempotency, outbox.
+
+Every state change is one Lua script call: it reads the state, applies the step the
+machine compiled, appends to the flow's hash-chained ledger and answers, atomically.
+Only commands Redis 6.2 has are used (the embedded server is 6.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from redis import Redis
+
+from bot import machine
+from bot.flows import Flow
+
+PREFIX = "accord"
+SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
+OUT_TTL = 35 * 86400
+LEDGER_FIELDS = ("at", "phone", "flow", "flow_hash", "event", "state", "text", "sid", "prev")
+STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
+               "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
+               "canceled": 7, "read": 8}
+
+
+def key_for(kind: str, *parts: str) -> str:
+    """Name a Redis key; every key the project uses is built here."""
+    return ":".join((PREFIX, kind, *parts))
+
+
+def state_key(flow_id: str) -> str:
+    return key_for("state", flow_id)  # hash: phone -> "state|asked_at|touched"
+
+
+def ledger_key(flow_id: str) -> str:
+    return key_for("ledger", flow_id)  # stream, append-only, hash-chained
+
+
+def head_key(flow_id: str) -> str:
+    return key_for("ledger-head", flow_id)  # hash of the latest ledger entry
+
+
+def suppression_key(controller: str) -> str:
+    return key_for("suppressed", hashlib.sha256(controller.encode()).hexdigest()[:16])
+
+
+def sid_key(message_sid: str) -> str:
+    return key_for("sid", message_sid)  # the answer given to a processed inbound message
+
+
+def out_key(message_sid: str) -> str:
+    return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
+
+
+OUTBOX_KEY = key_for("outbox")
+
+# Appends one chained entry; `head` and the entry's fields live in the calling script.
+LEDGER_LUA = """
+local head = ''
+local function append(ledger_key, fields)
+  fields[9] = head
+  local entry_hash = redis.sha1hex(table.concat(fields, '\\31'))
+  redis.call('XADD', ledger_key, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
+    'flow_hash', fields[4], 'event', fields[5], 'state', fields[6], 'text', fields[7],
+    'sid', fields[8], 'prev', head, 'hash', entry_hash)
+  head = entry_hash
+end
+"""
+
+# KEYS: sid key, then per candidate flow: state, ledger, head, suppression.
+# ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json.
+STEP_LUA = """
+local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if message_sid ~= '' then
+  local seen = redis.call('GET', KEYS[1])
+  if seen then return seen end
+end
+local plan = cjson.decode(ARGV[6])
+local chosen, record, touched = 1, false, -1
+for i = 1, #plan.flows do
+  local found = redis.call('HGET', KEYS[4 * i - 2], phone)
+  if found then
+    local at = tonumber(string.match(found, '|([^|]*)$'))
+    if at > touched then chosen, record, touched = i, found, at end
+  end
+end
+local flow = plan.flows[chosen]
+local skey, lkey, hkey, supkey = KEYS[4 * chosen - 2], KEYS[4 * chosen - 1], KEYS[4 * chosen], KEYS[4 * chosen + 1]
+local state, asked_at = 'new', '0'
+if record then state, asked_at = string.match(record, '^([^|]*)|([^|]*)|') end
+if plan.check_suppressed and redis.call('HEXISTS', supkey, digest) == 1 then
+  return cjson.encode({flow = flow.id, from = state, to = state, refused = 'suppressed'})
+end
+head = redis.call('GET', hkey) or ''
+local first_head = head
+if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
+  append(lkey, {now, phone, flow.id, flow.hash, 'expire', state .. '>expired', '', ''})
+  state = 'expired'
+  redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
+end
+local step = plan.steps[state]
+local dest, says = state, {}
+if step then dest, says = step[1], step[2] end
+local texts = {}
+for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
+if plan.event == 'in' then
+  append(lkey, {now, phone, flow.id, flow.hash, 'in:' .. plan.reply, state .. '>' .. dest, body, message_sid})
+  for i, say in ipairs(says) do
+    append(lkey, {now, phone, flow.id, flow.hash, 'reply:' .. say, '', texts[i], ''})
+  end
+elseif step then
+  append(lkey, {now, phone, flow.id, flow.hash, plan.trigger, state .. '>' .. dest, texts[1] or body, ''})
+end
+if step or plan.event == 'in' then
+  if dest == 'asked' then asked_at = now end
+  redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+end
+if head ~= first_head then redis.call('SET', hkey, head) end
+if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
+if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
+local answer = cjson.encode({flow = flow.id, from = state, to = dest, texts = texts})
+if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
+return answer
+"""
+
+# KEYS: ledger, head, out key (or the ledger key again when there is no sent message).
+# ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
+APPEND_LUA = """
+local lkey, hkey, okey = KEYS[1], KEYS[2], KEYS[3]
+head = redis.call('GET', hkey) or ''
+append(lkey, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]})
+redis.call('SET', hkey, head)
+if okey ~= lkey then
+  redis.call('HSET', okey, 'flow', ARGV[3], 'phone', ARGV[2], 'status', 'queued', 'rank', 3)
+  redis.call('EXPIRE', okey, ARGV[8])
+end
+return head
+"""
+
+# KEYS: out key. ARGV: status, its rank, error code, ttl. Never moves a status backwards.
+STATUS_LUA = """
+local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
+local moved = 0
+if tonumber(ARGV[2]) > rank then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'error', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  moved = 1
+end
+return {moved, redis.call('HGET', KEYS[1], 'flow') or '', redis.call('HGET', KEYS[1], 'phone') or ''}
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step did: the flow it applied to, the move, and the texts to send."""
+
+    flow: str
+    source: str
+    dest: str
+    texts: tuple[str, ...] = ()
+    refused: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.source != self.dest
+
+
+@dataclass
+class Store:
+    """The project's only door to Redis."""
+
+    redis: Redis
+    suppression_secret: bytes
+    clock: Callable[[], float] = time.time
+    _scripts: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._step = self.redis.register_script(LEDGER_LUA + STEP_LUA)
+        self._append = self.redis.register_script(LEDGER_LUA + APPEND_LUA)
+        self._status = self.redis.register_script(STATUS_LUA)
+
+    def ping(self) -> bool:
+        """Say whether Redis answers."""
+        return bool(self.redis.ping())
+
+    def digest(self, phone: str) -> str:
+        """Return the keyed HMAC that stands for a number on the suppression list."""
+        return hmac.new(self.suppression_secret, phone.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
+             message_sid: str = "", inbound: bool = False, window_open: bool = True,
+             check_suppressed: bool = False) -> Outcome:
+        """Apply `trigger` to the number in the flow it is talking to, atomically, and log it."""
+        keys = [sid_key(message_sid) if message_sid else OUTBOX_KEY]
+        for flow in flows:
+            keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
+                     suppression_key(flow.controller)]
+        plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed)
+        raw = self._step(keys=keys, args=[phone, self.digest(phone), self._now(), body,
+                                          message_sid, plan])
+        answer = json.loads(raw)
+        return Outcome(answer["flow"], answer["from"], answer["to"],
+                       tuple(answer.get("texts") or ()), answer.get("refused", ""))
+
+    def claim(self, flow: Flow, phone: str, *, window_open: bool) -> Outcome:
+        """Move a number from new to asked before its consent request is sent (at most once)."""
+        return self.step([flow], phone, "ask", window_open=window_open, check_suppressed=True)
+
+    def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str) -> None:
+        """Log a message the gateway accepted and remember it for status callbacks."""
+        self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid))
+
+    def record_failure(self, flow: Flow, phone: str, code: int | None, message: str) -> None:
+        """Log a send the provider refused."""
+        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
+
+    def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str) -> None:
+        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out],
+                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid,
+                           OUT_TTL])
+
+    def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
+        """Keep the furthest status a sent message reached; return its flow and phone."""
+        rank = STATUS_RANK.get(status, 0)
+        _, flow_id, phone = self._status(keys=[out_key(provider_sid)],
+                                         args=[status, rank, error_code, OUT_TTL])
+        return _text(flow_id), _text(phone)
+
+    def message_status(self, provider_sid: str) -> str | None:
+        """Return the furthest status recorded for a sent message."""
+        return _text(self.redis.hget(out_key(provider_sid), "status")) or None
+
+    def state(self, flow: Flow, phone: str) -> str:
+        """Return the number's state in a flow, with expiry evaluated (read-only)."""
+        record = _text(self.redis.hget(state_key(flow.id), phone))
+        if not record:
+            return "new"
+        state, asked_at, _ = record.split("|")
+        if state in machine.OPEN and float(self._now()) - float(asked_at) >= flow.expiry_seconds:
+            return "expired"
+        return state
+
+    def is_suppressed(self, flow: Flow, phone: str) -> bool:
+        """Say whether the number objected to this flow's controller."""
+        return bool(self.redis.hexists(suppression_key(flow.controller), self.digest(phone)))
+
+    def ledger(self, flow_id: str) -> list[tuple[str, dict[str, str]]]:
+        """Return the flow's ledger entries in order, as (entry id, fields)."""
+        return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+                for entry_id, fields in self.redis.xrange(ledger_key(flow_id))]
+
+    def verify_ledger(self, flow_id: str) -> str | None:
+        """Walk the hash chain; return the id of the first entry that does not fit, or None."""
+        head = ""
+        for entry_id, fields in self.ledger(flow_id):
+            values = [fields.get(name, "") for name in LEDGER_FIELDS[:-1]] + [head]
+            digest = hashlib.sha1("\x1f".join(values).encode()).hexdigest()
+            if fields.get("prev") != head or fields.get("hash") != digest:
+                return entry_id
+            head = digest
+        stored_head = _text(self.redis.get(head_key(flow_id)))
+        if stored_head != head:
+            return "head"
+        return None
+
+    def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
+        """Keep a message the local outbox gateway would have sent."""
+        self.redis.xadd(OUTBOX_KEY, {"at": self._now(), "from": sender, "to": to, "body": body,
+                                     "sid": sid})
+
+    def outbox(self, phone: str | None = None) -> list[dict[str, str]]:
+        """Return what the outbox holds, for one number or all."""
+        messages = [{_text(k): _text(v) for k, v in fields.items()}
+                    for _, fields in self.redis.xrange(OUTBOX_KEY)]
+        return [m for m in messages if phone is None or m["to"] == phone]
+
+    def _now(self) -> str:
+        return f"{self.clock():.3f}"
+
+
+@lru_cache(maxsize=512)
+def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool,
+          check_suppressed: bool) -> str:
+    """Serialize what the step script needs; cached, since flows and the machine are fixed."""
+    steps = {state: [s.dest, list(s.says)] for state, s in
+             machine.row(trigger, window_open=window_open).items() if s.changes or s.says}
+    return json.dumps({
+        "trigger": trigger, "reply": trigger.upper(), "event": "in" if inbound else "",
+        "check_suppressed": check_suppressed, "sid_ttl": SID_TTL,
+        "open": {state: True for state in machine.OPEN},
+        "steps": steps,
+        "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,
+                   "texts": {**_texts(f), "content": f.texts.content[0]}} for f in flows],
+    }, ensure_ascii=False)
+
+
+def _texts(flow: Flow) -> dict[str, str]:
+    t = flow.texts
+    return {"consent_request": t.consent_request, "confirmation": t.confirmation,
+            "declined": t.declined, "stopped": t.stopped, "help": t.help,
+            "clarification": t.clarification}
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

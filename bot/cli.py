@@ -18,17 +18,11 @@ from bot.phones import PhoneError, normalize
 from bot.rounds import ContactsError, read_phones, start_round
 
 
-@click.group()
-@click.pass_context
-def main(ctx: click.Context) -> None:
-    """Accord: ask voters' consent by SMS before any campaign message."""
-    ctx.obj = _Lazy()
-
-
-class _Lazy:
+class Services:
     """Build settings and services on first use, so `--help` needs neither."""
 
-    _accord: Accord | None = None
+    def __init__(self, accord: Accord | None = None) -> None:
+        self._accord = accord
 
     @property
     def accord(self) -> Accord:
@@ -46,6 +40,13 @@ class _Lazy:
         return flows[flow_id]
 
 
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Accord: ask voters' consent by SMS before any campaign message."""
+    ctx.ensure_object(Services)
+
+
 @main.group("round")
 def round_group() -> None:
     """Consent rounds."""
@@ -56,7 +57,7 @@ def round_group() -> None:
 @click.argument("contacts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Count and check the file; store and send nothing.")
 @click.pass_obj
-def round_start(obj: _Lazy, flow_id: str, contacts: Path, dry_run: bool) -> None:
+def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool) -> None:
     """Send FLOW's consent request to every new number in CONTACTS (a CSV with a phone column)."""
     flow = obj.flow(flow_id)
     try:
@@ -79,7 +80,7 @@ def round_start(obj: _Lazy, flow_id: str, contacts: Path, dry_run: bool) -> None
 @click.option("--flow", "flow_id", default="demo", show_default=True, help="Flow whose sender is texted.")
 @click.option("--url", default=None, help="Webhook base URL [default: http://127.0.0.1:PORT].")
 @click.pass_obj
-def reply(obj: _Lazy, phone: str, text: str, flow_id: str, url: str | None) -> None:
+def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -> None:
     """Answer as a voter: post a correctly signed inbound text to the running webhook."""
     try:
         phone = normalize(phone)
@@ -107,7 +108,7 @@ def reply(obj: _Lazy, phone: str, text: str, flow_id: str, url: str | None) -> N
 @main.command()
 @click.argument("phone", required=False)
 @click.pass_obj
-def outbox(obj: _Lazy, phone: str | None) -> None:
+def outbox(obj: Services, phone: str | None) -> None:
     """Show what the local outbox gateway would have sent (to PHONE, or to everyone)."""
     for message in obj.accord.store.outbox(normalize(phone) if phone else None):
         click.echo(f"{message['sid']}  {message['from']} → {message['to']}: {message['body']}")
@@ -121,7 +122,7 @@ def consent() -> None:
 @consent.command("verify")
 @click.argument("flow_id", metavar="FLOW")
 @click.pass_obj
-def consent_verify(obj: _Lazy, flow_id: str) -> None:
+def consent_verify(obj: Services, flow_id: str) -> None:
     """Walk FLOW's ledger hash chain and report the first entry that does not fit."""
     broken = obj.accord.store.verify_ledger(obj.flow(flow_id).id)
     if broken:

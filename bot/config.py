@@ -70,7 +70,7 @@ class Config:
             raise ConfigError("TWILIO_API_URL", "must be an http(s) URL")
 
         public_url = env.get("PUBLIC_URL")
-        if public_url and not public_url.startswith(("https://", "http://")):
+        if public_url and not re.match(r"^https?://[^/\s]+", public_url):
             raise ConfigError("PUBLIC_URL", "must be the http(s) base URL Twilio calls")
 
         key = env.get("SUPPRESSION_KEY")

@@ -114,13 +114,15 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
         raise FlowError(path, "sender", "must accept replies: an E.164 number, a short code or a"
                         " Messaging Service SID (alphanumeric senders are one-way)")
     language = data.get("language", "fr")
-    if language not in LANGUAGES:
+    if not isinstance(language, str) or language not in LANGUAGES:
         raise FlowError(path, "language", f"{language!r} is not one of {sorted(LANGUAGES)}")
     poll_date = _date(data, "poll_date", path)
     end_date = _date(data, "end_date", path) if "end_date" in data else None
+    if end_date is not None and end_date < poll_date:
+        raise FlowError(path, "end_date", "must not be before poll_date: consent is kept until the end date")
     try:
         timezone = ZoneInfo(str(data.get("timezone", "Europe/Paris")))
-    except (ZoneInfoNotFoundError, ValueError) as error:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # "Europe" is a directory
         raise FlowError(path, "timezone", f"unknown time zone {data.get('timezone')!r}") from error
     expiry_days = data.get("expiry_days", 7)
     if type(expiry_days) is not int or not 1 <= expiry_days <= 90:
@@ -157,8 +159,8 @@ def _date(data: dict, key: str, path: Path | str) -> dt.date:
 
 def _days(text: str, path: Path | str) -> frozenset[int]:
     """Parse a day range like "mon-sat" into weekday numbers (Monday=0)."""
-    first, _, last = text.strip().lower().partition("-")
-    if first not in DAYS or (last or first) not in DAYS:
+    first, dash, last = text.strip().lower().partition("-")
+    if first not in DAYS or (last if dash else first) not in DAYS:
         raise FlowError(path, "sending_days", f"{text!r} is not a range like 'mon-sat'")
     start, end = DAYS.index(first), DAYS.index(last or first)
     if end < start:
@@ -181,12 +183,15 @@ def _texts(section: object, fields: dict[str, str], path: Path | str) -> Texts:
     rendered = tuple(_render({"content": item}, "content", fields, path, f"texts.content[{n}]")
                      for n, item in enumerate(content))
     _require_mentions(values["consent_request"], fields, path)
-    for n, message in enumerate(rendered):
-        # Every later message carries the sender's identity and a way to object (A.5).
+    # Every later message carries the sender's identity and a way to object (A.5); the answers
+    # to NO and STOP end the conversation, so they need no STOP of their own.
+    later = [(f"texts.{key}", values[key], key not in ("declined", "stopped")) for key in TEXT_KEYS[1:]]
+    later += [(f"texts.content[{n}]", message, True) for n, message in enumerate(rendered)]
+    for label, message, needs_stop in later:
         if fields["controller"] not in message:
-            raise FlowError(path, f"texts.content[{n}]", "must name the controller ({controller})")
-        if not STOP_WORD.search(message):
-            raise FlowError(path, f"texts.content[{n}]", "must offer STOP")
+            raise FlowError(path, label, "must name the controller ({controller})")
+        if needs_stop and not STOP_WORD.search(message):
+            raise FlowError(path, label, "must offer STOP")
     return Texts(**values, content=rendered)
 
 

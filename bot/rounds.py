@@ -101,7 +101,9 @@ def ask(accord: Accord, flow: Flow, phone: str, *,
                                       validity_period=validity(flow, accord.store.clock()),
                                       status_callback=_status_url(accord))
         except SendError as error:
-            if error.retryable and attempt < RETRIES:
+            # Only a throttled request is known never to have been processed; a timeout or a
+            # 5xx may have sent the text, and sending twice is worse than reporting it.
+            if error.status == 429 and attempt < RETRIES:
                 sleep(0.5 * 2 ** attempt)
                 attempt += 1
                 continue

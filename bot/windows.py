@@ -83,7 +83,7 @@ class Window:
 def silence_span(
     poll_date: dt.date, tz: ZoneInfo, polls_close: dt.time = dt.time(20, 0)
 ) -> tuple[dt.datetime, dt.datetime]:
-    """Return [start, end) of electoral silence: 00:00 on the eve of the poll until polls close on poll day (aware, tz)."""
+    """Return [start, end) of electoral silence: from 00:00 on the eve of the poll until polls close."""
     start = dt.datetime.combine(poll_date - _DAY, dt.time(0), tzinfo=tz)
     return start, dt.datetime.combine(poll_date, polls_close, tzinfo=tz)
 

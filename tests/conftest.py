@@ -112,7 +112,7 @@ class SMS:
         self.client = client
         self.validator = RequestValidator(token)
 
-    def post(self, path: str, params: dict[str, str], *, signature: str | None = None):
+    def post(self, path: str, params, *, signature: str | None = None):
         if signature is None:
             signature = self.validator.compute_signature(self.URL + path, params)
         return self.client.post(path, data=params, headers={"X-Twilio-Signature": signature})

@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+PORT   ?= 8000
+WEB    := $(shell sed -n 's/^web: *//p' Procfile)
+
+.PHONY: run test bench lint stop clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## run: serve the bot on 127.0.0.1:$(PORT) with its own Redis and the local outbox (unless Twilio is set)
+run: $(VENV)/.runtime
+	@echo "Accord is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it; 'make stop' stops its Redis)"
+	@echo "From another terminal, start a demo round and answer as a voter:"
+	@echo "  $(PYTHON) -m bot round start demo examples/contacts.csv"
+	@echo "  $(PYTHON) -m bot outbox +33639980001"
+	@echo "  $(PYTHON) -m bot reply +33639980001 \"oui\""
+	@echo "  $(PYTHON) -m bot reply +33639980001 \"stop\""
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) BIND=127.0.0.1:$(PORT) sh -c '$(WEB)'
+
+## test: the whole suite, against a real Redis the tests start themselves
+test: $(VENV)/.dev
+	$(VENV)/bin/pytest -q
+
+## bench: the benchmarks in bench/, printing figures with their baselines
+bench: $(VENV)/.dev
+	$(PYTHON) bench/webhook.py
+	$(PYTHON) bench/machine.py
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check bot tests bench
+
+## stop: shut down the embedded Redis started by `make run` (its data stays in instance/)
+stop:
+	@test -S instance/redis.sock && $(PYTHON) -c "import redis; redis.Redis(unix_socket_path='instance/redis.sock').shutdown()" || true
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,126 @@
+"""Send texts through a provider, and read back the ones it received."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+_OPTED_OUT = frozenset({21610})
+_UNDELIVERABLE = frozenset({21614, 21211})
+_RETRYABLE = frozenset({20429, 21611, 30001})
+_MAX_PAGE_SIZE = 1000  # Twilio's ceiling for PageSize
+
+
+class SendError(Exception):
+    """A send the provider refused; `code` is the provider's error code."""
+
+    def __init__(self, code: int | None, status: int | None, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.code = code
+        self.status = status
+        self.message = message
+
+    @property
+    def opted_out(self) -> bool:
+        """Tell whether the recipient replied STOP to the provider itself."""
+        return self.code in _OPTED_OUT
+
+    @property
+    def undeliverable(self) -> bool:
+        """Tell whether the number cannot take texts (landline, invalid): never retry it."""
+        return self.code in _UNDELIVERABLE
+
+    @property
+    def retryable(self) -> bool:
+        """Tell whether the same send may succeed later (throttled, provider down, no answer)."""
+        if self.code in _RETRYABLE or self.status is None:
+            return True
+        return self.status == 429 or self.status >= 500
+
+
+class Gateway(Protocol):
+    """Anything that sends one text and returns the provider's message sid."""
+
+    def send(
+        self, to: str, body: str, *, sender: str, validity_period: int | None = None,
+        status_callback: str | None = None,
+    ) -> str: ...
+
+
+class TwilioGateway:
+    """Send through Twilio's REST API with the official client."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str, *, api_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
+        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        # Every api.twilio.com URL (create, list, and each next_page_uri list follows) is built from this.
+        self.client.api.base_url = api_url
+        # The client also reads TWILIO_EDGE/TWILIO_REGION from the environment and rewrites the host
+        # with them, which would mangle api_url; settings come from Config alone.
+        self.client.edge = self.client.region = None
+
+    def send(
+        self, to: str, body: str, *, sender: str, validity_period: int | None = None,
+        status_callback: str | None = None,
+    ) -> str:
+        """Send one text from `sender` (number, short code or MG... Messaging Service); return its sid."""
+        service = sender.startswith("MG")
+        try:
+            # The client drops None values from the form, so unset options are simply not sent.
+            message = self.client.messages.create(
+                to=to,
+                body=body,
+                from_=None if service else sender,
+                messaging_service_sid=sender if service else None,
+                validity_period=validity_period,
+                status_callback=status_callback,
+            )
+        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+            raise _send_error(exc) from exc
+        return str(message.sid)
+
+    def inbound_since(
+        self, to: str, since: datetime, limit: int = 10000, *, page_size: int = _MAX_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Return texts received on `to` since `since`, oldest first, at most the `limit` newest."""
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        try:
+            # The client writes the wall time followed by "Z" without converting, so hand it UTC; and it asks
+            # for PageSize=limit unless told, beyond what Twilio serves in one page.
+            messages = self.client.messages.list(
+                to=to, date_sent_after=since.astimezone(UTC), limit=limit, page_size=min(limit, page_size)
+            )
+        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+            raise _send_error(exc) from exc
+        received = [
+            {"sid": m.sid, "from": m.from_, "to": m.to, "body": m.body, "date_sent": m.date_sent}
+            for m in messages
+            if m.direction == "inbound"
+        ]
+        return sorted(received, key=lambda m: (m["date_sent"], m["sid"]))
+
+
+def _send_error(exc: Exception) -> SendError:
+    """Translate whatever the client raised into a SendError."""
+    if isinstance(exc, TwilioRestException):
+        return SendError(exc.code, exc.status, exc.msg)
+    if isinstance(exc, TwilioServiceException):
+        return SendError(exc.code, exc.status, exc.detail or exc.title)
+    if isinstance(exc, TwilioException) and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
+        # A list page that failed comes as a bare TwilioException carrying the HTTP response.
+        response = exc.args[1]
+        try:
+            body = json.loads(response.text)
+        except ValueError:
+            body = {}
+        return SendError(body.get("code"), response.status_code, body.get("message", str(exc.args[0])))
+    return SendError(None, None, str(exc))

@@ -1,0 +1,109 @@
+"""Settings are read once and a bad one fails at start-up naming the variable."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "twilio-auth-token"
+KEY = "k" * 32
+
+
+def settings(tmp_path: Path, dotenv: Path | None = None, **environ: str) -> Config:
+    """Build a Config from `environ` only: a tmp INSTANCE_DIR, and no developer .env."""
+    environ = {"INSTANCE_DIR": str(tmp_path / "instance"), **environ}
+    return Config.from_env(environ, dotenv=dotenv or tmp_path / "absent.env")
+
+
+def refusal(tmp_path: Path, **environ: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        settings(tmp_path, **environ)
+    assert caught.value.name in str(caught.value)
+    return caught.value
+
+
+def test_defaults_run_locally_without_twilio(tmp_path: Path) -> None:
+    config = settings(tmp_path)
+    assert not config.twilio_configured
+    assert (config.redis_url, config.public_url, config.port) == (None, None, 8000)
+    assert config.flows_dir == ROOT / "flows"
+    assert config.instance_dir == tmp_path / "instance"
+
+
+def test_local_secrets_are_private_files_kept_across_starts(tmp_path: Path) -> None:
+    first, second = settings(tmp_path), settings(tmp_path)
+    instance = tmp_path / "instance"
+    assert first.auth_token == second.auth_token == (instance / "dev-auth-token").read_text()
+    assert first.suppression_key == second.suppression_key == (instance / "suppression.key").read_bytes()
+    assert len(first.suppression_key) >= 32
+    for name in ("dev-auth-token", "suppression.key"):
+        assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600
+    assert sorted(path.name for path in instance.iterdir()) == ["dev-auth-token", "suppression.key"]
+
+
+def test_twilio_fully_configured_uses_its_token(tmp_path: Path) -> None:
+    config = settings(tmp_path, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN, SUPPRESSION_KEY=KEY)
+    assert config.twilio_configured
+    assert (config.auth_token, config.suppression_key) == (TOKEN, KEY.encode())
+
+
+@pytest.mark.parametrize(("environ", "missing"), [
+    ({"TWILIO_ACCOUNT_SID": SID}, "TWILIO_AUTH_TOKEN"),
+    ({"TWILIO_AUTH_TOKEN": TOKEN}, "TWILIO_ACCOUNT_SID"),
+], ids=["sid without token", "token without sid"])
+def test_half_a_twilio_setup_names_the_missing_half(tmp_path: Path, environ: dict[str, str], missing: str) -> None:
+    assert refusal(tmp_path, SUPPRESSION_KEY=KEY, **environ).name == missing
+
+
+def test_twilio_without_a_suppression_key_is_refused(tmp_path: Path) -> None:
+    error = refusal(tmp_path, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN)
+    assert error.name == "SUPPRESSION_KEY"
+    assert "32" in str(error)
+
+
+# (environment, the variable the error names)
+MALFORMED = {
+    "account SID not AC+32 hex": ({"TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": TOKEN}, "TWILIO_ACCOUNT_SID"),
+    "redis URL over http": ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+    "public URL without scheme": ({"PUBLIC_URL": "accord.example.org"}, "PUBLIC_URL"),
+    "short suppression key": ({"SUPPRESSION_KEY": "k" * 31}, "SUPPRESSION_KEY"),
+    "port not a number": ({"PORT": "eighty"}, "PORT"),
+    "twilio API URL without scheme": ({"TWILIO_API_URL": "api.twilio.com"}, "TWILIO_API_URL"),
+}
+
+
+@pytest.mark.parametrize(("environ", "name"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_setting_is_named(tmp_path: Path, environ: dict[str, str], name: str) -> None:
+    assert refusal(tmp_path, **{"SUPPRESSION_KEY": KEY, **environ}).name == name
+
+
+@pytest.mark.parametrize("flows", ["missing", "file.toml"])
+def test_flows_dir_must_be_a_directory(tmp_path: Path, flows: str) -> None:
+    (tmp_path / "file.toml").write_text("")
+    error = refusal(tmp_path, FLOWS_DIR=str(tmp_path / flows))
+    assert error.name == "FLOWS_DIR"
+    assert flows in str(error)
+
+
+def test_urls_lose_their_trailing_slash(tmp_path: Path) -> None:
+    config = settings(tmp_path, PUBLIC_URL="https://accord.example.org/", TWILIO_API_URL="http://127.0.0.1:8099/")
+    assert config.public_url == "https://accord.example.org"
+    assert config.twilio_api_url == "http://127.0.0.1:8099"
+
+
+def test_twilio_api_url_defaults_to_twilio(tmp_path: Path) -> None:
+    assert settings(tmp_path).twilio_api_url == "https://api.twilio.com"
+
+
+def test_dotenv_fills_what_the_environment_leaves_unset(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("PORT=9000\nPUBLIC_URL=https://from-dotenv.example.org\n")
+    config = settings(tmp_path, dotenv, PUBLIC_URL="https://from-env.example.org")
+    assert config.port == 9000
+    assert config.public_url == "https://from-env.example.org"

@@ -1,0 +1,175 @@
+"""The consent conversation, held through the real webhook with signed requests and a real Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from bot import Accord
+from tests.conftest import PARIS, SMS, Clock, answers
+
+VOTER = "+33639980001"
+
+
+@pytest.fixture
+def flow(accord: Accord):
+    return accord.flows["demo"]
+
+
+@pytest.fixture
+def asked(accord: Accord, flow) -> str:
+    """A voter the demo round has asked."""
+    outcome = accord.store.claim(flow, VOTER, window_open=True)
+    assert (outcome.source, outcome.dest) == ("new", "asked")
+    return VOTER
+
+
+def state(accord: Accord, flow, phone: str = VOTER) -> str:
+    return accord.store.state(flow, phone)
+
+
+def test_yes_gives_consent_then_confirmation_and_first_content(sms: SMS, accord, flow, asked):
+    response = sms.send(asked, "Oui !")
+    assert response.status_code == 200
+    assert answers(response) == [flow.texts.confirmation, flow.texts.content[0]]
+    assert state(accord, flow) == "consented"
+
+
+def test_no_declines_and_sends_no_content(sms: SMS, accord, flow, asked):
+    assert answers(sms.send(asked, "Non merci")) == [flow.texts.declined]
+    assert state(accord, flow) == "declined"
+
+
+@pytest.mark.parametrize("before", ["asked", "clarified", "consented", "declined", "expired"])
+def test_stop_in_any_state_ends_all_sending(sms: SMS, accord, flow, clock: Clock, asked, before):
+    walk = {"clarified": ["euh"], "consented": ["oui"], "declined": ["non"], "expired": []}
+    for text in walk.get(before, []):
+        sms.send(asked, text)
+    if before == "expired":
+        clock.advance(days=8)
+    assert state(accord, flow) == before
+    assert answers(sms.send(asked, "Arrêtez de m'envoyer des SMS")) == [flow.texts.stopped]
+    assert state(accord, flow) == "opted_out"
+    assert accord.store.is_suppressed(flow, asked)
+    # One confirmation, then silence, whatever the voter says next.
+    for text in ("STOP", "oui", "OK", "non", "???"):
+        assert answers(sms.send(asked, text)) == []
+    assert state(accord, flow) == "opted_out"
+
+
+def test_unclear_answer_gets_one_clarification_then_silence(sms: SMS, accord, flow, asked):
+    assert answers(sms.send(asked, "oui mais pour quoi faire")) == [flow.texts.clarification]
+    assert state(accord, flow) == "clarified"
+    assert answers(sms.send(asked, "je sais pas trop")) == []
+    assert answers(sms.send(asked, "OK")) == [flow.texts.confirmation, flow.texts.content[0]]
+
+
+def test_help_gets_identity_and_keeps_the_question_open(sms: SMS, accord, flow, asked):
+    assert answers(sms.send(asked, "Qui êtes-vous ? Comment avez-vous eu mon numéro ?")) == [flow.texts.help]
+    assert state(accord, flow) == "asked"
+
+
+def test_a_question_with_oui_in_it_is_not_consent(sms: SMS, accord, flow, asked):
+    assert answers(sms.send(asked, "oui mais qui êtes-vous ?")) == [flow.texts.help]
+    assert state(accord, flow) == "asked"
+
+
+def test_declined_voter_may_consent_later_on_their_own(sms: SMS, accord, flow, asked):
+    sms.send(asked, "non")
+    assert answers(sms.send(asked, "bof")) == []
+    assert state(accord, flow) == "declined"
+    assert answers(sms.send(asked, "OUI")) == [flow.texts.confirmation, flow.texts.content[0]]
+    assert state(accord, flow) == "consented"
+
+
+def test_consent_can_be_withdrawn_with_no(sms: SMS, accord, flow, asked):
+    sms.send(asked, "oui")
+    assert answers(sms.send(asked, "non")) == [flow.texts.declined]
+    assert state(accord, flow) == "declined"
+
+
+def test_start_after_stop_asks_the_consent_question_again(sms: SMS, accord, flow, asked):
+    sms.send(asked, "STOP")
+    assert answers(sms.send(asked, "START")) == [flow.texts.consent_request]
+    assert state(accord, flow) == "asked"
+    assert not accord.store.is_suppressed(flow, asked)
+    assert answers(sms.send(asked, "oui")) == [flow.texts.confirmation, flow.texts.content[0]]
+
+
+def test_no_answer_within_expiry_means_expired(sms: SMS, accord, flow, clock: Clock, asked):
+    clock.advance(days=flow.expiry_days, seconds=-1)
+    assert state(accord, flow) == "asked"
+    clock.advance(seconds=1)
+    assert state(accord, flow) == "expired"
+    assert answers(sms.send(asked, "hein ?")) == []
+    events = [fields["event"] for _, fields in accord.store.ledger(flow.id)]
+    assert events == ["ask", "expire", "in:OTHER"]
+
+
+def test_unasked_number_hears_who_we_are_once(sms: SMS, accord, flow):
+    stranger = "+33639980042"
+    assert answers(sms.send(stranger, "Bonjour")) == [flow.texts.help]
+    assert answers(sms.send(stranger, "Oui")) == []
+    assert state(accord, flow, stranger) == "contacted"
+    # ... and can still be asked by a round, once.
+    assert accord.store.claim(flow, stranger, window_open=True).dest == "asked"
+
+
+def test_unasked_number_saying_stop_is_honoured(sms: SMS, accord, flow):
+    stranger = "+33639980043"
+    assert answers(sms.send(stranger, "stop")) == [flow.texts.stopped]
+    assert accord.store.is_suppressed(flow, stranger)
+    assert accord.store.claim(flow, stranger, window_open=True).refused == "suppressed"
+
+
+def test_replayed_message_sid_changes_nothing_and_gets_the_same_answer(sms: SMS, accord, flow, asked):
+    first = sms.send(asked, "oui", sid="SM" + "a" * 32)
+    ledger = accord.store.ledger(flow.id)
+    again = sms.send(asked, "oui", sid="SM" + "a" * 32)
+    assert again.data == first.data
+    assert accord.store.ledger(flow.id) == ledger
+    # Even a retry whose body differs is the same message: Twilio's sid is the identity.
+    assert sms.send(asked, "stop", sid="SM" + "a" * 32).data == first.data
+    assert state(accord, flow) == "consented"
+
+
+def test_each_flow_keeps_its_own_consent(sms: SMS, accord):
+    demo, campaign = accord.flows["demo"], accord.flows["presidentielle-2027"]
+    accord.store.claim(demo, VOTER, window_open=True)
+    accord.store.claim(campaign, VOTER, window_open=True)
+    sms.send(VOTER, "oui", to=demo.sender)
+    assert state(accord, demo) == "consented"
+    assert state(accord, campaign) == "asked"
+
+
+@pytest.mark.parametrize("moment, why", [
+    (dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS), "after hours"),
+    (dt.datetime(2026, 12, 6, 10, 0, tzinfo=PARIS), "Sunday"),
+    (dt.datetime(2030, 6, 8, 10, 0, tzinfo=PARIS), "eve of the poll"),
+])
+def test_outside_the_window_yes_is_confirmed_but_content_waits(sms: SMS, accord, flow, clock, asked,
+                                                               moment, why):
+    clock.set(moment)
+    assert answers(sms.send(asked, "oui")) == [flow.texts.confirmation], why
+    assert state(accord, flow) == "consented"
+
+
+def test_start_outside_the_window_leaves_the_number_for_the_next_round(sms: SMS, accord, flow, clock,
+                                                                        asked):
+    sms.send(asked, "stop")
+    clock.set(dt.datetime(2026, 12, 6, 10, 0, tzinfo=PARIS))  # a Sunday
+    assert answers(sms.send(asked, "start")) == []
+    assert state(accord, flow) == "new"
+    assert not accord.store.is_suppressed(flow, asked)
+
+
+def test_every_step_lands_in_a_ledger_whose_chain_verifies(sms: SMS, accord, flow, asked):
+    for text in ("euh", "oui", "non", "STOP", "START", "oui"):
+        sms.send(asked, text)
+    entries = accord.store.ledger(flow.id)
+    inbound = [fields for _, fields in entries if fields["event"].startswith("in:")]
+    assert [f["state"] for f in inbound] == ["asked>clarified", "clarified>consented", "consented>declined",
+                                             "declined>opted_out", "opted_out>asked", "asked>consented"]
+    assert all(f["flow_hash"] == flow.content_hash for _, f in entries)
+    assert accord.store.verify_ledger(flow.id) is None

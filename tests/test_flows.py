@@ -1,0 +1,191 @@
+"""A bad flow file gets a clear error naming the file, the key and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.flows import Flow, FlowError, load_flow, load_flows
+
+ROOT = Path(__file__).resolve().parent.parent
+# A valid flow, modelled on flows/demo.toml; each case below breaks one thing in it.
+TEMPLATE = """\
+# A valid flow for the tests.
+id = "essai"
+controller = "Liste Essai"
+purpose = "recevoir les SMS de la campagne Essai"
+source = "le courtier DataTest"
+notice_url = "https://example.org/donnees"
+language = "fr"
+poll_date = 2030-06-09
+timezone = "Europe/Paris"
+sender = "38000"
+sending_hours = "08:30-20:00"
+sending_days = "mon-sat"
+
+[texts]
+consent_request = "{controller} : acceptez-vous de {purpose} ? Source : {source}. OUI ou STOP. Infos : {notice_url}"
+confirmation = "Merci ! STOP pour annuler. {controller}"
+declined = "C'est note. {controller}"
+stopped = "Opposition enregistree. {controller}"
+help = "{controller}. Numero obtenu via {source}. Vos droits : {notice_url}. STOP pour refuser."
+clarification = "Repondez OUI ou STOP. {controller}"
+content = ["{controller} : premier message. STOP pour ne plus recevoir"]
+"""
+TEXTS = "\n[texts]\n"
+
+
+def write(directory: Path, old: str = "", new: str = "", *, name: str = "flow.toml",
+          encoding: str = "utf-8") -> Path:
+    """Write TEMPLATE with `old` replaced by `new` as a flow file."""
+    assert old in TEMPLATE, f"{old!r} is not in the template"
+    path = directory / name
+    path.write_bytes(TEMPLATE.replace(old, new, 1).encode(encoding))
+    return path
+
+
+def refusal(path: Path) -> FlowError:
+    """Load `path`, expect a FlowError naming it, and return the error."""
+    with pytest.raises(FlowError) as caught:
+        load_flow(path)
+    assert caught.value.path == str(path)
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+def line_of(key: str) -> str:
+    return next(line for line in TEMPLATE.splitlines(keepends=True) if line.startswith(f"{key} = "))
+
+
+def test_the_template_is_a_valid_flow(tmp_path: Path) -> None:
+    assert load_flow(write(tmp_path)).id == "essai"
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("id", "missing"), ("controller", "missing"), ("purpose", "missing"), ("source", "missing"),
+    ("notice_url", "missing"), ("poll_date", "TOML date"), ("sender", "missing"),
+])
+def test_a_missing_required_key_is_named(tmp_path: Path, key: str, problem: str) -> None:
+    error = refusal(write(tmp_path, line_of(key), ""))
+    assert error.key == key
+    assert problem in str(error)
+
+
+# (old, new, key, a fragment of the message)
+BROKEN = {
+    "typo in a top-level key": ("controller = ", "controler = ", "controler", "unknown key"),
+    "unknown key in texts": (TEXTS, TEXTS + 'remerciement = "Merci"\n', "texts.remerciement", "unknown key"),
+    "no texts table": (TEMPLATE[TEMPLATE.index(TEXTS):], "\n", "texts", "missing [texts] table"),
+    "a text left out": (line_of("stopped"), "", "texts.stopped", "missing"),
+    "unknown placeholder": ("Merci ! ", "Merci {candidat} ! ", "texts.confirmation", "{candidat}"),
+    "malformed placeholder": ("note. {controller}", "note. {controller", "texts.declined", "malformed placeholder"),
+    "content without STOP": ("STOP pour ne plus recevoir", "Bonne journee", "texts.content[0]", "STOP"),
+    "content without controller": ('["{controller} : premier', '["Premier', "texts.content[0]", "{controller}"),
+    "content empty": (line_of("content"), "content = []\n", "texts.content", "one or more"),
+    "poll_date as text": ("2030-06-09", '"11/04/2027"', "poll_date", "TOML date like 2027-04-11"),
+    "poll_date with a time": ("2030-06-09", "2030-06-09T08:00:00", "poll_date", "TOML date like 2027-04-11"),
+    "unknown timezone": ("Europe/Paris", "Europe/Pariss", "timezone", "'Europe/Pariss'"),
+    "timezone a region, not a zone": ("Europe/Paris", "Europe", "timezone", "'Europe'"),
+    "unknown language": ('"fr"', '"de"', "language", "'de'"),
+    "language as a list": ('"fr"', '["fr", "en"]', "language", "not one of"),
+    "hour 25": ("08:30-20:00", "25:00-20:00", "sending_hours", "00-23"),
+    "hours overnight": ("08:30-20:00", "20:00-08:00", "sending_hours", "start must be before end"),
+    "days backwards": ("mon-sat", "sun-mon", "sending_days", "forwards"),
+    "days in French": ("mon-sat", "lundi", "sending_days", "'lundi'"),
+    "expiry 0 days": (TEXTS, "\nexpiry_days = 0" + TEXTS, "expiry_days", "between 1 and 90"),
+    "expiry 91 days": (TEXTS, "\nexpiry_days = 91" + TEXTS, "expiry_days", "between 1 and 90"),
+    "expiry as text": (TEXTS, '\nexpiry_days = "7"' + TEXTS, "expiry_days", "between 1 and 90"),
+    "notice_url not a link": ("https://example.org", "example.org", "notice_url", "http(s)"),
+    "invalid TOML": ('id = "essai"', 'id = "essai', "(file)", "TOML"),
+    "half a day range": ("mon-sat", "mon-", "sending_days", "'mon-'"),
+    "end before the poll": (TEXTS, "\nend_date = 2030-06-01" + TEXTS, "end_date", "before poll_date"),
+    "help without STOP": ("STOP pour refuser.", "Merci.", "texts.help", "STOP"),
+    "clarification without controller": ("OUI ou STOP. {controller}", "OUI ou STOP.", "texts.clarification",
+                                         "{controller}"),
+    "STOP reply without controller": ("Opposition enregistree. {controller}", "Opposition enregistree.",
+                                      "texts.stopped", "{controller}"),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "key", "problem"), BROKEN.values(), ids=BROKEN.keys())
+def test_a_broken_flow_is_refused_naming_key_and_problem(
+        tmp_path: Path, old: str, new: str, key: str, problem: str) -> None:
+    error = refusal(write(tmp_path, old, new))
+    assert error.key == key
+    assert problem in error.problem
+
+
+# COMPLIANCE.md A.4: who, why, where the number came from, the notice, and how to refuse.
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("{controller} : acceptez-vous", "Acceptez-vous", "controller"),
+    ("de {purpose} ?", "de recevoir nos SMS ?", "purpose"),
+    ("Source : {source}. ", "", "source"),
+    ("Infos : {notice_url}", "Infos en mairie", "notice_url"),
+    ("OUI ou STOP.", "OUI ou NON.", "STOP"),
+], ids=["controller", "purpose", "source", "notice URL", "STOP"])
+def test_a_consent_request_missing_a_mention_is_refused(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    error = refusal(write(tmp_path, old, new))
+    assert error.key == "texts.consent_request"
+    assert problem in error.problem
+
+
+def test_a_one_way_alphanumeric_sender_is_refused(tmp_path: Path) -> None:
+    error = refusal(write(tmp_path, '"38000"', '"CLAIRE2027"'))
+    assert error.key == "sender"
+    assert "one-way" in error.problem
+
+
+@pytest.mark.parametrize("sender", ["+33612345678", "38123", "MG" + "0123456789abcdef" * 2],
+                         ids=["E.164", "short code", "messaging service"])
+def test_a_reply_capable_sender_is_accepted(tmp_path: Path, sender: str) -> None:
+    assert load_flow(write(tmp_path, '"38000"', f'"{sender}"')).sender == sender
+
+
+def test_a_latin1_file_is_refused_as_not_utf8(tmp_path: Path) -> None:
+    error = refusal(write(tmp_path, "C'est note.", "C'est noté.", encoding="latin-1"))
+    assert error.key == "(file)"
+    assert "UTF-8" in error.problem
+
+
+def test_two_flows_with_the_same_id_are_refused(tmp_path: Path) -> None:
+    first, second = write(tmp_path, name="a.toml"), write(tmp_path, name="b.toml")
+    with pytest.raises(FlowError) as caught:
+        load_flows(tmp_path)
+    assert (caught.value.path, caught.value.key) == (str(second), "id")
+    assert "'essai'" in caught.value.problem and str(first) in caught.value.problem
+
+
+def test_a_directory_without_flows_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FlowError) as caught:
+        load_flows(tmp_path)
+    assert (caught.value.path, caught.value.key) == (str(tmp_path), "*.toml")
+    assert "no flow files" in caught.value.problem
+
+
+def all_texts(flow: Flow) -> list[str]:
+    texts = flow.texts
+    return [texts.consent_request, texts.confirmation, texts.declined, texts.stopped, texts.help,
+            texts.clarification, *texts.content]
+
+
+def test_the_shipped_flows_load_with_every_placeholder_filled() -> None:
+    flows = load_flows(ROOT / "flows")
+    assert set(flows) == {"demo", "presidentielle-2027"}
+    for flow in flows.values():
+        for text in all_texts(flow):
+            assert "{" not in text and "}" not in text, (flow.id, text)
+        assert flow.controller in flow.texts.consent_request
+
+
+def test_content_hash_is_stable_and_follows_the_texts(tmp_path: Path) -> None:
+    original = load_flow(write(tmp_path)).content_hash
+    assert load_flow(write(tmp_path)).content_hash == original
+    assert load_flow(write(tmp_path, "# A valid", "# A tidy")).content_hash == original  # comments don't count
+    assert load_flow(write(tmp_path, "premier message", "second message")).content_hash != original
+
+
+def test_defaults_expire_in_seven_days_and_send_monday_to_saturday(tmp_path: Path) -> None:
+    flow = load_flow(write(tmp_path))
+    assert flow.expiry_seconds == 7 * 24 * 3600
+    assert flow.sending_hours.weekdays == frozenset({0, 1, 2, 3, 4, 5})

@@ -134,6 +134,13 @@ def test_replayed_message_sid_changes_nothing_and_gets_the_same_answer(sms: SMS,
     assert state(accord, flow) == "consented"
 
 
+def test_the_campaign_flow_keeps_sundays_free_of_content(sms: SMS, accord, clock: Clock):
+    campaign = accord.flows["presidentielle-2027"]
+    accord.store.claim(campaign, VOTER, window_open=True)
+    clock.set(dt.datetime(2026, 12, 6, 10, 0, tzinfo=PARIS))  # a Sunday
+    assert answers(sms.send(VOTER, "oui", to=campaign.sender)) == [campaign.texts.confirmation]
+
+
 def test_each_flow_keeps_its_own_consent(sms: SMS, accord):
     demo, campaign = accord.flows["demo"], accord.flows["presidentielle-2027"]
     accord.store.claim(demo, VOTER, window_open=True)
@@ -145,7 +152,7 @@ def test_each_flow_keeps_its_own_consent(sms: SMS, accord):
 
 @pytest.mark.parametrize("moment, why", [
     (dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS), "after hours"),
-    (dt.datetime(2026, 12, 6, 10, 0, tzinfo=PARIS), "Sunday"),
+    (dt.datetime(2026, 12, 25, 10, 0, tzinfo=PARIS), "Christmas"),
     (dt.datetime(2030, 6, 8, 10, 0, tzinfo=PARIS), "eve of the poll"),
 ])
 def test_outside_the_window_yes_is_confirmed_but_content_waits(sms: SMS, accord, flow, clock, asked,
@@ -158,7 +165,7 @@ def test_outside_the_window_yes_is_confirmed_but_content_waits(sms: SMS, accord,
 def test_start_outside_the_window_leaves_the_number_for_the_next_round(sms: SMS, accord, flow, clock,
                                                                         asked):
     sms.send(asked, "stop")
-    clock.set(dt.datetime(2026, 12, 6, 10, 0, tzinfo=PARIS))  # a Sunday
+    clock.set(dt.datetime(2027, 5, 1, 10, 0, tzinfo=PARIS))  # 1 May
     assert answers(sms.send(asked, "start")) == []
     assert state(accord, flow) == "new"
     assert not accord.store.is_suppressed(flow, asked)

@@ -84,19 +84,21 @@ def test_dry_run_stores_and_sends_nothing(accord, contacts, twilio, redis_client
     assert twilio.messages == [] and list(redis_client.scan_iter()) == []
 
 
-@pytest.mark.parametrize("moment, reason", [
-    (dt.datetime(2026, 12, 1, 23, 1, tzinfo=PARIS), "after sending hours"),
-    (dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS), "Sunday"),
-    (dt.datetime(2027, 7, 14, 12, 0, tzinfo=PARIS), "public holiday"),
-    (dt.datetime(2030, 6, 8, 12, 0, tzinfo=PARIS), "electoral silence"),
+@pytest.mark.parametrize("flow_id, moment, reason", [
+    ("presidentielle-2027", dt.datetime(2026, 12, 1, 20, 1, tzinfo=PARIS), "after sending hours"),
+    ("presidentielle-2027", dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS), "Sunday"),
+    ("presidentielle-2027", dt.datetime(2027, 7, 14, 12, 0, tzinfo=PARIS), "public holiday"),
+    ("presidentielle-2027", dt.datetime(2027, 4, 10, 12, 0, tzinfo=PARIS), "electoral silence"),
+    ("demo", dt.datetime(2026, 12, 1, 23, 1, tzinfo=PARIS), "after sending hours"),
+    ("demo", dt.datetime(2030, 6, 8, 12, 0, tzinfo=PARIS), "electoral silence"),
 ])
-def test_no_send_outside_the_window(accord, contacts, twilio, clock, moment, reason):
+def test_no_send_outside_the_window(accord, contacts, twilio, clock, flow_id, moment, reason):
     clock.set(moment)
-    result = run(accord, "round", "start", "demo", str(contacts))
+    result = run(accord, "round", "start", flow_id, str(contacts))
     assert twilio.messages == []
     assert reason in result.output and "Nothing was sent" in result.output
     assert "waiting for the window: 4" in result.output
-    assert accord.store.state(accord.flows["demo"], ASKABLE[0]) == "new"
+    assert accord.store.state(accord.flows[flow_id], ASKABLE[0]) == "new"
 
 
 def test_provider_unsubscribed_makes_the_number_opted_out(accord, contacts, twilio):

@@ -197,7 +197,7 @@ class Store:
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
              check_suppressed: bool = False) -> Outcome:
         """Apply `trigger` to the number in the flow it is talking to, atomically, and log it."""
-        keys = [sid_key(message_sid) if message_sid else OUTBOX_KEY]
+        keys = [sid_key(message_sid or "-")]  # read and written only when there is a sid
         for flow in flows:
             keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
                      suppression_key(flow.controller)]

@@ -69,6 +69,6 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
     app.register_blueprint(bp)
     if not accord.config.public_url:
         # Behind one proxy, rebuild the URL Twilio called from X-Forwarded-* for signatures.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1, x_prefix=1)  # type: ignore[method-assign]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import secrets
 import sys
 from pathlib import Path
@@ -13,9 +14,10 @@ from twilio.request_validator import RequestValidator
 
 from bot import Accord, build
 from bot.config import Config, ConfigError
+from bot.contacts import ContactsError, read_header, read_rows
 from bot.flows import Flow, FlowError
 from bot.phones import PhoneError, normalize
-from bot.rounds import ContactsError, read_phones, start_round
+from bot.rounds import start_round
 
 
 class Services:
@@ -61,17 +63,26 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool) -> N
     """Send FLOW's consent request to every new number in CONTACTS (a CSV with a phone column)."""
     flow = obj.flow(flow_id)
     try:
-        report = start_round(obj.accord, flow, read_phones(contacts), dry_run=dry_run)
+        header = read_header(contacts)
     except ContactsError as error:
         raise click.ClickException(str(error)) from error
-    for line, raw, reason in report.rejects:
-        click.echo(f"line {line}: {raw!r}: {reason}", err=True)
+    report = start_round(obj.accord, flow, read_rows(contacts, header), dry_run=dry_run)
+    if report.rejects:
+        rejects = contacts.with_name(contacts.name + ".rejects.csv")
+        with rejects.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["line", "value", "reason"])
+            writer.writerows(report.rejects)
+        for line, raw, reason in report.rejects[:20]:
+            click.echo(f"line {line}: {raw!r}: {reason}", err=True)
+        click.echo(f"{len(report.rejects)} rejected line(s) written to {rejects}", err=True)
     window = report.window
-    if window and not window.open and not dry_run:
+    if window is not None:
         opens = f"; it opens {window.opens_at:%A %d %B %Y %H:%M %Z}" if window.opens_at else ""
-        click.echo(f"Sending window closed ({window.reason}){opens}. Nothing was sent.")
+        click.echo(f"Sending window closed ({window.reason}){opens}. Waiting numbers were not sent;"
+                   " run the round again then.")
     for outcome, count in sorted(report.counts.items()):
-        click.echo(f"{outcome:>24}: {count}")
+        click.echo(f"{outcome:>26}: {count}")
 
 
 @main.command()

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -70,8 +71,8 @@ class Config:
             raise ConfigError("TWILIO_API_URL", "must be an http(s) URL")
 
         public_url = env.get("PUBLIC_URL")
-        if public_url and not re.match(r"^https?://[^/\s]+", public_url):
-            raise ConfigError("PUBLIC_URL", "must be the http(s) base URL Twilio calls")
+        if public_url:
+            _check_public_url(public_url)
 
         key = env.get("SUPPRESSION_KEY")
         if key is None and sid:
@@ -84,6 +85,8 @@ class Config:
             port = int(env.get("PORT", "8000"))
         except ValueError as error:
             raise ConfigError("PORT", "must be a number") from error
+        if not 1 <= port <= 65535:
+            raise ConfigError("PORT", "must be between 1 and 65535")
 
         return cls(
             flows_dir=flows, instance_dir=instance,
@@ -92,6 +95,18 @@ class Config:
             redis_url=redis_url, twilio_account_sid=sid, twilio_api_url=api_url,
             public_url=public_url.rstrip("/") if public_url else None, port=port,
         )
+
+
+def _check_public_url(url: str) -> None:
+    """Refuse a base URL that would make every genuine signature fail."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("PUBLIC_URL", "must be the http(s) base URL Twilio calls, like https://sms.example.org")
+    if parts.query or parts.fragment or "#" in url:
+        raise ConfigError("PUBLIC_URL", "give the base URL only, without '?...' or '#...' (the connection "
+                          "overrides go in the Twilio console, not here)")
+    if parts.path.rstrip("/").endswith(("/sms/inbound", "/sms/status")):
+        raise ConfigError("PUBLIC_URL", "give the base URL only; the bot adds /sms/inbound and /sms/status")
 
 
 def _local_secret(instance: Path, name: str) -> str:

@@ -12,16 +12,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.windows import SendingHours
+from bot.windows import SendingHours, Window, sending_window
 
 LANGUAGES = frozenset({"fr", "en"})
 PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
 TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "clarification")
-REQUIRED_KEYS = ("id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
+REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
 OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "sending_hours", "sending_days",
                  "texts")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+MAX_TEXT = 1600  # Twilio refuses longer bodies (21617)
 # A reply-capable sender: E.164 long code, a national short code, or a Messaging Service.
 # Alphanumeric senders are one-way (COMPLIANCE.md B.10), so they are refused.
 SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{4,6}|MG[0-9a-fA-F]{32})$")
@@ -54,12 +55,13 @@ class Flow:
     """One campaign purpose of one controller."""
 
     id: str
+    controller_id: str  # stable: the suppression list is kept per controller_id
     controller: str
     purpose: str
     source: str
     notice_url: str
     language: str
-    poll_date: dt.date
+    poll_dates: tuple[dt.date, ...]  # every round of the election: each has its silence
     timezone: ZoneInfo
     sender: str
     expiry_days: int
@@ -73,6 +75,12 @@ class Flow:
     def expiry_seconds(self) -> int:
         """Return how long a consent question stays open."""
         return self.expiry_days * 86400
+
+    def window(self, epoch: float, postcode: str | None = None) -> Window:
+        """Say whether campaign texts may go at `epoch` (and when they next may)."""
+        now = dt.datetime.fromtimestamp(epoch, self.timezone)
+        return sending_window(now, tz=self.timezone, poll_date=self.poll_dates,
+                              hours=self.sending_hours, postcode=postcode)
 
 
 def load_flows(directory: Path | str) -> dict[str, Flow]:
@@ -94,7 +102,7 @@ def load_flow(path: Path | str) -> Flow:
     path = Path(path)
     try:
         raw = path.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {error}") from error
     return parse_flow(data, path)
@@ -106,8 +114,9 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     if unknown:
         raise FlowError(path, ", ".join(sorted(unknown)), "unknown key")
     fields = {key: _text(data, key, path) for key in REQUIRED_KEYS if key != "poll_date"}
-    if not FLOW_ID.match(fields["id"]):
-        raise FlowError(path, "id", "use 1-40 lower-case letters, digits, '-' or '_'")
+    for key in ("id", "controller_id"):
+        if not FLOW_ID.match(fields[key]):
+            raise FlowError(path, key, "use 1-40 lower-case letters, digits, '-' or '_'")
     if not fields["notice_url"].startswith(("https://", "http://")):
         raise FlowError(path, "notice_url", "must be an http(s) link to the full privacy notice")
     if not SENDER.match(fields["sender"]):
@@ -116,10 +125,10 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     language = data.get("language", "fr")
     if not isinstance(language, str) or language not in LANGUAGES:
         raise FlowError(path, "language", f"{language!r} is not one of {sorted(LANGUAGES)}")
-    poll_date = _date(data, "poll_date", path)
+    poll_dates = _poll_dates(data.get("poll_date"), path)
     end_date = _date(data, "end_date", path) if "end_date" in data else None
-    if end_date is not None and end_date < poll_date:
-        raise FlowError(path, "end_date", "must not be before poll_date: consent is kept until the end date")
+    if end_date is not None and end_date < poll_dates[-1]:
+        raise FlowError(path, "end_date", "must not be before the last poll_date: consent is kept until then")
     try:
         timezone = ZoneInfo(str(data.get("timezone", "Europe/Paris")))
     except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # "Europe" is a directory
@@ -135,7 +144,7 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     texts = _texts(data.get("texts"), fields, path)
     canonical = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return Flow(
-        **fields, language=language, poll_date=poll_date, timezone=timezone,
+        **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
         content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path),
     )
@@ -152,9 +161,20 @@ def _text(data: dict, key: str, path: Path | str) -> str:
 
 def _date(data: dict, key: str, path: Path | str) -> dt.date:
     value = data.get(key)
+    if value is None:
+        raise FlowError(path, key, "missing")
     if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
         raise FlowError(path, key, f"must be a TOML date like 2027-04-11, not {value!r}")
     return value
+
+
+def _poll_dates(value: object, path: Path | str) -> tuple[dt.date, ...]:
+    """Read one poll date or the list of an election's rounds, in order."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise FlowError(path, "poll_date", "must be a TOML date like 2027-04-11, or a list of them")
+    dates = sorted(_date({"poll_date": item}, "poll_date", path) for item in values)
+    return tuple(dates)
 
 
 def _days(text: str, path: Path | str) -> frozenset[int]:
@@ -209,7 +229,13 @@ def _render(section: dict, key: str, fields: dict[str, str], path: Path | str,
     if unknown:
         raise FlowError(path, label, f"unknown placeholder {{{sorted(unknown)[0]}}}; "
                         f"use {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}")
-    return template.strip().format(**fields)
+    try:
+        text = template.strip().format(**fields)
+    except (ValueError, KeyError, IndexError) as error:  # "{controller!x}", "{controller:d}"
+        raise FlowError(path, label, f"malformed placeholder: {error}") from error
+    if len(text) > MAX_TEXT:
+        raise FlowError(path, label, f"{len(text)} characters once filled in; an SMS carries at most {MAX_TEXT}")
+    return text
 
 
 def _require_mentions(request: str, fields: dict[str, str], path: Path | str) -> None:

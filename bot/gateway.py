@@ -37,6 +37,11 @@ class SendError(Exception):
         return self.code in _UNDELIVERABLE
 
     @property
+    def unprocessed(self) -> bool:
+        """Tell whether the provider certainly did not send it (throttled, queue full): safe to retry."""
+        return self.status == 429 or self.code in _RETRYABLE
+
+    @property
     def retryable(self) -> bool:
         """Tell whether the same send may succeed later (throttled, provider down, no answer)."""
         if self.code in _RETRYABLE or self.status is None:

@@ -26,6 +26,8 @@ ALL_BUT_OPTED_OUT = [s for s in STATES if s != "opted_out"]
 # nothing and says nothing: silence is the default answer.
 SPEC: tuple[tuple[str, list[str], str, tuple[str, ...]], ...] = (
     ("ask", ["new", "contacted"], "asked", ("consent_request",)),
+    # A claimed request the provider refused without processing (throttled, queue full).
+    ("release", ["asked"], "new", ()),
     ("expire", list(OPEN), "expired", ()),
     ("yes", [*OPEN, "declined", "expired"], "consented", ("confirmation", "content")),
     ("no", [*OPEN, "consented", "expired"], "declined", ("declined",)),

@@ -42,12 +42,17 @@ _OBJECTION = re.compile(
     r"|laisse[rz]? (?:moi|nous) tranquilles?|(?:fout|fich)(?:ez|e) (?:moi|nous) la paix"
     r"|(?:retire[rz]?|enleve[rz]?|efface[rz]?) (?:moi|mon numero|mon num)"
     r"|leave me alone|remove (?:me|my number)|take me off"
+    # Objection and withdrawal in the words of GDPR art. 7(3) and 21, as voters paraphrase them.
+    r"|oppos\w*|refus\w*|retir\w* (?:mon|votre|ton|notre|le|l) ?(?:accord|consentement)"
+    r"|(?:ne )?(?:veux|souhaite|desire)s? (?:plus|pas (?:etre|de sms|de messages|recevoir))"
+    r"|plus (?:etre|jamais) contacte\w*|plus de vos (?:sms|messages)|efface\w* mes donnees"
+    r"|derange\w* plus|withdraw\w*|object\w*|me retir\w*|m enlev\w*"
     r"|(?:do not|don ?t) (?:contact|text|message)"
     r")\b"
 )
 _REFUSAL = re.compile(
     r"\b(?:n+o+n*|nn|nan|nop|nope|nah|jamais|never|not interested|pas? inter+es+\w*|interes+\w* pas"
-    r"|pas d ?ac+(?:ord)?|accept\w* pas|pas ok|not ok|pas pour moi|not for me)\b"
+    r"|pas d ?ac+(?:ord)?|accept\w* pas|pas ok|not ok|pas pour moi|not for me|(?:veux|souhaite) pas)\b"
 )
 # Affirming phrases whose words would otherwise read as refusal ("no problem") or noise.
 _AFFIRMING = re.compile(

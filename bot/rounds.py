@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bot import Accord
+from bot.contacts import Row
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
 from bot.gateway import SendError
+from bot.machine import OPEN
 from bot.phones import PhoneError, normalize
-from bot.windows import Window, sending_window
+from bot.windows import Window
 
-PHONE_COLUMNS = ("phone", "telephone", "téléphone", "tel", "mobile", "portable", "numero",
-                 "numéro", "msisdn")
 RETRIES = 3
 MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
-
-
-class ContactsError(ValueError):
-    """A contacts file that cannot be read; the message names the file and the problem."""
+MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
+HOME = "+33"  # the flows' time zone is metropolitan France's; overseas numbers live in others
 
 
 @dataclass
@@ -33,63 +28,59 @@ class RoundReport:
 
     counts: Counter[str] = field(default_factory=Counter)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # line, raw value, reason
-    window: Window | None = None
+    window: Window | None = None  # the window that closed on the round, if one did
 
 
-def read_phones(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, raw phone) from a CSV with a header naming the phone column."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_bytes().decode("latin-1")
-    except OSError as error:
-        raise ContactsError(f"{path}: cannot be read ({error.strerror})") from error
-    lines = text.splitlines()
-    if not lines:
-        raise ContactsError(f"{path}: empty file; a header line naming the phone column is required")
-    delimiter = "," if lines[0].count(",") >= lines[0].count(";") else ";"
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = [name.strip().lower() for name in next(reader)]
-    column = next((header.index(name) for name in PHONE_COLUMNS if name in header), None)
-    if column is None:
-        raise ContactsError(f"{path}: no phone column; name one of {', '.join(PHONE_COLUMNS)}")
-    for line, row in enumerate(reader, start=2):
-        yield line, row[column] if column < len(row) else ""
-
-
-def start_round(accord: Accord, flow: Flow, rows: Iterable[tuple[int, str]], *,
+def start_round(accord: Accord, flow: Flow, rows: Iterable[Row | tuple[int, str]], *,
                 dry_run: bool = False, sleep: Callable[[float], None] = time.sleep) -> RoundReport:
-    """Ask consent of every new number in `rows`, inside the sending window only."""
+    """Ask consent of every new number in `rows`, each inside its sending window only."""
     report = RoundReport()
-    now = dt.datetime.fromtimestamp(accord.store.clock(), dt.UTC)
-    report.window = sending_window(now, tz=flow.timezone, poll_date=flow.poll_date,
-                                   hours=flow.sending_hours)
     seen: set[str] = set()
-    for line, raw in rows:
+    for row in rows:
         report.counts["read"] += 1
+        if not isinstance(row, Row):
+            report.counts["rejected"] += 1
+            report.rejects.append((row[0], "", row[1]))
+            continue
         try:
-            phone = normalize(raw)
+            phone = normalize(row.phone)
+            if not phone.startswith(HOME):
+                raise PhoneError(f"not a {HOME} mobile: its local time may differ from the flow's")
         except PhoneError as error:
             report.counts["rejected"] += 1
-            report.rejects.append((line, raw, str(error)))
+            report.rejects.append((row.line, row.phone, str(error)))
             continue
         if phone in seen:
             report.counts["duplicate"] += 1
             continue
         seen.add(phone)
         if dry_run:
-            report.counts["would ask"] += 1
-        elif not report.window.open:
+            report.counts[preview(accord, flow, phone)] += 1
+            continue
+        epoch = accord.store.clock()
+        window = flow.window(epoch, row.postcode)
+        if not window.open or validity(flow, epoch) < MIN_VALIDITY:
+            report.window = window
             report.counts["waiting for the window"] += 1
-        else:
-            report.counts[ask(accord, flow, phone, sleep=sleep)] += 1
+            continue
+        report.counts[ask(accord, flow, phone, sleep=sleep)] += 1
     return report
+
+
+def preview(accord: Accord, flow: Flow, phone: str) -> str:
+    """Say what a round would do with a number, changing nothing."""
+    if accord.store.is_suppressed(flow, phone):
+        return "suppressed"
+    for other in accord.flows_for(flow.sender):
+        if other.id != flow.id and accord.store.state(other, phone) in OPEN:
+            return f"waiting: open question from {other.id}"
+    return "would ask" if accord.store.state(flow, phone) in ("new", "contacted") else "already asked"
 
 
 def ask(accord: Accord, flow: Flow, phone: str, *,
         sleep: Callable[[float], None] = time.sleep) -> str:
     """Claim the number, then send its consent request; return what happened."""
-    outcome = accord.store.claim(flow, phone, window_open=True)
+    outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender))
     if outcome.refused:
         return outcome.refused
     if not outcome.changed:
@@ -101,26 +92,34 @@ def ask(accord: Accord, flow: Flow, phone: str, *,
                                       validity_period=validity(flow, accord.store.clock()),
                                       status_callback=_status_url(accord))
         except SendError as error:
-            # Only a throttled request is known never to have been processed; a timeout or a
-            # 5xx may have sent the text, and sending twice is worse than reporting it.
-            if error.status == 429 and attempt < RETRIES:
+            if error.unprocessed and attempt < RETRIES:
                 sleep(0.5 * 2 ** attempt)
                 attempt += 1
                 continue
             accord.store.record_failure(flow, phone, error.code, error.message)
             if error.opted_out:
-                handle_carrier_stop(accord.store, flow, phone, str(error.code))
+                handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"
-            return "undeliverable" if error.undeliverable else "claimed, not sent"
+            if error.unprocessed:
+                # Certainly not sent: give the number back so a later round asks it.
+                accord.store.step([flow], phone, "release", body=f"{error.code}: {error.message}")
+                return "not sent, provider busy"
+            # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
+            return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
         accord.store.record_sent(flow, phone, sid, text)
         return "asked"
 
 
 def validity(flow: Flow, epoch: float) -> int:
     """Return how long the provider may hold the message: until today's window closes."""
-    now = dt.datetime.fromtimestamp(epoch, flow.timezone)
-    closes = dt.datetime.combine(now.date(), flow.sending_hours.end, tzinfo=flow.timezone)
-    return max(1, min(MAX_VALIDITY, int((closes - now).total_seconds())))
+    window = flow.window(epoch)
+    if not window.open:
+        return 0
+    now = window.opens_at
+    assert now is not None  # an open window opens now
+    closes = now.replace(hour=flow.sending_hours.end.hour, minute=flow.sending_hours.end.minute,
+                         second=0, microsecond=0)
+    return max(0, min(MAX_VALIDITY, int((closes - now).total_seconds())))
 
 
 def _status_url(accord: Accord) -> str | None:

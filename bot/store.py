@@ -24,6 +24,7 @@ PREFIX = "accord"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 LEDGER_FIELDS = ("at", "phone", "flow", "flow_hash", "event", "state", "text", "sid", "prev")
+EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
                "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
                "canceled": 7, "read": 8}
@@ -46,8 +47,8 @@ def head_key(flow_id: str) -> str:
     return key_for("ledger-head", flow_id)  # hash of the latest ledger entry
 
 
-def suppression_key(controller: str) -> str:
-    return key_for("suppressed", hashlib.sha256(controller.encode()).hexdigest()[:16])
+def suppression_key(controller_id: str) -> str:
+    return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
 
 
 def sid_key(message_sid: str) -> str:
@@ -60,16 +61,22 @@ def out_key(message_sid: str) -> str:
 
 OUTBOX_KEY = key_for("outbox")
 
-# Appends one chained entry; `head` and the entry's fields live in the calling script.
+# Seal and append one chained entry. Fields are length-prefixed before hashing, so no text a
+# voter sends can shift one field into another; `seal` in Python computes the same digest.
 LEDGER_LUA = """
-local head = ''
-local function append(ledger_key, fields)
-  fields[9] = head
-  local entry_hash = redis.sha1hex(table.concat(fields, '\\31'))
-  redis.call('XADD', ledger_key, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
+local function seal(fields)
+  local parts = {}
+  for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
+  return redis.sha1hex(table.concat(parts))
+end
+local function append(lkey, hkey, fields)
+  local prev = redis.call('GET', hkey) or ''
+  fields[9] = prev
+  local entry_hash = seal(fields)
+  redis.call('XADD', lkey, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
     'flow_hash', fields[4], 'event', fields[5], 'state', fields[6], 'text', fields[7],
-    'sid', fields[8], 'prev', head, 'hash', entry_hash)
-  head = entry_hash
+    'sid', fields[8], 'prev', prev, 'hash', entry_hash)
+  redis.call('SET', hkey, entry_hash)
 end
 """
 
@@ -82,49 +89,76 @@ if message_sid ~= '' then
   if seen then return seen end
 end
 local plan = cjson.decode(ARGV[6])
-local chosen, record, touched = 1, false, -1
+local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do
+  states[i], asked[i] = 'new', '0'
   local found = redis.call('HGET', KEYS[4 * i - 2], phone)
   if found then
-    local at = tonumber(string.match(found, '|([^|]*)$'))
-    if at > touched then chosen, record, touched = i, found, at end
+    local state, asked_at, touched = string.match(found, '^([^|]*)|([^|]*)|([^|]*)$')
+    states[i], asked[i] = state, asked_at
+    -- The flow with an open question is the one being answered; else the latest conversation.
+    local rank = tonumber(touched) + (plan.open[state] and 1e12 or 0)
+    if rank > best then chosen, best = i, rank end
   end
 end
-local flow = plan.flows[chosen]
-local skey, lkey, hkey, supkey = KEYS[4 * chosen - 2], KEYS[4 * chosen - 1], KEYS[4 * chosen], KEYS[4 * chosen + 1]
-local state, asked_at = 'new', '0'
-if record then state, asked_at = string.match(record, '^([^|]*)|([^|]*)|') end
-if plan.check_suppressed and redis.call('HEXISTS', supkey, digest) == 1 then
-  return cjson.encode({flow = flow.id, from = state, to = state, refused = 'suppressed'})
+if plan.first then chosen = 1 end
+local function refuse(why)
+  local state = states[chosen]
+  return cjson.encode({flow = plan.flows[chosen].id, from = state, to = state, refused = why})
 end
-head = redis.call('GET', hkey) or ''
-local first_head = head
-if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
-  append(lkey, {now, phone, flow.id, flow.hash, 'expire', state .. '>expired', '', ''})
-  state = 'expired'
-  redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
-end
-local step = plan.steps[state]
-local dest, says = state, {}
-if step then dest, says = step[1], step[2] end
-local texts = {}
-for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
-if plan.event == 'in' then
-  append(lkey, {now, phone, flow.id, flow.hash, 'in:' .. plan.reply, state .. '>' .. dest, body, message_sid})
-  for i, say in ipairs(says) do
-    append(lkey, {now, phone, flow.id, flow.hash, 'reply:' .. say, '', texts[i], ''})
+if plan.check_suppressed then
+  if redis.call('HEXISTS', KEYS[4 * chosen + 1], digest) == 1 then return refuse('suppressed') end
+  -- Another flow's question still open on this sender: a YES now would be ambiguous.
+  for i = 2, #plan.flows do
+    if plan.open[states[i]] and tonumber(now) - tonumber(asked[i]) < plan.flows[i].expiry then
+      return refuse('waiting: open question from ' .. plan.flows[i].id)
+    end
   end
-elseif step then
-  append(lkey, {now, phone, flow.id, flow.hash, plan.trigger, state .. '>' .. dest, texts[1] or body, ''})
 end
-if step or plan.event == 'in' then
-  if dest == 'asked' then asked_at = now end
-  redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+
+-- Apply the step to flow i; the lead flow is the conversation the text answers.
+local function apply(i, lead)
+  local flow = plan.flows[i]
+  local skey, lkey, hkey, supkey = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+  local state, asked_at = states[i], asked[i]
+  local function log(event, move, text, sid)
+    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid})
+  end
+  if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
+    log('expire', state .. '>expired', '', '')
+    state = 'expired'
+    redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
+  end
+  local step = plan.steps[state]
+  local dest, says, texts = state, {}, {}
+  if step then dest, says = step[1], step[2] end
+  if lead then
+    for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
+  end
+  local inbound = lead and plan.event == 'in'
+  if inbound then
+    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid)
+    for n, say in ipairs(says) do log('reply:' .. say, '', texts[n], '') end
+  elseif step then
+    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid)
+  end
+  if step or inbound then
+    if dest == 'asked' then asked_at = now end
+    redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+  end
+  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
+  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
+  return state, dest, texts
 end
-if head ~= first_head then redis.call('SET', hkey, head) end
-if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
-if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
-local answer = cjson.encode({flow = flow.id, from = state, to = dest, texts = texts})
+
+local from, to, texts = apply(chosen, true)
+if plan.everywhere then
+  -- An objection ends sending for every flow on this sender and every controller behind them.
+  for i = 1, #plan.flows do
+    if i ~= chosen then apply(i, false) end
+  end
+end
+local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, texts = texts})
 if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
 return answer
 """
@@ -132,15 +166,15 @@ return answer
 # KEYS: ledger, head, out key (or the ledger key again when there is no sent message).
 # ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
 APPEND_LUA = """
-local lkey, hkey, okey = KEYS[1], KEYS[2], KEYS[3]
-head = redis.call('GET', hkey) or ''
-append(lkey, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]})
-redis.call('SET', hkey, head)
-if okey ~= lkey then
-  redis.call('HSET', okey, 'flow', ARGV[3], 'phone', ARGV[2], 'status', 'queued', 'rank', 3)
-  redis.call('EXPIRE', okey, ARGV[8])
+append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]})
+if KEYS[3] ~= KEYS[1] then
+  redis.call('HSET', KEYS[3], 'flow', ARGV[3], 'phone', ARGV[2])
+  -- A status callback may already have come: never overwrite it with 'queued'.
+  redis.call('HSETNX', KEYS[3], 'status', 'queued')
+  redis.call('HSETNX', KEYS[3], 'rank', 3)
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
 end
-return head
+return 1
 """
 
 # KEYS: out key. ARGV: status, its rank, error code, ttl. Never moves a status backwards.
@@ -195,22 +229,30 @@ class Store:
 
     def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
-             check_suppressed: bool = False) -> Outcome:
-        """Apply `trigger` to the number in the flow it is talking to, atomically, and log it."""
+             check_suppressed: bool = False, first: bool = False) -> Outcome:
+        """Apply `trigger` to the number in the flow it is talking to, atomically, and log it.
+
+        With `first`, the step applies to the first of `flows`, the others being only checked.
+        """
         keys = [sid_key(message_sid or "-")]  # read and written only when there is a sid
         for flow in flows:
             keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
-                     suppression_key(flow.controller)]
-        plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed)
+                     suppression_key(flow.controller_id)]
+        plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         raw = self._step(keys=keys, args=[phone, self.digest(phone), self._now(), body,
                                           message_sid, plan])
         answer = json.loads(raw)
         return Outcome(answer["flow"], answer["from"], answer["to"],
                        tuple(answer.get("texts") or ()), answer.get("refused", ""))
 
-    def claim(self, flow: Flow, phone: str, *, window_open: bool) -> Outcome:
-        """Move a number from new to asked before its consent request is sent (at most once)."""
-        return self.step([flow], phone, "ask", window_open=window_open, check_suppressed=True)
+    def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = ()) -> Outcome:
+        """Move a number from new to asked before its consent request is sent (at most once).
+
+        `siblings` are the other flows sending from the same number: while one of them waits
+        for this voter's answer, the claim is refused, since a YES could not tell them apart.
+        """
+        flows = [flow, *(other for other in siblings if other.id != flow.id)]
+        return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True)
 
     def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str) -> None:
         """Log a message the gateway accepted and remember it for status callbacks."""
@@ -248,7 +290,7 @@ class Store:
 
     def is_suppressed(self, flow: Flow, phone: str) -> bool:
         """Say whether the number objected to this flow's controller."""
-        return bool(self.redis.hexists(suppression_key(flow.controller), self.digest(phone)))
+        return bool(self.redis.hexists(suppression_key(flow.controller_id), self.digest(phone)))
 
     def ledger(self, flow_id: str) -> list[tuple[str, dict[str, str]]]:
         """Return the flow's ledger entries in order, as (entry id, fields)."""
@@ -257,15 +299,13 @@ class Store:
 
     def verify_ledger(self, flow_id: str) -> str | None:
         """Walk the hash chain; return the id of the first entry that does not fit, or None."""
-        head = ""
-        for entry_id, fields in self.ledger(flow_id):
-            values = [fields.get(name, "") for name in LEDGER_FIELDS[:-1]] + [head]
-            digest = hashlib.sha1("\x1f".join(values).encode()).hexdigest()
-            if fields.get("prev") != head or fields.get("hash") != digest:
-                return entry_id
-            head = digest
-        stored_head = _text(self.redis.get(head_key(flow_id)))
-        if stored_head != head:
+        head = b""
+        for entry_id, fields in self.redis.xrange(ledger_key(flow_id)):
+            values = [fields.get(name.encode(), b"") for name in LEDGER_FIELDS[:-1]] + [head]
+            if fields.get(b"prev") != head or fields.get(b"hash") != seal(values):
+                return _text(entry_id)
+            head = seal(values)
+        if (self.redis.get(head_key(flow_id)) or b"") != head:
             return "head"
         return None
 
@@ -286,13 +326,13 @@ class Store:
 
 @lru_cache(maxsize=512)
 def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool,
-          check_suppressed: bool) -> str:
+          check_suppressed: bool, first: bool) -> str:
     """Serialize what the step script needs; cached, since flows and the machine are fixed."""
     steps = {state: [s.dest, list(s.says)] for state, s in
              machine.row(trigger, window_open=window_open).items() if s.changes or s.says}
     return json.dumps({
         "trigger": trigger, "reply": trigger.upper(), "event": "in" if inbound else "",
-        "check_suppressed": check_suppressed, "sid_ttl": SID_TTL,
+        "check_suppressed": check_suppressed, "first": first, "sid_ttl": SID_TTL, "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
         "steps": steps,
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,
@@ -307,7 +347,13 @@ def _texts(flow: Flow) -> dict[str, str]:
             "clarification": t.clarification}
 
 
+def seal(fields: Sequence[bytes]) -> bytes:
+    """Return an entry's hash as the ledger script computes it (hex digest, as bytes)."""
+    return hashlib.sha1(b"".join(b"%d:%s" % (len(f), f) for f in fields)).hexdigest().encode()
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
-    return value.decode() if isinstance(value, bytes) else value
+    # A tampered entry may hold invalid UTF-8: show it, never fail on it.
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -10,7 +10,7 @@ import redis
 from flask import Blueprint, Request, Response, abort, current_app, jsonify, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.conversation import handle_carrier_stop, handle_inbound
+from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__)
@@ -25,7 +25,7 @@ def public_url(req: Request, base: str | None) -> str:
     """Return the URL Twilio signed: the configured public base, or what the proxy forwarded."""
     query = req.query_string.decode("latin-1")
     root = base or req.host_url.rstrip("/")
-    return root + req.path + (f"?{query}" if query else "")
+    return root + req.script_root + req.path + (f"?{query}" if query else "")
 
 
 @bp.before_request
@@ -50,16 +50,20 @@ def inbound() -> Response:
     if not PHONE.match(phone) or not MESSAGE_SID.match(sid):
         return _twiml((), status=400)
     flows = accord.flows_for(form.get("To", ""), form.get("MessagingServiceSid", ""))
-    if not flows:
-        log.warning("inbound text to %s, which no flow sends from", form.get("To"))
-        return _twiml(())
     try:
-        outcome = handle_inbound(accord.store, flows, phone=phone, body=form.get("Body", ""),
-                                 message_sid=sid)
+        if flows:
+            outcome = handle_inbound(accord.store, flows, phone=phone, body=form.get("Body", ""),
+                                     message_sid=sid)
+            return _twiml(outcome.texts)
+        log.warning("inbound text to %s, which no flow sends from", form.get("To"))
+        # Whoever they meant, an objection is honoured by every controller; no reply, since
+        # naming one controller could be naming the wrong one.
+        handle_unrouted(accord.store, list(accord.flows.values()), phone=phone,
+                        body=form.get("Body", ""), message_sid=sid)
+        return _twiml(())
     except STORE_DOWN:
         log.exception("store unavailable; answering 503 so the text is retried")
         return Response("store unavailable", status=503, mimetype="text/plain")
-    return _twiml(outcome.texts)
 
 
 @bp.post("/sms/status")
@@ -77,7 +81,7 @@ def status() -> Response:
             flow = accord.flows.get(flow_id) or next(iter(accord.flows_for(form.get("From", ""), "")), None)
             phone = phone or form.get("To", "")
             if flow and PHONE.match(phone):
-                handle_carrier_stop(accord.store, flow, phone, error)
+                handle_carrier_stop(accord.store, flow, phone, error, accord.flows_for(flow.sender))
     except STORE_DOWN:
         log.exception("store unavailable while recording a status")
         return Response("store unavailable", status=503, mimetype="text/plain")

@@ -39,6 +39,10 @@ _SUBDIVISIONS = {
 }
 
 
+# One poll day, or every round of an election (each has its own silence), or none.
+PollDates = dt.date | tuple[dt.date, ...] | None
+
+
 @dataclass(frozen=True)
 class SendingHours:
     """Local wall-clock hours [start, end) and weekdays (Monday=0) when sending is allowed."""
@@ -92,7 +96,7 @@ def sending_window(
     now: dt.datetime,
     *,
     tz: ZoneInfo,
-    poll_date: dt.date | None,
+    poll_date: PollDates,
     hours: SendingHours = SendingHours(),
     postcode: str | None = None,
 ) -> Window:
@@ -109,7 +113,7 @@ def next_open(
     now: dt.datetime,
     *,
     tz: ZoneInfo,
-    poll_date: dt.date | None,
+    poll_date: PollDates,
     hours: SendingHours = SendingHours(),
     postcode: str | None = None,
 ) -> dt.datetime | None:
@@ -149,18 +153,21 @@ def _day_reason(day: dt.date, hours: SendingHours, subdiv: str | None) -> str:
     return ""
 
 
-def _in_silence(local: dt.datetime, tz: ZoneInfo, poll_date: dt.date | None) -> dt.datetime | None:
-    """Return the end of electoral silence if `local` falls inside it."""
+def _in_silence(local: dt.datetime, tz: ZoneInfo, poll_date: PollDates) -> dt.datetime | None:
+    """Return the end of electoral silence if `local` falls inside it (before any of the polls)."""
     if poll_date is None:
         return None
-    start, end = silence_span(poll_date, tz)
     # Compare in UTC: same-tzinfo comparisons use wall time and ignore DST folds.
     utc = local.astimezone(_UTC)
-    return end if start.astimezone(_UTC) <= utc < end.astimezone(_UTC) else None
+    for day in (poll_date,) if isinstance(poll_date, dt.date) else poll_date:
+        start, end = silence_span(day, tz)
+        if start.astimezone(_UTC) <= utc < end.astimezone(_UTC):
+            return end
+    return None
 
 
 def _closed_reason(
-    local: dt.datetime, tz: ZoneInfo, poll_date: dt.date | None, hours: SendingHours, subdiv: str | None
+    local: dt.datetime, tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, subdiv: str | None
 ) -> str:
     # Silence first: it is the legal bar, and the one an operator must see named.
     if _in_silence(local, tz, poll_date):
@@ -177,7 +184,7 @@ def _closed_reason(
 
 
 def _next_open(
-    local: dt.datetime, tz: ZoneInfo, poll_date: dt.date | None, hours: SendingHours, subdiv: str | None
+    local: dt.datetime, tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, subdiv: str | None
 ) -> dt.datetime | None:
     day, last = local.date(), local.date() + dt.timedelta(days=_SEARCH_DAYS)
     while day <= last:

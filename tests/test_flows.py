@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = """\
 # A valid flow for the tests.
 id = "essai"
+controller_id = "liste-essai"
 controller = "Liste Essai"
 purpose = "recevoir les SMS de la campagne Essai"
 source = "le courtier DataTest"
@@ -64,7 +67,7 @@ def test_the_template_is_a_valid_flow(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("key", "problem"), [
     ("id", "missing"), ("controller", "missing"), ("purpose", "missing"), ("source", "missing"),
-    ("notice_url", "missing"), ("poll_date", "TOML date"), ("sender", "missing"),
+    ("notice_url", "missing"), ("poll_date", "missing"), ("sender", "missing"), ("controller_id", "missing"),
 ])
 def test_a_missing_required_key_is_named(tmp_path: Path, key: str, problem: str) -> None:
     error = refusal(write(tmp_path, line_of(key), ""))
@@ -98,8 +101,14 @@ BROKEN = {
     "expiry as text": (TEXTS, '\nexpiry_days = "7"' + TEXTS, "expiry_days", "between 1 and 90"),
     "notice_url not a link": ("https://example.org", "example.org", "notice_url", "http(s)"),
     "invalid TOML": ('id = "essai"', 'id = "essai', "(file)", "TOML"),
+    "conversion in a placeholder": ("note. {controller}", "note. {controller!x}", "texts.declined",
+                                    "malformed placeholder"),
+    "format spec in a placeholder": ("note. {controller}", "note. {controller:d}", "texts.declined",
+                                     "malformed placeholder"),
+    "text longer than an SMS can be": ("premier message.", "premier message " + "x" * 1600 + ".",
+                                       "texts.content[0]", "at most 1600"),
     "half a day range": ("mon-sat", "mon-", "sending_days", "'mon-'"),
-    "end before the poll": (TEXTS, "\nend_date = 2030-06-01" + TEXTS, "end_date", "before poll_date"),
+    "end before the poll": (TEXTS, "\nend_date = 2030-06-01" + TEXTS, "end_date", "before the last poll_date"),
     "help without STOP": ("STOP pour refuser.", "Merci.", "texts.help", "STOP"),
     "clarification without controller": ("OUI ou STOP. {controller}", "OUI ou STOP.", "texts.clarification",
                                          "{controller}"),
@@ -140,6 +149,19 @@ def test_a_one_way_alphanumeric_sender_is_refused(tmp_path: Path) -> None:
                          ids=["E.164", "short code", "messaging service"])
 def test_a_reply_capable_sender_is_accepted(tmp_path: Path, sender: str) -> None:
     assert load_flow(write(tmp_path, '"38000"', f'"{sender}"')).sender == sender
+
+
+def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "flow.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + TEMPLATE.encode())
+    assert load_flow(path).id == "essai"
+
+
+def test_every_round_of_an_election_gets_its_silence(tmp_path: Path) -> None:
+    flow = load_flow(write(tmp_path, "poll_date = 2030-06-09", "poll_date = [2030-06-23, 2030-06-09]"))
+    assert flow.poll_dates == (dt.date(2030, 6, 9), dt.date(2030, 6, 23))
+    saturday_between = dt.datetime(2030, 6, 22, 10, 0, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+    assert flow.window(saturday_between).reason == "electoral silence"
 
 
 def test_a_latin1_file_is_refused_as_not_utf8(tmp_path: Path) -> None:

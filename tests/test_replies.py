@@ -19,6 +19,19 @@ STOP, NO, HELP, START, YES, OTHER = (
 
 # (what the voter typed, the flow's language, what it means)
 REPLIES = [
+    # Objection and withdrawal paraphrased, as voters write to exercise GDPR art. 7(3) and 21.
+    ("Je m'oppose", "fr", STOP),
+    ("J'exerce mon droit d'opposition", "fr", STOP),
+    ("Je refuse", "fr", STOP),
+    ("Je retire mon accord", "fr", STOP),
+    ("Je souhaite retirer mon consentement", "fr", STOP),
+    ("Merci de me retirer de vos listes", "fr", STOP),
+    ("Je ne veux plus de vos messages", "fr", STOP),
+    ("Je ne veux plus être contacté", "fr", STOP),
+    ("Effacez mes données", "fr", STOP),
+    ("Ne me dérangez plus", "fr", STOP),
+    ("I withdraw my consent", "en", STOP),
+    ("je ne veux pas", "fr", NO),
     # Objection: every keyword from COMPLIANCE.md, as voters type them.
     ("STOP", "fr", STOP),
     ("stop", "en", STOP),

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from bot import Accord, create_app
 from bot.cli import Services, main
+from bot.contacts import Row
 from bot.gateway import TwilioGateway
 from bot.rounds import start_round
 from tests.conftest import PARIS, SMS, Clock, answers
@@ -96,7 +97,7 @@ def test_no_send_outside_the_window(accord, contacts, twilio, clock, flow_id, mo
     clock.set(moment)
     result = run(accord, "round", "start", flow_id, str(contacts))
     assert twilio.messages == []
-    assert reason in result.output and "Nothing was sent" in result.output
+    assert reason in result.output and "Waiting numbers were not sent" in result.output
     assert "waiting for the window: 4" in result.output
     assert accord.store.state(accord.flows[flow_id], ASKABLE[0]) == "new"
 
@@ -115,7 +116,7 @@ def test_provider_unsubscribed_makes_the_number_opted_out(accord, contacts, twil
 def test_throttled_sends_are_retried_with_backoff(accord, twilio):
     twilio.fail_next(2, status=429, code=20429)
     waits: list[float] = []
-    report = start_round(accord, accord.flows["demo"], [(2, "0639980001")], sleep=waits.append)
+    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=waits.append)
     assert report.counts["asked"] == 1
     assert waits == [0.5, 1.0]
     assert [m["to"] for m in twilio.messages] == ["+33639980001"]
@@ -123,8 +124,8 @@ def test_throttled_sends_are_retried_with_backoff(accord, twilio):
 
 def test_a_send_that_keeps_failing_is_reported_not_retried_forever(accord, twilio):
     twilio.fail_next(10, status=500, code=20500)
-    report = start_round(accord, accord.flows["demo"], [(2, "0639980001")], sleep=lambda _: None)
-    assert report.counts["claimed, not sent"] == 1
+    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=lambda _: None)
+    assert report.counts["claimed, outcome unknown"] == 1
     assert twilio.messages == []
     # At most once: the claim stays, so the next round does not ask again blindly.
     assert accord.store.state(accord.flows["demo"], "+33639980001") == "asked"
@@ -148,3 +149,65 @@ def test_contacts_without_a_phone_column_are_refused_by_name(accord, tmp_path):
 def test_unknown_flow_is_named(accord, contacts):
     result = CliRunner().invoke(main, ["round", "start", "nope", str(contacts)], obj=Services(accord))
     assert result.exit_code == 2 and "no flow 'nope'" in result.output
+
+
+def test_a_request_the_provider_never_processed_gives_the_number_back(accord, twilio):
+    twilio.fail_to("+33639980001", status=400, code=21611)  # sender queue full
+    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=lambda _: None)
+    assert report.counts["not sent, provider busy"] == 1
+    assert accord.store.state(accord.flows["demo"], "+33639980001") == "new"
+    twilio.reset()
+    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")])
+    assert report.counts["asked"] == 1 and len(twilio.messages) == 1
+
+
+class SlowGateway:
+    """A gateway whose every send takes a minute of the injected clock."""
+
+    def __init__(self, gateway, clock: Clock) -> None:
+        self.gateway, self.clock = gateway, clock
+
+    def send(self, *args, **kwargs) -> str:
+        self.clock.advance(minutes=1)
+        return self.gateway.send(*args, **kwargs)
+
+
+def test_a_round_stops_sending_when_the_window_closes_under_it(accord, twilio, clock):
+    clock.set(dt.datetime(2026, 12, 1, 22, 56, tzinfo=PARIS))  # the demo window closes at 23:00
+    accord.gateway = SlowGateway(accord.gateway, clock)
+    rows = [Row(n, f"06399800{n:02d}", "") for n in range(10)]
+    report = start_round(accord, accord.flows["demo"], rows)
+    assert report.counts["asked"] == 4  # 22:56 to 22:59; at 23:00 the window is shut
+    assert report.counts["waiting for the window"] == 6
+    assert all(int(m["params"]["ValidityPeriod"]) >= 60 for m in twilio.messages)
+
+
+def test_regional_holidays_follow_the_postcode(accord, twilio, clock):
+    clock.set(dt.datetime(2027, 3, 26, 10, 0, tzinfo=PARIS))  # Good Friday: a holiday in Alsace-Moselle
+    rows = [Row(2, "0639980001", "67000"), Row(3, "0639980002", "57000"), Row(4, "0639980003", "75001")]
+    report = start_round(accord, accord.flows["presidentielle-2027"], rows)
+    assert [m["to"] for m in twilio.messages] == ["+33639980003"]
+    assert report.counts["waiting for the window"] == 2
+
+
+def test_numbers_outside_metropolitan_france_are_rejected_with_the_reason(accord, twilio):
+    report = start_round(accord, accord.flows["demo"], [Row(2, "+689 87 12 34 56", "")])
+    assert twilio.messages == []
+    assert "its local time may differ" in report.rejects[0][2]
+
+
+def test_dry_run_counts_what_a_round_would_really_do(accord, twilio):
+    flow = accord.flows["demo"]
+    accord.store.claim(flow, "+33639980001", window_open=True)
+    accord.store.step([flow], "+33639980002", "stop")
+    rows = [Row(2, "0639980001", ""), Row(3, "0639980002", ""), Row(4, "0639980003", "")]
+    report = start_round(accord, flow, rows, dry_run=True)
+    assert report.counts == {"read": 3, "already asked": 1, "suppressed": 1, "would ask": 1}
+
+
+def test_rejected_lines_are_written_next_to_the_file(accord, contacts):
+    run(accord, "round", "start", "demo", str(contacts))
+    rejects = contacts.with_name("contacts.csv.rejects.csv").read_text(encoding="utf-8").splitlines()
+    assert rejects[0] == "line,value,reason"
+    assert rejects[1].startswith("7,01 45 67 89 10,not a mobile")
+    assert rejects[2].startswith("8,n/a,")

@@ -54,6 +54,14 @@ def test_forged_signature_gets_403_and_changes_nothing(sms: SMS, accord, flow, r
     assert everything(redis_client) == before
 
 
+def test_a_status_that_arrives_before_the_send_is_recorded_is_kept(sms: SMS, accord, flow):
+    sid = new_sid()
+    assert sms.status(sid, "delivered", to=VOTER).status_code == 204
+    accord.store.record_sent(flow, VOTER, sid, "hello")
+    sms.status(sid, "sent", to=VOTER)
+    assert accord.store.message_status(sid) == "delivered"
+
+
 def test_status_never_moves_backwards(sms: SMS, accord, flow):
     sid = new_sid()
     accord.store.record_sent(flow, VOTER, sid, "hello")
@@ -103,6 +111,14 @@ def test_behind_a_proxy_the_forwarded_url_is_what_signatures_cover(client):
     assert client.post("/sms/inbound", data=params, headers=headers).status_code == 200
 
 
+def test_behind_a_proxy_with_a_path_prefix_the_prefix_is_signed_too(client):
+    params = {"MessageSid": new_sid(), "From": VOTER, "To": "38000", "Body": "info"}
+    signature = SMS(client).validator.compute_signature("https://bot.example.org/accord/sms/inbound", params)
+    headers = {"X-Twilio-Signature": signature, "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "bot.example.org", "X-Forwarded-Prefix": "/accord"}
+    assert client.post("/sms/inbound", data=params, headers=headers).status_code == 200
+
+
 @pytest.mark.parametrize("body", ["", "\x00\x01\x7f", "🗳️" * 600, "a" * 10_000, "\U0010fffd\U0001f600", "oui\r\nnon",
                                   "<Response><Message>x</Message></Response>", "%s{controller}"])
 def test_any_text_a_voter_can_send_gets_a_200(sms: SMS, accord, flow, body):
@@ -145,6 +161,13 @@ def test_signed_request_without_sender_or_sid_is_a_400(sms: SMS, missing):
 def test_text_to_a_number_no_flow_uses_is_answered_with_silence(sms: SMS, redis_client):
     assert answers(sms.send(VOTER, "oui", to="+33100000000")) == []
     assert everything(redis_client) == {}
+
+
+def test_stop_to_a_number_no_flow_uses_is_still_honoured_by_every_controller(sms: SMS, accord):
+    assert answers(sms.send(VOTER, "Arrêtez de m'écrire", to="38999")) == []
+    for flow in accord.flows.values():
+        assert accord.store.is_suppressed(flow, VOTER)
+        assert accord.store.state(flow, VOTER) == "opted_out"
 
 
 def test_two_replies_racing_for_one_number_are_applied_one_after_the_other(accord, app, redis_client):
@@ -200,6 +223,29 @@ def test_an_edited_ledger_entry_is_detected(sms: SMS, accord, flow, redis_client
             fields = {**fields, b"text": b"oui", b"event": b"in:YES"}
         redis_client.xadd(key, fields, id=entry_id)
     assert accord.store.verify_ledger(flow.id) == answered.decode()
+
+
+def test_text_cannot_be_shifted_between_ledger_fields(sms: SMS, accord, flow, redis_client):
+    accord.store.claim(flow, VOTER, window_open=True)
+    sms.send(VOTER, "non\x1fSTOP", sid="SM" + "c" * 32)
+    key = f"accord:ledger:{flow.id}"
+    entries = redis_client.xrange(key)
+    target = next(entry_id for entry_id, fields in entries if fields[b"event"].startswith(b"in:"))
+    redis_client.delete(key)
+    for entry_id, fields in entries:
+        if entry_id == target:  # move "STOP" from the text into the sid, keeping the joined bytes
+            fields = {**fields, b"text": b"non", b"sid": b"STOP\x1f" + fields[b"sid"]}
+        redis_client.xadd(key, fields, id=entry_id)
+    assert accord.store.verify_ledger(flow.id) == target.decode()
+
+
+def test_an_entry_edited_into_invalid_utf8_is_named_not_crashed_on(sms: SMS, accord, flow, redis_client):
+    accord.store.claim(flow, VOTER, window_open=True)
+    key = f"accord:ledger:{flow.id}"
+    ((entry_id, fields),) = redis_client.xrange(key)
+    redis_client.delete(key)
+    redis_client.xadd(key, {**fields, b"text": b"\xff\xfe"}, id=entry_id)
+    assert accord.store.verify_ledger(flow.id) == entry_id.decode()
 
 
 def test_a_deleted_last_entry_is_detected(sms: SMS, accord, flow, redis_client):

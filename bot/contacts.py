@@ -1,0 +1,144 @@
+"""Read a contacts CSV as a stream: check its columns first, then yield one row at a time."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1 << 20
+# Canonical column -> the header spellings operators and brokers use (folded, see `fold`).
+COLUMNS: dict[str, frozenset[str]] = {
+    "phone": frozenset({"phone", "telephone", "tel", "mobile", "portable", "numero", "msisdn",
+                        "phone_number", "numero_de_telephone", "num_tel", "gsm", "cell"}),
+    "first_name": frozenset({"first_name", "firstname", "prenom", "given_name"}),
+    "last_name": frozenset({"last_name", "lastname", "nom", "nom_de_famille", "family_name", "surname",
+                            "name", "full_name", "nom_prenom", "prenom_nom", "nom_et_prenom", "nom_complet"}),
+    "commune": frozenset({"commune", "ville", "city", "town", "localite"}),
+    "postcode": frozenset({"postcode", "code_postal", "cp", "zip", "zipcode", "postal_code"}),
+    "polling_station": frozenset({"polling_station", "bureau", "bureau_de_vote", "bdv"}),
+    "age_band": frozenset({"age_band", "tranche_age", "tranche_d_age", "age_range", "tranche"}),
+    "sex": frozenset({"sex", "sexe", "genre", "gender", "civilite"}),
+}
+ALIASES = {alias: name for name, aliases in COLUMNS.items() for alias in aliases}
+# GDPR art. 9 special categories and their usual proxies (COMPLIANCE.md C.11).
+SENSITIVE = re.compile(
+    r"relig|confess|culte|croyance|faith|origin|ethni|race|racial|nationalit|naissance|birth|natal"
+    r"|opinion|politi|vote_pour|sympath|sante|health|medic|maladie|handicap|disab|sexual"
+    r"|orientation|syndic|union|casier|criminal|condamn|consonance|patronym|langue_mat|immigr"
+)
+
+
+class ContactsError(ValueError):
+    """A contacts file refused as a whole; the message names the file, the column or line, and why."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data line: its line number in the file, the raw phone, and the postcode if given."""
+
+    line: int
+    phone: str
+    postcode: str
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the header says: the file's encoding and separator, and where the used columns are."""
+
+    encoding: str
+    delimiter: str
+    columns: tuple[str, ...]  # canonical names, in file order
+    phone: int
+    postcode: int | None
+
+
+def fold(name: str) -> str:
+    """Fold a header name: no accents, lower case, words joined by '_'."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
+
+
+def sniff_encoding(path: Path) -> str:
+    """Return the first of UTF-8, Windows-1252 and Latin-1 (which always fits) that decodes the whole file."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with path.open("rb") as file:
+                while chunk := file.read(CHUNK):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        except OSError as error:
+            raise ContactsError(f"{path}: cannot be read ({error.strerror})") from error
+        return encoding
+    return "latin-1"
+
+
+def read_header(path: Path) -> Header:
+    """Check the header: a phone column, only allowed columns, nothing sensitive."""
+    encoding = sniff_encoding(path)
+    with path.open(encoding=encoding, newline="") as file:
+        first = file.readline()
+    # A UTF-8 byte-order mark survives in a file that had to be read as Windows-1252.
+    first = first.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
+    if not first.strip():
+        raise ContactsError(f"{path}: the first line must be a header naming the columns (phone, ...)")
+    delimiter, names = max(((d, next(csv.reader([first], delimiter=d))) for d in ";,\t"),
+                           key=lambda found: (_has_phone(found[1]), len(found[1])))
+    folded = [fold(name) for name in names]
+    for raw, name in zip(names, folded, strict=True):
+        if SENSITIVE.search(name) and name not in ALIASES:
+            raise ContactsError(
+                f"{path}: column {raw.strip()!r} holds a special category of personal data; files "
+                "carrying religion, origin, nationality, birthplace, opinions, health or similar "
+                "are refused before anything is stored (COMPLIANCE.md C.11, GDPR art. 9)")
+    unknown = [raw.strip() for raw, name in zip(names, folded, strict=True) if name and name not in ALIASES]
+    if unknown:
+        allowed = ", ".join(COLUMNS)
+        raise ContactsError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+    columns = tuple(ALIASES.get(name, "") for name in folded)
+    if "phone" not in columns:
+        raise ContactsError(f"{path}: no phone column; name it one of {', '.join(sorted(COLUMNS['phone']))}")
+    for column in dict.fromkeys(c for c in columns if c and columns.count(c) > 1):
+        same = [raw.strip() for raw, c in zip(names, columns, strict=True) if c == column]
+        raise ContactsError(f"{path}: columns {', '.join(map(repr, same))} all hold the {column}; keep one")
+    postcode = columns.index("postcode") if "postcode" in columns else None
+    return Header(encoding, delimiter, columns, columns.index("phone"), postcode)
+
+
+def _has_phone(names: list[str]) -> bool:
+    return any(ALIASES.get(fold(name)) == "phone" for name in names)
+
+
+def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
+    """Yield each data row, or (line, reason) for a line the CSV parser cannot read."""
+    with path.open(encoding=header.encoding, newline="", errors="replace") as file:
+        reader = csv.reader(file, delimiter=header.delimiter, strict=True)
+        next(reader, None)
+        while True:
+            line = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:  # an over-long field or broken quoting: say which lines
+                last = max(line, reader.line_num)
+                span = f"lines {line}-{last}" if last > line else f"line {line}"
+                yield line, f"unreadable CSV on {span} ({error})"
+                continue
+            if not any(field.strip() for field in fields):
+                yield line, "empty line"
+                continue
+            if header.phone >= len(fields):
+                yield line, f"only {len(fields)} field(s): no value in the phone column"
+                continue
+            phone = fields[header.phone]
+            postcode = fields[header.postcode].strip() if header.postcode is not None and \
+                header.postcode < len(fields) else ""
+            yield Row(line, phone, postcode)

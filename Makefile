@@ -33,8 +33,8 @@ test: $(VENV)/.dev
 
 ## bench: the benchmarks in bench/, printing figures with their baselines
 bench: $(VENV)/.dev
-	$(PYTHON) bench/webhook.py
-	$(PYTHON) bench/machine.py
+	$(PYTHON) -m bench.webhook
+	$(PYTHON) -m bench.machine
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check bot tests bench

@@ -49,8 +49,12 @@ class Texts:
     clarification: str
     content: tuple[str, ...]
 
+    def say(self, key: str) -> str:
+        """Return the text a machine step names; "content" is the first campaign message."""
+        return self.content[0] if key == "content" else getattr(self, key)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)  # identity: hashing every field on each message costs
 class Flow:
     """One campaign purpose of one controller."""
 

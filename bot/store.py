@@ -23,7 +23,8 @@ from bot.flows import Flow
 PREFIX = "accord"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
-LEDGER_FIELDS = ("at", "phone", "flow", "flow_hash", "event", "state", "text", "sid", "prev")
+# An inbound entry holds the text received and, in `reply`, the JSON list of the texts answered.
+LEDGER_FIELDS = ("at", "phone", "flow", "flow_hash", "event", "state", "text", "sid", "reply", "prev")
 EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
                "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
@@ -69,14 +70,21 @@ local function seal(fields)
   for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
   return redis.sha1hex(table.concat(parts))
 end
+-- Chain heads are read once and written once per script call, however many entries it adds.
+local heads, touched_heads = {}, {}
 local function append(lkey, hkey, fields)
-  local prev = redis.call('GET', hkey) or ''
-  fields[9] = prev
+  local prev = heads[hkey]
+  if prev == nil then prev = redis.call('GET', hkey) or '' end
+  fields[10] = prev
   local entry_hash = seal(fields)
   redis.call('XADD', lkey, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
     'flow_hash', fields[4], 'event', fields[5], 'state', fields[6], 'text', fields[7],
-    'sid', fields[8], 'prev', prev, 'hash', entry_hash)
-  redis.call('SET', hkey, entry_hash)
+    'sid', fields[8], 'reply', fields[9], 'prev', prev, 'hash', entry_hash)
+  if heads[hkey] == nil then touched_heads[#touched_heads + 1] = hkey end
+  heads[hkey] = entry_hash
+end
+local function save_heads()
+  for _, hkey in ipairs(touched_heads) do redis.call('SET', hkey, heads[hkey]) end
 end
 """
 
@@ -121,26 +129,26 @@ local function apply(i, lead)
   local flow = plan.flows[i]
   local skey, lkey, hkey, supkey = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
   local state, asked_at = states[i], asked[i]
-  local function log(event, move, text, sid)
-    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid})
+  local function log(event, move, text, sid, reply)
+    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
   end
   if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
-    log('expire', state .. '>expired', '', '')
+    log('expire', state .. '>expired', '', '', '')
     state = 'expired'
     redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
   end
   local step = plan.steps[state]
   local dest, says, texts = state, {}, {}
   if step then dest, says = step[1], step[2] end
-  if lead then
-    for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
-  end
+  if not lead then says = {} end
+  for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
   local inbound = lead and plan.event == 'in'
   if inbound then
-    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid)
-    for n, say in ipairs(says) do log('reply:' .. say, '', texts[n], '') end
+    local reply = ''
+    if #texts > 0 then reply = cjson.encode(texts) end
+    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)
   elseif step then
-    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid)
+    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
   end
   if step or inbound then
     if dest == 'asked' then asked_at = now end
@@ -148,17 +156,18 @@ local function apply(i, lead)
   end
   if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
   if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
-  return state, dest, texts
+  return state, dest, says
 end
 
-local from, to, texts = apply(chosen, true)
+local from, to, says = apply(chosen, true)
 if plan.everywhere then
   -- An objection ends sending for every flow on this sender and every controller behind them.
   for i = 1, #plan.flows do
     if i ~= chosen then apply(i, false) end
   end
 end
-local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, texts = texts})
+save_heads()
+local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, says = says})
 if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
 return answer
 """
@@ -166,7 +175,8 @@ return answer
 # KEYS: ledger, head, out key (or the ledger key again when there is no sent message).
 # ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
 APPEND_LUA = """
-append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]})
+append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
+save_heads()
 if KEYS[3] ~= KEYS[1] then
   redis.call('HSET', KEYS[3], 'flow', ARGV[3], 'phone', ARGV[2])
   -- A status callback may already have come: never overwrite it with 'queued'.
@@ -242,8 +252,10 @@ class Store:
         raw = self._step(keys=keys, args=[phone, self.digest(phone), self._now(), body,
                                           message_sid, plan])
         answer = json.loads(raw)
+        flow = next(f for f in flows if f.id == answer["flow"])
+        says = answer.get("says") or ()  # an empty Lua table comes back as {}
         return Outcome(answer["flow"], answer["from"], answer["to"],
-                       tuple(answer.get("texts") or ()), answer.get("refused", ""))
+                       tuple(flow.texts.say(key) for key in says), answer.get("refused", ""))
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = ()) -> Outcome:
         """Move a number from new to asked before its consent request is sent (at most once).
@@ -330,21 +342,15 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     """Serialize what the step script needs; cached, since flows and the machine are fixed."""
     steps = {state: [s.dest, list(s.says)] for state, s in
              machine.row(trigger, window_open=window_open).items() if s.changes or s.says}
+    said = {say for _, says in steps.values() for say in says}  # ship only the texts this step may say
     return json.dumps({
         "trigger": trigger, "reply": trigger.upper(), "event": "in" if inbound else "",
         "check_suppressed": check_suppressed, "first": first, "sid_ttl": SID_TTL, "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
         "steps": steps,
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,
-                   "texts": {**_texts(f), "content": f.texts.content[0]}} for f in flows],
+                   "texts": {key: f.texts.say(key) for key in said}} for f in flows],
     }, ensure_ascii=False)
-
-
-def _texts(flow: Flow) -> dict[str, str]:
-    t = flow.texts
-    return {"consent_request": t.consent_request, "confirmation": t.confirmation,
-            "declined": t.declined, "stopped": t.stopped, "help": t.help,
-            "clarification": t.clarification}
 
 
 def seal(fields: Sequence[bytes]) -> bytes:

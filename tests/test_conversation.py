@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -178,5 +179,7 @@ def test_every_step_lands_in_a_ledger_whose_chain_verifies(sms: SMS, accord, flo
     inbound = [fields for _, fields in entries if fields["event"].startswith("in:")]
     assert [f["state"] for f in inbound] == ["asked>clarified", "clarified>consented", "consented>declined",
                                              "declined>opted_out", "opted_out>asked", "asked>consented"]
+    assert json.loads(inbound[1]["reply"]) == [flow.texts.confirmation, flow.texts.content[0]]
+    assert [f["text"] for f in inbound] == ["euh", "oui", "non", "STOP", "START", "oui"]
     assert all(f["flow_hash"] == flow.content_hash for _, f in entries)
     assert accord.store.verify_ledger(flow.id) is None

@@ -255,3 +255,13 @@ def test_a_deleted_last_entry_is_detected(sms: SMS, accord, flow, redis_client):
     last_id = redis_client.xrevrange(key, count=1)[0][0]
     redis_client.xdel(key, last_id)
     assert accord.store.verify_ledger(flow.id) == "head"
+
+
+def test_twiml_escapes_what_xml_requires():
+    from xml.etree import ElementTree
+
+    from bot.webhook import twiml
+
+    texts = ("Tom & Jerry <3 « oui » 'ok' \"non\"", "")
+    root = ElementTree.fromstring(twiml(texts))
+    assert root.tag == "Response" and [m.text or "" for m in root.iter("Message")] == list(texts)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from redis import Redis
 
@@ -21,6 +22,7 @@ from bot import machine
 from bot.flows import Flow
 
 PREFIX = "accord"
+LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 # An inbound entry holds the text received and, in `reply`, the JSON list of the texts answered.
@@ -62,142 +64,9 @@ def out_key(message_sid: str) -> str:
 
 OUTBOX_KEY = key_for("outbox")
 
-# Seal and append one chained entry. Fields are length-prefixed before hashing, so no text a
-# voter sends can shift one field into another; `seal` in Python computes the same digest.
-LEDGER_LUA = """
-local function seal(fields)
-  local parts = {}
-  for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
-  return redis.sha1hex(table.concat(parts))
-end
--- Chain heads are read once and written once per script call, however many entries it adds.
-local heads, touched_heads = {}, {}
-local function append(lkey, hkey, fields)
-  local prev = heads[hkey]
-  if prev == nil then prev = redis.call('GET', hkey) or '' end
-  fields[10] = prev
-  local entry_hash = seal(fields)
-  redis.call('XADD', lkey, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
-    'flow_hash', fields[4], 'event', fields[5], 'state', fields[6], 'text', fields[7],
-    'sid', fields[8], 'reply', fields[9], 'prev', prev, 'hash', entry_hash)
-  if heads[hkey] == nil then touched_heads[#touched_heads + 1] = hkey end
-  heads[hkey] = entry_hash
-end
-local function save_heads()
-  for _, hkey in ipairs(touched_heads) do redis.call('SET', hkey, heads[hkey]) end
-end
-"""
 
-# KEYS: sid key, then per candidate flow: state, ledger, head, suppression.
-# ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json.
-STEP_LUA = """
-local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if message_sid ~= '' then
-  local seen = redis.call('GET', KEYS[1])
-  if seen then return seen end
-end
-local plan = cjson.decode(ARGV[6])
-local states, asked, chosen, best = {}, {}, 1, -1
-for i = 1, #plan.flows do
-  states[i], asked[i] = 'new', '0'
-  local found = redis.call('HGET', KEYS[4 * i - 2], phone)
-  if found then
-    local state, asked_at, touched = string.match(found, '^([^|]*)|([^|]*)|([^|]*)$')
-    states[i], asked[i] = state, asked_at
-    -- The flow with an open question is the one being answered; else the latest conversation.
-    local rank = tonumber(touched) + (plan.open[state] and 1e12 or 0)
-    if rank > best then chosen, best = i, rank end
-  end
-end
-if plan.first then chosen = 1 end
-local function refuse(why)
-  local state = states[chosen]
-  return cjson.encode({flow = plan.flows[chosen].id, from = state, to = state, refused = why})
-end
-if plan.check_suppressed then
-  if redis.call('HEXISTS', KEYS[4 * chosen + 1], digest) == 1 then return refuse('suppressed') end
-  -- Another flow's question still open on this sender: a YES now would be ambiguous.
-  for i = 2, #plan.flows do
-    if plan.open[states[i]] and tonumber(now) - tonumber(asked[i]) < plan.flows[i].expiry then
-      return refuse('waiting: open question from ' .. plan.flows[i].id)
-    end
-  end
-end
 
--- Apply the step to flow i; the lead flow is the conversation the text answers.
-local function apply(i, lead)
-  local flow = plan.flows[i]
-  local skey, lkey, hkey, supkey = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
-  local state, asked_at = states[i], asked[i]
-  local function log(event, move, text, sid, reply)
-    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
-  end
-  if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
-    log('expire', state .. '>expired', '', '', '')
-    state = 'expired'
-    redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
-  end
-  local step = plan.steps[state]
-  local dest, says, texts = state, {}, {}
-  if step then dest, says = step[1], step[2] end
-  if not lead then says = {} end
-  for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
-  local inbound = lead and plan.event == 'in'
-  if inbound then
-    local reply = ''
-    if #texts > 0 then reply = cjson.encode(texts) end
-    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)
-  elseif step then
-    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
-  end
-  if step or inbound then
-    if dest == 'asked' then asked_at = now end
-    redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
-  end
-  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
-  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
-  return state, dest, says
-end
 
-local from, to, says = apply(chosen, true)
-if plan.everywhere then
-  -- An objection ends sending for every flow on this sender and every controller behind them.
-  for i = 1, #plan.flows do
-    if i ~= chosen then apply(i, false) end
-  end
-end
-save_heads()
-local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, says = says})
-if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
-return answer
-"""
-
-# KEYS: ledger, head, out key (or the ledger key again when there is no sent message).
-# ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
-APPEND_LUA = """
-append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
-save_heads()
-if KEYS[3] ~= KEYS[1] then
-  redis.call('HSET', KEYS[3], 'flow', ARGV[3], 'phone', ARGV[2])
-  -- A status callback may already have come: never overwrite it with 'queued'.
-  redis.call('HSETNX', KEYS[3], 'status', 'queued')
-  redis.call('HSETNX', KEYS[3], 'rank', 3)
-  redis.call('EXPIRE', KEYS[3], ARGV[8])
-end
-return 1
-"""
-
-# KEYS: out key. ARGV: status, its rank, error code, ttl. Never moves a status backwards.
-STATUS_LUA = """
-local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
-local moved = 0
-if tonumber(ARGV[2]) > rank then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'error', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  moved = 1
-end
-return {moved, redis.call('HGET', KEYS[1], 'flow') or '', redis.call('HGET', KEYS[1], 'phone') or ''}
-"""
 
 
 @dataclass(frozen=True)
@@ -225,9 +94,9 @@ class Store:
     _scripts: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._step = self.redis.register_script(LEDGER_LUA + STEP_LUA)
-        self._append = self.redis.register_script(LEDGER_LUA + APPEND_LUA)
-        self._status = self.redis.register_script(STATUS_LUA)
+        self._step = self.redis.register_script(lua("ledger", "step"))
+        self._append = self.redis.register_script(lua("ledger", "append"))
+        self._status = self.redis.register_script(lua("status"))
 
     def ping(self) -> bool:
         """Say whether Redis answers."""
@@ -351,6 +220,11 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,
                    "texts": {key: f.texts.say(key) for key in said}} for f in flows],
     }, ensure_ascii=False)
+
+
+def lua(*names: str) -> str:
+    """Return the Lua source of the named scripts, joined (the ledger helpers come first)."""
+    return "\n".join((LUA / f"{name}.lua").read_text() for name in names)
 
 
 def seal(fields: Sequence[bytes]) -> bytes:

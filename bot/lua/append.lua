@@ -1,0 +1,12 @@
+-- KEYS: ledger, head, out key (or the ledger key again when there is no sent message).
+-- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
+append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
+save_heads()
+if KEYS[3] ~= KEYS[1] then
+  redis.call('HSET', KEYS[3], 'flow', ARGV[3], 'phone', ARGV[2])
+  -- A status callback may already have come: never overwrite it with 'queued'.
+  redis.call('HSETNX', KEYS[3], 'status', 'queued')
+  redis.call('HSETNX', KEYS[3], 'rank', 3)
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+return 1

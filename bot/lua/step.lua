@@ -1,0 +1,81 @@
+-- KEYS: sid key, then per candidate flow: state, ledger, head, suppression.
+-- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json.
+local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if message_sid ~= '' then
+  local seen = redis.call('GET', KEYS[1])
+  if seen then return seen end
+end
+local plan = cjson.decode(ARGV[6])
+local states, asked, chosen, best = {}, {}, 1, -1
+for i = 1, #plan.flows do
+  states[i], asked[i] = 'new', '0'
+  local found = redis.call('HGET', KEYS[4 * i - 2], phone)
+  if found then
+    local state, asked_at, touched = string.match(found, '^([^|]*)|([^|]*)|([^|]*)$')
+    states[i], asked[i] = state, asked_at
+    -- The flow with an open question is the one being answered; else the latest conversation.
+    local rank = tonumber(touched) + (plan.open[state] and 1e12 or 0)
+    if rank > best then chosen, best = i, rank end
+  end
+end
+if plan.first then chosen = 1 end
+local function refuse(why)
+  local state = states[chosen]
+  return cjson.encode({flow = plan.flows[chosen].id, from = state, to = state, refused = why})
+end
+if plan.check_suppressed then
+  if redis.call('HEXISTS', KEYS[4 * chosen + 1], digest) == 1 then return refuse('suppressed') end
+  -- Another flow's question still open on this sender: a YES now would be ambiguous.
+  for i = 2, #plan.flows do
+    if plan.open[states[i]] and tonumber(now) - tonumber(asked[i]) < plan.flows[i].expiry then
+      return refuse('waiting: open question from ' .. plan.flows[i].id)
+    end
+  end
+end
+
+-- Apply the step to flow i; the lead flow is the conversation the text answers.
+local function apply(i, lead)
+  local flow = plan.flows[i]
+  local skey, lkey, hkey, supkey = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+  local state, asked_at = states[i], asked[i]
+  local function log(event, move, text, sid, reply)
+    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
+  end
+  if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
+    log('expire', state .. '>expired', '', '', '')
+    state = 'expired'
+    redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
+  end
+  local step = plan.steps[state]
+  local dest, says, texts = state, {}, {}
+  if step then dest, says = step[1], step[2] end
+  if not lead then says = {} end
+  for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
+  local inbound = lead and plan.event == 'in'
+  if inbound then
+    local reply = ''
+    if #texts > 0 then reply = cjson.encode(texts) end
+    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)
+  elseif step then
+    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
+  end
+  if step or inbound then
+    if dest == 'asked' then asked_at = now end
+    redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+  end
+  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
+  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
+  return state, dest, says
+end
+
+local from, to, says = apply(chosen, true)
+if plan.everywhere then
+  -- An objection ends sending for every flow on this sender and every controller behind them.
+  for i = 1, #plan.flows do
+    if i ~= chosen then apply(i, false) end
+  end
+end
+save_heads()
+local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, says = says})
+if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
+return answer

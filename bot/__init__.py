@@ -58,6 +58,23 @@ def build(config: Config | None = None, *, gateway: Gateway | None = None,
     return Accord(config, store, flows, gateway)
 
 
+_current: Accord | None = None
+
+
+def use(accord: Accord) -> None:
+    """Make `accord` the services this process's jobs run with (a worker sets it once)."""
+    global _current
+    _current = accord
+
+
+def current() -> Accord:
+    """Return this process's services, building them from the settings on first use."""
+    if _current is None:
+        use(build())
+    assert _current is not None
+    return _current
+
+
 def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
                clock: Callable[[], float] = time.time) -> Flask:
     """Build the web application."""

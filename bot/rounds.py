@@ -1,127 +1,164 @@
-"""Send a flow's consent request to a list of numbers: claim first, then send, at most once each."""
+"""Start a consent round: read the file, normalize, filter, and queue batches for the workers."""
 
 from __future__ import annotations
 
-import time
+import csv
+import datetime as dt
+import json
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from bot import Accord
-from bot.contacts import Row
-from bot.conversation import handle_carrier_stop
+from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
-from bot.gateway import SendError
-from bot.machine import OPEN
 from bot.phones import PhoneError, normalize
-from bot.windows import Window
+from bot.sending import BATCH, enqueue
 
-RETRIES = 3
-MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
-MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
-HOME = "+33"  # the flows' time zone is metropolitan France's; overseas numbers live in others
+# Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
+SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
+                "members": "party or association members", "petition": "signatories who gave their number",
+                "event": "attendees of a campaign event"}
+REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
+                   "public-registry": "a public registry (electoral roll, directories ...)"}
+FRENCH_MOBILE = re.compile(r"^\+33[67]\d{8}$")
+SHOWN_REJECTS = 20
+
+
+class OriginError(ValueError):
+    """An import whose origin is missing or refused; the message names the option and the rule."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a contacts file came from, recorded with every round (C.13, A.6)."""
+
+    source_type: str
+    broker: str
+    contract: str
+    operator: str
+    file: str
+    imported_at: str
+
+    def check(self) -> None:
+        """Refuse a source type the law rules out, or a broker list without its contract."""
+        if self.source_type in REFUSED_SOURCES:
+            raise OriginError(f"--source-type {self.source_type}: {REFUSED_SOURCES[self.source_type]} may not be "
+                              "used for political messages (COMPLIANCE.md C.13)")
+        if self.source_type not in SOURCE_TYPES:
+            raise OriginError(f"--source-type {self.source_type!r}: use one of {', '.join(SOURCE_TYPES)}")
+        if self.source_type == "broker" and not self.contract.strip():
+            raise OriginError("--contract: a rented list needs the broker contract's reference (C.13)")
+        if not self.operator.strip():
+            raise OriginError("--operator: say who starts this round")
 
 
 @dataclass
-class RoundReport:
-    """What a round did with every row: nothing is dropped without a count."""
+class ImportReport:
+    """What became of every line: imported = queued + rejected + duplicate + suppressed + already + waiting."""
 
     counts: Counter[str] = field(default_factory=Counter)
-    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # line, raw value, reason
-    window: Window | None = None  # the window that closed on the round, if one did
+    rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    shown_rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    rejects_file: Path | None = None
+    batches: int = 0
 
 
-def start_round(accord: Accord, flow: Flow, rows: Iterable[Row | tuple[int, str]], *,
-                dry_run: bool = False, sleep: Callable[[float], None] = time.sleep) -> RoundReport:
-    """Ask consent of every new number in `rows`, each inside its sending window only."""
-    report = RoundReport()
-    seen: set[str] = set()
-    for row in rows:
-        report.counts["read"] += 1
+def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_run: bool = False,
+                rate: float | None = None, progress: Callable[[int], None] = lambda rows: None) -> ImportReport:
+    """Import a contacts file into a round of `flow` and queue its new numbers for the workers."""
+    origin.check()
+    header = read_header(path)  # refuses sensitive or unknown columns before anything is stored
+    report = ImportReport()
+    rejects = _Rejects(path.with_name(path.name + ".rejects.csv"), report)
+    if not dry_run:
+        settings = {"rate": str(rate)} if rate else {}
+        accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
+        accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
+    seen = bytearray(25_000_000)  # one bit per French mobile number: 200 million of them
+    batch: list[tuple[str, str]] = []
+    siblings = accord.flows_for(flow.sender)
+    for row in read_rows(path, header):
+        report.counts["imported"] += 1
+        if report.counts["imported"] % 10_000 == 0:
+            progress(10_000)
         if not isinstance(row, Row):
-            report.counts["rejected"] += 1
-            report.rejects.append((row[0], "", row[1]))
+            rejects.add(row[0], "", row[1])
             continue
         try:
             phone = normalize(row.phone)
-            if not phone.startswith(HOME):
-                raise PhoneError(f"not a {HOME} mobile: its local time may differ from the flow's")
         except PhoneError as error:
-            report.counts["rejected"] += 1
-            report.rejects.append((row.line, row.phone, str(error)))
+            rejects.add(row.line, row.phone, str(error))
             continue
-        if phone in seen:
+        if not FRENCH_MOBILE.match(phone):
+            rejects.add(row.line, row.phone, "not a French mobile (+33 6/7): its time zone may differ from the flow's")
+            continue
+        offset = int(phone[3:]) - 600_000_000
+        if seen[offset >> 3] & (1 << (offset & 7)):
             report.counts["duplicate"] += 1
             continue
-        seen.add(phone)
-        if dry_run:
-            report.counts[preview(accord, flow, phone)] += 1
-            continue
-        epoch = accord.store.clock()
-        window = flow.window(epoch, row.postcode)
-        if not window.open or validity(flow, epoch) < MIN_VALIDITY:
-            report.window = window
-            report.counts["waiting for the window"] += 1
-            continue
-        report.counts[ask(accord, flow, phone, sleep=sleep)] += 1
+        seen[offset >> 3] |= 1 << (offset & 7)
+        batch.append((phone, row.postcode))
+        if len(batch) == BATCH:
+            _admit(accord, flow, siblings, batch, report, dry_run)
+            batch = []
+    if batch:
+        _admit(accord, flow, siblings, batch, report, dry_run)
+    rejects.close()
+    if not dry_run:
+        accord.store.count(flow, {f"import:{name}": report.counts[name] for name in ("imported", "duplicate")}
+                           | {f"import:rejected:{reason}": n for reason, n in report.rejects_by_reason.items()})
     return report
 
 
-def preview(accord: Accord, flow: Flow, phone: str) -> str:
-    """Say what a round would do with a number, changing nothing."""
-    if accord.store.is_suppressed(flow, phone):
-        return "suppressed"
-    for other in accord.flows_for(flow.sender):
-        if other.id != flow.id and accord.store.state(other, phone) in OPEN:
-            return f"waiting: open question from {other.id}"
-    return "would ask" if accord.store.state(flow, phone) in ("new", "contacted") else "already asked"
+CODES = {"q": "queued", "a": "already asked", "s": "suppressed", "w": "waiting for another flow's answer"}
 
 
-def ask(accord: Accord, flow: Flow, phone: str, *,
-        sleep: Callable[[float], None] = time.sleep) -> str:
-    """Claim the number, then send its consent request; return what happened."""
-    outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender))
-    if outcome.refused:
-        return outcome.refused
-    if not outcome.changed:
-        return "already asked" if outcome.source != "opted_out" else "opted out"
-    text, attempt = outcome.texts[0], 0
-    while True:
-        try:
-            sid = accord.gateway.send(phone, text, sender=flow.sender,
-                                      validity_period=validity(flow, accord.store.clock()),
-                                      status_callback=_status_url(accord))
-        except SendError as error:
-            if error.unprocessed and attempt < RETRIES:
-                sleep(0.5 * 2 ** attempt)
-                attempt += 1
-                continue
-            accord.store.record_failure(flow, phone, error.code, error.message)
-            if error.opted_out:
-                handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
-                return "opted out at the provider"
-            if error.unprocessed:
-                # Certainly not sent: give the number back so a later round asks it.
-                accord.store.step([flow], phone, "release", body=f"{error.code}: {error.message}")
-                return "not sent, provider busy"
-            # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
-            return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
-        accord.store.record_sent(flow, phone, sid, text)
-        return "asked"
+def _admit(accord: Accord, flow: Flow, siblings: tuple[Flow, ...], batch: list[tuple[str, str]],
+           report: ImportReport, dry_run: bool) -> None:
+    codes = accord.store.admit(flow, [phone for phone, _ in batch], siblings, dry_run=dry_run)
+    queued = [f"{phone}/{postcode}" if postcode else phone
+              for (phone, postcode), code in zip(batch, codes, strict=True) if code == "q"]
+    report.counts.update(CODES[code] for code in codes)
+    if queued and not dry_run:
+        enqueue(accord, "requests", flow, queued)
+        report.batches += 1
 
 
-def validity(flow: Flow, epoch: float) -> int:
-    """Return how long the provider may hold the message: until today's window closes."""
-    window = flow.window(epoch)
-    if not window.open:
-        return 0
-    now = window.opens_at
-    assert now is not None  # an open window opens now
-    closes = now.replace(hour=flow.sending_hours.end.hour, minute=flow.sending_hours.end.minute,
-                         second=0, microsecond=0)
-    return max(0, min(MAX_VALIDITY, int((closes - now).total_seconds())))
+class _Rejects:
+    """Write rejected lines next to the input as they come (a million-line file keeps memory flat)."""
+
+    def __init__(self, path: Path, report: ImportReport) -> None:
+        self.path, self.report, self.file, self.writer = path, report, None, None
+
+    def add(self, line: int, value: str, reason: str) -> None:
+        if self.writer is None:
+            self.file = self.path.open("w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(["line", "value", "reason"])
+            self.report.rejects_file = self.path
+        self.writer.writerow([line, value, reason])
+        self.report.counts["rejected"] += 1
+        self.report.rejects_by_reason[_kind(reason)] += 1
+        if len(self.report.shown_rejects) < SHOWN_REJECTS:
+            self.report.shown_rejects.append((line, value, reason))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
-def _status_url(accord: Accord) -> str | None:
-    base = accord.config.public_url
-    return f"{base}/sms/status" if base else None
+def _kind(reason: str) -> str:
+    """Group reasons for counting: 'unreadable CSV on lines 2-4 (...)' -> 'unreadable CSV'."""
+    kind = re.sub(r" on lines? [\d-]+", "", reason.split(" (")[0])
+    return re.sub(r"\d+", "N", kind)
+
+
+def now_iso(accord: Accord) -> str:
+    """Return the store's clock as an ISO timestamp, for origins."""
+    return dt.datetime.fromtimestamp(accord.store.clock(), dt.UTC).isoformat(timespec="seconds")
+
+
+__all__ = ["ContactsError", "ImportReport", "Origin", "OriginError", "start_round"]

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +58,30 @@ def sid_key(message_sid: str) -> str:
     return key_for("sid", message_sid)  # the answer given to a processed inbound message
 
 
+def funnel_key(flow_id: str) -> str:
+    return key_for("funnel", flow_id)  # hash: counts per state, per event, open questions per hour
+
+
+def content_key(flow_id: str, message: int) -> str:
+    return key_for("content", flow_id, str(message))  # bitmap: French mobiles that got message N
+
+
+def queued_key(flow_id: str) -> str:
+    return key_for("queued", flow_id)  # bitmap: French mobiles a round has queued for asking
+
+
+def round_key(flow_id: str) -> str:
+    return key_for("round", flow_id)  # hash: rate and import origin of the flow's rounds
+
+
+def paused_key(flow_id: str) -> str:
+    return key_for("paused", flow_id)  # present while the flow's sending is paused
+
+
+def parked_key(flow_id: str) -> str:
+    return key_for("parked", flow_id)  # list: remainders of batches a pause interrupted
+
+
 def out_key(message_sid: str) -> str:
     return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
 
@@ -97,6 +121,8 @@ class Store:
         self._step = self.redis.register_script(lua("ledger", "step"))
         self._append = self.redis.register_script(lua("ledger", "append"))
         self._status = self.redis.register_script(lua("status"))
+        self._admit = self.redis.register_script(lua("admit"))
+        self._release = self.redis.register_script(lua("ledger", "release"))
 
     def ping(self) -> bool:
         """Say whether Redis answers."""
@@ -116,7 +142,7 @@ class Store:
         keys = [sid_key(message_sid or "-")]  # read and written only when there is a sid
         for flow in flows:
             keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
-                     suppression_key(flow.controller_id)]
+                     suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1)]
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         raw = self._step(keys=keys, args=[phone, self.digest(phone), self._now(), body,
                                           message_sid, plan])
@@ -139,21 +165,107 @@ class Store:
         """Log a message the gateway accepted and remember it for status callbacks."""
         self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid))
 
+    def record_import(self, flow: Flow, origin: str) -> None:
+        """Log where a round's numbers came from, in the flow's ledger (A.6, C.13)."""
+        self._log(flow, "", "import", origin, "", ledger_key(flow.id))
+
     def record_failure(self, flow: Flow, phone: str, code: int | None, message: str) -> None:
         """Log a send the provider refused."""
         self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str) -> None:
-        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out],
+        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id)],
                      args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid,
                            OUT_TTL])
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""
         rank = STATUS_RANK.get(status, 0)
-        _, flow_id, phone = self._status(keys=[out_key(provider_sid)],
-                                         args=[status, rank, error_code, OUT_TTL])
+        moved, flow_id, phone = self._status(keys=[out_key(provider_sid)],
+                                             args=[status, rank, error_code, OUT_TTL])
+        if moved and flow_id and rank >= STATUS_RANK["delivered"]:
+            # A final status counts once per message (the script moved it there just now).
+            self.redis.hincrby(funnel_key(_text(flow_id)), f"status:{status}", 1)
         return _text(flow_id), _text(phone)
+
+    def admit(self, flow: Flow, phones: Sequence[str], siblings: Sequence[Flow] = (), *,
+              dry_run: bool = False) -> str:
+        """Mark new numbers queued for a round; return a letter per number (see admit.lua)."""
+        others = [other for other in siblings if other.id != flow.id]
+        keys = [queued_key(flow.id), state_key(flow.id), suppression_key(flow.controller_id),
+                funnel_key(flow.id), *(state_key(other.id) for other in others)]
+        args: list[str | float] = [self.clock(), ",".join(str(o.expiry_seconds) for o in others),
+                                   "1" if dry_run else "0"]
+        for phone in phones:
+            args += [phone, self.digest(phone)]
+        return _text(self._admit(keys=keys, args=args))
+
+    def release(self, flow: Flow, phone: str, message: int) -> str:
+        """Claim content message `message` (1-based) for a consented number; 'ok' or why not."""
+        keys = [state_key(flow.id), suppression_key(flow.controller_id), content_key(flow.id, message),
+                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id)]
+        args = [phone, self.digest(phone), self._now(), flow.id, flow.content_hash,
+                flow.texts.content[message - 1], message]
+        return _text(self._release(keys=keys, args=args))
+
+    def count(self, flow: Flow, counts: dict[str, int]) -> None:
+        """Add to the flow's funnel counters (import outcomes decided outside Redis)."""
+        if counts:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for name, amount in counts.items():
+                    pipe.hincrby(funnel_key(flow.id), name, amount)
+                pipe.execute()
+
+    def funnel(self, flow: Flow) -> dict[str, int]:
+        """Return the flow's counters, with open questions past expiry counted as expired."""
+        raw = {_text(k): int(v) for k, v in self.redis.hgetall(funnel_key(flow.id)).items()}
+        expired_lately = 0
+        for name in [n for n in raw if n.startswith("h:")]:
+            hour = int(name[2:])
+            if (hour + 1) * 3600 + flow.expiry_seconds <= self.clock():
+                expired_lately += raw[name]
+            del raw[name]
+        opened = raw.get("asked", 0) + raw.get("clarified", 0)
+        raw["pending"] = opened - expired_lately
+        raw["expired"] = raw.get("expired", 0) + expired_lately
+        return raw
+
+    def numbers_in(self, flow: Flow, state: str, *, batch: int = 1000) -> Iterator[str]:
+        """Yield the numbers in `state` in a flow (scanning: for broadcasts, not the hot path)."""
+        prefix = f"{state}|".encode()
+        for phone, record in self.redis.hscan_iter(state_key(flow.id), count=batch):
+            if record.startswith(prefix):
+                yield _text(phone)
+
+    def set_round(self, flow: Flow, **settings: str) -> None:
+        """Record a round's settings and origin (rate, broker, contract, operator ...)."""
+        self.redis.hset(round_key(flow.id), mapping=settings)
+
+    def round_settings(self, flow: Flow) -> dict[str, str]:
+        """Return what was recorded when the flow's rounds were started."""
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(round_key(flow.id)).items()}
+
+    def pause(self, flow: Flow) -> None:
+        """Stop every worker sending for this flow, from the next number on."""
+        self.redis.set(paused_key(flow.id), self._now())
+
+    def unpause(self, flow: Flow) -> None:
+        self.redis.delete(paused_key(flow.id))
+
+    def is_paused(self, flow: Flow) -> bool:
+        return bool(self.redis.exists(paused_key(flow.id)))
+
+    def park(self, flow: Flow, work: str) -> None:
+        """Keep the rest of a batch a pause interrupted, for `round resume`."""
+        self.redis.rpush(parked_key(flow.id), work)
+
+    def unpark(self, flow: Flow) -> list[str]:
+        """Take back every parked remainder, atomically."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(parked_key(flow.id), 0, -1)
+            pipe.delete(parked_key(flow.id))
+            parked, _ = pipe.execute()
+        return [_text(item) for item in parked]
 
     def message_status(self, provider_sid: str) -> str | None:
         """Return the furthest status recorded for a sent message."""

@@ -1,19 +1,21 @@
-"""Consent rounds from the command line, sent with the real Twilio client to a local Twilio-shaped server."""
+"""Consent rounds from the command line: import, queue, and workers sending through the real Twilio client."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from rq import SimpleWorker
+from rq.registry import ScheduledJobRegistry
 
-from bot import Accord, create_app
+from bot import Accord, create_app, use
 from bot.cli import Services, main
-from bot.contacts import Row
 from bot.gateway import TwilioGateway
-from bot.rounds import start_round
+from bot.sending import ask, queue_for
 from tests.conftest import PARIS, SMS, Clock, answers
 from tests.twilio_server import TwilioServer
 
@@ -27,6 +29,7 @@ CONTACTS = """telephone;prenom;commune
 n/a;Personne;Nulle part
 """
 ASKABLE = ["+33639980001", "+33639980003", "+33639980004", "+33739980002"]
+ORIGIN = ["--contract", "DV-2027-001", "--operator", "camille"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,9 @@ def twilio() -> Iterator[TwilioServer]:
 def accord(config, clock: Clock, redis_client, twilio: TwilioServer) -> Accord:
     twilio.reset()
     gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
-    return create_app(config, gateway=gateway, clock=clock).extensions["accord"]
+    accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
+    use(accord)  # what a worker process does once at start
+    return accord
 
 
 @pytest.fixture
@@ -53,10 +58,29 @@ def run(accord: Accord, *args: str) -> Result:
     return CliRunner().invoke(main, list(args), obj=Services(accord), catch_exceptions=False)
 
 
+def start(accord: Accord, flow_id: str, path: Path, *extra: str) -> Result:
+    result = run(accord, "round", "start", flow_id, str(path), *ORIGIN, "--rate", "1000", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def work(accord: Accord) -> None:
+    """Run a worker in this process until the queue is empty."""
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+
+
+def scheduled(accord: Accord) -> list[tuple[str, dt.datetime]]:
+    registry = ScheduledJobRegistry(queue=queue_for(accord))
+    return [(job_id, registry.get_scheduled_time(job_id)) for job_id in registry.get_job_ids()]
+
+
 def test_round_asks_every_mobile_once_through_twilio(accord, contacts, twilio, clock):
     clock.set(dt.datetime(2026, 12, 1, 15, 0, tzinfo=PARIS))
-    result = run(accord, "round", "start", "demo", str(contacts))
-    assert result.exit_code == 0, result.output
+    result = start(accord, "demo", contacts)
+    assert twilio.messages == []  # the command queues; workers send
+    assert "queued: 4" in result.output and "duplicate: 1" in result.output
+    assert "line 7: '01 45 67 89 10': not a mobile" in result.output
+    work(accord)
     flow = accord.flows["demo"]
     assert sorted(m["to"] for m in twilio.messages) == ASKABLE
     assert {m["body"] for m in twilio.messages} == {flow.texts.consent_request}
@@ -64,101 +88,96 @@ def test_round_asks_every_mobile_once_through_twilio(accord, contacts, twilio, c
     # 15:00: the provider may hold each message until the window closes at 23:00, no later.
     assert {m["params"]["ValidityPeriod"] for m in twilio.messages} == {str(8 * 3600)}
     assert all(accord.store.state(flow, phone) == "asked" for phone in ASKABLE)
-    assert "asked: 4" in result.output and "duplicate: 1" in result.output
-    assert "line 7: '01 45 67 89 10': not a mobile" in result.output
-    assert "line 8: 'n/a'" in result.output
     sent = [f for _, f in accord.store.ledger(flow.id) if f["event"] == "sent"]
     assert sorted(f["sid"] for f in sent) == sorted(m["sid"] for m in twilio.messages)
 
 
+def test_every_line_is_accounted_for(accord, contacts):
+    result = start(accord, "demo", contacts)
+    counts = {line.split(":")[0].strip(): int(line.rsplit(":", 1)[1]) for line in result.output.splitlines()
+              if line.count(":") == 1 and line.rsplit(":", 1)[1].strip().isdigit()}
+    parts = ("queued", "rejected", "duplicate", "suppressed", "already asked", "waiting for another flow's answer")
+    assert counts["imported"] == 7 == sum(counts[part] for part in parts)
+
+
 def test_rerunning_a_round_sends_nothing_new(accord, contacts, twilio):
-    run(accord, "round", "start", "demo", str(contacts))
+    start(accord, "demo", contacts)
+    again = start(accord, "demo", contacts)  # before any worker ran: queued numbers count as asked
+    assert "already asked: 4" in again.output and "queued: 0" in again.output
+    work(accord)
+    assert len(twilio.messages) == 4
     twilio.reset()
-    result = run(accord, "round", "start", "demo", str(contacts))
+    start(accord, "demo", contacts)
+    work(accord)
     assert twilio.messages == []
-    assert "already asked: 4" in result.output
 
 
 def test_dry_run_stores_and_sends_nothing(accord, contacts, twilio, redis_client):
-    result = run(accord, "round", "start", "demo", str(contacts), "--dry-run")
-    assert "would ask: 4" in result.output
-    assert twilio.messages == [] and list(redis_client.scan_iter()) == []
+    accord.store.step([accord.flows["demo"]], "+33639980003", "stop")
+    before = sorted(redis_client.scan_iter())
+    result = start(accord, "demo", contacts, "--dry-run")
+    assert "queued: 3" in result.output and "suppressed: 1" in result.output
+    assert sorted(redis_client.scan_iter()) == before and twilio.messages == []
 
 
-@pytest.mark.parametrize("flow_id, moment, reason", [
-    ("presidentielle-2027", dt.datetime(2026, 12, 1, 20, 1, tzinfo=PARIS), "after sending hours"),
-    ("presidentielle-2027", dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS), "Sunday"),
-    ("presidentielle-2027", dt.datetime(2027, 7, 14, 12, 0, tzinfo=PARIS), "public holiday"),
-    ("presidentielle-2027", dt.datetime(2027, 4, 10, 12, 0, tzinfo=PARIS), "electoral silence"),
-    ("demo", dt.datetime(2026, 12, 1, 23, 1, tzinfo=PARIS), "after sending hours"),
-    ("demo", dt.datetime(2030, 6, 8, 12, 0, tzinfo=PARIS), "electoral silence"),
+@pytest.mark.parametrize("flow_id, moment, opens", [
+    ("presidentielle-2027", dt.datetime(2026, 12, 1, 20, 1, tzinfo=PARIS),
+     dt.datetime(2026, 12, 2, 8, 30, tzinfo=PARIS)),
+    ("presidentielle-2027", dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS),  # a Sunday
+     dt.datetime(2026, 12, 7, 8, 30, tzinfo=PARIS)),
+    ("presidentielle-2027", dt.datetime(2027, 7, 14, 12, 0, tzinfo=PARIS),  # Fête nationale
+     dt.datetime(2027, 7, 15, 8, 30, tzinfo=PARIS)),
+    ("presidentielle-2027", dt.datetime(2027, 4, 10, 12, 0, tzinfo=PARIS),  # eve of the first round
+     dt.datetime(2027, 4, 12, 8, 30, tzinfo=PARIS)),
+    ("demo", dt.datetime(2026, 12, 1, 23, 1, tzinfo=PARIS), dt.datetime(2026, 12, 2, 7, 0, tzinfo=PARIS)),
 ])
-def test_no_send_outside_the_window(accord, contacts, twilio, clock, flow_id, moment, reason):
+def test_sends_outside_the_window_are_deferred_to_its_opening(accord, contacts, twilio, clock, flow_id, moment,
+                                                              opens):
     clock.set(moment)
-    result = run(accord, "round", "start", flow_id, str(contacts))
+    start(accord, flow_id, contacts)
+    before = dt.datetime.now(dt.UTC)
+    work(accord)
     assert twilio.messages == []
-    assert reason in result.output and "Waiting numbers were not sent" in result.output
-    assert "waiting for the window: 4" in result.output
+    ((_, when),) = scheduled(accord)  # one deferred batch, due when the window opens
+    wait = (opens - moment).total_seconds()
+    assert abs((when.replace(tzinfo=dt.UTC) - before).total_seconds() - wait) < 5
     assert accord.store.state(accord.flows[flow_id], ASKABLE[0]) == "new"
 
 
 def test_provider_unsubscribed_makes_the_number_opted_out(accord, contacts, twilio):
     twilio.fail_to("+33739980002", code=21610)
     twilio.fail_to("+33639980003", code=21614)
-    result = run(accord, "round", "start", "demo", str(contacts))
+    start(accord, "demo", contacts)
+    work(accord)
     flow = accord.flows["demo"]
-    assert "opted out at the provider: 1" in result.output and "undeliverable: 1" in result.output
     assert accord.store.state(flow, "+33739980002") == "opted_out"
     assert accord.store.is_suppressed(flow, "+33739980002")
-    assert accord.store.claim(flow, "+33739980002", window_open=True).refused == "suppressed"
+    funnel = accord.store.funnel(flow)
+    assert funnel["sent"] == 2 and funnel["send_failed"] == 2 and funnel["opted_out"] == 1
 
 
 def test_throttled_sends_are_retried_with_backoff(accord, twilio):
     twilio.fail_next(2, status=429, code=20429)
     waits: list[float] = []
-    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=waits.append)
-    assert report.counts["asked"] == 1
+    assert ask(accord, accord.flows["demo"], "+33639980001", sleep=waits.append) == "sent"
     assert waits == [0.5, 1.0]
     assert [m["to"] for m in twilio.messages] == ["+33639980001"]
 
 
-def test_a_send_that_keeps_failing_is_reported_not_retried_forever(accord, twilio):
+def test_a_send_that_may_have_gone_is_reported_not_retried(accord, twilio):
     twilio.fail_next(10, status=500, code=20500)
-    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=lambda _: None)
-    assert report.counts["claimed, outcome unknown"] == 1
+    assert ask(accord, accord.flows["demo"], "+33639980001", sleep=lambda _: None) == "claimed, outcome unknown"
     assert twilio.messages == []
-    # At most once: the claim stays, so the next round does not ask again blindly.
     assert accord.store.state(accord.flows["demo"], "+33639980001") == "asked"
-
-
-def test_full_conversation_after_a_round(accord, contacts, twilio):
-    run(accord, "round", "start", "demo", str(contacts))
-    app_client = create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client()
-    flow = accord.flows["demo"]
-    assert answers(SMS(app_client).send("+33639980001", "OUI")) == [flow.texts.confirmation, flow.texts.content[0]]
-
-
-def test_contacts_without_a_phone_column_are_refused_by_name(accord, tmp_path):
-    path = tmp_path / "bad.csv"
-    path.write_text("nom;ville\nDupont;Lyon\n")
-    result = CliRunner().invoke(main, ["round", "start", "demo", str(path)], obj=Services(accord))
-    assert result.exit_code == 1
-    assert "no phone column" in result.output and str(path) in result.output
-
-
-def test_unknown_flow_is_named(accord, contacts):
-    result = CliRunner().invoke(main, ["round", "start", "nope", str(contacts)], obj=Services(accord))
-    assert result.exit_code == 2 and "no flow 'nope'" in result.output
 
 
 def test_a_request_the_provider_never_processed_gives_the_number_back(accord, twilio):
     twilio.fail_to("+33639980001", status=400, code=21611)  # sender queue full
-    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")], sleep=lambda _: None)
-    assert report.counts["not sent, provider busy"] == 1
-    assert accord.store.state(accord.flows["demo"], "+33639980001") == "new"
+    flow = accord.flows["demo"]
+    assert ask(accord, flow, "+33639980001", sleep=lambda _: None) == "not sent, provider busy"
+    assert accord.store.state(flow, "+33639980001") == "new"
     twilio.reset()
-    report = start_round(accord, accord.flows["demo"], [Row(2, "0639980001", "")])
-    assert report.counts["asked"] == 1 and len(twilio.messages) == 1
+    assert ask(accord, flow, "+33639980001") == "sent"
 
 
 class SlowGateway:
@@ -172,42 +191,130 @@ class SlowGateway:
         return self.gateway.send(*args, **kwargs)
 
 
-def test_a_round_stops_sending_when_the_window_closes_under_it(accord, twilio, clock):
+def test_a_batch_stops_sending_when_the_window_closes_under_it(accord, twilio, clock, tmp_path):
     clock.set(dt.datetime(2026, 12, 1, 22, 56, tzinfo=PARIS))  # the demo window closes at 23:00
     accord.gateway = SlowGateway(accord.gateway, clock)
-    rows = [Row(n, f"06399800{n:02d}", "") for n in range(10)]
-    report = start_round(accord, accord.flows["demo"], rows)
-    assert report.counts["asked"] == 4  # 22:56 to 22:59; at 23:00 the window is shut
-    assert report.counts["waiting for the window"] == 6
+    path = tmp_path / "ten.csv"
+    path.write_text("phone\n" + "".join(f"06399800{n:02d}\n" for n in range(10)))
+    start(accord, "demo", path)
+    work(accord)
+    assert len(twilio.messages) == 4  # 22:56 to 22:59; at 23:00 the window is shut
     assert all(int(m["params"]["ValidityPeriod"]) >= 60 for m in twilio.messages)
+    assert len(scheduled(accord)) == 1
 
 
-def test_regional_holidays_follow_the_postcode(accord, twilio, clock):
+def test_regional_holidays_follow_the_postcode(accord, twilio, clock, tmp_path):
     clock.set(dt.datetime(2027, 3, 26, 10, 0, tzinfo=PARIS))  # Good Friday: a holiday in Alsace-Moselle
-    rows = [Row(2, "0639980001", "67000"), Row(3, "0639980002", "57000"), Row(4, "0639980003", "75001")]
-    report = start_round(accord, accord.flows["presidentielle-2027"], rows)
+    path = tmp_path / "regions.csv"
+    path.write_text("telephone;code postal\n0639980001;67000\n0639980002;57000\n0639980003;75001\n")
+    start(accord, "presidentielle-2027", path)
+    work(accord)
     assert [m["to"] for m in twilio.messages] == ["+33639980003"]
-    assert report.counts["waiting for the window"] == 2
+    assert len(scheduled(accord)) == 1
 
 
-def test_numbers_outside_metropolitan_france_are_rejected_with_the_reason(accord, twilio):
-    report = start_round(accord, accord.flows["demo"], [Row(2, "+689 87 12 34 56", "")])
-    assert twilio.messages == []
-    assert "its local time may differ" in report.rejects[0][2]
-
-
-def test_dry_run_counts_what_a_round_would_really_do(accord, twilio):
-    flow = accord.flows["demo"]
-    accord.store.claim(flow, "+33639980001", window_open=True)
-    accord.store.step([flow], "+33639980002", "stop")
-    rows = [Row(2, "0639980001", ""), Row(3, "0639980002", ""), Row(4, "0639980003", "")]
-    report = start_round(accord, flow, rows, dry_run=True)
-    assert report.counts == {"read": 3, "already asked": 1, "suppressed": 1, "would ask": 1}
+def test_numbers_outside_metropolitan_france_are_rejected_with_the_reason(accord, twilio, tmp_path):
+    path = tmp_path / "far.csv"
+    path.write_text("phone\n+689 87 12 34 56\n")
+    result = start(accord, "demo", path)
+    assert "its time zone may differ" in result.output and "queued: 0" in result.output
 
 
 def test_rejected_lines_are_written_next_to_the_file(accord, contacts):
-    run(accord, "round", "start", "demo", str(contacts))
+    start(accord, "demo", contacts)
     rejects = contacts.with_name("contacts.csv.rejects.csv").read_text(encoding="utf-8").splitlines()
     assert rejects[0] == "line,value,reason"
     assert rejects[1].startswith("7,01 45 67 89 10,not a mobile")
     assert rejects[2].startswith("8,n/a,")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--source-type", "hr"], "HR file"),
+    (["--source-type", "patient"], "patient file"),
+    (["--source-type", "public-registry"], "public registry"),
+    (["--source-type", "lottery"], "use one of"),
+    (["--contract", ""], "--contract"),
+])
+def test_an_import_of_refused_origin_stores_nothing(accord, contacts, redis_client, options, message):
+    result = run(accord, "round", "start", "demo", str(contacts), *ORIGIN, *options)
+    assert result.exit_code == 1 and message in result.output
+    assert list(redis_client.scan_iter()) == []
+
+
+def test_a_sensitive_column_refuses_the_file_before_anything_is_stored(accord, tmp_path, redis_client):
+    path = tmp_path / "religion.csv"
+    path.write_text("telephone;religion\n0639980001;x\n")
+    result = run(accord, "round", "start", "demo", str(path), *ORIGIN)
+    assert result.exit_code == 1 and "'religion'" in result.output and "C.11" in result.output
+    assert list(redis_client.scan_iter()) == []
+
+
+def test_the_import_origin_is_recorded_in_the_ledger(accord, contacts):
+    start(accord, "demo", contacts)
+    (entry,) = [f for _, f in accord.store.ledger("demo") if f["event"] == "import"]
+    origin = json.loads(entry["text"])
+    assert origin["contract"] == "DV-2027-001" and origin["operator"] == "camille"
+    assert origin["source_type"] == "broker" and origin["file"] == "contacts.csv"
+
+
+def test_pause_parks_the_batch_and_resume_sends_each_number_once(accord, contacts, twilio):
+    start(accord, "demo", contacts)
+    assert "paused" in run(accord, "round", "pause", "demo").output
+    work(accord)
+    assert twilio.messages == []
+    assert "1 parked batch(es)" in run(accord, "round", "resume", "demo").output
+    work(accord)
+    assert sorted(m["to"] for m in twilio.messages) == ASKABLE
+
+
+def consent(accord: Accord, phones: list[str]) -> None:
+    flow = accord.flows["demo"]
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    for phone in phones:
+        accord.store.claim(flow, phone, window_open=True)
+        sms.send(phone, "oui")
+
+
+def test_content_goes_to_consented_numbers_only_and_once(accord, twilio):
+    flow = accord.flows["demo"]
+    consent(accord, ["+33639980001", "+33639980002"])
+    accord.store.claim(flow, "+33639980003", window_open=True)  # asked, never answered
+    assert "queued for 2 consented" in run(accord, "content", "send", "demo").output
+    work(accord)
+    # Content 1 already went with their confirmation: nobody gets it twice.
+    assert twilio.messages == []
+    assert "demo has 1 content message(s)" in run(accord, "content", "send", "demo", "--message", "2").output
+
+
+def test_stop_arriving_while_a_broadcast_is_queued_wins(accord, twilio, clock):
+    clock.set(dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS))  # YES after hours: confirmation only
+    consent(accord, ["+33639980001", "+33639980002", "+33639980003"])
+    clock.set(dt.datetime(2026, 12, 2, 10, 0, tzinfo=PARIS))
+    run(accord, "content", "send", "demo")
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    assert answers(sms.send("+33639980002", "STOP")) == [accord.flows["demo"].texts.stopped]
+    work(accord)
+    assert sorted(m["to"] for m in twilio.messages) == ["+33639980001", "+33639980003"]
+    assert {m["body"] for m in twilio.messages} == {accord.flows["demo"].texts.content[0]}
+    run(accord, "content", "send", "demo")
+    work(accord)
+    assert len(twilio.messages) == 2  # nobody gets the same content twice
+
+
+def test_round_status_shows_the_funnel(accord, contacts, twilio):
+    start(accord, "demo", contacts)
+    work(accord)
+    consent(accord, [])
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    sms.send("+33639980001", "oui")
+    sms.send("+33639980003", "non")
+    sms.send("+33639980004", "stop")
+    for message in twilio.messages[:3]:
+        sms.status(message["sid"], "delivered", to=message["to"])
+    sms.status(twilio.messages[0]["sid"], "delivered", to=twilio.messages[0]["to"])  # a repeated callback
+    sms.status(twilio.messages[3]["sid"], "undelivered", to=twilio.messages[3]["to"], error_code="30003")
+    output = run(accord, "round", "status", "demo").output
+    for line in ("imported: 7", "rejected: not a mobile: 1", "duplicates: 1", "queued: 4", "asked (sent): 4",
+                 "delivered: 3", "undelivered: 1", "pending answer: 1", "consented: 1", "declined: 1",
+                 "opted out: 1", "segments (estimate): 8"):
+        assert line in output, line

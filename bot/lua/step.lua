@@ -1,4 +1,4 @@
--- KEYS: sid key, then per candidate flow: state, ledger, head, suppression.
+-- KEYS: sid key, then per candidate flow: state, ledger, head, suppression, funnel, first content.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json.
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if message_sid ~= '' then
@@ -6,10 +6,11 @@ if message_sid ~= '' then
   if seen then return seen end
 end
 local plan = cjson.decode(ARGV[6])
+local function key(i, n) return KEYS[1 + 6 * (i - 1) + n] end
 local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do
   states[i], asked[i] = 'new', '0'
-  local found = redis.call('HGET', KEYS[4 * i - 2], phone)
+  local found = redis.call('HGET', key(i, 1), phone)
   if found then
     local state, asked_at, touched = string.match(found, '^([^|]*)|([^|]*)|([^|]*)$')
     states[i], asked[i] = state, asked_at
@@ -24,7 +25,7 @@ local function refuse(why)
   return cjson.encode({flow = plan.flows[chosen].id, from = state, to = state, refused = why})
 end
 if plan.check_suppressed then
-  if redis.call('HEXISTS', KEYS[4 * chosen + 1], digest) == 1 then return refuse('suppressed') end
+  if redis.call('HEXISTS', key(chosen, 4), digest) == 1 then return refuse('suppressed') end
   -- Another flow's question still open on this sender: a YES now would be ambiguous.
   for i = 2, #plan.flows do
     if plan.open[states[i]] and tonumber(now) - tonumber(asked[i]) < plan.flows[i].expiry then
@@ -33,16 +34,33 @@ if plan.check_suppressed then
   end
 end
 
+-- Keep the funnel's counts: numbers per state, and open questions per hour asked (for lazy expiry).
+local function count(fkey, state, dest, asked_at)
+  if state == dest then return end
+  if state ~= 'new' then redis.call('HINCRBY', fkey, state, -1) end
+  if dest ~= 'new' then redis.call('HINCRBY', fkey, dest, 1) end
+  if plan.open[state] and not plan.open[dest] then
+    redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1)
+  elseif plan.open[dest] and not plan.open[state] then
+    redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(now) / 3600), 1)
+  end
+end
+
+-- Where a French mobile sits in the per-message bitmaps of who received which content.
+local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
+local offset = national and (tonumber(national) - 600000000)
+
 -- Apply the step to flow i; the lead flow is the conversation the text answers.
 local function apply(i, lead)
   local flow = plan.flows[i]
-  local skey, lkey, hkey, supkey = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+  local skey, lkey, hkey, supkey, fkey = key(i, 1), key(i, 2), key(i, 3), key(i, 4), key(i, 5)
   local state, asked_at = states[i], asked[i]
   local function log(event, move, text, sid, reply)
     append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
   end
   if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
     log('expire', state .. '>expired', '', '', '')
+    count(fkey, state, 'expired', asked_at)
     state = 'expired'
     redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
   end
@@ -59,9 +77,13 @@ local function apply(i, lead)
   elseif step then
     log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
   end
+  count(fkey, state, dest, asked_at)
   if step or inbound then
     if dest == 'asked' then asked_at = now end
     redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+  end
+  for _, say in ipairs(says) do
+    if say == 'content' and offset then redis.call('SETBIT', key(i, 6), offset, 1) end
   end
   if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
   if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end

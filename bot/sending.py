@@ -1,0 +1,168 @@
+"""What the workers run: batches of consent requests and content, paced, inside the window only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from rq import Queue
+
+from bot import Accord, current
+from bot.conversation import handle_carrier_stop
+from bot.flows import Flow
+from bot.gateway import SendError
+
+QUEUE = "accord"
+BATCH = 500  # numbers per job: one job per number would cost ~580 bytes and ~50 commands each
+RETRIES = 3
+MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
+MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
+DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
+
+
+def queue_for(accord: Accord) -> Queue:
+    """Return the job queue on the store's Redis."""
+    return Queue(QUEUE, connection=accord.store.redis)
+
+
+def enqueue(accord: Accord, kind: str, flow: Flow, items: list[str], message: int = 0) -> None:
+    """Queue a batch of numbers ('phone' or 'phone/postcode') for `kind` (requests or content)."""
+    rate = rate_of(accord, flow)
+    function = send_requests if kind == "requests" else send_content
+    args = (flow.id, ",".join(items)) if kind == "requests" else (flow.id, message, ",".join(items))
+    queue_for(accord).enqueue(function, *args, job_timeout=int(len(items) / rate * 3) + 300,
+                              result_ttl=86400, failure_ttl=30 * 86400)
+
+
+def rate_of(accord: Accord, flow: Flow) -> float:
+    """Return the flow's sending rate in messages per second, as the round set it."""
+    return float(accord.store.round_settings(flow).get("rate") or DEFAULT_RATE)
+
+
+def send_requests(flow_id: str, items: str) -> dict[str, int]:
+    """Job: ask each number of a batch for consent (claim, then send, at most once each)."""
+    return _work("requests", flow_id, items.split(","), ask)
+
+
+def send_content(flow_id: str, message: int, items: str) -> dict[str, int]:
+    """Job: send content message `message` to each consented number of a batch."""
+    return _work("content", flow_id, items.split(","), lambda a, f, p: deliver(a, f, p, message), message)
+
+
+def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord, Flow, str], str],
+          message: int = 0) -> dict[str, int]:
+    accord = current()
+    flow = accord.flows[flow_id]
+    pace = Pace(accord, flow)
+    counts: Counter[str] = Counter()
+    later: dict[float, list[str]] = defaultdict(list)  # seconds to wait -> numbers
+    for index, item in enumerate(items):
+        if accord.store.is_paused(flow):
+            accord.store.park(flow, f"{kind}|{message}|{','.join(items[index:])}")
+            counts["parked"] += len(items) - index
+            break
+        phone, _, postcode = item.partition("/")
+        epoch = accord.store.clock()
+        window = flow.window(epoch, postcode or None)
+        if window.open and validity(flow, epoch) < MIN_VALIDITY:
+            window = flow.window(epoch + MIN_VALIDITY, postcode or None)  # shut by then: when next open?
+        if not window.open:
+            if window.opens_at is None:
+                counts["no window left"] += 1
+                continue
+            later[max(1.0, window.opens_at.timestamp() - epoch)].append(item)
+            counts["deferred"] += 1
+            continue
+        pace.wait()
+        counts[send_one(accord, flow, phone)] += 1
+    for delay, waiting in later.items():
+        function = send_requests if kind == "requests" else send_content
+        args = (flow.id, ",".join(waiting)) if kind == "requests" else (flow.id, message, ",".join(waiting))
+        queue_for(accord).enqueue_in(dt.timedelta(seconds=delay), function, *args,
+                                     result_ttl=86400, failure_ttl=30 * 86400)
+    return dict(counts)
+
+
+def ask(accord: Accord, flow: Flow, phone: str, *,
+        sleep: Callable[[float], None] = time.sleep) -> str:
+    """Claim the number, then send its consent request; return what happened."""
+    outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender))
+    if outcome.refused:
+        return outcome.refused
+    if not outcome.changed:
+        return "already asked" if outcome.source != "opted_out" else "opted out"
+    return _send(accord, flow, phone, outcome.texts[0], sleep=sleep, release=True)
+
+
+def deliver(accord: Accord, flow: Flow, phone: str, message: int, *,
+            sleep: Callable[[float], None] = time.sleep) -> str:
+    """Send content message `message` if, at this very moment, the number consented and did not object."""
+    verdict = accord.store.release(flow, phone, message)
+    if verdict != "ok":
+        return "skipped: " + verdict
+    return _send(accord, flow, phone, flow.texts.content[message - 1], sleep=sleep, release=False)
+
+
+def _send(accord: Accord, flow: Flow, phone: str, text: str, *, sleep: Callable[[float], None],
+          release: bool) -> str:
+    attempt = 0
+    while True:
+        try:
+            sid = accord.gateway.send(phone, text, sender=flow.sender,
+                                      validity_period=validity(flow, accord.store.clock()),
+                                      status_callback=_status_url(accord))
+        except SendError as error:
+            if error.unprocessed and attempt < RETRIES:
+                sleep(0.5 * 2 ** attempt)
+                attempt += 1
+                continue
+            accord.store.record_failure(flow, phone, error.code, error.message)
+            if error.opted_out:
+                handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
+                return "opted out at the provider"
+            if error.unprocessed and release:
+                # Certainly not sent: give the number back so a later round asks it.
+                accord.store.step([flow], phone, "release", body=f"{error.code}: {error.message}")
+                return "not sent, provider busy"
+            # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
+            return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
+        accord.store.record_sent(flow, phone, sid, text)
+        return "sent"
+
+
+def validity(flow: Flow, epoch: float) -> int:
+    """Return how long the provider may hold the message: until today's window closes."""
+    window = flow.window(epoch)
+    if not window.open or window.opens_at is None:
+        return 0
+    now = window.opens_at  # an open window opens now
+    closes = now.replace(hour=flow.sending_hours.end.hour, minute=flow.sending_hours.end.minute,
+                         second=0, microsecond=0)
+    return max(0, min(MAX_VALIDITY, int((closes - now).total_seconds())))
+
+
+class Pace:
+    """The sender's rate, shared by every worker through Redis (a moving window)."""
+
+    def __init__(self, accord: Accord, flow: Flow) -> None:
+        storage = RedisStorage("redis://", connection_pool=accord.store.redis.connection_pool,
+                               key_prefix="accord:rate")
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.item = RateLimitItemPerSecond(max(1, int(rate_of(accord, flow))))
+        self.key = flow.sender
+
+    def wait(self) -> None:
+        """Block until one more message may go from this sender."""
+        while not self.limiter.hit(self.item, self.key):
+            reset = self.limiter.get_window_stats(self.item, self.key).reset_time
+            time.sleep(min(1.0, max(0.001, reset - time.time())))
+
+
+def _status_url(accord: Accord) -> str | None:
+    base = accord.config.public_url
+    return f"{base}/sms/status" if base else None

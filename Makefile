@@ -3,6 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 PORT   ?= 8000
 WEB    := $(shell sed -n 's/^web: *//p' Procfile)
+WORKER := $(shell sed -n 's/^worker: *//p' Procfile)
 
 .PHONY: run test bench lint stop clean
 
@@ -17,15 +18,18 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## run: serve the bot on 127.0.0.1:$(PORT) with its own Redis and the local outbox (unless Twilio is set)
+## run: serve the bot and one worker on 127.0.0.1:$(PORT), with its own Redis and the local outbox
 run: $(VENV)/.runtime
-	@echo "Accord is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it; 'make stop' stops its Redis)"
+	@echo "Accord is starting on http://127.0.0.1:$(PORT) with one sending worker"
+	@echo "(Ctrl-C stops both; 'make stop' stops its Redis, whose data stays in instance/)."
 	@echo "From another terminal, start a demo round and answer as a voter:"
-	@echo "  $(PYTHON) -m bot round start demo examples/contacts.csv"
+	@echo "  $(PYTHON) -m bot round start demo examples/contacts.csv --source-type supporters"
 	@echo "  $(PYTHON) -m bot outbox +33639980001"
 	@echo "  $(PYTHON) -m bot reply +33639980001 \"oui\""
+	@echo "  $(PYTHON) -m bot round status demo"
 	@echo "  $(PYTHON) -m bot reply +33639980001 \"stop\""
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) BIND=127.0.0.1:$(PORT) sh -c '$(WEB)'
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) BIND=127.0.0.1:$(PORT) \
+		sh -c '$(WORKER) & worker=$$!; trap "kill $$worker" EXIT INT TERM; $(WEB)'
 
 ## test: the whole suite, against a real Redis the tests start themselves
 test: $(VENV)/.dev

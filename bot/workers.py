@@ -61,8 +61,8 @@ def requeue_interrupted(accord: Accord, flow: Flow) -> int:
                 continue
             if registry is started and _worker_alive(job, accord):
                 continue
-            registry.remove(job)
             queue.enqueue(job.func, *job.args, job_timeout=job.timeout, result_ttl=86400, failure_ttl=30 * 86400)
+            job.delete(remove_from_queue=False)  # and from its registry: it is not requeued twice
             count += 1
     return count
 

@@ -220,6 +220,70 @@ def outbox(obj: Services, phone: str | None) -> None:
 
 
 @main.group()
+def flows() -> None:
+    """Flow files."""
+
+
+@flows.command("check")
+@click.argument("names", metavar="[FLOW]...", nargs=-1)
+def flows_check(names: tuple[str, ...]) -> None:
+    """Lint every flow in FLOWS_DIR, or the FLOWs named (ids or .toml paths); exit 1 on errors."""
+    from bot import lint  # imported here: this command only reads files, it needs no Redis
+    from bot.flows import load_flow
+
+    def check(path: Path) -> lint.Report:
+        try:
+            return lint.lint_flow(load_flow(path))
+        except FlowError as error:  # a file that fails to load is the first thing to report
+            return lint.lint_error(error)
+
+    in_dir: list[lint.Report] = []
+    if not names or not all(name.endswith(".toml") for name in names):
+        try:
+            directory = Config.from_env().flows_dir
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from error
+        in_dir = [check(path) for path in sorted(directory.glob("*.toml"))]
+        if not in_dir:
+            raise click.ClickException(f"no *.toml flow files in {directory}")
+    checked = lint.check_ids(in_dir)
+    reports = [] if names else checked
+    for name in names:
+        if name.endswith(".toml"):
+            if not Path(name).is_file():
+                raise click.BadParameter(f"{name}: no such file", param_hint="FLOW")
+            reports.append(check(Path(name)))
+            continue
+        found = [r for r in checked if (r.flow_id or Path(r.path).stem) == name]  # unloadable: by file name
+        if not found:
+            known = ", ".join(sorted(r.flow_id or Path(r.path).stem for r in checked))
+            raise click.BadParameter(f"no flow {name!r}; known: {known}", param_hint="FLOW")
+        reports += found
+    errors = warnings = 0
+    for report in reports:
+        click.echo(f"{report.flow_id or '(not loaded)'}: {report.path}")
+        if report.rows:
+            click.echo(f"  {'text':<24} {'encoding':<8} {'chars':>6} {'segments':>8}")
+        for row in report.rows:
+            click.echo(f"  {row.key:<24} {row.encoding:<8} {row.characters:>6} {row.segments:>8}")
+            if row.forcing:
+                click.echo(f"    forces UCS-2: {lint.describe(row.forcing)}")
+            if row.rewrite is not None:
+                click.echo(f"    in GSM-7: {row.rewrite}")
+                click.echo(f"    would be {row.rewrite_segments} segment(s) in GSM-7")
+        for finding in report.findings:
+            click.echo(f"  {finding.level}: {report.path}: {finding.key}: {finding.message}")
+        if report.request_cost is not None:
+            click.echo(f"  cost: {report.request_cost} segments per {lint.PER} numbers asked (consent request); "
+                       f"{report.consented_cost} per {lint.PER} consenting voters (confirmation + content[0])")
+        errors += len(report.errors)
+        warnings += len(report.findings) - len(report.errors)
+    click.echo(f"{len(reports)} flow file(s): {errors} error(s), {warnings} warning(s)")
+    if errors:
+        sys.exit(1)
+
+
+@main.group()
 def consent() -> None:
     """Proof of consent."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,79 +19,32 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot import machine
+from bot import ledger, machine
 from bot.flows import Flow
+from bot.keys import (
+    OUTBOX_KEY,
+    content_key,
+    funnel_key,
+    head_key,
+    ledger_key,
+    out_key,
+    parked_key,
+    paused_key,
+    queued_key,
+    round_key,
+    sid_key,
+    state_key,
+    subject_key,
+    suppression_key,
+)
 
-PREFIX = "accord"
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
-# An inbound entry holds the text received and, in `reply`, the JSON list of the texts answered.
-LEDGER_FIELDS = ("at", "phone", "flow", "flow_hash", "event", "state", "text", "sid", "reply", "prev")
 EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
                "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
                "canceled": 7, "read": 8}
-
-
-def key_for(kind: str, *parts: str) -> str:
-    """Name a Redis key; every key the project uses is built here."""
-    return ":".join((PREFIX, kind, *parts))
-
-
-def state_key(flow_id: str) -> str:
-    return key_for("state", flow_id)  # hash: phone -> "state|asked_at|touched"
-
-
-def ledger_key(flow_id: str) -> str:
-    return key_for("ledger", flow_id)  # stream, append-only, hash-chained
-
-
-def head_key(flow_id: str) -> str:
-    return key_for("ledger-head", flow_id)  # hash of the latest ledger entry
-
-
-def suppression_key(controller_id: str) -> str:
-    return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
-
-
-def sid_key(message_sid: str) -> str:
-    return key_for("sid", message_sid)  # the answer given to a processed inbound message
-
-
-def funnel_key(flow_id: str) -> str:
-    return key_for("funnel", flow_id)  # hash: counts per state, per event, open questions per hour
-
-
-def content_key(flow_id: str, message: int) -> str:
-    return key_for("content", flow_id, str(message))  # bitmap: French mobiles that got message N
-
-
-def queued_key(flow_id: str) -> str:
-    return key_for("queued", flow_id)  # bitmap: French mobiles a round has queued for asking
-
-
-def round_key(flow_id: str) -> str:
-    return key_for("round", flow_id)  # hash: rate and import origin of the flow's rounds
-
-
-def paused_key(flow_id: str) -> str:
-    return key_for("paused", flow_id)  # present while the flow's sending is paused
-
-
-def parked_key(flow_id: str) -> str:
-    return key_for("parked", flow_id)  # list: remainders of batches a pause interrupted
-
-
-def out_key(message_sid: str) -> str:
-    return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
-
-
-OUTBOX_KEY = key_for("outbox")
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -139,13 +93,13 @@ class Store:
 
         With `first`, the step applies to the first of `flows`, the others being only checked.
         """
-        keys = [sid_key(message_sid or "-")]  # read and written only when there is a sid
+        digest = self.digest(phone)
+        keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
             keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
                      suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1)]
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
-        raw = self._step(keys=keys, args=[phone, self.digest(phone), self._now(), body,
-                                          message_sid, plan])
+        raw = self._step(keys=keys, args=[phone, digest, self._now(), body, message_sid, plan, _salt()])
         answer = json.loads(raw)
         flow = next(f for f in flows if f.id == answer["flow"])
         says = answer.get("says") or ()  # an empty Lua table comes back as {}
@@ -174,9 +128,9 @@ class Store:
         self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str) -> None:
-        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id)],
-                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid,
-                           OUT_TTL])
+        subject = subject_key(self.digest(phone) if phone else "-")
+        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject],
+                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt()])
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""
@@ -202,10 +156,11 @@ class Store:
 
     def release(self, flow: Flow, phone: str, message: int) -> str:
         """Claim content message `message` (1-based) for a consented number; 'ok' or why not."""
+        digest = self.digest(phone)
         keys = [state_key(flow.id), suppression_key(flow.controller_id), content_key(flow.id, message),
-                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id)]
-        args = [phone, self.digest(phone), self._now(), flow.id, flow.content_hash,
-                flow.texts.content[message - 1], message]
+                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest)]
+        args = [phone, digest, self._now(), flow.id, flow.content_hash, flow.texts.content[message - 1],
+                message, _salt()]
         return _text(self._release(keys=keys, args=args))
 
     def count(self, flow: Flow, counts: dict[str, int]) -> None:
@@ -286,21 +241,12 @@ class Store:
         return bool(self.redis.hexists(suppression_key(flow.controller_id), self.digest(phone)))
 
     def ledger(self, flow_id: str) -> list[tuple[str, dict[str, str]]]:
-        """Return the flow's ledger entries in order, as (entry id, fields)."""
-        return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
-                for entry_id, fields in self.redis.xrange(ledger_key(flow_id))]
+        """Return the flow's ledger entries in order, each with its personal fields if not erased."""
+        return ledger.read(self.redis, flow_id)
 
     def verify_ledger(self, flow_id: str) -> str | None:
         """Walk the hash chain; return the id of the first entry that does not fit, or None."""
-        head = b""
-        for entry_id, fields in self.redis.xrange(ledger_key(flow_id)):
-            values = [fields.get(name.encode(), b"") for name in LEDGER_FIELDS[:-1]] + [head]
-            if fields.get(b"prev") != head or fields.get(b"hash") != seal(values):
-                return _text(entry_id)
-            head = seal(values)
-        if (self.redis.get(head_key(flow_id)) or b"") != head:
-            return "head"
-        return None
+        return ledger.verify(self.redis, flow_id)
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""
@@ -339,9 +285,8 @@ def lua(*names: str) -> str:
     return "\n".join((LUA / f"{name}.lua").read_text() for name in names)
 
 
-def seal(fields: Sequence[bytes]) -> bytes:
-    """Return an entry's hash as the ledger script computes it (hex digest, as bytes)."""
-    return hashlib.sha1(b"".join(b"%d:%s" % (len(f), f) for f in fields)).hexdigest().encode()
+def _salt() -> str:
+    return secrets.token_hex(8)  # fresh per script call: ledger salts, new person ids
 
 
 def _text(value: bytes | str | None) -> str:

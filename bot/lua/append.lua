@@ -1,5 +1,7 @@
--- KEYS: ledger, head, out key (or the ledger key again when there is no sent message), funnel.
--- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl.
+-- KEYS: ledger, head, out key (or the ledger key again when there is no sent message), funnel,
+-- the person's subject key.
+-- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl, salt.
+begin(KEYS[5], ARGV[9])
 append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
 save_heads()
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)

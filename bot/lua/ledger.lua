@@ -1,20 +1,47 @@
--- Seal and append one chained entry. Fields are length-prefixed before hashing, so no text a
--- voter sends can shift one field into another; `seal` in Python computes the same digest.
-local function seal(fields)
+-- A ledger entry comes in two parts. The stream keeps what proves order and integrity: the time,
+-- the flow and its version, the kind of event, a random person id, a commitment to the personal
+-- fields, and the chain. The personal fields (number, event, state, exact texts, message ids) live
+-- in the person's own hash, salted; erasing a person deletes that hash and the id's link to the
+-- number, and leaves a chain that still verifies over entries no longer tied to anyone.
+-- Fields are length-prefixed before hashing, so no text can shift one field into another.
+local function lp(fields)
   local parts = {}
   for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
-  return redis.sha1hex(table.concat(parts))
+  return table.concat(parts)
 end
 -- Chain heads are read once and written once per script call, however many entries it adds.
 local heads, touched_heads = {}, {}
+local subject_key, salt, entries, pid, person_key = nil, '', 0, nil, nil
+-- Name the person (key holding their random id) and a fresh random salt for this call's entries.
+local function begin(key, random)
+  subject_key, salt = key, random
+end
+local function person(phone)
+  if phone == '' then return '-', 'accord:person:-' end
+  if pid == nil then
+    pid = redis.call('GET', subject_key)
+    if not pid then
+      pid = salt
+      redis.call('SET', subject_key, pid)
+    end
+    person_key = 'accord:person:' .. pid
+  end
+  return pid, person_key
+end
+-- fields: at, phone, flow, flow hash, event, state move, text, provider sid, reply (JSON list)
 local function append(lkey, hkey, fields)
   local prev = heads[hkey]
   if prev == nil then prev = redis.call('GET', hkey) or '' end
-  fields[10] = prev
-  local entry_hash = seal(fields)
-  redis.call('XADD', lkey, '*', 'at', fields[1], 'phone', fields[2], 'flow', fields[3],
-    'flow_hash', fields[4], 'event', fields[5], 'state', fields[6], 'text', fields[7],
-    'sid', fields[8], 'reply', fields[9], 'prev', prev, 'hash', entry_hash)
+  entries = entries + 1
+  local entry_salt = salt .. '.' .. entries
+  local id_pid, pkey = person(fields[2])
+  local commit = redis.sha1hex(entry_salt .. lp({fields[2], fields[5], fields[6], fields[7], fields[8], fields[9]}))
+  local kind = string.match(fields[5], '^[^:]*')
+  local entry_hash = redis.sha1hex(lp({fields[1], fields[3], fields[4], kind, id_pid, commit, prev}))
+  local id = redis.call('XADD', lkey, '*', 'at', fields[1], 'flow', fields[3], 'flow_hash', fields[4],
+    'kind', kind, 'pid', id_pid, 'commit', commit, 'prev', prev, 'hash', entry_hash)
+  redis.call('HSET', pkey, fields[3] .. '|' .. id, cjson.encode({phone = fields[2], event = fields[5],
+    state = fields[6], text = fields[7], sid = fields[8], reply = fields[9], salt = entry_salt}))
   if heads[hkey] == nil then touched_heads[#touched_heads + 1] = hkey end
   heads[hkey] = entry_hash
 end

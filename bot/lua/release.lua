@@ -1,6 +1,6 @@
 -- Release content message N to one number, at most once, and only if it consented and did not object.
--- KEYS: state hash, suppression hash, content-N bitmap, ledger, head, funnel.
--- ARGV: phone, suppression hmac, now, flow id, flow hash, text, N.
+-- KEYS: state hash, suppression hash, content-N bitmap, ledger, head, funnel, subject key.
+-- ARGV: phone, suppression hmac, now, flow id, flow hash, text, N, salt.
 -- Returns 'ok', or why not: 'suppressed', 'already', 'not a French mobile', or the number's state.
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 local record = redis.call('HGET', KEYS[1], phone)
@@ -10,6 +10,7 @@ if redis.call('HEXISTS', KEYS[2], digest) == 1 then return 'suppressed' end
 local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
 if not national then return 'not a French mobile' end
 if redis.call('SETBIT', KEYS[3], tonumber(national) - 600000000, 1) == 1 then return 'already' end
+begin(KEYS[7], ARGV[8])
 append(KEYS[4], KEYS[5], {now, phone, ARGV[4], ARGV[5], 'content:' .. ARGV[7], '', ARGV[6], '', ''})
 save_heads()
 redis.call('HINCRBY', KEYS[6], 'content:' .. ARGV[7], 1)

@@ -1,12 +1,14 @@
--- KEYS: sid key, then per candidate flow: state, ledger, head, suppression, funnel, first content.
--- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json.
+-- KEYS: sid key, the person's subject key, then per candidate flow: state, ledger, head,
+-- suppression, funnel, first content.
+-- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json, salt.
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
 end
 local plan = cjson.decode(ARGV[6])
-local function key(i, n) return KEYS[1 + 6 * (i - 1) + n] end
+begin(KEYS[2], ARGV[7])
+local function key(i, n) return KEYS[2 + 6 * (i - 1) + n] end
 local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do
   states[i], asked[i] = 'new', '0'

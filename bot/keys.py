@@ -1,0 +1,69 @@
+"""Every Redis key the project uses, named in one place."""
+
+from __future__ import annotations
+
+PREFIX = "accord"
+
+
+def key_for(kind: str, *parts: str) -> str:
+    """Name a Redis key; every key the project uses is built here."""
+    return ":".join((PREFIX, kind, *parts))
+
+
+def state_key(flow_id: str) -> str:
+    return key_for("state", flow_id)  # hash: phone -> "state|asked_at|touched"
+
+
+def ledger_key(flow_id: str) -> str:
+    return key_for("ledger", flow_id)  # stream, append-only, hash-chained
+
+
+def head_key(flow_id: str) -> str:
+    return key_for("ledger-head", flow_id)  # hash of the latest ledger entry
+
+
+def suppression_key(controller_id: str) -> str:
+    return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
+
+
+def sid_key(message_sid: str) -> str:
+    return key_for("sid", message_sid)  # the answer given to a processed inbound message
+
+
+def funnel_key(flow_id: str) -> str:
+    return key_for("funnel", flow_id)  # hash: counts per state, per event, open questions per hour
+
+
+def content_key(flow_id: str, message: int) -> str:
+    return key_for("content", flow_id, str(message))  # bitmap: French mobiles that got message N
+
+
+def queued_key(flow_id: str) -> str:
+    return key_for("queued", flow_id)  # bitmap: French mobiles a round has queued for asking
+
+
+def round_key(flow_id: str) -> str:
+    return key_for("round", flow_id)  # hash: rate and import origin of the flow's rounds
+
+
+def paused_key(flow_id: str) -> str:
+    return key_for("paused", flow_id)  # present while the flow's sending is paused
+
+
+def parked_key(flow_id: str) -> str:
+    return key_for("parked", flow_id)  # list: remainders of batches a pause interrupted
+
+
+def subject_key(digest: str) -> str:
+    return key_for("subject", digest)  # the random person id standing for a number in ledgers
+
+
+def person_key(pid: str) -> str:
+    return key_for("person", pid)  # hash: "flow|entry id" -> the entry's personal fields (JSON)
+
+
+def out_key(message_sid: str) -> str:
+    return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
+
+
+OUTBOX_KEY = key_for("outbox")

@@ -1,0 +1,97 @@
+"""Read and verify the consent ledger: a hash-chained stream per flow, personal fields kept apart.
+
+Each stream entry holds the time, the flow and its version hash, the kind of event, a random
+person id, a salted commitment to the personal fields, and the chain (prev, hash). The personal
+fields (number, event, state move, exact text, provider sid, reply) sit in the person's hash; see
+bot/lua/ledger.lua, which writes both. Erasing a person removes those fields: the chain still
+verifies, and the entries left tie to nobody.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+
+from redis import Redis
+
+from bot.keys import head_key, ledger_key, person_key
+
+SEALED = ("at", "flow", "flow_hash", "kind", "pid", "commit", "prev")
+PERSONAL = ("phone", "event", "state", "text", "sid", "reply")
+PAGE = 1000
+
+
+def lp(values: Sequence[bytes]) -> bytes:
+    """Length-prefix and join, exactly as the Lua side does before hashing."""
+    return b"".join(b"%d:%s" % (len(value), value) for value in values)
+
+
+def sha1(data: bytes) -> bytes:
+    return hashlib.sha1(data).hexdigest().encode()
+
+
+def entries(redis: Redis, flow_id: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """Yield the flow's raw stream entries in order, a page at a time (ledgers grow large)."""
+    start = b"-"
+    while True:
+        page = redis.xrange(ledger_key(flow_id), min=start, count=PAGE)
+        yield from page
+        if len(page) < PAGE:
+            return
+        start = b"(" + page[-1][0]
+
+
+def personal(redis: Redis, flow_id: str, page: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict | None]:
+    """Fetch the personal fields of a page of entries (None where erased)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for entry_id, fields in page:
+            pipe.hget(person_key(fields.get(b"pid", b"").decode()), f"{flow_id}|{entry_id.decode()}")
+        found = pipe.execute()
+    return [json.loads(raw.decode("utf-8", "surrogateescape")) if raw else None for raw in found]
+
+
+def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:
+    """Return the flow's entries in order, joined with their personal fields; erased ones say so."""
+    joined = []
+    for page in _pages(redis, flow_id):
+        for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
+            entry = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+            entry.update(person or {"erased": "1"})
+            entry.pop("salt", None)
+            joined.append((entry_id.decode(), entry))
+    return joined
+
+
+def verify(redis: Redis, flow_id: str) -> str | None:
+    """Walk the chain and each commitment; return the first entry id that does not fit, or None.
+
+    An entry whose personal fields were erased is checked for its place in the chain only.
+    """
+    head = b""
+    for page in _pages(redis, flow_id):
+        for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
+            sealed = [fields.get(name.encode(), b"") for name in SEALED[:-1]] + [head]
+            entry_hash = sha1(lp(sealed))
+            if fields.get(b"prev") != head or fields.get(b"hash") != entry_hash:
+                return entry_id.decode()
+            if person is not None:
+                values = [str(person.get(name, "")).encode("utf-8", "surrogateescape") for name in PERSONAL]
+                salt = str(person.get("salt", "")).encode()
+                if fields.get(b"commit") != sha1(salt + lp(values)):
+                    return entry_id.decode()
+            head = entry_hash
+    if (redis.get(head_key(flow_id)) or b"") != head:
+        return "head"
+    return None
+
+
+def _pages(redis: Redis, flow_id: str) -> Iterator[list[tuple[bytes, dict[bytes, bytes]]]]:
+    page: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for entry in entries(redis, flow_id):
+        page.append(entry)
+        if len(page) == PAGE:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -1,0 +1,105 @@
+"""The consent ledger: every step chained, any edit found, and erasure that leaves a verifiable chain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from bot import Accord
+from bot.keys import ledger_key, person_key, subject_key
+from tests.conftest import SMS
+
+VOTER = "+33639980001"
+
+
+@pytest.fixture
+def flow(accord: Accord):
+    return accord.flows["demo"]
+
+
+@pytest.fixture
+def conversation(accord: Accord, flow, sms: SMS) -> None:
+    accord.store.claim(flow, VOTER, window_open=True)
+    sms.send(VOTER, "non", sid="SM" + "a" * 32)
+    sms.send(VOTER, "oui", sid="SM" + "b" * 32)
+    assert accord.store.verify_ledger(flow.id) is None
+
+
+def person_of(accord: Accord, redis_client: redis.Redis) -> str:
+    return person_key(redis_client.get(subject_key(accord.store.digest(VOTER))).decode())
+
+
+def rewrite_stream(redis_client: redis.Redis, key: str, change) -> None:
+    """Rewrite a stream in place, entry ids kept, as someone tampering with Redis would."""
+    entries = redis_client.xrange(key)
+    redis_client.delete(key)
+    for entry_id, fields in entries:
+        redis_client.xadd(key, change(entry_id, dict(fields)), id=entry_id)
+
+
+def test_the_stream_holds_no_number_and_no_text(accord, flow, conversation, redis_client):
+    for _, fields in redis_client.xrange(ledger_key(flow.id)):
+        assert set(fields) == {b"at", b"flow", b"flow_hash", b"kind", b"pid", b"commit", b"prev", b"hash"}
+        assert VOTER.encode() not in b"".join(fields.values())
+
+
+def test_an_edited_answer_is_detected(accord, flow, conversation, redis_client):
+    person = person_of(accord, redis_client)
+    for name, raw in redis_client.hgetall(person).items():
+        if name == b"pid":
+            continue
+        fields = json.loads(raw)
+        if fields["event"] == "in:NO":  # turn the voter's "non" into a "oui"
+            redis_client.hset(person, name, json.dumps({**fields, "text": "oui", "event": "in:YES"}))
+            assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
+            return
+    pytest.fail("no NO answer in the ledger")
+
+
+def test_text_cannot_be_shifted_between_personal_fields(accord, flow, sms: SMS, redis_client):
+    accord.store.claim(flow, VOTER, window_open=True)
+    sms.send(VOTER, "non STOP")
+    person = person_of(accord, redis_client)
+    for name, raw in redis_client.hgetall(person).items():
+        if name != b"pid" and json.loads(raw)["event"].startswith("in:"):
+            fields = json.loads(raw)
+            redis_client.hset(person, name, json.dumps({**fields, "text": "non", "sid": "STOP" + fields["sid"]}))
+            assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
+
+
+def test_an_edited_stream_entry_is_detected(accord, flow, conversation, redis_client):
+    key = ledger_key(flow.id)
+    second = redis_client.xrange(key)[1][0]
+    rewrite_stream(redis_client, key, lambda entry_id, f: {**f, b"at": b"1"} if entry_id == second else f)
+    assert accord.store.verify_ledger(flow.id) == second.decode()
+
+
+def test_a_deleted_last_entry_is_detected(accord, flow, conversation, redis_client):
+    key = ledger_key(flow.id)
+    redis_client.xdel(key, redis_client.xrevrange(key, count=1)[0][0])
+    assert accord.store.verify_ledger(flow.id) == "head"
+
+
+def test_an_entry_edited_into_invalid_utf8_is_named_not_crashed_on(accord, flow, conversation, redis_client):
+    person = person_of(accord, redis_client)
+    name = next(n for n in redis_client.hkeys(person) if n != b"pid")
+    redis_client.hset(person, name, b'{"phone": "\xff\xfe"}')
+    assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
+
+
+def test_personal_fields_removed_leave_a_chain_that_verifies(accord, flow, conversation, redis_client):
+    redis_client.delete(person_of(accord, redis_client))
+    entries = accord.store.ledger(flow.id)
+    assert entries and all(fields.get("erased") == "1" for _, fields in entries)
+    assert accord.store.verify_ledger(flow.id) is None
+
+
+def test_the_ledger_joins_each_entry_with_its_exact_texts(accord, flow, conversation):
+    entries = [fields for _, fields in accord.store.ledger(flow.id)]
+    assert [f["event"] for f in entries] == ["ask", "in:NO", "in:YES"]
+    assert entries[0]["text"] == flow.texts.consent_request
+    assert entries[2]["sid"] == "SM" + "b" * 32
+    assert json.loads(entries[2]["reply"]) == [flow.texts.confirmation, flow.texts.content[0]]
+    assert {f["phone"] for f in entries} == {VOTER} and {f["flow_hash"] for f in entries} == {flow.content_hash}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import secrets
 import sys
@@ -12,7 +13,7 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from bot import Accord, build, use
+from bot import Accord, build, rights, use
 from bot.config import Config, ConfigError
 from bot.contacts import ContactsError
 from bot.flows import Flow, FlowError
@@ -228,7 +229,7 @@ def flows() -> None:
 @click.argument("names", metavar="[FLOW]...", nargs=-1)
 def flows_check(names: tuple[str, ...]) -> None:
     """Lint every flow in FLOWS_DIR, or the FLOWs named (ids or .toml paths); exit 1 on errors."""
-    from bot import lint  # imported here: this command only reads files, it needs no Redis
+    from bot import lint  # local imports: this command is added without touching the shared import block
     from bot.flows import load_flow
 
     def check(path: Path) -> lint.Report:
@@ -298,3 +299,63 @@ def consent_verify(obj: Services, flow_id: str) -> None:
         click.echo(f"ledger of {flow_id}: broken at entry {broken}")
         sys.exit(1)
     click.echo(f"ledger of {flow_id}: {len(obj.accord.store.ledger(flow_id))} entries, chain intact")
+
+
+@main.group()
+def person() -> None:
+    """What is held on one voter (GDPR art. 15, 17, 21)."""
+
+
+@person.command("show")
+@click.argument("phone")
+@click.pass_obj
+def person_show(obj: Services, phone: str) -> None:
+    """Show everything held on PHONE across flows, with where it came from."""
+    held = rights.show(obj.accord, _phone(phone))
+    if not held["flows"]:
+        click.echo(f"{held['phone']}: nothing held.")
+    for flow_id, flow in held["flows"].items():
+        click.echo(f"{held['phone']} in {flow_id}: {flow['state']}{' (objected)' if flow['objected'] else ''}")
+        click.echo(f"  controller: {flow['controller']}; purpose: {flow['purpose']}")
+        click.echo(f"  source: {flow['source']}; import: {flow['import'] or '-'}; notice: {flow['notice']}")
+        for entry in flow["ledger"]:
+            at = dt.datetime.fromtimestamp(float(entry["at"] or 0), dt.UTC).isoformat(timespec="seconds")
+            click.echo(f"  {at}  {entry['event']:<18} {entry['state']:<22} {entry['text']!r}"
+                       + (f"  [{entry['sid']}]" if entry.get("sid") else ""))
+
+
+@person.command("erase")
+@click.argument("phone")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def person_erase(obj: Services, phone: str, yes: bool) -> None:
+    """Erase PHONE everywhere, keeping only the suppression HMAC so the objection still works."""
+    phone = _phone(phone)
+    if not yes:
+        click.confirm(f"Erase everything held on {phone}?", abort=True)
+    erased = rights.erase(obj.accord, phone)
+    if not erased:
+        click.echo(f"{phone}: nothing held; its HMAC is on the suppression lists.")
+    for flow_id, count in erased.items():
+        click.echo(f"{flow_id}: {count} ledger entr{'y' if count == 1 else 'ies'} erased; erasure recorded.")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_obj
+def purge(obj: Services, dry_run: bool) -> None:
+    """Apply the retention rules (COMPLIANCE.md D.14); safe to run daily from cron."""
+    removed = rights.purge(obj.accord, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for reason, count in sorted(removed.items()):
+        click.echo(f"{verb} {count}: {reason}")
+    if not removed:
+        click.echo("nothing is due.")
+
+
+def _phone(raw: str) -> str:
+    try:
+        return normalize(raw)
+    except PhoneError as error:
+        raise click.BadParameter(f"{raw!r}: {error}") from error
+

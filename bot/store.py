@@ -30,6 +30,7 @@ from bot.keys import (
     out_key,
     parked_key,
     paused_key,
+    person_key,
     queued_key,
     round_key,
     sid_key,
@@ -77,6 +78,7 @@ class Store:
         self._status = self.redis.register_script(lua("status"))
         self._admit = self.redis.register_script(lua("admit"))
         self._release = self.redis.register_script(lua("ledger", "release"))
+        self._erase = self.redis.register_script(lua("ledger", "erase"))
 
     def ping(self) -> bool:
         """Say whether Redis answers."""
@@ -97,7 +99,8 @@ class Store:
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
             keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
-                     suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1)]
+                     suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1),
+                     queued_key(flow.id)]
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         raw = self._step(keys=keys, args=[phone, digest, self._now(), body, message_sid, plan, _salt()])
         answer = json.loads(raw)
@@ -247,6 +250,51 @@ class Store:
     def verify_ledger(self, flow_id: str) -> str | None:
         """Walk the hash chain; return the id of the first entry that does not fit, or None."""
         return ledger.verify(self.redis, flow_id)
+
+    def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
+        """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15)."""
+        pid = self.redis.get(subject_key(self.digest(phone)))
+        held: dict[str, list[dict[str, str]]] = {}
+        if pid is None:
+            return held
+        for name, raw in sorted(self.redis.hgetall(person_key(pid.decode())).items()):
+            if name == b"pid":
+                continue
+            flow_id, _, entry_id = name.decode().partition("|")
+            fields = json.loads(raw.decode("utf-8", "surrogateescape"))
+            fields.pop("salt", None)
+            at = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
+            fields["at"] = _text(at[0][1].get(b"at")) if at else ""
+            held.setdefault(flow_id, []).append({"entry": entry_id, **fields})
+        for entries in held.values():
+            entries.sort(key=lambda entry: tuple(int(part) for part in entry["entry"].split("-")))
+        return held
+
+    def erase(self, flows: Sequence[Flow], phone: str, *, whole: bool, objection: bool) -> dict[str, int]:
+        """Delete what is held on a number in `flows`, keeping its suppression HMAC; log the erasure.
+
+        `whole` also forgets that the number was ever queued or sent content (an erasure request);
+        without it (retention), the flows still remember not to ask it again. `objection` puts the
+        number on each controller's suppression list.
+        """
+        digest = self.digest(phone)
+        sids = {entry["sid"] for entries in self.person(phone).values() for entry in entries if entry.get("sid")}
+        keys = [subject_key(digest)]
+        args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
+        for flow in flows:
+            keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
+                     queued_key(flow.id), suppression_key(flow.controller_id)]
+            args += [flow.id, flow.content_hash, len(flow.texts.content)]
+        keys += [out_key(sid) for sid in sorted(sids)]
+        report = _text(self._erase(keys=keys, args=args))
+        pairs = (item.partition("=") for item in report.split(",") if item)
+        return {flow_id: int(count) for flow_id, _, count in pairs}
+
+    def records(self, flow: Flow, *, batch: int = 1000) -> Iterator[tuple[str, str, float, float]]:
+        """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan)."""
+        for phone, record in self.redis.hscan_iter(state_key(flow.id), count=batch):
+            state, asked_at, touched = record.decode().split("|")
+            yield phone.decode(), state, float(asked_at), float(touched)
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""

@@ -116,7 +116,8 @@ def test_two_files_with_the_same_id_fail_as_loading_all_flows_would(flows_dir: P
 
 
 def test_a_text_over_ten_segments_is_an_error(tmp_path: Path) -> None:
-    result = check(str(write(tmp_path, "premier message.", "premier message " + "ê" * 700 + ".")))
+    # 678 UCS-2 characters once filled in: more than 10 parts of 67.
+    result = check(str(write(tmp_path, "premier message.", "premier message " + "ê" * 620 + ".")))
     assert result.exit_code == 1
     assert "texts.content[0]: 11 segments; keep every text to 10 or fewer" in result.output
 

@@ -1,5 +1,5 @@
 -- KEYS: sid key, the person's subject key, then per candidate flow: state, ledger, head,
--- suppression, funnel, first content.
+-- suppression, funnel, first content, queued.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json, salt.
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if message_sid ~= '' then
@@ -8,7 +8,7 @@ if message_sid ~= '' then
 end
 local plan = cjson.decode(ARGV[6])
 begin(KEYS[2], ARGV[7])
-local function key(i, n) return KEYS[2 + 6 * (i - 1) + n] end
+local function key(i, n) return KEYS[2 + 7 * (i - 1) + n] end
 local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do
   states[i], asked[i] = 'new', '0'
@@ -87,6 +87,8 @@ local function apply(i, lead)
   for _, say in ipairs(says) do
     if say == 'content' and offset then redis.call('SETBIT', key(i, 6), offset, 1) end
   end
+  -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
+  if dest == 'asked' and offset then redis.call('SETBIT', key(i, 7), offset, 1) end
   if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
   if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
   return state, dest, says

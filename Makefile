@@ -24,10 +24,12 @@ run: $(VENV)/.runtime
 	@echo "(Ctrl-C stops both; 'make stop' stops its Redis, whose data stays in instance/)."
 	@echo "From another terminal, start a demo round and answer as a voter:"
 	@echo "  $(PYTHON) -m bot round start demo examples/contacts.csv --source-type supporters"
-	@echo "  $(PYTHON) -m bot outbox +33639980001"
-	@echo "  $(PYTHON) -m bot reply +33639980001 \"oui\""
+	@echo "  $(PYTHON) -m bot outbox +33612980001"
+	@echo "  $(PYTHON) -m bot reply +33612980001 \"oui\""
 	@echo "  $(PYTHON) -m bot round status demo"
-	@echo "  $(PYTHON) -m bot reply +33639980001 \"stop\""
+	@echo "  $(PYTHON) -m bot reply +33612980001 \"stop\""
+	@echo "Or look instead of reading: the dev phone at http://127.0.0.1:$(PORT)/dev/phone,"
+	@echo "and the console at http://127.0.0.1:$(PORT)/console (first: $(PYTHON) -m bot operator add NAME)."
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) BIND=127.0.0.1:$(PORT) \
 		sh -c '$(WORKER) & worker=$$!; trap "kill $$worker" EXIT INT TERM; $(WEB)'
 
@@ -39,6 +41,8 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PYTHON) -m bench.webhook
 	$(PYTHON) -m bench.machine
+	$(PYTHON) -m bench.console
+	$(PYTHON) -m bench.pipeline
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check bot tests bench

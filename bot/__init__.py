@@ -84,6 +84,9 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
     app = Flask(__name__)
     app.extensions["accord"] = accord
     app.register_blueprint(bp)
+    from bot.ui import init_ui  # the console, and the dev phone with the local outbox
+
+    init_ui(app)
     if not accord.config.public_url:
         # Behind one proxy, rebuild the URL Twilio called from X-Forwarded-* for signatures.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1, x_prefix=1)  # type: ignore[method-assign]

@@ -301,6 +301,27 @@ def consent_verify(obj: Services, flow_id: str) -> None:
     click.echo(f"ledger of {flow_id}: {len(obj.accord.store.ledger(flow_id))} entries, chain intact")
 
 
+@consent.command("export")
+@click.argument("flow_id", metavar="FLOW")
+@click.option("--phone", help="Only this number [default: every number of the flow].")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="File to write [default: stdout].")
+@click.pass_obj
+def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, output: Path | None) -> None:
+    """Export the proof of consent of FLOW's numbers (A.6): request, answers, origin; the export is logged."""
+    from bot import proof  # local import: this command is added without touching the shared import block
+
+    flow = obj.flow(flow_id)
+    number = _phone(phone) if phone else None
+    if output is None:
+        count = proof.export(obj.accord, flow, sys.stdout, fmt, number)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as file:
+            count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name)
+    click.echo(f"{count} record(s) of {flow_id} exported; the export is logged in the ledger.", err=True)
+
+
 @main.group()
 def person() -> None:
     """What is held on one voter (GDPR art. 15, 17, 21)."""
@@ -353,9 +374,126 @@ def purge(obj: Services, dry_run: bool) -> None:
         click.echo("nothing is due.")
 
 
+@main.command("reconcile")
+@click.argument("flow_id", metavar="FLOW")
+@click.option("--since", required=True, help="ISO 8601 moment; without an offset, in the flow's timezone.")
+@click.option("--limit", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Read at most this many texts (the newest).")
+@click.pass_obj
+def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> None:
+    """Replay the texts Twilio received on FLOW's sender since --since that the webhook missed."""
+    from bot.gateway import SendError  # local imports: added without touching the shared import block
+    from bot.reconcile import ReconcileError, parse_since, reconcile
+
+    flow = obj.flow(flow_id)
+    try:
+        moment = parse_since(since, flow.timezone)
+    except ValueError as error:
+        raise click.BadParameter(f"{since!r}: not an ISO 8601 date and time", param_hint="--since") from error
+    try:
+        done = reconcile(obj.accord, flow, moment, limit)
+    except ReconcileError as error:
+        raise click.ClickException(str(error)) from error
+    except SendError as error:
+        raise click.ClickException(f"Twilio refused the list of received texts: {error}") from error
+    click.echo(f"Reconcile of {flow_id} since {moment.isoformat()}:")
+    for label, count in (("fetched", done.fetched), ("replayed", done.replayed),
+                         ("already processed", done.already), ("skipped (sender not E.164)", done.skipped)):
+        click.echo(f"{label:>28}: {count}")
+    if done.unsent:
+        click.echo(f"{done.unsent} answer(s) the bot would have sent at the time were not sent (the voters wrote "
+                   f"earlier); consented numbers get content with the next `content send {flow_id}`.")
+    if done.limited:
+        click.echo(f"The limit of {limit} was reached: older texts may remain. Run again with a higher --limit "
+                   "(texts already processed are recognised).", err=True)
+
+
+@main.group()
+def report() -> None:
+    """Reports for the campaign's financial agent."""
+
+
+@report.command("costs")
+@click.argument("flow_id", metavar="FLOW")
+@click.option("--unit-price", help="Price of one segment, in euros [default: 0].")
+@click.pass_obj
+def report_costs(obj: Services, flow_id: str, unit_price: str | None) -> None:
+    """Print FLOW's outbound messages and segments per day (its timezone) as CSV, with totals (E.18)."""
+    from bot.costs import costs, parse_price, write_csv  # local import: the shared import block stays as is
+
+    flow = obj.flow(flow_id)
+    try:
+        price = parse_price(unit_price or "0")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--unit-price") from error
+    if unit_price is None:
+        click.echo("No --unit-price given: totals are 0 EUR.", err=True)
+    write_csv(costs(obj.accord, flow), sys.stdout, price)
+
+
 def _phone(raw: str) -> str:
     try:
         return normalize(raw)
     except PhoneError as error:
         raise click.BadParameter(f"{raw!r}: {error}") from error
 
+
+
+@main.group()
+def operator() -> None:
+    """Console operators (sign-in accounts)."""
+
+
+@operator.command("add")
+@click.argument("name")
+@click.password_option("--password", prompt="Password", confirmation_prompt="Repeat the password",
+                       help="Asked twice without echo when not given.")
+@click.pass_obj
+def operator_add(obj: Services, name: str, password: str) -> None:
+    """Create console operator NAME; the password is kept as an argon2 hash."""
+    from bot import audit  # local imports: this command is added without touching the shared import block
+    from bot.operators import OperatorError, Operators
+
+    store = obj.accord.store
+    try:
+        Operators(store.redis).add(name, password)
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from error
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator added", detail=name)
+    click.echo(f"operator {name} added; sign in at /console/login")
+
+
+@operator.command("remove")
+@click.argument("name")
+@click.pass_obj
+def operator_remove(obj: Services, name: str) -> None:
+    """Delete console operator NAME; their sessions end at their next request."""
+    from bot import audit
+    from bot.operators import Operators
+
+    store = obj.accord.store
+    if not Operators(store.redis).remove(name):
+        raise click.ClickException(f"no operator {name!r}")
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator removed", detail=name)
+    click.echo(f"operator {name} removed")
+
+
+@operator.command("list")
+@click.pass_obj
+def operator_list(obj: Services) -> None:
+    """List console operators."""
+    from bot.operators import Operators
+
+    names = Operators(obj.accord.store.redis).names()
+    click.echo("\n".join(names) if names else "no operator yet: python -m bot operator add NAME")
+
+
+@operator.command("unlock")
+@click.argument("name")
+@click.pass_obj
+def operator_unlock(obj: Services, name: str) -> None:
+    """Lift NAME's lock-out after repeated failed sign-ins."""
+    from bot.operators import Operators
+
+    Operators(obj.accord.store.redis).unlock(name)
+    click.echo(f"operator {name}: failed sign-ins forgotten")

@@ -38,6 +38,7 @@ class Config:
     twilio_api_url: str = TWILIO_API
     public_url: str | None = None
     port: int = 8000
+    secret_key: str = ""  # signs console sessions; from_env always sets one (empty: a key per process)
 
     @property
     def twilio_configured(self) -> bool:
@@ -81,6 +82,13 @@ class Config:
         if key is not None and len(key) < 32:
             raise ConfigError("SUPPRESSION_KEY", "must be at least 32 characters")
 
+        secret = env.get("SECRET_KEY")
+        if secret is None and sid:
+            raise ConfigError("SECRET_KEY", "required with Twilio: a secret of 32+ characters that signs console"
+                              " sessions (python -c 'import secrets; print(secrets.token_hex(32))')")
+        if secret is not None and len(secret) < 32:
+            raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+
         try:
             port = int(env.get("PORT", "8000"))
         except ValueError as error:
@@ -94,6 +102,7 @@ class Config:
             auth_token=token or _local_secret(instance, "dev-auth-token"),
             redis_url=redis_url, twilio_account_sid=sid, twilio_api_url=api_url,
             public_url=public_url.rstrip("/") if public_url else None, port=port,
+            secret_key=secret or _local_secret(instance, "secret.key"),
         )
 
 

@@ -67,3 +67,15 @@ def out_key(message_sid: str) -> str:
 
 
 OUTBOX_KEY = key_for("outbox")
+
+
+def operator_key(name: str) -> str:
+    return key_for("operator", name)  # hash: the console operator's argon2 hash, when added
+
+
+def failures_key(name: str) -> str:
+    return key_for("operator-failures", name)  # failed sign-ins in a row; expires with the lock-out
+
+
+OPERATORS_KEY = key_for("operators")  # set: every console operator's name
+AUDIT_KEY = key_for("audit")  # stream, capped: who did what in the console

@@ -63,6 +63,18 @@ def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:
     return joined
 
 
+def latest(redis: Redis, flow_id: str, count: int = 20) -> list[tuple[str, dict[str, str]]]:
+    """Return the flow's newest entries, newest first, joined with their personal fields (one page)."""
+    page = redis.xrevrange(ledger_key(flow_id), count=count)
+    joined = []
+    for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
+        entry = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        entry.update({k: str(v) for k, v in (person or {"erased": "1"}).items()})
+        entry.pop("salt", None)
+        joined.append((entry_id.decode(), entry))
+    return joined
+
+
 def verify(redis: Redis, flow_id: str) -> str | None:
     """Walk the chain and each commitment; return the first entry id that does not fit, or None.
 

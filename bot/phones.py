@@ -10,6 +10,9 @@ from phonenumbers import NumberParseException, PhoneNumberType
 # The usual ways French mobiles are written: 06 12 34 56 78, +33 6..., 0033 6..., 6.12.34.56.78
 SEPARATORS = re.compile(r"[\s.\-()/]")
 FRENCH_MOBILE = re.compile(r"^(?:\+33|0033|0)?([67]\d{8})$")
+# Overseas mobiles written the national way look metropolitan: 0639 Mayotte, 0690-0691 Guadeloupe,
+# Saint-Barthélemy and Saint-Martin, 0692-0693 Réunion, 0694 Guyane, 0696-0697 Martinique.
+OVERSEAS_MOBILE = re.compile(r"^6(?:39|9[0-7])")
 TEXTABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
 
@@ -22,6 +25,9 @@ def normalize(raw: str, region: str = "FR") -> str:
     compact = SEPARATORS.sub("", raw)
     match = FRENCH_MOBILE.match(compact)
     if match and region == "FR":
+        if OVERSEAS_MOBILE.match(match.group(1)):
+            raise PhoneError("an overseas mobile (Mayotte, Guadeloupe, Réunion, Guyane, Martinique): "
+                             "its local time differs from the flow's")
         return "+33" + match.group(1)
     try:
         number = phonenumbers.parse(raw, region)

@@ -15,7 +15,7 @@ from bot import Accord
 from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
 from bot.phones import PhoneError, normalize
-from bot.sending import BATCH, enqueue
+from bot.sending import BATCH, enqueue_many, rate_of
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -78,11 +78,11 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
         accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
         accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
     seen = bytearray(25_000_000)  # one bit per French mobile number: 200 million of them
-    batch: list[tuple[str, str]] = []
-    siblings = accord.flows_for(flow.sender)
+    admit = _Admission(accord, flow, report, dry_run, rate)
+    imported = duplicates = 0
     for row in read_rows(path, header):
-        report.counts["imported"] += 1
-        if report.counts["imported"] % 10_000 == 0:
+        imported += 1
+        if imported % 10_000 == 0:
             progress(10_000)
         if not isinstance(row, Row):
             rejects.add(row[0], "", row[1])
@@ -97,15 +97,12 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
             continue
         offset = int(phone[3:]) - 600_000_000
         if seen[offset >> 3] & (1 << (offset & 7)):
-            report.counts["duplicate"] += 1
+            duplicates += 1
             continue
         seen[offset >> 3] |= 1 << (offset & 7)
-        batch.append((phone, row.postcode))
-        if len(batch) == BATCH:
-            _admit(accord, flow, siblings, batch, report, dry_run)
-            batch = []
-    if batch:
-        _admit(accord, flow, siblings, batch, report, dry_run)
+        admit.add(phone, row.postcode)
+    admit.flush()
+    report.counts.update(imported=imported, duplicate=duplicates)
     rejects.close()
     if not dry_run:
         accord.store.count(flow, {f"import:{name}": report.counts[name] for name in ("imported", "duplicate")}
@@ -116,15 +113,46 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
 CODES = {"q": "queued", "a": "already asked", "s": "suppressed", "w": "waiting for another flow's answer"}
 
 
-def _admit(accord: Accord, flow: Flow, siblings: tuple[Flow, ...], batch: list[tuple[str, str]],
-           report: ImportReport, dry_run: bool) -> None:
-    codes = accord.store.admit(flow, [phone for phone, _ in batch], siblings, dry_run=dry_run)
-    queued = [f"{phone}/{postcode}" if postcode else phone
-              for (phone, postcode), code in zip(batch, codes, strict=True) if code == "q"]
-    report.counts.update(CODES[code] for code in codes)
-    if queued and not dry_run:
-        enqueue(accord, "requests", flow, queued)
-        report.batches += 1
+class _Admission:
+    """Admit numbers a batch at a time, and queue the admitted ones a few batches per round trip."""
+
+    QUEUE_EVERY = 20  # batches
+
+    def __init__(self, accord: Accord, flow: Flow, report: ImportReport, dry_run: bool, rate: float | None) -> None:
+        self.accord, self.flow, self.report, self.dry_run = accord, flow, report, dry_run
+        self.rate = rate or rate_of(accord, flow)
+        self.siblings = accord.flows_for(flow.sender)
+        self.batch: list[tuple[str, str]] = []
+        self.ready: list[list[str]] = []
+
+    def add(self, phone: str, postcode: str) -> None:
+        self.batch.append((phone, postcode))
+        if len(self.batch) == BATCH:
+            self._admit()
+
+    def flush(self) -> None:
+        if self.batch:
+            self._admit()
+        self._queue()
+
+    def _admit(self) -> None:
+        codes = self.accord.store.admit(self.flow, [phone for phone, _ in self.batch], self.siblings,
+                                        dry_run=self.dry_run)
+        for code, name in CODES.items():
+            self.report.counts[name] += codes.count(code)
+        queued = [f"{phone}/{postcode}" if postcode else phone
+                  for (phone, postcode), code in zip(self.batch, codes, strict=True) if code == "q"]
+        self.batch = []
+        if queued and not self.dry_run:
+            self.ready.append(queued)
+            if len(self.ready) == self.QUEUE_EVERY:
+                self._queue()
+
+    def _queue(self) -> None:
+        if self.ready:
+            enqueue_many(self.accord, "requests", self.flow, self.ready, rate=self.rate)
+            self.report.batches += len(self.ready)
+            self.ready = []
 
 
 class _Rejects:

@@ -32,11 +32,22 @@ def queue_for(accord: Accord) -> Queue:
 
 def enqueue(accord: Accord, kind: str, flow: Flow, items: list[str], message: int = 0) -> None:
     """Queue a batch of numbers ('phone' or 'phone/postcode') for `kind` (requests or content)."""
-    rate = rate_of(accord, flow)
+    enqueue_many(accord, kind, flow, [items], message)
+
+
+def enqueue_many(accord: Accord, kind: str, flow: Flow, batches: list[list[str]], message: int = 0,
+                 rate: float | None = None) -> None:
+    """Queue several batches in one round trip (a large import queues thousands)."""
+    rate = rate or rate_of(accord, flow)
     function = send_requests if kind == "requests" else send_content
-    args = (flow.id, ",".join(items)) if kind == "requests" else (flow.id, message, ",".join(items))
-    queue_for(accord).enqueue(function, *args, job_timeout=int(len(items) / rate * 3) + 300,
-                              result_ttl=86400, failure_ttl=30 * 86400)
+    jobs = [Queue.prepare_data(function, (flow.id, ",".join(items)) if kind == "requests"
+                               else (flow.id, message, ",".join(items)),
+                               timeout=int(len(items) / rate * 3) + 300, result_ttl=86400, failure_ttl=30 * 86400)
+            for items in batches]
+    queue = queue_for(accord)
+    with accord.store.redis.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
 
 
 def rate_of(accord: Accord, flow: Flow) -> float:

@@ -42,15 +42,22 @@ def test_local_secrets_are_private_files_kept_across_starts(tmp_path: Path) -> N
     assert first.auth_token == second.auth_token == (instance / "dev-auth-token").read_text()
     assert first.suppression_key == second.suppression_key == (instance / "suppression.key").read_bytes()
     assert len(first.suppression_key) >= 32
-    for name in ("dev-auth-token", "suppression.key"):
+    assert first.secret_key == second.secret_key == (instance / "secret.key").read_text()
+    for name in ("dev-auth-token", "suppression.key", "secret.key"):
         assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600
-    assert sorted(path.name for path in instance.iterdir()) == ["dev-auth-token", "suppression.key"]
+    assert sorted(path.name for path in instance.iterdir()) == ["dev-auth-token", "secret.key", "suppression.key"]
 
 
 def test_twilio_fully_configured_uses_its_token(tmp_path: Path) -> None:
-    config = settings(tmp_path, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN, SUPPRESSION_KEY=KEY)
+    config = settings(tmp_path, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN, SUPPRESSION_KEY=KEY,
+                      SECRET_KEY="s" * 32)
     assert config.twilio_configured
-    assert (config.auth_token, config.suppression_key) == (TOKEN, KEY.encode())
+    assert (config.auth_token, config.suppression_key, config.secret_key) == (TOKEN, KEY.encode(), "s" * 32)
+
+
+def test_twilio_without_a_secret_key_for_console_sessions_is_refused(tmp_path: Path) -> None:
+    error = refusal(tmp_path, TWILIO_ACCOUNT_SID=SID, TWILIO_AUTH_TOKEN=TOKEN, SUPPRESSION_KEY=KEY)
+    assert error.name == "SECRET_KEY"
 
 
 @pytest.mark.parametrize(("environ", "missing"), [
@@ -79,6 +86,7 @@ MALFORMED = {
     "public URL of the webhook itself": ({"PUBLIC_URL": "https://h.org/accord/sms/inbound"}, "PUBLIC_URL"),
     "port out of range": ({"PORT": "70000"}, "PORT"),
     "short suppression key": ({"SUPPRESSION_KEY": "k" * 31}, "SUPPRESSION_KEY"),
+    "short secret key": ({"SECRET_KEY": "s" * 31}, "SECRET_KEY"),
     "port not a number": ({"PORT": "eighty"}, "PORT"),
     "twilio API URL without scheme": ({"TWILIO_API_URL": "api.twilio.com"}, "TWILIO_API_URL"),
 }

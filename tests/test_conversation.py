@@ -10,7 +10,7 @@ import pytest
 from bot import Accord
 from tests.conftest import PARIS, SMS, Clock, answers
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_no_answer_within_expiry_means_expired(sms: SMS, accord, flow, clock: Cl
 
 
 def test_unasked_number_hears_who_we_are_once(sms: SMS, accord, flow):
-    stranger = "+33639980042"
+    stranger = "+33612980042"
     assert answers(sms.send(stranger, "Bonjour")) == [flow.texts.help]
     assert answers(sms.send(stranger, "Oui")) == []
     assert state(accord, flow, stranger) == "contacted"
@@ -118,7 +118,7 @@ def test_unasked_number_hears_who_we_are_once(sms: SMS, accord, flow):
 
 
 def test_unasked_number_saying_stop_is_honoured(sms: SMS, accord, flow):
-    stranger = "+33639980043"
+    stranger = "+33612980043"
     assert answers(sms.send(stranger, "stop")) == [flow.texts.stopped]
     assert accord.store.is_suppressed(flow, stranger)
     assert accord.store.claim(flow, stranger, window_open=True).refused == "suppressed"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from bot.replies import Reply, classify
 from tests.conftest import SMS, answers, new_sid
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 REPLIES = ["oui", "OUI !", "Ok 👍", "d'accord", "non", "Non merci", "STOP", "stop svp", "Arrêtez",
            "oui stop", "START", "aide", "Qui êtes-vous ?", "oui mais qui êtes-vous ?", "euh", "👍", "",
            "peut-être", "je ne veux plus recevoir vos messages", "unstop", "N", "O"]

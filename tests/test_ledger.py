@@ -11,7 +11,7 @@ from bot import Accord
 from bot.keys import ledger_key, person_key, subject_key
 from tests.conftest import SMS
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from bot.keys import OUTBOX_KEY
 from bot.rounds import Origin, start_round
 from tests.conftest import PARIS, SMS, Clock
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 
 
 def run(accord: Accord, *args: str) -> Result:
@@ -58,7 +58,7 @@ def keys_mentioning(redis_client: redis.Redis, accord: Accord, phone: str) -> li
 def test_person_show_lists_every_step_with_its_source(accord, flow, sms: SMS):
     ask(accord, flow, VOTER)
     sms.send(VOTER, "Oui !")
-    output = run(accord, "person", "show", "06 39 98 00 01").output
+    output = run(accord, "person", "show", "06 12 98 00 01").output
     assert f"{VOTER} in demo: consented" in output
     assert f"source: {flow.source}" in output and flow.controller in output
     assert "ask" in output and "sent" in output and "in:YES" in output and "'Oui !'" in output
@@ -86,7 +86,7 @@ def test_person_erase_keeps_only_the_hmac_and_a_later_import_is_suppressed(accor
 
 def test_purge_at_61_days_removes_exactly_what_is_due(accord, flow, sms: SMS, clock: Clock):
     start = clock()
-    silent, refused, agreed, objected, recent = (f"+3363998000{n}" for n in range(1, 6))
+    silent, refused, agreed, objected, recent = (f"+3361298000{n}" for n in range(1, 6))
     for phone in (silent, refused, agreed, objected):
         ask(accord, flow, phone)
     sms.send(refused, "non")

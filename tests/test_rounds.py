@@ -20,15 +20,15 @@ from tests.conftest import PARIS, SMS, Clock, answers
 from tests.twilio_server import TwilioServer
 
 CONTACTS = """telephone;prenom;commune
-06 39 98 00 01;Camille;Lyon
+06 12 98 00 01;Camille;Lyon
 +33 7 39 98 00 02;Dominique;Lille
-0033639980003;Sacha;Metz
-6.39.98.00.04;Alix;Paris
-06 39 98 00 01;Camille;Lyon
+0033612980003;Sacha;Metz
+6.12.98.00.04;Alix;Paris
+06 12 98 00 01;Camille;Lyon
 01 45 67 89 10;Fixe;Paris
 n/a;Personne;Nulle part
 """
-ASKABLE = ["+33639980001", "+33639980003", "+33639980004", "+33739980002"]
+ASKABLE = ["+33612980001", "+33612980003", "+33612980004", "+33739980002"]
 ORIGIN = ["--contract", "DV-2027-001", "--operator", "camille"]
 
 
@@ -113,7 +113,7 @@ def test_rerunning_a_round_sends_nothing_new(accord, contacts, twilio):
 
 
 def test_dry_run_stores_and_sends_nothing(accord, contacts, twilio, redis_client):
-    accord.store.step([accord.flows["demo"]], "+33639980003", "stop")
+    accord.store.step([accord.flows["demo"]], "+33612980003", "stop")
     before = sorted(redis_client.scan_iter())
     result = start(accord, "demo", contacts, "--dry-run")
     assert "queued: 3" in result.output and "suppressed: 1" in result.output
@@ -146,7 +146,7 @@ def test_sends_outside_the_window_are_deferred_to_its_opening(accord, contacts, 
 
 def test_provider_unsubscribed_makes_the_number_opted_out(accord, contacts, twilio):
     twilio.fail_to("+33739980002", code=21610)
-    twilio.fail_to("+33639980003", code=21614)
+    twilio.fail_to("+33612980003", code=21614)
     start(accord, "demo", contacts)
     work(accord)
     flow = accord.flows["demo"]
@@ -159,25 +159,25 @@ def test_provider_unsubscribed_makes_the_number_opted_out(accord, contacts, twil
 def test_throttled_sends_are_retried_with_backoff(accord, twilio):
     twilio.fail_next(2, status=429, code=20429)
     waits: list[float] = []
-    assert ask(accord, accord.flows["demo"], "+33639980001", sleep=waits.append) == "sent"
+    assert ask(accord, accord.flows["demo"], "+33612980001", sleep=waits.append) == "sent"
     assert waits == [0.5, 1.0]
-    assert [m["to"] for m in twilio.messages] == ["+33639980001"]
+    assert [m["to"] for m in twilio.messages] == ["+33612980001"]
 
 
 def test_a_send_that_may_have_gone_is_reported_not_retried(accord, twilio):
     twilio.fail_next(10, status=500, code=20500)
-    assert ask(accord, accord.flows["demo"], "+33639980001", sleep=lambda _: None) == "claimed, outcome unknown"
+    assert ask(accord, accord.flows["demo"], "+33612980001", sleep=lambda _: None) == "claimed, outcome unknown"
     assert twilio.messages == []
-    assert accord.store.state(accord.flows["demo"], "+33639980001") == "asked"
+    assert accord.store.state(accord.flows["demo"], "+33612980001") == "asked"
 
 
 def test_a_request_the_provider_never_processed_gives_the_number_back(accord, twilio):
-    twilio.fail_to("+33639980001", status=400, code=21611)  # sender queue full
+    twilio.fail_to("+33612980001", status=400, code=21611)  # sender queue full
     flow = accord.flows["demo"]
-    assert ask(accord, flow, "+33639980001", sleep=lambda _: None) == "not sent, provider busy"
-    assert accord.store.state(flow, "+33639980001") == "new"
+    assert ask(accord, flow, "+33612980001", sleep=lambda _: None) == "not sent, provider busy"
+    assert accord.store.state(flow, "+33612980001") == "new"
     twilio.reset()
-    assert ask(accord, flow, "+33639980001") == "sent"
+    assert ask(accord, flow, "+33612980001") == "sent"
 
 
 class SlowGateway:
@@ -195,7 +195,7 @@ def test_a_batch_stops_sending_when_the_window_closes_under_it(accord, twilio, c
     clock.set(dt.datetime(2026, 12, 1, 22, 56, tzinfo=PARIS))  # the demo window closes at 23:00
     accord.gateway = SlowGateway(accord.gateway, clock)
     path = tmp_path / "ten.csv"
-    path.write_text("phone\n" + "".join(f"06399800{n:02d}\n" for n in range(10)))
+    path.write_text("phone\n" + "".join(f"06129800{n:02d}\n" for n in range(10)))
     start(accord, "demo", path)
     work(accord)
     assert len(twilio.messages) == 4  # 22:56 to 22:59; at 23:00 the window is shut
@@ -206,10 +206,10 @@ def test_a_batch_stops_sending_when_the_window_closes_under_it(accord, twilio, c
 def test_regional_holidays_follow_the_postcode(accord, twilio, clock, tmp_path):
     clock.set(dt.datetime(2027, 3, 26, 10, 0, tzinfo=PARIS))  # Good Friday: a holiday in Alsace-Moselle
     path = tmp_path / "regions.csv"
-    path.write_text("telephone;code postal\n0639980001;67000\n0639980002;57000\n0639980003;75001\n")
+    path.write_text("telephone;code postal\n0612980001;67000\n0612980002;57000\n0612980003;75001\n")
     start(accord, "presidentielle-2027", path)
     work(accord)
-    assert [m["to"] for m in twilio.messages] == ["+33639980003"]
+    assert [m["to"] for m in twilio.messages] == ["+33612980003"]
     assert len(scheduled(accord)) == 1
 
 
@@ -243,7 +243,7 @@ def test_an_import_of_refused_origin_stores_nothing(accord, contacts, redis_clie
 
 def test_a_sensitive_column_refuses_the_file_before_anything_is_stored(accord, tmp_path, redis_client):
     path = tmp_path / "religion.csv"
-    path.write_text("telephone;religion\n0639980001;x\n")
+    path.write_text("telephone;religion\n0612980001;x\n")
     result = run(accord, "round", "start", "demo", str(path), *ORIGIN)
     assert result.exit_code == 1 and "'religion'" in result.output and "C.11" in result.output
     assert list(redis_client.scan_iter()) == []
@@ -277,8 +277,8 @@ def consent(accord: Accord, phones: list[str]) -> None:
 
 def test_content_goes_to_consented_numbers_only_and_once(accord, twilio):
     flow = accord.flows["demo"]
-    consent(accord, ["+33639980001", "+33639980002"])
-    accord.store.claim(flow, "+33639980003", window_open=True)  # asked, never answered
+    consent(accord, ["+33612980001", "+33612980002"])
+    accord.store.claim(flow, "+33612980003", window_open=True)  # asked, never answered
     assert "queued for 2 consented" in run(accord, "content", "send", "demo").output
     work(accord)
     # Content 1 already went with their confirmation: nobody gets it twice.
@@ -288,13 +288,13 @@ def test_content_goes_to_consented_numbers_only_and_once(accord, twilio):
 
 def test_stop_arriving_while_a_broadcast_is_queued_wins(accord, twilio, clock):
     clock.set(dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS))  # YES after hours: confirmation only
-    consent(accord, ["+33639980001", "+33639980002", "+33639980003"])
+    consent(accord, ["+33612980001", "+33612980002", "+33612980003"])
     clock.set(dt.datetime(2026, 12, 2, 10, 0, tzinfo=PARIS))
     run(accord, "content", "send", "demo")
     sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
-    assert answers(sms.send("+33639980002", "STOP")) == [accord.flows["demo"].texts.stopped]
+    assert answers(sms.send("+33612980002", "STOP")) == [accord.flows["demo"].texts.stopped]
     work(accord)
-    assert sorted(m["to"] for m in twilio.messages) == ["+33639980001", "+33639980003"]
+    assert sorted(m["to"] for m in twilio.messages) == ["+33612980001", "+33612980003"]
     assert {m["body"] for m in twilio.messages} == {accord.flows["demo"].texts.content[0]}
     run(accord, "content", "send", "demo")
     work(accord)
@@ -306,9 +306,9 @@ def test_round_status_shows_the_funnel(accord, contacts, twilio):
     work(accord)
     consent(accord, [])
     sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
-    sms.send("+33639980001", "oui")
-    sms.send("+33639980003", "non")
-    sms.send("+33639980004", "stop")
+    sms.send("+33612980001", "oui")
+    sms.send("+33612980003", "non")
+    sms.send("+33612980004", "stop")
     for message in twilio.messages[:3]:
         sms.status(message["sid"], "delivered", to=message["to"])
     sms.status(twilio.messages[0]["sid"], "delivered", to=twilio.messages[0]["to"])  # a repeated callback

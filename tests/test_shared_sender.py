@@ -10,7 +10,7 @@ import pytest
 from bot import Accord, create_app
 from tests.conftest import SMS, answers
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 FLOW = """\
 id = "{id}"
 controller_id = "{id}-controller"

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from bot import create_app
 from tests.conftest import SMS, answers, new_sid
 
-VOTER = "+33639980001"
+VOTER = "+33612980001"
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_any_text_a_voter_can_send_gets_a_200(sms: SMS, accord, flow, body):
 def test_invalid_utf8_body_gets_a_200(sms: SMS, accord, flow):
     accord.store.claim(flow, VOTER, window_open=True)
     sid = new_sid()
-    raw = f"MessageSid={sid}&From=%2B33639980001&To=38000&Body=oui%FF%FE".encode()
+    raw = f"MessageSid={sid}&From=%2B33612980001&To=38000&Body=oui%FF%FE".encode()
     # Werkzeug keeps undecodable escapes as they came; that is the text the signature covers.
     decoded = {"MessageSid": sid, "From": VOTER, "To": "38000", "Body": "oui%FF%FE"}
     signature = sms.validator.compute_signature(SMS.URL + "/sms/inbound", decoded)
@@ -173,7 +173,7 @@ def test_stop_to_a_number_no_flow_uses_is_still_honoured_by_every_controller(sms
 def test_two_replies_racing_for_one_number_are_applied_one_after_the_other(accord, app, redis_client):
     """Each pair of concurrent texts: the second one sees the state the first one left."""
     flow = accord.flows["demo"]
-    voters = [f"+336399800{n:02d}" for n in range(40)]
+    voters = [f"+336129800{n:02d}" for n in range(40)]
     for phone in voters:
         accord.store.claim(flow, phone, window_open=True)
     server = make_server("127.0.0.1", 0, app, threaded=True)

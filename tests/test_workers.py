@@ -16,7 +16,7 @@ from bot.rounds import Origin, start_round
 from tests.conftest import ROOT, TOKEN, Clock
 from tests.test_rounds import accord, run, twilio  # noqa: F401  (shared fixtures)
 
-NUMBERS = [f"+3363998{n:04d}" for n in range(40)]
+NUMBERS = [f"+3361298{n:04d}" for n in range(40)]
 
 
 def worker(env: dict[str, str], *, burst: bool) -> subprocess.Popen:

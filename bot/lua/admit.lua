@@ -2,7 +2,8 @@
 -- and those with another flow's question open on the same sender; mark the rest queued.
 -- KEYS: queued bitmap, state hash, suppression hash, funnel, then each sibling flow's state hash.
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
--- then phone, digest pairs.
+-- then phone, digest, bitmap offset triples (the offset as a string: Lua's number-to-string
+-- conversion for GETBIT/SETBIT costs more than the bit operation).
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 local now = tonumber(ARGV[1])
 local expiries = {}
@@ -11,9 +12,8 @@ local open = {asked = true, clarified = true}
 local askable = {new = true, contacted = true}
 local codes, counts = {}, {q = 0, a = 0, s = 0, w = 0}
 local dry = ARGV[3] == '1'
-for n = 4, #ARGV, 2 do
-  local phone, digest = ARGV[n], ARGV[n + 1]
-  local offset = tonumber(string.sub(phone, 4)) - 600000000
+for n = 4, #ARGV, 3 do
+  local phone, digest, offset = ARGV[n], ARGV[n + 1], ARGV[n + 2]
   local record = redis.call('HGET', KEYS[2], phone)
   local code = 'q'
   if redis.call('HEXISTS', KEYS[3], digest) == 1 then

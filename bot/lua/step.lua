@@ -73,6 +73,10 @@ local function apply(i, lead)
   for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
   local inbound = lead and plan.event == 'in'
   if inbound then
+    -- For the console: texts answered per hour, and numbers answering the question they were asked
+    -- (once per question: the text that moves them on from 'asked'; HELP leaves the question open).
+    redis.call('HINCRBY', fkey, 'answers:' .. math.floor(tonumber(now) / 3600), 1)
+    if states[i] == 'asked' and dest ~= 'asked' then redis.call('HINCRBY', fkey, 'answered', 1) end
     local reply = ''
     if #texts > 0 then reply = cjson.encode(texts) end
     log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)

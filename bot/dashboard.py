@@ -1,0 +1,139 @@
+"""What the console shows, computed from counters, clock and flow: pure, no Flask, Redis or Twilio."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+
+from bot.flows import Flow
+from bot.windows import silence_span
+
+HOUR = 3600
+# (label, how the stage is read from the funnel's counters)
+STAGES = ("imported", "asked", "delivered", "answered", "consented", "declined", "opted out", "expired")
+MASK = "••"
+
+
+def mask(phone: str) -> str:
+    """Show a number the way the console does: country, first digit and last two, `+33 6 •• •• •• 78`."""
+    if not phone:
+        return "—"
+    if phone.startswith("+33") and len(phone) == 12:
+        country, national = "33", phone[3:]
+    else:
+        try:
+            number = phonenumbers.parse(phone)
+            country, national = str(number.country_code), phonenumbers.national_significant_number(number)
+        except phonenumbers.NumberParseException:  # not a number (a hand-edited entry): show nothing of it
+            return MASK
+    middle = max(0, len(national) - 3)
+    groups = " ".join(MASK for _ in range((middle + 1) // 2)) or MASK
+    return f"+{country} {national[:1]} {groups} {national[-2:]}"
+
+
+def stages(funnel: dict[str, int]) -> list[tuple[str, int]]:
+    """Return the funnel's stages, from the counters the store keeps incrementally (no scan)."""
+    content = sum(count for name, count in funnel.items() if name.startswith("content:"))
+    values = {
+        "imported": funnel.get("import:imported", 0),
+        # "sent" counts every message a worker sent: consent requests and content broadcasts.
+        "asked": max(0, funnel.get("sent", 0) - content),
+        "delivered": funnel.get("status:delivered", 0),
+        "answered": funnel.get("answered", 0),
+        "consented": funnel.get("consented", 0),
+        "declined": funnel.get("declined", 0),
+        "opted out": funnel.get("opted_out", 0),
+        "expired": funnel.get("expired", 0),
+    }
+    return [(stage, values[stage]) for stage in STAGES]
+
+
+def answers_by_hour(funnel: dict[str, int], now: float, hours: int = 48) -> list[tuple[int, int]]:
+    """Return (hour start, texts answered) for each of the last `hours` hours, the current one last."""
+    current = int(now // HOUR)
+    return [(hour * HOUR, funnel.get(f"answers:{hour}", 0)) for hour in range(current - hours + 1, current + 1)]
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """The sending window right now, and the electoral silence ahead."""
+
+    open: bool
+    reason: str
+    opens_at: dt.datetime | None
+    silence: str  # the countdown or the silence now, in words; "" when no poll is ahead
+
+
+def window_view(flow: Flow, now: float) -> WindowView:
+    """Say whether sending is open now, why not and until when, and how far the next silence is."""
+    window = flow.window(now)
+    return WindowView(window.open, window.reason, None if window.open else window.opens_at,
+                      silence_text(flow.poll_dates, flow.timezone, now))
+
+
+def silence_text(poll_dates: tuple[dt.date, ...], tz: ZoneInfo, now: float) -> str:
+    """Describe the electoral silence: under way until when, or how long until the next one starts."""
+    moment = dt.datetime.fromtimestamp(now, tz)
+    for poll in poll_dates:
+        start, end = silence_span(poll, tz)
+        if moment < start:
+            return (f"Electoral silence starts in {duration(start.timestamp() - now)}, on "
+                    f"{start:%a %d %b %Y %H:%M}, for the poll of {poll:%a %d %b %Y}.")
+        if moment < end:
+            return (f"Electoral silence now: no consent request or content until the polls close, "
+                    f"{end:%a %d %b %Y %H:%M} (in {duration(end.timestamp() - now)}).")
+    return ""
+
+
+def duration(seconds: float) -> str:
+    """Say a span the way a countdown does: `12 d 4 h`, `4 h 12 min`, `12 min`."""
+    minutes = max(0, int(seconds // 60))
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One ledger entry as the console lists it: the number masked, the text shortened."""
+
+    at: str
+    event: str
+    move: str
+    phone: str
+    text: str
+
+
+def ledger_rows(entries: list[tuple[str, dict[str, str]]], tz: ZoneInfo, width: int = 80) -> list[LedgerRow]:
+    """Turn raw ledger entries into rows a screen can show without exposing the numbers."""
+    rows = []
+    for _, entry in entries:
+        at = dt.datetime.fromtimestamp(float(entry.get("at") or 0), tz).strftime("%d %b %H:%M:%S")
+        if entry.get("erased"):
+            rows.append(LedgerRow(at, entry.get("kind", ""), "", "(erased)", ""))
+            continue
+        text = entry.get("text", "")
+        if entry.get("event") == "import":
+            text = _origin(text)
+        text = text if len(text) <= width else text[:width - 1] + "…"
+        rows.append(LedgerRow(at, entry.get("event", ""), entry.get("state", "").replace(">", " → "),
+                              mask(entry.get("phone", "")), text))
+    return rows
+
+
+def _origin(raw: str) -> str:
+    try:
+        origin = json.loads(raw)
+    except ValueError:  # an older or hand-written entry: show it as it is
+        return raw
+    return f"{origin.get('source_type', '?')} list {origin.get('file', '')} by {origin.get('operator', '?')}"
+
+
+def count(value: int) -> str:
+    """Write a count with thin spaces between thousands, as French readers expect: 1 000 000."""
+    return f"{value:,}".replace(",", "\u202f")

@@ -1,0 +1,124 @@
+"""A phone in the browser for local runs: read what the bot texted a number, answer as that voter.
+
+Answers go through the real webhook, signed like Twilio's, so the whole production path runs.
+Registered only with the local outbox gateway: with Twilio configured, /dev/* does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from xml.etree import ElementTree
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from bot import Accord
+from bot.flows import Flow
+from bot.phones import PhoneError, normalize
+from bot.store import Store
+from bot.webhook import PHONE
+
+bp = Blueprint("devphone", __name__, url_prefix="/dev")
+MAX_BODY = 1600
+
+
+def _accord() -> Accord:
+    return current_app.extensions["accord"]
+
+
+@bp.get("/phone")
+def phone_page() -> str:
+    """Show the phone: pick a number the outbox texted (or type one) and a flow, then chat."""
+    accord = _accord()
+    numbers = list(dict.fromkeys(message["to"] for message in reversed(accord.store.outbox())))
+    return render_template("dev/phone.html", numbers=numbers, flows=list(accord.flows.values()),
+                           phone=request.args.get("phone", numbers[0] if numbers else ""),
+                           flow_id=request.args.get("flow", ""))
+
+
+@bp.get("/phone/thread")
+def thread_json() -> tuple[Response, int] | Response:
+    """Return the conversation between one number and one flow's sender, oldest first."""
+    found = _pick(request.args)
+    if isinstance(found, str):
+        return jsonify(error=found), 400
+    phone, flow = found
+    store = _accord().store
+    return jsonify(phone=phone, flow=flow.id, sender=flow.sender, state=store.state(flow, phone),
+                   messages=thread(store, flow, phone))
+
+
+@bp.post("/phone/send")
+def send() -> tuple[Response, int]:
+    """Text the bot as the voter, through the real signed webhook; return its HTTP status and answers."""
+    found = _pick(request.form)
+    body = request.form.get("body", "")
+    if isinstance(found, str) or not body.strip() or len(body) > MAX_BODY:
+        return jsonify(error=found if isinstance(found, str) else "type a text of 1-1600 characters"), 400
+    phone, flow = found
+    status, texts = post_inbound(phone, flow.sender, body)
+    return jsonify(status=status, replies=texts), 200 if status == 200 else 502
+
+
+def post_inbound(phone: str, to: str, body: str) -> tuple[int, list[str]]:
+    """Run a Twilio-shaped, correctly signed inbound request through this very app (WSGI, in-process)."""
+    accord = _accord()
+    params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": "AC" + "0" * 32, "From": phone,
+              "To": to, "Body": body, "NumMedia": "0"}
+    # The URL the webhook checks the signature against: PUBLIC_URL, else where this request came in.
+    path = url_for("sms.inbound")  # with the app's script root, as the webhook rebuilds it
+    url = (accord.config.public_url or f"{request.scheme}://{request.host}") + path
+    signature = accord.validator.compute_signature(url, params)
+    environ = EnvironBuilder(path=path[len(request.script_root):], base_url=request.url_root, method="POST",
+                             data=params, headers={"X-Twilio-Signature": signature}).get_environ()
+    app_iter, status, _ = run_wsgi_app(current_app.wsgi_app, environ, buffered=True)
+    answer = b"".join(app_iter)
+    code = int(status.split()[0])
+    if code != 200:
+        return code, []
+    return code, [message.text or "" for message in ElementTree.fromstring(answer).iter("Message")]
+
+
+def thread(store: Store, flow: Flow, phone: str) -> list[dict[str, str]]:
+    """Join what the outbox sent this number from the flow's sender with the flow's ledger of its texts."""
+    items: list[tuple[tuple[int, int, int], dict[str, str]]] = []
+    for entry_id, message in store.outbox_thread(phone):
+        if message["from"] == flow.sender:
+            items.append(((*_order(entry_id), 0), _message("bot", message["body"], message["at"], "sent", flow)))
+    for entry in store.person(phone).get(flow.id, []):
+        if not entry.get("event", "").startswith("in:"):
+            continue
+        order = _order(entry["entry"])
+        items.append(((*order, 1), _message("voter", entry.get("text", ""), entry.get("at", ""), "texted", flow)))
+        for n, text in enumerate(json.loads(entry["reply"]) if entry.get("reply") else ()):
+            items.append(((*order, 2 + n), _message("bot", text, entry.get("at", ""), "answered", flow)))
+    return [message for _, message in sorted(items, key=lambda item: item[0])]
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    """Order by the stream ids Redis gave (its own clock, shared by the outbox and ledgers)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _message(who: str, body: str, at: str, how: str, flow: Flow) -> dict[str, str]:
+    moment = dt.datetime.fromtimestamp(float(at or 0), flow.timezone)
+    return {"from": who, "body": body, "time": f"{moment:%d/%m %H:%M}", "how": how}
+
+
+def _pick(values) -> tuple[str, Flow] | str:  # noqa: ANN001 (request.args or request.form)
+    """Read the number and flow a request names; say what is wrong instead, as a string."""
+    flows = _accord().flows
+    flow_id = values.get("flow") or next(iter(flows))
+    if flow_id not in flows:
+        return f"no flow {flow_id!r}"
+    flow = flows[flow_id]
+    raw = values.get("phone", "").strip()
+    if PHONE.match(raw):  # already E.164: any number the webhook accepts, whatever a round would import
+        return raw, flow
+    try:
+        return normalize(raw), flow
+    except PhoneError as error:
+        return f"{raw!r}: {error}"

@@ -1,0 +1,188 @@
+"""Proof of consent (COMPLIANCE.md A.6): per number, the request it received, its answers, its origin.
+
+Records are built one number at a time from what the ledger holds on that number, so an export
+of a large flow keeps memory flat; every export is itself logged in the ledger (C.12).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from bot import Accord, ledger
+from bot.flows import Flow
+from bot.keys import ledger_key
+
+FORMATS = ("jsonl", "csv")
+COLUMNS = ("phone", "flow", "outcome", "request_text", "flow_hash", "asked_at", "sent_at", "request_sid",
+           "request_status", "answers", "events", "operator", "origin")
+Imports = list[tuple[tuple[int, ...], dict[str, Any]]]
+
+
+def export(accord: Accord, flow: Flow, out: IO[str], fmt: str = "jsonl", phone: str | None = None,
+           destination: str = "stdout") -> int:
+    """Write the proof for every number of `flow` (or one) to `out`, log the export; return the count."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    imports = import_origins(accord, flow)
+    fallback = _json(accord.store.round_settings(flow).get("origin", ""))
+    numbers = [phone] if phone else _unique(p for p, *_ in accord.store.records(flow))
+    write = _csv_writer(out) if fmt == "csv" else _jsonl_writer(out)
+    count = 0
+    try:
+        for number in numbers:
+            found = record(accord, flow, number, imports, fallback)
+            if found is not None:
+                write(found)
+                count += 1
+        out.flush()
+    finally:  # an export cut short (full disk, closed pipe) still let records out: log it too
+        accord.store.record_export(flow, json.dumps({
+            "operator": getpass.getuser(), "scope": "one number" if phone else "all", "format": fmt,
+            "count": count, "output": destination}, ensure_ascii=False))
+    return count
+
+
+def record(accord: Accord, flow: Flow, phone: str, imports: Imports,
+           fallback_origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Build one number's proof from its ledger entries in `flow`; None when nothing is held."""
+    entries = accord.store.person(phone).get(flow.id, [])
+    outcome = accord.store.state(flow, phone)
+    if not entries and outcome == "new":
+        return None
+    requests, answers, events = chain(entries)
+    for request in requests:
+        request["flow_hash"] = _sealed_hash(accord, flow.id, request["entry"])
+        if request["message_sid"]:
+            request["status"] = accord.store.message_status(request["message_sid"]) or ""
+    first = requests[0]["entry"] if requests else (entries[0]["entry"] if entries else "")
+    origin = origin_before(imports, first) or fallback_origin
+    return {"phone": phone, "flow": flow.id, "outcome": outcome, "requests": requests, "answers": answers,
+            "events": events, "origin": origin, "operator": (origin or {}).get("operator", "")}
+
+
+def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Split one number's entries into consent requests (with their sending), answers and other moves."""
+    requests: list[dict] = []
+    answers: list[dict] = []
+    events: list[dict] = []
+    waiting: dict | None = None  # the request whose provider receipt ("sent") has not come yet
+    for entry in entries:
+        event = entry.get("event", "")
+        if event == "ask":
+            waiting = {"text": entry["text"], "asked_at": iso(entry["at"]), "sent_at": "", "message_sid": "",
+                       "entry": entry["entry"]}
+            requests.append(waiting)
+        elif event == "sent" and waiting is not None:
+            waiting.update(sent_at=iso(entry["at"]), message_sid=entry["sid"])
+            waiting = None
+        elif event == "send_failed" and waiting is not None:
+            waiting["failed"] = entry["text"]
+            waiting = None
+        elif event.startswith("in:"):
+            answers.append({"at": iso(entry["at"]), "sid": entry["sid"], "event": event[3:], "text": entry["text"],
+                            "state": entry["state"], "entry": entry["entry"]})
+            replies = _json(entry.get("reply", "")) or []
+            if entry["state"].endswith(">asked") and replies:
+                # START: the consent request went back at once, as the answer to this very text.
+                requests.append({"text": replies[0], "asked_at": iso(entry["at"]), "sent_at": iso(entry["at"]),
+                                 "message_sid": "", "in_reply_to": entry["sid"], "entry": entry["entry"]})
+        elif entry.get("state"):
+            events.append({"at": iso(entry["at"]), "event": event, "state": entry["state"], "text": entry["text"]})
+    return requests, answers, events
+
+
+def import_origins(accord: Accord, flow: Flow) -> Imports:
+    """Return the flow's import entries (id, origin), oldest first, reading the ledger a page at a time."""
+    found: Imports = []
+    page: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for entry in ledger.entries(accord.store.redis, flow.id):
+        if entry[1].get(b"kind") == b"import":
+            page.append(entry)
+    for (entry_id, _), fields in zip(page, ledger.personal(accord.store.redis, flow.id, page), strict=True):
+        origin = _json((fields or {}).get("text", ""))
+        if origin:
+            found.append((_order(entry_id.decode()), origin))
+    return found
+
+
+def origin_before(imports: Imports, entry_id: str) -> dict[str, Any] | None:
+    """Return the origin of the latest import logged before `entry_id` (the round that asked)."""
+    if not entry_id:
+        return imports[-1][1] if imports else None
+    bound = _order(entry_id)
+    earlier = [origin for at, origin in imports if at < bound]
+    return earlier[-1] if earlier else None
+
+
+def flatten(proof: dict[str, Any]) -> dict[str, str]:
+    """Return a proof record as one CSV row (requests and answers joined with ' ; ')."""
+    requests = proof["requests"]
+
+    def joined(key: str) -> str:
+        return " ; ".join(str(r.get(key, "")) for r in requests)
+
+    return {
+        "phone": proof["phone"], "flow": proof["flow"], "outcome": proof["outcome"],
+        "request_text": joined("text"), "flow_hash": joined("flow_hash"), "asked_at": joined("asked_at"),
+        "sent_at": joined("sent_at"),
+        "request_sid": " ; ".join(r["message_sid"] or f"reply to {r.get('in_reply_to', '')}" for r in requests),
+        "request_status": joined("status"),
+        "answers": " ; ".join(f"{a['at']}|{a['sid']}|{a['event']}|{a['text']}" for a in proof["answers"]),
+        "events": " ; ".join(f"{e['at']}|{e['event']}|{e['state']}" for e in proof["events"]),
+        "operator": proof["operator"],
+        "origin": json.dumps(proof["origin"], ensure_ascii=False) if proof["origin"] else "",
+    }
+
+
+def iso(at: str) -> str:
+    """Format a ledger time (epoch seconds) as ISO 8601 UTC."""
+    return dt.datetime.fromtimestamp(float(at or 0), dt.UTC).isoformat(timespec="seconds") if at else ""
+
+
+def _csv_writer(out: IO[str]) -> Callable[[dict[str, Any]], object]:
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    return lambda proof: writer.writerow(flatten(proof))
+
+
+def _jsonl_writer(out: IO[str]) -> Callable[[dict[str, Any]], object]:
+    return lambda proof: out.write(json.dumps(proof, ensure_ascii=False) + "\n")
+
+
+def _sealed_hash(accord: Accord, flow_id: str, entry_id: str) -> str:
+    """Return the flow version hash sealed in the chain for an entry (the flow may have changed since)."""
+    found = accord.store.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
+    return found[0][1].get(b"flow_hash", b"").decode() if found else ""
+
+
+def _unique(phones: Iterable[str]) -> Iterator[str]:
+    """Drop the repeats a hash scan may yield when the hash is resized under it, in little memory."""
+    mobiles = bytearray(25_000_000)  # one bit per French mobile number, as the import does
+    others: set[str] = set()
+    for phone in phones:
+        if phone.startswith(("+336", "+337")) and len(phone) == 12 and phone[1:].isdigit():
+            offset = int(phone[3:]) - 600_000_000
+            if mobiles[offset >> 3] & (1 << (offset & 7)):
+                continue
+            mobiles[offset >> 3] |= 1 << (offset & 7)
+        elif phone in others:
+            continue
+        else:
+            others.add(phone)
+        yield phone
+
+
+def _order(entry_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in entry_id.split("-"))
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:  # an origin written by hand, or a tampered entry: show nothing rather than fail
+        return None

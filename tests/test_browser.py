@@ -1,0 +1,134 @@
+"""In headless Chromium: the dev phone holds a conversation, the console signs in, shows, pauses and resumes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import dashboard, use
+from bot.operators import Operators
+from bot.rounds import Origin, start_round
+from bot.sending import queue_for
+from tests.browser import MISSING, available, chromium, serve
+
+pytestmark = pytest.mark.skipif(not available(), reason=MISSING)
+
+VOTER = "+33612340001"
+PASSWORD = "correct horse battery"
+WAIT = 10
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@pytest.fixture
+def site(app, browser) -> Iterator[str]:
+    browser.delete_all_cookies()  # cookies ignore ports: forget the previous test's server
+    with serve(app) as url:
+        yield url
+
+
+def wait_for(browser, condition):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, WAIT).until(condition)
+
+
+def bubbles(browser) -> list[tuple[str, str]]:
+    """Read the thread in one script call: it is redrawn as it updates, so elements go stale between calls."""
+    return [tuple(pair) for pair in browser.execute_script(
+        "return [...document.querySelectorAll('#thread .bubble')].map("
+        "b => [b.classList.contains('voter') ? 'voter' : 'bot', b.querySelector('p').textContent]);")]
+
+
+def test_the_dev_phone_shows_the_request_and_answering_oui_brings_confirmation_and_content(
+        site, browser, accord, tmp_path: Path):
+    from rq import SimpleWorker
+    from selenium.webdriver.common.by import By
+
+    flow = accord.flows["demo"]
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("telephone;prenom\n06 12 34 00 01;Camille\n07 12 34 00 02;Dominique\n", encoding="utf-8")
+    origin = Origin(source_type="supporters", broker=flow.source, contract="", operator="camille",
+                    file=contacts.name, imported_at="2026-12-01T09:00:00+00:00")
+    use(accord)  # what a worker process does at start
+    start_round(accord, flow, contacts, origin, rate=1000)
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+
+    browser.get(f"{site}/dev/phone?phone=%2B33612340001&flow=demo")
+    wait_for(browser, lambda b: bubbles(b) == [("bot", flow.texts.consent_request)])
+    assert browser.find_element(By.ID, "state").text == "asked"
+
+    browser.find_element(By.ID, "body").send_keys("oui")
+    browser.find_element(By.ID, "send").click()
+    wait_for(browser, lambda b: bubbles(b) == [("bot", flow.texts.consent_request), ("voter", "oui"),
+                                               ("bot", flow.texts.confirmation), ("bot", flow.texts.content[0])])
+    wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "consented")
+    assert accord.store.state(flow, VOTER) == "consented"
+    assert browser.find_element(By.ID, "body").get_attribute("value") == ""
+
+
+def sign_in(browser, site: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site}/console/login")
+    browser.find_element(By.NAME, "name").send_keys("camille")
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def test_the_console_refuses_a_wrong_password_and_signs_in_with_the_right_one(site, browser, accord):
+    from selenium.webdriver.common.by import By
+
+    Operators(accord.store.redis).add("camille", PASSWORD)
+    sign_in(browser, site, "not the password")
+    flash = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".flash.error"))
+    assert "Wrong name or password" in flash[0].text
+    assert browser.current_url.startswith(f"{site}/console/login")
+
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    assert browser.find_element(By.CSS_SELECTOR, ".signout .who").text == "camille"
+    assert "sign-in failed" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+
+
+def test_the_console_funnel_shows_what_the_store_holds_and_pause_resume_work(site, browser, accord):
+    from selenium.webdriver.common.by import By
+
+    flow = accord.flows["demo"]
+    accord.store.count(flow, {"import:imported": 1_000_000, "sent": 987_654, "status:delivered": 950_000,
+                              "answered": 420_000, "consented": 301_234, "declined": 80_000, "opted_out": 38_766})
+    Operators(accord.store.redis).add("camille", PASSWORD)
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    browser.find_element(By.LINK_TEXT, "demo").click()
+
+    shown = {g.get_attribute("data-stage"): g.find_element(By.CSS_SELECTOR, "text.value").text
+             for g in browser.find_elements(By.CSS_SELECTOR, "#funnel g.stage")}
+    held = dict(dashboard.stages(accord.store.funnel(flow)))
+    assert shown == {stage: dashboard.count(value) for stage, value in held.items()}
+    assert shown["imported"] == "1\u202f000\u202f000" and shown["consented"] == "301\u202f234"
+
+    browser.find_element(By.ID, "pause").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "resume"))
+    assert accord.store.is_paused(flow)
+    browser.find_element(By.ID, "resume").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "pause"))
+    assert not accord.store.is_paused(flow)
+
+
+def test_a_console_post_without_the_csrf_token_is_refused(site, browser, accord):
+    Operators(accord.store.redis).add("camille", PASSWORD)
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    status = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/console/flows/demo/pause', {method: 'POST', credentials: 'same-origin'})"
+        ".then(answer => done(answer.status), () => done(0));")
+    assert status == 400
+    assert not accord.store.is_paused(accord.flows["demo"])

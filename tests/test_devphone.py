@@ -1,0 +1,100 @@
+"""The dev phone: a voter in the browser, answering through the real signed webhook, only without Twilio."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from bot import create_app
+from bot.gateway import TwilioGateway
+from bot.webhook import MESSAGE_SID
+
+VOTER = "+33612340001"
+ROUTES = [("get", "/dev/phone"), ("get", "/dev/phone/thread?phone=%2B33612340001"), ("post", "/dev/phone/send")]
+
+
+@pytest.fixture
+def flow(accord):
+    return accord.flows["demo"]
+
+
+@pytest.fixture
+def token(client) -> str:
+    page = client.get("/dev/phone").get_data(as_text=True)
+    return re.search(r'data-csrf="([^"]+)"', page).group(1)
+
+
+def ask(accord, flow, phone: str = VOTER) -> None:
+    """Do what a worker does for one number: claim it, send the request through the outbox, log it."""
+    outcome = accord.store.claim(flow, phone, window_open=True)
+    sid = accord.gateway.send(phone, outcome.texts[0], sender=flow.sender)
+    accord.store.record_sent(flow, phone, sid, outcome.texts[0])
+
+
+def test_with_twilio_configured_every_dev_route_is_404(config, clock, redis_client):
+    twilio = dataclasses.replace(config, twilio_account_sid="AC" + "0" * 32)
+    client = create_app(twilio, clock=clock).test_client()
+    for method, path in ROUTES:
+        assert getattr(client, method)(path).status_code == 404
+    assert "Dev phone" not in client.get("/console/login").get_data(as_text=True)
+
+
+def test_with_another_gateway_injected_the_dev_phone_is_absent(config, clock, redis_client):
+    gateway = TwilioGateway("AC" + "0" * 32, "token", api_url="http://127.0.0.1:9")
+    client = create_app(config, gateway=gateway, clock=clock).test_client()
+    for method, path in ROUTES:
+        assert getattr(client, method)(path).status_code == 404
+
+
+def test_the_page_offers_the_numbers_the_outbox_texted(client, accord, flow):
+    ask(accord, flow)
+    page = client.get("/dev/phone").get_data(as_text=True)
+    assert f'data-number="{VOTER}"' in page and "38000" in page
+
+
+def test_the_thread_shows_what_the_bot_sent(client, accord, flow):
+    ask(accord, flow)
+    thread = client.get("/dev/phone/thread", query_string={"phone": "06 12 34 00 01", "flow": "demo"}).json
+    assert thread["state"] == "asked" and thread["phone"] == VOTER
+    assert [(m["from"], m["body"]) for m in thread["messages"]] == [("bot", flow.texts.consent_request)]
+
+
+def test_an_answer_goes_through_the_signed_webhook_and_joins_the_thread(client, accord, flow, token):
+    ask(accord, flow)
+    answer = client.post("/dev/phone/send", data={"phone": VOTER, "flow": "demo", "body": "oui"},
+                         headers={"X-CSRF-Token": token})
+    assert answer.status_code == 200
+    assert answer.json["replies"] == [flow.texts.confirmation, flow.texts.content[0]]
+    assert accord.store.state(flow, VOTER) == "consented"
+    (entry,) = [e for _, e in accord.store.ledger(flow.id) if e["event"].startswith("in:")]
+    assert entry["event"] == "in:YES" and MESSAGE_SID.match(entry["sid"]) and entry["text"] == "oui"
+    thread = client.get("/dev/phone/thread", query_string={"phone": VOTER, "flow": "demo"}).json
+    assert [(m["from"], m["body"]) for m in thread["messages"]] == [
+        ("bot", flow.texts.consent_request), ("voter", "oui"),
+        ("bot", flow.texts.confirmation), ("bot", flow.texts.content[0])]
+
+
+def test_behind_a_proxy_the_signature_fits_the_forwarded_url(accord, flow, token, client):
+    ask(accord, flow)
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "accord.example.org:8443"}
+    answer = client.post("/dev/phone/send", data={"phone": VOTER, "flow": "demo", "body": "stop"},
+                         headers={"X-CSRF-Token": token, **forwarded})
+    assert answer.status_code == 200 and accord.store.state(flow, VOTER) == "opted_out"
+
+
+def test_a_send_without_the_csrf_token_is_refused(client, accord, flow, token):
+    ask(accord, flow)
+    answer = client.post("/dev/phone/send", data={"phone": VOTER, "flow": "demo", "body": "oui"})
+    assert answer.status_code == 400 and accord.store.state(flow, VOTER) == "asked"
+
+
+@pytest.mark.parametrize("form, problem", [
+    ({"phone": "01 45 67 89 10", "body": "oui"}, "not a mobile"),
+    ({"phone": VOTER, "body": "  "}, "1-1600"),
+    ({"phone": VOTER, "flow": "nope", "body": "oui"}, "no flow"),
+])
+def test_a_bad_send_is_refused_with_the_reason(client, token, form, problem):
+    answer = client.post("/dev/phone/send", data=form, headers={"X-CSRF-Token": token})
+    assert answer.status_code == 400 and problem in answer.json["error"]

@@ -1,0 +1,40 @@
+"""Phone numbers as people type them: one E.164 form for every way of writing a mobile, reasons for the rest."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.phones import PhoneError, normalize
+
+
+@pytest.mark.parametrize("raw", ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "+33612345678",
+                                 "0033 6 12 34 56 78", "6.12.34.56.78", "06-12-34-56-78", "(0)6 12 34 56 78",
+                                 "+33 (0)6 12 34 56 78"])
+def test_every_usual_way_of_writing_a_french_mobile_gives_one_number(raw):
+    assert normalize(raw) == "+33612345678"
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("01 45 67 89 10", "not a mobile"), ("09 70 12 34 56", "not a mobile"), ("n/a", "not a phone number"),
+    ("", "not a phone number"), ("06 12 34", "invalid"), ("0692 12 34 56", "overseas"), ("0639 98 00 01", "overseas"),
+    ("0696 00 00 00", "overseas"), ("+33 6 90 12 34 56", "overseas"),
+])
+def test_numbers_that_cannot_be_texted_say_why(raw, reason):
+    with pytest.raises(PhoneError, match=reason):
+        normalize(raw)
+
+
+def test_foreign_mobiles_keep_their_country():
+    assert normalize("+44 7911 123456") == "+447911123456"
+    assert normalize("+262 692 12 34 56") == "+262692123456"
+
+
+@given(digits=st.from_regex(r"\A[67][0-8]\d{7}\Z"), style=st.sampled_from(["0{}", "+33{}", "0033{}", "{}"]),
+       separator=st.sampled_from(["", " ", ".", "-"]))
+def test_separators_and_prefixes_never_change_the_number(digits, style, separator):
+    if digits.startswith(("639", "69")):
+        return  # overseas ranges, refused above
+    spaced = separator.join(digits[i:i + 2] for i in range(0, 9, 2)) if separator else digits
+    assert normalize(style.format(spaced)) == "+33" + digits

@@ -1,0 +1,174 @@
+"""Texts the webhook missed come back from Twilio's API and are replayed once, never answered late."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+from rq import SimpleWorker
+
+from bot import Accord, create_app, use
+from bot.cli import Services, main
+from bot.gateway import TwilioGateway
+from bot.reconcile import ReconcileError, reconcile
+from bot.sending import ask, queue_for
+from tests.conftest import PARIS, SMS, Clock
+from tests.twilio_server import TwilioServer
+
+VOTER, OTHER = "+33612980001", "+33612980002"
+SINCE = "2026-12-01T09:30"  # naive: Paris time, like the flow
+
+
+@pytest.fixture(scope="module")
+def twilio() -> Iterator[TwilioServer]:
+    with TwilioServer() as server:
+        yield server
+
+
+@pytest.fixture
+def accord(config, clock: Clock, redis_client, twilio: TwilioServer) -> Accord:
+    twilio.reset()
+    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
+    accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
+    use(accord)
+    return accord
+
+
+@pytest.fixture
+def flow(accord: Accord):
+    return accord.flows["demo"]
+
+
+def run(accord: Accord, *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), obj=Services(accord), catch_exceptions=False)
+
+
+def reconcile_cli(accord: Accord, *extra: str) -> Result:
+    result = run(accord, "reconcile", "demo", "--since", SINCE, *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def at(hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(2026, 12, 1, hour, minute, tzinfo=PARIS)
+
+
+def inbound(twilio: TwilioServer, flow, phone: str, body: str, moment: dt.datetime) -> str:
+    return twilio.add_inbound(phone, flow.sender, body, moment)["sid"]
+
+
+@pytest.fixture
+def missed(accord: Accord, flow, twilio: TwilioServer, clock: Clock) -> dict[str, str]:
+    """Both numbers were asked at 09:00; their OUI and STOP came at 10:05 and 10:06 while the app was down."""
+    clock.set(at(9, 0))
+    assert ask(accord, flow, VOTER) == "sent" and ask(accord, flow, OTHER) == "sent"
+    sids = {VOTER: inbound(twilio, flow, VOTER, "OUI", at(10, 5)),
+            OTHER: inbound(twilio, flow, OTHER, "STOP", at(10, 6))}
+    clock.set(at(14, 0))
+    return sids
+
+
+def answers_in_ledger(accord: Accord) -> list[tuple[str, str, str]]:
+    return [(f["phone"], f["event"], f["sid"]) for _, f in accord.store.ledger("demo") if f["event"].startswith("in:")]
+
+
+def test_missed_answers_are_replayed_once(accord, flow, missed, twilio):
+    result = reconcile_cli(accord)
+    for line in ("fetched: 2", "replayed: 2", "already processed: 0", "skipped (sender not E.164): 0"):
+        assert line in result.output, line
+    assert accord.store.state(flow, VOTER) == "consented"
+    assert accord.store.state(flow, OTHER) == "opted_out" and accord.store.is_suppressed(flow, OTHER)
+    assert answers_in_ledger(accord) == [(VOTER, "in:YES", missed[VOTER]), (OTHER, "in:STOP", missed[OTHER])]
+    assert accord.store.verify_ledger("demo") is None
+
+
+def test_replayed_answers_are_not_sent_late(accord, missed, twilio):
+    result = reconcile_cli(accord)
+    assert [m["to"] for m in twilio.messages] == [VOTER, OTHER]  # the two consent requests, nothing since
+    assert "2 answer(s) the bot would have sent at the time were not sent" in result.output
+    assert "`content send demo`" in result.output
+
+
+def test_a_yes_found_by_reconcile_gets_content_with_the_next_content_send(accord, flow, missed, twilio):
+    reconcile_cli(accord)
+    twilio.reset()
+    assert "queued for 1 consented" in run(accord, "content", "send", "demo").output
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+    assert [(m["to"], m["body"]) for m in twilio.messages] == [(VOTER, flow.texts.content[0])]
+
+
+def test_a_second_reconcile_changes_nothing(accord, flow, missed, redis_client):
+    reconcile_cli(accord)
+    ledger, funnel = accord.store.ledger("demo"), accord.store.funnel(flow)
+    states = {phone: accord.store.state(flow, phone) for phone in (VOTER, OTHER)}
+    again = reconcile_cli(accord)
+    assert "replayed: 0" in again.output and "already processed: 2" in again.output
+    assert "would have sent" not in again.output
+    assert accord.store.ledger("demo") == ledger and accord.store.funnel(flow) == funnel
+    assert {phone: accord.store.state(flow, phone) for phone in (VOTER, OTHER)} == states
+
+
+def test_a_text_the_webhook_answered_is_not_replayed(accord, flow, missed):
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    sms.send(VOTER, "OUI", to=flow.sender, sid=missed[VOTER])  # the webhook got this one after all
+    result = reconcile_cli(accord)
+    assert "replayed: 1" in result.output and "already processed: 1" in result.output
+    assert [event for _, event, _ in answers_in_ledger(accord)] == ["in:YES", "in:STOP"]
+
+
+def test_texts_before_since_are_ignored(accord, flow, missed, twilio):
+    inbound(twilio, flow, VOTER, "NON", at(9, 29))
+    result = reconcile_cli(accord)
+    assert "fetched: 2" in result.output
+    assert accord.store.state(flow, VOTER) == "consented"
+
+
+def test_a_sender_that_is_not_e164_is_skipped(accord, flow, missed, twilio):
+    inbound(twilio, flow, "VODAFONE", "Votre forfait", at(11, 0))
+    result = reconcile_cli(accord)
+    assert "fetched: 3" in result.output and "skipped (sender not E.164): 1" in result.output
+    assert "replayed: 2" in result.output
+
+
+def test_reading_pages_stops_at_the_limit_keeping_the_newest(accord, flow, twilio, clock):
+    phones = [f"+3361298001{n}" for n in range(7)]
+    for n, phone in enumerate(phones):
+        ask(accord, flow, phone)
+        inbound(twilio, flow, phone, "oui", at(10, n))
+    twilio.requests.clear()
+    done = reconcile(accord, flow, at(9, 30), limit=5, page_size=2)
+    assert (done.fetched, done.replayed, done.limited) == (5, 5, True)
+    assert len([r for r in twilio.requests if r["method"] == "GET"]) == 3  # pages of 2, 2 and 1
+    assert [accord.store.state(flow, phone) for phone in phones] == ["asked"] * 2 + ["consented"] * 5
+
+
+def test_the_limit_is_said_when_reached(accord, missed):
+    result = reconcile_cli(accord, "--limit", "1")
+    assert "fetched: 1" in result.output and "The limit of 1 was reached" in result.stderr
+
+
+def test_the_outbox_gateway_cannot_reconcile(config, clock, redis_client):
+    local = create_app(config, clock=clock).extensions["accord"]  # no Twilio settings: the outbox gateway
+    result = run(local, "reconcile", "demo", "--since", SINCE)
+    assert result.exit_code == 1
+    assert "reconcile needs Twilio settings: TWILIO_ACCOUNT_SID" in result.output
+
+
+def test_a_since_that_is_not_a_date_is_refused(accord):
+    result = run(accord, "reconcile", "demo", "--since", "yesterday")
+    assert result.exit_code == 2 and "--since" in result.output
+
+
+def test_a_since_older_than_the_remembered_message_sids_is_refused(accord, missed, twilio):
+    result = run(accord, "reconcile", "demo", "--since", "2026-10-01T00:00")
+    assert result.exit_code == 1 and "more than 35 days" in result.output
+    assert not [r for r in twilio.requests if r["method"] == "GET"]
+
+
+def test_a_messaging_service_sender_is_refused_rather_than_silently_finding_nothing(accord, flow):
+    service = dataclasses.replace(flow, sender="MG" + "0" * 32)
+    with pytest.raises(ReconcileError, match="Messaging Service"):
+        reconcile(accord, service, at(9, 30))

@@ -6,8 +6,9 @@ import csv
 import datetime as dt
 import json
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "
 REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
                    "public-registry": "a public registry (electoral roll, directories ...)"}
 FRENCH_MOBILE = re.compile(r"^\+33[67]\d{8}$")
+NOT_FRENCH = "not a French mobile (+33 6/7): its time zone may differ from the flow's"
 SHOWN_REJECTS = 20
 
 
@@ -80,30 +82,33 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
     seen = bytearray(25_000_000)  # one bit per French mobile number: 200 million of them
     admit = _Admission(accord, flow, report, dry_run, rate)
     imported = duplicates = 0
-    for row in read_rows(path, header):
-        imported += 1
-        if imported % 10_000 == 0:
-            progress(10_000)
-        if not isinstance(row, Row):
-            rejects.add(row[0], "", row[1])
-            continue
-        try:
-            phone = normalize(row.phone)
-        except PhoneError as error:
-            rejects.add(row.line, row.phone, str(error))
-            continue
-        if not FRENCH_MOBILE.match(phone):
-            rejects.add(row.line, row.phone, "not a French mobile (+33 6/7): its time zone may differ from the flow's")
-            continue
-        offset = int(phone[3:]) - 600_000_000
-        if seen[offset >> 3] & (1 << (offset & 7)):
-            duplicates += 1
-            continue
-        seen[offset >> 3] |= 1 << (offset & 7)
-        admit.add(phone, row.postcode)
-    admit.flush()
+    try:
+        for row in read_rows(path, header):
+            imported += 1
+            if imported % 10_000 == 0:
+                progress(10_000)
+            if not isinstance(row, Row):
+                rejects.add(row[0], "", row[1])
+                continue
+            try:
+                phone = normalize(row.phone)
+            except PhoneError as error:
+                rejects.add(row.line, row.phone, str(error))
+                continue
+            if not FRENCH_MOBILE.match(phone):
+                rejects.add(row.line, row.phone, NOT_FRENCH)
+                continue
+            offset = int(phone[3:]) - 600_000_000
+            if seen[offset >> 3] & (1 << (offset & 7)):
+                duplicates += 1
+                continue
+            seen[offset >> 3] |= 1 << (offset & 7)
+            admit.add(phone, row.postcode)
+        admit.flush()
+    finally:
+        admit.close()
+        rejects.close()
     report.counts.update(imported=imported, duplicate=duplicates)
-    rejects.close()
     if not dry_run:
         accord.store.count(flow, {f"import:{name}": report.counts[name] for name in ("imported", "duplicate")}
                            | {f"import:rejected:{reason}": n for reason, n in report.rejects_by_reason.items()})
@@ -114,9 +119,15 @@ CODES = {"q": "queued", "a": "already asked", "s": "suppressed", "w": "waiting f
 
 
 class _Admission:
-    """Admit numbers a batch at a time, and queue the admitted ones a few batches per round trip."""
+    """Admit numbers a batch at a time, and queue the admitted ones a few batches per round trip.
+
+    Admission runs on a second thread while the file is parsed: Redis works while Python reads
+    (redis-py releases the GIL while it waits). At most a few batches are in flight, so memory
+    stays flat, and an error there stops the import at the next batch.
+    """
 
     QUEUE_EVERY = 20  # batches
+    IN_FLIGHT = 4
 
     def __init__(self, accord: Accord, flow: Flow, report: ImportReport, dry_run: bool, rate: float | None) -> None:
         self.accord, self.flow, self.report, self.dry_run = accord, flow, report, dry_run
@@ -124,25 +135,34 @@ class _Admission:
         self.siblings = accord.flows_for(flow.sender)
         self.batch: list[tuple[str, str]] = []
         self.ready: list[list[str]] = []
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admission")
+        self.pending: deque[Future[None]] = deque()
 
     def add(self, phone: str, postcode: str) -> None:
         self.batch.append((phone, postcode))
         if len(self.batch) == BATCH:
-            self._admit()
+            self.pending.append(self.thread.submit(self._admit, self.batch))
+            self.batch = []
+            if len(self.pending) > self.IN_FLIGHT:
+                self.pending.popleft().result()  # waits, and raises what went wrong there
 
     def flush(self) -> None:
         if self.batch:
-            self._admit()
+            self.pending.append(self.thread.submit(self._admit, self.batch))
+        while self.pending:
+            self.pending.popleft().result()
         self._queue()
 
-    def _admit(self) -> None:
-        codes = self.accord.store.admit(self.flow, [phone for phone, _ in self.batch], self.siblings,
+    def close(self) -> None:
+        self.thread.shutdown(cancel_futures=True)
+
+    def _admit(self, batch: list[tuple[str, str]]) -> None:
+        codes = self.accord.store.admit(self.flow, [phone for phone, _ in batch], self.siblings,
                                         dry_run=self.dry_run)
         for code, name in CODES.items():
             self.report.counts[name] += codes.count(code)
         queued = [f"{phone}/{postcode}" if postcode else phone
-                  for (phone, postcode), code in zip(self.batch, codes, strict=True) if code == "q"]
-        self.batch = []
+                  for (phone, postcode), code in zip(batch, codes, strict=True) if code == "q"]
         if queued and not self.dry_run:
             self.ready.append(queued)
             if len(self.ready) == self.QUEUE_EVERY:

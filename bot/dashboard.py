@@ -37,11 +37,9 @@ def mask(phone: str) -> str:
 
 def stages(funnel: dict[str, int]) -> list[tuple[str, int]]:
     """Return the funnel's stages, from the counters the store keeps incrementally (no scan)."""
-    content = sum(count for name, count in funnel.items() if name.startswith("content:"))
     values = {
         "imported": funnel.get("import:imported", 0),
-        # "sent" counts every message a worker sent: consent requests and content broadcasts.
-        "asked": max(0, funnel.get("sent", 0) - content),
+        "asked": funnel.get("sent", 0),  # consent requests sent (content counts as "sent:content")
         "delivered": funnel.get("status:delivered", 0),
         "answered": funnel.get("answered", 0),
         "consented": funnel.get("consented", 0),

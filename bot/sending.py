@@ -142,7 +142,7 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, sleep: Callable[
                 return "not sent, provider busy"
             # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
             return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
-        accord.store.record_sent(flow, phone, sid, text)
+        accord.store.record_sent(flow, phone, sid, text, content=not release)
         return "sent"
 
 

@@ -121,9 +121,13 @@ class Store:
         flows = [flow, *(other for other in siblings if other.id != flow.id)]
         return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True)
 
-    def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str) -> None:
-        """Log a message the gateway accepted and remember it for status callbacks."""
-        self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid))
+    def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False) -> None:
+        """Log a message the gateway accepted and remember it for status callbacks.
+
+        The funnel counts consent requests ("sent") apart from content ("sent:content").
+        """
+        self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid),
+                  counter="sent:content" if content else "sent")
 
     def record_import(self, flow: Flow, origin: str) -> None:
         """Log where a round's numbers came from, in the flow's ledger (A.6, C.13)."""
@@ -137,10 +141,12 @@ class Store:
         """Log a send the provider refused."""
         self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
 
-    def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str) -> None:
+    def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
+             counter: str | None = None) -> None:
         subject = subject_key(self.digest(phone) if phone else "-")
         self._append(keys=[ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject],
-                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt()])
+                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt(),
+                           counter or event])
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""

@@ -1,10 +1,10 @@
 -- KEYS: ledger, head, out key (or the ledger key again when there is no sent message), funnel,
 -- the person's subject key.
--- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl, salt.
+-- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl, salt, funnel counter.
 begin(KEYS[5], ARGV[9])
 append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
 save_heads()
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[10], 1)
 if KEYS[3] ~= KEYS[1] then
   redis.call('HSET', KEYS[3], 'flow', ARGV[3], 'phone', ARGV[2])
   -- A status callback may already have come: never overwrite it with 'queued'.

@@ -13,11 +13,15 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from bot import Accord, build, rights, use
+from bot import Accord, audit, build, lint, proof, rights, use
 from bot.config import Config, ConfigError
 from bot.contacts import ContactsError
-from bot.flows import Flow, FlowError
+from bot.costs import costs, parse_price, write_csv
+from bot.flows import Flow, FlowError, load_flow
+from bot.gateway import SendError
+from bot.operators import OperatorError, Operators
 from bot.phones import PhoneError, normalize
+from bot.reconcile import ReconcileError, parse_since, reconcile
 from bot.rounds import SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
 from bot.workers import broadcast, resume, run_worker
@@ -229,8 +233,6 @@ def flows() -> None:
 @click.argument("names", metavar="[FLOW]...", nargs=-1)
 def flows_check(names: tuple[str, ...]) -> None:
     """Lint every flow in FLOWS_DIR, or the FLOWs named (ids or .toml paths); exit 1 on errors."""
-    from bot import lint  # local imports: this command is added without touching the shared import block
-    from bot.flows import load_flow
 
     def check(path: Path) -> lint.Report:
         try:
@@ -310,7 +312,6 @@ def consent_verify(obj: Services, flow_id: str) -> None:
 @click.pass_obj
 def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, output: Path | None) -> None:
     """Export the proof of consent of FLOW's numbers (A.6): request, answers, origin; the export is logged."""
-    from bot import proof  # local import: this command is added without touching the shared import block
 
     flow = obj.flow(flow_id)
     number = _phone(phone) if phone else None
@@ -382,8 +383,6 @@ def purge(obj: Services, dry_run: bool) -> None:
 @click.pass_obj
 def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> None:
     """Replay the texts Twilio received on FLOW's sender since --since that the webhook missed."""
-    from bot.gateway import SendError  # local imports: added without touching the shared import block
-    from bot.reconcile import ReconcileError, parse_since, reconcile
 
     flow = obj.flow(flow_id)
     try:
@@ -419,7 +418,6 @@ def report() -> None:
 @click.pass_obj
 def report_costs(obj: Services, flow_id: str, unit_price: str | None) -> None:
     """Print FLOW's outbound messages and segments per day (its timezone) as CSV, with totals (E.18)."""
-    from bot.costs import costs, parse_price, write_csv  # local import: the shared import block stays as is
 
     flow = obj.flow(flow_id)
     try:
@@ -451,8 +449,6 @@ def operator() -> None:
 @click.pass_obj
 def operator_add(obj: Services, name: str, password: str) -> None:
     """Create console operator NAME; the password is kept as an argon2 hash."""
-    from bot import audit  # local imports: this command is added without touching the shared import block
-    from bot.operators import OperatorError, Operators
 
     store = obj.accord.store
     try:
@@ -468,8 +464,6 @@ def operator_add(obj: Services, name: str, password: str) -> None:
 @click.pass_obj
 def operator_remove(obj: Services, name: str) -> None:
     """Delete console operator NAME; their sessions end at their next request."""
-    from bot import audit
-    from bot.operators import Operators
 
     store = obj.accord.store
     if not Operators(store.redis).remove(name):
@@ -482,7 +476,6 @@ def operator_remove(obj: Services, name: str) -> None:
 @click.pass_obj
 def operator_list(obj: Services) -> None:
     """List console operators."""
-    from bot.operators import Operators
 
     names = Operators(obj.accord.store.redis).names()
     click.echo("\n".join(names) if names else "no operator yet: python -m bot operator add NAME")
@@ -493,7 +486,6 @@ def operator_list(obj: Services) -> None:
 @click.pass_obj
 def operator_unlock(obj: Services, name: str) -> None:
     """Lift NAME's lock-out after repeated failed sign-ins."""
-    from bot.operators import Operators
 
     Operators(obj.accord.store.redis).unlock(name)
     click.echo(f"operator {name}: failed sign-ins forgotten")

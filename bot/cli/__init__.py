@@ -1,0 +1,61 @@
+"""Operator commands: thin wrappers that parse arguments, call the core and print a summary.
+
+`python -m bot --help` lists them; each submodule holds one family and registers it on `main`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bot import Accord, build
+from bot.config import ConfigError
+from bot.flows import Flow, FlowError
+from bot.phones import PhoneError, normalize
+
+
+class Services:
+    """Build settings and services on first use, so `--help` needs neither."""
+
+    def __init__(self, accord: Accord | None = None) -> None:
+        self._accord = accord
+
+    @property
+    def accord(self) -> Accord:
+        if self._accord is None:
+            try:
+                self._accord = build()
+            except (ConfigError, FlowError) as error:
+                raise click.ClickException(str(error)) from error
+        return self._accord
+
+    def flow(self, flow_id: str) -> Flow:
+        flows = self.accord.flows
+        if flow_id not in flows:
+            raise click.BadParameter(f"no flow {flow_id!r}; known: {', '.join(sorted(flows))}")
+        return flows[flow_id]
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Accord: ask voters' consent by SMS before any campaign message."""
+    ctx.ensure_object(Services)
+
+
+def phone_argument(raw: str) -> str:
+    try:
+        return normalize(raw)
+    except PhoneError as error:
+        raise click.BadParameter(f"{raw!r}: {error}") from error
+
+
+def count_lines(path: Path) -> int:
+    """Count a file's lines without decoding it (for progress bars)."""
+    with path.open("rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+# The families of commands register themselves on `main` when imported.
+from bot.cli import compliance, local, rounds  # noqa: E402, F401

@@ -1,0 +1,112 @@
+"""Local tools and accounts: answer as a voter, read the outbox, console operators."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from xml.etree import ElementTree
+
+import click
+import requests
+from twilio.request_validator import RequestValidator
+
+from bot import audit
+from bot.cli import Services, main
+from bot.config import Config
+from bot.operators import OperatorError, Operators
+from bot.phones import PhoneError, normalize
+
+
+@main.command()
+@click.argument("phone")
+@click.argument("text")
+@click.option("--flow", "flow_id", default="demo", show_default=True, help="Flow whose sender is texted.")
+@click.option("--url", default=None, help="Webhook base URL [default: http://127.0.0.1:PORT].")
+@click.pass_obj
+def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -> None:
+    """Answer as a voter: post a correctly signed inbound text to the running webhook."""
+    try:
+        phone = normalize(phone)
+    except PhoneError as error:
+        raise click.BadParameter(f"{phone!r}: {error}") from error
+    config = Config.from_env()
+    target = f"{(url or config.public_url or f'http://127.0.0.1:{config.port}').rstrip('/')}/sms/inbound"
+    params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": "AC" + "0" * 32,
+              "From": phone, "To": obj.flow(flow_id).sender, "Body": text, "NumMedia": "0"}
+    signature = RequestValidator(config.auth_token).compute_signature(target, params)
+    try:
+        answer = requests.post(target, data=params, headers={"X-Twilio-Signature": signature},
+                               timeout=15)
+    except requests.ConnectionError as error:
+        raise click.ClickException(f"no bot answering at {target}; start it with `make run`") from error
+    if answer.status_code != 200:
+        raise click.ClickException(f"{target} answered {answer.status_code}: {answer.text[:200]}")
+    messages = [m.text or "" for m in ElementTree.fromstring(answer.text).iter("Message")]
+    for message in messages:
+        click.echo(f"bot → {phone}: {message}")
+    if not messages:
+        click.echo("(the bot stays silent)")
+
+
+@main.command()
+@click.argument("phone", required=False)
+@click.pass_obj
+def outbox(obj: Services, phone: str | None) -> None:
+    """Show what the local outbox gateway would have sent (to PHONE, or to everyone)."""
+    for message in obj.accord.store.outbox(normalize(phone) if phone else None):
+        click.echo(f"{message['sid']}  {message['from']} → {message['to']}: {message['body']}")
+
+
+
+@main.group()
+def operator() -> None:
+    """Console operators (sign-in accounts)."""
+
+
+@operator.command("add")
+@click.argument("name")
+@click.password_option("--password", prompt="Password", confirmation_prompt="Repeat the password",
+                       help="Asked twice without echo when not given.")
+@click.pass_obj
+def operator_add(obj: Services, name: str, password: str) -> None:
+    """Create console operator NAME; the password is kept as an argon2 hash."""
+
+    store = obj.accord.store
+    try:
+        Operators(store.redis).add(name, password)
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from error
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator added", detail=name)
+    click.echo(f"operator {name} added; sign in at /console/login")
+
+
+@operator.command("remove")
+@click.argument("name")
+@click.pass_obj
+def operator_remove(obj: Services, name: str) -> None:
+    """Delete console operator NAME; their sessions end at their next request."""
+
+    store = obj.accord.store
+    if not Operators(store.redis).remove(name):
+        raise click.ClickException(f"no operator {name!r}")
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator removed", detail=name)
+    click.echo(f"operator {name} removed")
+
+
+@operator.command("list")
+@click.pass_obj
+def operator_list(obj: Services) -> None:
+    """List console operators."""
+
+    names = Operators(obj.accord.store.redis).names()
+    click.echo("\n".join(names) if names else "no operator yet: python -m bot operator add NAME")
+
+
+@operator.command("unlock")
+@click.argument("name")
+@click.pass_obj
+def operator_unlock(obj: Services, name: str) -> None:
+    """Lift NAME's lock-out after repeated failed sign-ins."""
+
+    Operators(obj.accord.store.redis).unlock(name)
+    click.echo(f"operator {name}: failed sign-ins forgotten")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -49,7 +51,9 @@ def build(config: Config | None = None, *, gateway: Gateway | None = None,
     config = config or Config.from_env()
     flows = load_flows(config.flows_dir)
     url = config.redis_url or ensure_embedded(config.instance_dir)
-    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+    # No retries inside the client: with Redis away the webhook must answer 503 within one timeout,
+    # so Twilio's retry (or reconcile) brings the text back, rather than hang past Twilio's 15 s.
+    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     store = Store(client, config.suppression_key, clock=clock)
     if gateway is None:
         gateway = (TwilioGateway(config.twilio_account_sid, config.auth_token,

@@ -46,6 +46,10 @@ def round_key(flow_id: str) -> str:
     return key_for("round", flow_id)  # hash: rate and import origin of the flow's rounds
 
 
+def pace_key(sender: str) -> str:
+    return key_for("pace", sender)  # the sender's next free sending slot, in microseconds (all workers)
+
+
 def paused_key(flow_id: str) -> str:
     return key_for("paused", flow_id)  # present while the flow's sending is paused
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from limits import RateLimitItemPerSecond
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+import redis
 from rq import Queue
 
 from bot import Accord, current
@@ -23,6 +22,8 @@ RETRIES = 3
 MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
 MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
 DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
+STORE_PATIENCE = 60.0  # seconds a worker waits for Redis to record a text that already went out
+log = logging.getLogger(__name__)
 
 
 def queue_for(accord: Accord) -> Queue:
@@ -69,14 +70,10 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
           message: int = 0) -> dict[str, int]:
     accord = current()
     flow = accord.flows[flow_id]
-    pace = Pace(accord, flow)
+    interval = 1 / rate_of(accord, flow)
     counts: Counter[str] = Counter()
     later: dict[float, list[str]] = defaultdict(list)  # seconds to wait -> numbers
     for index, item in enumerate(items):
-        if accord.store.is_paused(flow):
-            accord.store.park(flow, f"{kind}|{message}|{','.join(items[index:])}")
-            counts["parked"] += len(items) - index
-            break
         phone, _, postcode = item.partition("/")
         epoch = accord.store.clock()
         window = flow.window(epoch, postcode or None)
@@ -89,7 +86,12 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
             later[max(1.0, window.opens_at.timestamp() - epoch)].append(item)
             counts["deferred"] += 1
             continue
-        pace.wait()
+        wait = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
+        if wait is None:
+            accord.store.park(flow, f"{kind}|{message}|{','.join(items[index:])}")
+            counts["parked"] += len(items) - index
+            break
+        time.sleep(wait)
         counts[send_one(accord, flow, phone)] += 1
     for delay, waiting in later.items():
         function = send_requests if kind == "requests" else send_content
@@ -142,8 +144,25 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, sleep: Callable[
                 return "not sent, provider busy"
             # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
             return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
-        accord.store.record_sent(flow, phone, sid, text, content=not release)
+        _record_sent(accord, flow, phone, sid, text, content=not release, sleep=sleep)
         return "sent"
+
+
+def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *, content: bool,
+                 sleep: Callable[[float], None]) -> None:
+    """Record a text the provider took, waiting out a Redis restart: it went out, so it must be on file."""
+    waited, pause = 0.0, 0.1
+    while True:
+        try:
+            accord.store.record_sent(flow, phone, sid, text, content=content)  # idempotent per sid
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if waited >= STORE_PATIENCE:
+                # The claim stands, so it is never sent again; the sid finds the number at the provider.
+                log.error("flow %s: message %s went out but Redis is away; it is not in the ledger", flow.id, sid)
+                raise
+            sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 5.0)
 
 
 def validity(flow: Flow, epoch: float) -> int:
@@ -155,23 +174,6 @@ def validity(flow: Flow, epoch: float) -> int:
     closes = now.replace(hour=flow.sending_hours.end.hour, minute=flow.sending_hours.end.minute,
                          second=0, microsecond=0)
     return max(0, min(MAX_VALIDITY, int((closes - now).total_seconds())))
-
-
-class Pace:
-    """The sender's rate, shared by every worker through Redis (a moving window)."""
-
-    def __init__(self, accord: Accord, flow: Flow) -> None:
-        storage = RedisStorage("redis://", connection_pool=accord.store.redis.connection_pool,
-                               key_prefix="accord:rate")
-        self.limiter = MovingWindowRateLimiter(storage)
-        self.item = RateLimitItemPerSecond(max(1, int(rate_of(accord, flow))))
-        self.key = flow.sender
-
-    def wait(self) -> None:
-        """Block until one more message may go from this sender."""
-        while not self.limiter.hit(self.item, self.key):
-            reset = self.limiter.get_window_stats(self.item, self.key).reset_time
-            time.sleep(min(1.0, max(0.001, reset - time.time())))
 
 
 def _status_url(accord: Accord) -> str | None:

@@ -28,6 +28,7 @@ from bot.keys import (
     head_key,
     ledger_key,
     out_key,
+    pace_key,
     parked_key,
     paused_key,
     person_key,
@@ -80,6 +81,7 @@ class Store:
         self._admit = self.redis.register_script(lua("admit"))
         self._release = self.redis.register_script(lua("ledger", "release"))
         self._erase = self.redis.register_script(lua("ledger", "erase"))
+        self._pace = self.redis.register_script(lua("pace"))
 
     def ping(self) -> bool:
         """Say whether Redis answers."""
@@ -215,6 +217,11 @@ class Store:
     def round_settings(self, flow: Flow) -> dict[str, str]:
         """Return what was recorded when the flow's rounds were started."""
         return {_text(k): _text(v) for k, v in self.redis.hgetall(round_key(flow.id)).items()}
+
+    def next_slot(self, flow: Flow, interval: float) -> float | None:
+        """Reserve the sender's next slot; return seconds to wait for it, or None while paused."""
+        micros = self._pace(keys=[pace_key(flow.sender), paused_key(flow.id)], args=[round(interval * 1e6)])
+        return None if micros < 0 else micros / 1e6
 
     def pause(self, flow: Flow) -> None:
         """Stop every worker sending for this flow, from the next number on."""

@@ -27,8 +27,9 @@ def test_numbers_are_masked_but_for_country_first_and_last_two_digits(phone, sho
 
 
 def test_stages_come_from_the_incremental_counters():
-    funnel = {"import:imported": 1_000_000, "sent": 990_000, "sent:content": 10, "content:1": 10, "status:delivered": 950_000,
-              "answered": 400_000, "consented": 300_000, "declined": 70_000, "opted_out": 30_000, "expired": 5,
+    funnel = {"import:imported": 1_000_000, "sent": 990_000, "sent:content": 10, "content:1": 10,
+              "status:delivered": 950_000, "answered": 400_000, "consented": 300_000, "declined": 70_000,
+              "opted_out": 30_000, "expired": 5,
               "answers:493000": 7, "pending": 12}
     assert dashboard.stages(funnel) == [
         ("imported", 1_000_000), ("asked", 990_000), ("delivered", 950_000), ("answered", 400_000),

@@ -308,6 +308,7 @@ def _newest_first(resource: dict[str, Any]) -> tuple[float, str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the twilio client's requests session expects
+    disable_nagle_algorithm = True  # headers and body go in two writes: don't wait for the client's ACK
     server_version = "twilio-fake"
     sys_version = ""
 

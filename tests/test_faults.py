@@ -27,7 +27,7 @@ from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
 from bot import Accord, create_app, machine, use
 from bot.config import Config
-from bot.embedded import server_args
+from bot.embedded import spawn
 from bot.flows import Flow
 from bot.gateway import TwilioGateway
 from bot.keys import state_key
@@ -65,18 +65,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start it on its directory (replaying its append-only file) and wait until it answers."""
-        self.process = subprocess.Popen(server_args(self.directory, self.socket, daemonize=False),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process, _ = spawn(self.directory)
         client = self.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, FileNotFoundError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start; see {self.directory}/redis.log") from None
-                time.sleep(0.02)
         # Every acknowledged write is on disk before its answer: a SIGKILL then loses nothing acknowledged.
         client.config_set("appendfsync", "always")
         client.close()

@@ -71,7 +71,7 @@ class Store:
     redis: Redis
     suppression_secret: bytes
     clock: Callable[[], float] = time.time
-    _scripts: dict = field(default_factory=dict, repr=False)
+    flows: dict[str, Flow] = field(default_factory=dict)  # every flow loaded, by id
 
     def __post_init__(self) -> None:
         self._keyed = hmac.new(self.suppression_secret, digestmod=hashlib.sha256)
@@ -109,7 +109,8 @@ class Store:
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         raw = self._step(keys=keys, args=[phone, digest, self._now(), body, message_sid, plan, _salt()])
         answer = json.loads(raw)
-        flow = next(f for f in flows if f.id == answer["flow"])
+        # A replayed MessageSid brings back its first answer, whose flow may not be among these.
+        flow = next((f for f in flows if f.id == answer["flow"]), None) or self.flows[answer["flow"]]
         says = answer.get("says") or ()  # an empty Lua table comes back as {}
         return Outcome(answer["flow"], answer["from"], answer["to"],
                        tuple(flow.texts.say(key) for key in says), answer.get("refused", ""))

@@ -85,7 +85,7 @@ local function apply(i, lead)
   end
   count(fkey, state, dest, asked_at)
   if step or inbound then
-    if dest == 'asked' then asked_at = now end
+    if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
     redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
   end
   for _, say in ipairs(says) do
@@ -93,10 +93,9 @@ local function apply(i, lead)
   end
   -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
   if dest == 'asked' and offset then redis.call('SETBIT', key(i, 7), offset, 1) end
-  -- Unless its request certainly never went (released): then a later round may queue it again.
-  if plan.trigger == 'release' and dest == 'new' and state == 'asked' and offset then
-    redis.call('SETBIT', key(i, 7), offset, 0)
-  end
+  -- Unless it goes back to new: its request certainly never went (released), or it texted START
+  -- while the window was shut. Then a later round may queue it again.
+  if dest == 'new' and state ~= 'new' and offset then redis.call('SETBIT', key(i, 7), offset, 0) end
   if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
   if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
   return state, dest, says

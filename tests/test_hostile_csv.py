@@ -1,0 +1,237 @@
+"""Contacts files as brokers and spreadsheets really make them: every line accounted for, or a clear error.
+
+The promise (README, "Running a consent round"): imported = queued + rejected + duplicates +
+suppressed + already asked + waiting, and every rejected line goes to FILE.rejects.csv with its
+line number and reason. Each file below goes through `start_round` on a real Redis (and one
+through the `round start` command), and the rejects file is read back line by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rq import Queue
+
+from bot.cli import Services, main
+from bot.contacts import ContactsError
+from bot.rounds import ImportReport, Origin, start_round
+from bot.sending import queue_for
+
+PARTS = ("queued", "rejected", "duplicate", "suppressed", "already asked", "waiting for another flow's answer")
+SPAN = re.compile(r"unreadable CSV on lines? (\d+)(?:-(\d+))?")
+FIELD_LIMIT = csv.field_size_limit()  # 131,072 unless someone raised it
+
+
+@pytest.fixture
+def flow(accord):
+    return accord.flows["demo"]
+
+
+def run_round(accord, flow, path: Path, data: bytes) -> ImportReport:
+    path.write_bytes(data)
+    origin = Origin("supporters", "", "", "tests", path.name, "2026-12-01T09:00:00+00:00")
+    return start_round(accord, flow, path, origin, rate=1000)
+
+
+def rejects(path: Path) -> dict[int, str]:
+    """Read FILE.rejects.csv back: line number -> reason (none when the file is absent)."""
+    written = path.with_name(path.name + ".rejects.csv")
+    if not written.exists():
+        return {}
+    with written.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["line", "value", "reason"]
+    found = {int(line): reason for line, _, reason in rows[1:]}
+    assert len(found) == len(rows) - 1, "a line rejected twice"
+    return found
+
+
+def covered(reasons: dict[int, str]) -> set[int]:
+    """Every line a reject stands for: one, or the span an unreadable record swallowed."""
+    lines = set()
+    for line, reason in reasons.items():
+        span = SPAN.match(reason)
+        last = int(span.group(2) or line) if span else line
+        lines.update(range(line, last + 1))
+    return lines
+
+
+def assert_accounted(report: ImportReport, path: Path) -> dict[int, str]:
+    """Check the identity and that the rejects file holds exactly the rejected lines; return it."""
+    counts = report.counts
+    assert counts["imported"] == sum(counts[part] for part in PARTS), dict(counts)
+    reasons = rejects(path)
+    assert len(reasons) == counts["rejected"]
+    assert all(reason.strip() for reason in reasons.values())
+    return reasons
+
+
+def queued_numbers(accord) -> list[str]:
+    """Every number the import queued for the workers, from the jobs themselves."""
+    queue: Queue = queue_for(accord)
+    return [item.partition("/")[0] for job in queue.get_jobs() for item in job.args[1].split(",")]
+
+
+# (name, file bytes, {line: reason substring} rejected, numbers queued)
+CASES = [
+    ("broken quoting", b'telephone;prenom\n0612980001;"Ca"mille\n0612980002;Dominique\n',
+     {2: "unreadable CSV on line 2"}, ["+33612980002"]),
+    ("an unclosed quote swallows the lines after it", b'telephone;prenom\n0612980001;"Camille\n0612980002;x\n'
+     b'0612980003;y\n', {2: "unreadable CSV on lines 2-4"}, []),
+    ("NUL bytes", b'telephone;prenom\n06129\x0080001;a\n0612980002;Dom\x00inique\n\x00\n0612980003;\x00\n',
+     {2: "not a phone number", 4: "not a phone number"}, ["+33612980002", "+33612980003"]),
+    ("a 10,000-character field", b"telephone;prenom\n0612980001;" + b"x" * 10_000 + b"\n0612980002;y\n",
+     {}, ["+33612980001", "+33612980002"]),
+    ("a field above csv's limit", b"telephone;prenom\n0612980001;" + b"x" * (FIELD_LIMIT + 10) +
+     b"\n0612980002;y\n", {2: "field larger than field limit"}, ["+33612980002"]),
+    ("a quoted field above csv's limit", b'telephone;prenom\n0612980001;"' + b"x" * (FIELD_LIMIT + 10) +
+     b'"\n0612980002;y\n', {2: "field larger than field limit"}, ["+33612980002"]),
+    ("a UTF-8 byte-order mark", b"\xef\xbb\xbft\xc3\xa9l\xc3\xa9phone;pr\xc3\xa9nom\n0612980001;Zo\xc3\xa9\n",
+     {}, ["+33612980001"]),
+    ("mixed line endings", b"telephone;prenom\r\n0612980001;a\n0612980002;b\r01 45 67 89 10;fixe\r\n"
+     b"0612980003;c\r\n\r0612980004;d", {4: "not a mobile", 6: "empty line"},
+     ["+33612980001", "+33612980002", "+33612980003", "+33612980004"]),
+    ("Latin-1", "téléphone;prénom;commune\n0612980001;Zoé;Besançon\n06 12 98 00 02;Anaïs;Sète\n".encode("latin-1"),
+     {}, ["+33612980001", "+33612980002"]),
+    ("Windows-1252", "telephone;prénom\n0612980001;Œdipe\n0612980002;“Dom”…\n".encode("cp1252"),
+     {}, ["+33612980001", "+33612980002"]),
+    ("a UTF-8 mark on a Windows-1252 file", b"\xef\xbb\xbftelephone;prenom\n0612980001;\x8cdipe\n", {},
+     ["+33612980001"]),
+    ("a header only", b"telephone;prenom\n", {}, []),
+    ("a header only, without its newline", b"telephone;prenom", {}, []),
+    ("trailing separators", b"telephone;prenom;\n0612980001;a;\n0612980002;b;;;\n;;\n",
+     {4: "empty line"}, ["+33612980001", "+33612980002"]),
+    ("tabs, and a phone column not first", b"prenom\ttelephone\nCamille\nDom\t0612980002\n\t\n",
+     {2: "no value in the phone column", 4: "empty line"}, ["+33612980002"]),
+]
+
+
+@pytest.mark.parametrize("name, data, rejected, queued", CASES, ids=[case[0] for case in CASES])
+def test_every_line_of_a_hostile_file_is_accounted_for(accord, flow, tmp_path, name, data, rejected, queued):
+    path = tmp_path / "contacts.csv"
+    report = run_round(accord, flow, path, data)
+    reasons = assert_accounted(report, path)
+    assert sorted(reasons) == sorted(rejected)
+    for line, expected in rejected.items():
+        assert expected in reasons[line], (line, reasons[line])
+    assert sorted(queued_numbers(accord)) == sorted(queued)
+    assert report.counts["queued"] == len(queued)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "the first line must be a header"),
+    (b"\xef\xbb\xbf", "the first line must be a header"),
+    (b"\n0612980001\n", "the first line must be a header"),
+    (b"\x00\x00\x00\n0612980001\n", "no phone column"),
+    (b"0612980001;0612980002\n", "unknown column"),
+    (b"telephone;religion\n0612980001;x\n", "special category"),
+    ("téléphone;portable\n0612980001;0612980002\n".encode("cp1252"), "all hold the phone"),
+])
+def test_a_file_without_a_usable_header_is_refused_whole(accord, flow, tmp_path, redis_client, data, message):
+    path = tmp_path / "contacts.csv"
+    with pytest.raises(ContactsError, match=message):
+        run_round(accord, flow, path, data)
+    assert list(redis_client.scan_iter()) == []
+    assert not path.with_name("contacts.csv.rejects.csv").exists()
+
+
+def hostile_file(lines: int, seed: int = 2027) -> tuple[bytes, dict[int, str], list[str], int]:
+    """Make a file mixing every hostility above; return it, its rejected lines, queued numbers, duplicates."""
+    rng = random.Random(seed)
+    out = [b"\xef\xbb\xbfpr\xe9nom;t\xe9l\xe9phone;commune;code postal"]  # a BOM, on a Windows-1252 file
+    rejected: dict[int, str] = {}
+    queued: list[str] = []
+    duplicates = 0
+    national = iter(range(612_000_000, 638_000_000, 3001))  # metropolitan: 0639 is Mayotte
+    over = rng.randrange(2, lines + 2)  # one line far above csv's field limit, among the rest
+
+    def fresh() -> str:
+        number = str(next(national))
+        queued.append("+33" + number)
+        return rng.choice([f"0{number}", f"+33{number}", f"0033{number}",
+                           f"0{number[0]} {number[1:3]} {number[3:5]} {number[5:7]} {number[7:]}"])
+
+    for line in range(2, lines + 2):
+        kind = "over" if line == over else rng.choices(
+            ["new", "dup", "landline", "foreign", "junk", "empty", "seps", "nophone", "short", "nul-phone",
+             "nul-name", "quote", "long", "quoted", "trailing", "cp1252", "utf8"],
+            weights=[40, 6, 4, 3, 3, 2, 2, 2, 2, 2, 2, 2, 1, 4, 3, 3, 3])[0]
+        if kind == "over":
+            text, rejected[line] = "Long;0612345678;" + "y" * (FIELD_LIMIT * 2) + ";", "field larger than field limit"
+        elif kind == "dup" and queued:
+            text, duplicates = f"Bis;0{rng.choice(queued)[3:]};Lyon;69001", duplicates + 1
+        elif kind == "landline":
+            text, rejected[line] = f"Fixe;01 45 67 {line % 100:02d} {line // 100 % 100:02d};Paris;75001", "not a mobile"
+        elif kind == "foreign":
+            text, rejected[line] = f"Jan;+32 470 {line % 100:02d} 34 56;Bruxelles;", "not a French mobile"
+        elif kind == "junk":
+            text, rejected[line] = rng.choice(["Ann;n/a;;", "Bob;abc;;", "Cy;12;;", "Di;+;;"]), ""
+        elif kind == "empty":
+            text, rejected[line] = "", "empty line"
+        elif kind == "seps":
+            text, rejected[line] = ";;;", "empty line"
+        elif kind == "nophone":
+            text, rejected[line] = "Camille;;Lyon;69001", "no phone number"
+        elif kind == "short":
+            text, rejected[line] = "Camille", "no value in the phone column"
+        elif kind == "nul-phone":
+            text, rejected[line] = "Nul;06\x0012345678;;", "not a phone number"
+        elif kind == "quote":
+            text, rejected[line] = '"Ca"mille;0612345678;;', f"unreadable CSV on line {line}"
+        elif kind == "long":
+            text = "x" * 10_000 + f";{fresh()};Metz;57000"
+        elif kind == "nul-name":
+            text = f"Na\x00ma;{fresh()};;"
+        elif kind == "quoted":
+            text = f'"Dupont; Camille";"{fresh()}";"Lyon";"69001"'
+        elif kind == "trailing":
+            text = f"Sacha;{fresh()};Lille;59000;;;"
+        elif kind == "cp1252":
+            text = f"\x8cdipe \x93le roi\x94;{fresh()};Besan\xe7on;25000"
+        elif kind == "utf8":
+            text = f"{'Zoé Anaïs'.encode().decode('latin-1')};{fresh()};Sète;34200"
+        else:
+            text = f"Camille;{fresh()};Lyon;69001"
+        out.append(text.encode("latin-1"))
+    endings = [rng.choice([b"\r\n", b"\n", b"\r"]) for _ in out[1:]] + [b""]
+    for number, raw in enumerate(out[1:]):
+        if not raw and endings[number] == b"\r":
+            endings[number] = b"\n"  # "\r" then an empty line's "\n" would read as one "\r\n"
+    return b"".join(raw + ending for raw, ending in zip(out, endings, strict=True)), rejected, queued, duplicates
+
+
+def test_five_thousand_hostile_lines_are_each_accounted_for(accord, flow, tmp_path):
+    data, rejected, queued, duplicates = hostile_file(5_000)
+    path = tmp_path / "broker-export.csv"
+    report = run_round(accord, flow, path, data)
+    reasons = assert_accounted(report, path)
+    assert report.counts["imported"] == 5_000
+    assert sorted(reasons) == sorted(rejected)
+    for line, expected in rejected.items():
+        assert expected in reasons[line], (line, reasons[line])
+    assert sorted(queued_numbers(accord)) == sorted(queued)
+    assert report.counts["duplicate"] == duplicates
+    again = run_round(accord, flow, path, data)  # a second run of the same file asks nobody twice
+    assert_accounted(again, path)
+    assert (again.counts["queued"], again.counts["already asked"]) == (0, report.counts["queued"])
+
+
+def test_the_round_command_reports_a_hostile_file_line_by_line(accord, flow, tmp_path):
+    data, rejected, queued, _ = hostile_file(600, seed=75)
+    path = tmp_path / "export.csv"
+    path.write_bytes(data)
+    result = CliRunner().invoke(main, ["round", "start", "demo", str(path), "--source-type", "supporters",
+                                       "--operator", "tests", "--rate", "1000"],
+                                obj=Services(accord), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    counts = {name.strip(): int(value) for name, value in re.findall(r"^\s*([a-z' ]+): (\d+)$", result.stdout,
+                                                                     re.MULTILINE)}
+    assert counts["imported"] == 600 == sum(counts[part] for part in PARTS)
+    assert counts["rejected"] == len(rejected) and counts["queued"] == len(queued)
+    assert f"{len(rejected)} rejected line(s) written to {path}.rejects.csv" in result.output
+    assert sorted(rejects(path)) == sorted(rejected)

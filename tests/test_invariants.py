@@ -235,12 +235,15 @@ class Invariants(RuleBasedStateMachine):
         phone = data.draw(st.one_of(voters, st.sampled_from(awaited)) if awaited else voters, label="phone")
         return multiple(*(self.one_text(phone, body, to) for body in bodies))
 
-    @precondition(lambda self: any(self.current(phone).state in OPEN for phone in VOTERS))
+    def talking(self) -> list[str]:
+        """The voters the flow awaits an answer from, or may send content to."""
+        return [phone for phone in VOTERS if self.current(phone).state in (*OPEN, "consented")]
+
+    @precondition(lambda self: self.talking())
     @rule(target=inbound, data=st.data(), body=st.one_of(*(st.sampled_from(kind) for kind in REPLIES[:5])))
     def answer(self, data: st.DataObject, body: str):
-        """A voter the flow awaits answers its question (YES, NO, STOP, START or a question back)."""
-        phone = data.draw(st.sampled_from([p for p in VOTERS if self.current(p).state in OPEN]), label="phone")
-        return self.one_text(phone, body, SENDER)
+        """A voter the flow is talking with answers (YES, NO, STOP, START, a question back), or withdraws."""
+        return self.one_text(data.draw(st.sampled_from(self.talking()), label="phone"), body, SENDER)
 
     def one_text(self, phone: str, body: str, to: str) -> tuple[dict[str, str], bytes]:
         params = {"MessageSid": new_sid(), "AccountSid": "AC" + "0" * 32, "From": phone, "To": to,

@@ -175,7 +175,7 @@ REPLIES = [
     ("y", "fr", OTHER),
 ]
 
-# Every keyword COMPLIANCE.md lists as an objection, and the phrases the brief adds.
+# Every keyword COMPLIANCE.md lists as an objection, and the paraphrases voters use.
 OBJECTION_KEYWORDS = [
     "STOP", "STOP SMS", "STOPSMS", "STOPALL", "stooop", "Arrêt", "ARRET", "ARRETE", "arrêtez",
     "DESABONNER", "DESABO", "DESINSCRIRE", "DESINSCRIPTION", "SUPPRIMER", "UNSUBSCRIBE", "CANCEL",

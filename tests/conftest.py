@@ -14,9 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from bot import Accord, create_app
+from bot import Accord, create_app, use
 from bot.config import Config
 from bot.embedded import spawn
+from bot.gateway import TwilioGateway
+from tests.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
@@ -128,3 +130,20 @@ def answers(response) -> list[str]:
 @pytest.fixture
 def sms(client: FlaskClient) -> SMS:
     return SMS(client)
+
+
+@pytest.fixture(scope="session")
+def twilio() -> Iterator[TwilioServer]:
+    """A local server answering like Twilio's REST API, for the real twilio-python client."""
+    with TwilioServer() as server:
+        yield server
+
+
+@pytest.fixture
+def twilio_accord(config: Config, clock: Clock, redis_client: redis.Redis, twilio: TwilioServer) -> Accord:
+    """The services sending through the real Twilio client to the local server, as a worker has them."""
+    twilio.reset()
+    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
+    accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
+    use(accord)  # what a worker process does once at start
+    return accord

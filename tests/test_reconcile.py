@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
 from rq import SimpleWorker
 
-from bot import Accord, create_app, use
+from bot import Accord, create_app
 from bot.cli import Services, main
-from bot.gateway import TwilioGateway
 from bot.reconcile import ReconcileError, reconcile
 from bot.sending import ask, queue_for
 from tests.conftest import PARIS, SMS, Clock
@@ -22,19 +20,9 @@ VOTER, OTHER = "+33612980001", "+33612980002"
 SINCE = "2026-12-01T09:30"  # naive: Paris time, like the flow
 
 
-@pytest.fixture(scope="module")
-def twilio() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
 @pytest.fixture
-def accord(config, clock: Clock, redis_client, twilio: TwilioServer) -> Accord:
-    twilio.reset()
-    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
-    accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
-    use(accord)
-    return accord
+def accord(twilio_accord: Accord) -> Accord:
+    return twilio_accord  # sending through the real Twilio client to the local server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,10 @@ from click.testing import CliRunner, Result
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from bot import Accord, create_app, use
+from bot import Accord, create_app
 from bot.cli import Services, main
-from bot.gateway import TwilioGateway
 from bot.sending import ask, queue_for
 from tests.conftest import PARIS, SMS, Clock, answers
-from tests.twilio_server import TwilioServer
 
 CONTACTS = """telephone;prenom;commune
 06 12 98 00 01;Camille;Lyon
@@ -32,19 +29,9 @@ ASKABLE = ["+33612980001", "+33612980003", "+33612980004", "+33739980002"]
 ORIGIN = ["--contract", "DV-2027-001", "--operator", "camille"]
 
 
-@pytest.fixture(scope="module")
-def twilio() -> Iterator[TwilioServer]:
-    with TwilioServer() as server:
-        yield server
-
-
 @pytest.fixture
-def accord(config, clock: Clock, redis_client, twilio: TwilioServer) -> Accord:
-    twilio.reset()
-    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
-    accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
-    use(accord)  # what a worker process does once at start
-    return accord
+def accord(twilio_accord: Accord) -> Accord:
+    return twilio_accord  # sending through the real Twilio client to the local server
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from bot.rounds import Origin, start_round
 from tests.conftest import ROOT, TOKEN, Clock
-from tests.test_rounds import accord, run, twilio  # noqa: F401  (shared fixtures)
+from tests.test_rounds import accord, run  # noqa: F401  (shared fixtures)
 
 NUMBERS = [f"+3361298{n:04d}" for n in range(40)]
 

@@ -89,8 +89,16 @@ def read_header(path: Path) -> Header:
     first = first.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
     if not first.strip():
         raise ContactsError(f"{path}: the first line must be a header naming the columns (phone, ...)")
-    delimiter, names = max(((d, next(csv.reader([first], delimiter=d))) for d in ";,\t"),
-                           key=lambda found: (_has_phone(found[1]), len(found[1])))
+    candidates = []
+    for separator in ";,\t":
+        try:
+            candidates.append((separator, next(csv.reader([first], delimiter=separator, strict=True))))
+        except csv.Error:  # an unclosed quote, a field past csv's limit: not with this separator
+            continue
+    if not candidates:
+        raise ContactsError(f"{path}: line 1: the header cannot be read as CSV (an unclosed quote, "
+                            "or a field of more than 131,072 characters)")
+    delimiter, names = max(candidates, key=lambda found: (_has_phone(found[1]), len(found[1])))
     folded = [fold(name) for name in names]
     for raw, name in zip(names, folded, strict=True):
         if SENSITIVE.search(name) and name not in ALIASES:

@@ -109,11 +109,12 @@ class Store:
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         raw = self._step(keys=keys, args=[phone, digest, self._now(), body, message_sid, plan, _salt()])
         answer = json.loads(raw)
-        # A replayed MessageSid brings back its first answer, whose flow may not be among these.
-        flow = next((f for f in flows if f.id == answer["flow"]), None) or self.flows[answer["flow"]]
-        says = answer.get("says") or ()  # an empty Lua table comes back as {}
+        # A replayed MessageSid brings back its first answer, whose flow may not be among these,
+        # or may even be retired since: then there is nothing left to say.
+        flow = next((f for f in flows if f.id == answer["flow"]), None) or self.flows.get(answer["flow"])
+        says = (answer.get("says") or ()) if flow else ()  # an empty Lua table comes back as {}
         return Outcome(answer["flow"], answer["from"], answer["to"],
-                       tuple(flow.texts.say(key) for key in says), answer.get("refused", ""))
+                       tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""))
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = ()) -> Outcome:
         """Move a number from new to asked before its consent request is sent (at most once).

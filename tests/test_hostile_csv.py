@@ -62,12 +62,17 @@ def covered(reasons: dict[int, str]) -> set[int]:
 
 
 def assert_accounted(report: ImportReport, path: Path) -> dict[int, str]:
-    """Check the identity and that the rejects file holds exactly the rejected lines; return it."""
+    """Check the identity, and that each line of the file is a row read or in a reject; return the rejects.
+
+    (The files here hold no multi-line quoted field that parses: each row read is one line.)
+    """
     counts = report.counts
     assert counts["imported"] == sum(counts[part] for part in PARTS), dict(counts)
     reasons = rejects(path)
     assert len(reasons) == counts["rejected"]
     assert all(reason.strip() for reason in reasons.values())
+    lines = len(path.read_bytes().splitlines()) - 1  # \r, \n and \r\n, as csv reads them; less the header
+    assert counts["imported"] - counts["rejected"] + len(covered(reasons)) == max(lines, 0)
     return reasons
 
 
@@ -131,6 +136,10 @@ def test_every_line_of_a_hostile_file_is_accounted_for(accord, flow, tmp_path, n
     (b"0612980001;0612980002\n", "unknown column"),
     (b"telephone;religion\n0612980001;x\n", "special category"),
     ("téléphone;portable\n0612980001;0612980002\n".encode("cp1252"), "all hold the phone"),
+    ("telephone\tprenom\r\n0612980001\tZoé\r\n".encode("utf-16"), "unknown column"),  # Excel's "Unicode text"
+    # No wording promised for these two: a ContactsError naming the file, not a csv.Error from deep inside.
+    (b"telephone;" + b"x" * (FIELD_LIMIT + 10) + b"\n0612980001;a\n", "contacts.csv"),
+    (b'telephone;"prenom\n0612980001;a\n0612980002;b\n', "contacts.csv"),  # the header's quote never closes
 ])
 def test_a_file_without_a_usable_header_is_refused_whole(accord, flow, tmp_path, redis_client, data, message):
     path = tmp_path / "contacts.csv"
@@ -138,6 +147,15 @@ def test_a_file_without_a_usable_header_is_refused_whole(accord, flow, tmp_path,
         run_round(accord, flow, path, data)
     assert list(redis_client.scan_iter()) == []
     assert not path.with_name("contacts.csv.rejects.csv").exists()
+
+
+def test_the_round_command_refuses_an_unreadable_header_with_a_message_not_a_traceback(accord, flow, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"telephone;" + b"x" * (FIELD_LIMIT + 10) + b"\n0612980001;a\n")
+    result = CliRunner().invoke(main, ["round", "start", "demo", str(path), "--source-type", "supporters",
+                                       "--operator", "tests"], obj=Services(accord))
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.exception
+    assert f"Error: {path}" in result.output
 
 
 def hostile_file(lines: int, seed: int = 2027) -> tuple[bytes, dict[int, str], list[str], int]:

@@ -7,13 +7,16 @@ handlers then run on it, and must never answer 5xx.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from xml.etree import ElementTree
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import SMS, answers, new_sid
+from bot import create_app
+from tests.conftest import ROOT, SMS, answers, new_sid
 from tests.test_webhook import everything
 
 VOTERS = ["+33612980001", "+33612980002"]
@@ -81,8 +84,7 @@ def test_any_form_unsigned_is_refused_and_signed_never_breaks_the_server(sms: SM
 def test_a_replayed_sid_sent_to_another_sender_is_answered_as_the_first_time(sms: SMS, accord, redis_client):
     """A MessageSid is one message: a replay gets the first answer and changes nothing, whatever else it says.
 
-    Found by tests/test_schema.py: the second post below is answered 500 (StopIteration in
-    Store.step: the remembered answer names a flow the new `To` does not route to).
+    Found by tests/test_schema.py: the remembered answer names a flow the new `To` does not route to.
     """
     accord.store.claim(accord.flows["presidentielle-2027"], VOTERS[0], window_open=True)
     sid = new_sid()
@@ -92,3 +94,20 @@ def test_a_replayed_sid_sent_to_another_sender_is_answered_as_the_first_time(sms
     again = sms.send(VOTERS[0], "oui", to="38000", sid=sid)  # a flow moved to another sender, a forged retry ...
     assert (again.status_code, again.data) == (200, first.data)
     assert everything(redis_client) == before
+
+
+def test_a_replayed_sid_whose_flow_was_retired_since_changes_nothing(sms: SMS, accord, config, clock, redis_client,
+                                                                     tmp_path):
+    """Twilio retries a text after a deploy removed the flow that answered it: no 5xx, nothing changes."""
+    accord.store.claim(accord.flows["presidentielle-2027"], VOTERS[0], window_open=True)
+    sid = new_sid()
+    assert sms.send(VOTERS[0], "oui", to="38123", sid=sid).status_code == 200
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(ROOT / "flows" / "demo.toml", flows)  # presidentielle-2027.toml is gone
+    retired = SMS(create_app(dataclasses.replace(config, flows_dir=flows), clock=clock).test_client())
+    before = everything(redis_client)
+    for to in ("38123", "38000"):
+        again = retired.send(VOTERS[0], "oui", to=to, sid=sid)
+        assert again.status_code == 200, again.data[:300]
+        assert everything(redis_client) == before

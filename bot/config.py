@@ -75,19 +75,8 @@ class Config:
         if public_url:
             _check_public_url(public_url)
 
-        key = env.get("SUPPRESSION_KEY")
-        if key is None and sid:
-            raise ConfigError("SUPPRESSION_KEY", "required with Twilio: a secret of 32+ characters"
-                              " (python -c 'import secrets; print(secrets.token_hex(32))')")
-        if key is not None and len(key) < 32:
-            raise ConfigError("SUPPRESSION_KEY", "must be at least 32 characters")
-
-        secret = env.get("SECRET_KEY")
-        if secret is None and sid:
-            raise ConfigError("SECRET_KEY", "required with Twilio: a secret of 32+ characters that signs console"
-                              " sessions (python -c 'import secrets; print(secrets.token_hex(32))')")
-        if secret is not None and len(secret) < 32:
-            raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+        key = _secret(env, "SUPPRESSION_KEY", "", required=bool(sid))
+        secret = _secret(env, "SECRET_KEY", " that signs console sessions", required=bool(sid))
 
         try:
             port = int(env.get("PORT", "8000"))
@@ -104,6 +93,17 @@ class Config:
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
         )
+
+
+def _secret(env: dict[str, str], name: str, purpose: str, *, required: bool) -> str | None:
+    """Read a secret setting: required with Twilio (local runs make their own), 32+ characters."""
+    value = env.get(name)
+    if value is None and required:
+        raise ConfigError(name, f"required with Twilio: a secret of 32+ characters{purpose}"
+                          " (python -c 'import secrets; print(secrets.token_hex(32))')")
+    if value is not None and len(value) < 32:
+        raise ConfigError(name, "must be at least 32 characters")
+    return value
 
 
 def _check_public_url(url: str) -> None:

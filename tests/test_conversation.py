@@ -84,6 +84,13 @@ def test_declined_voter_may_consent_later_on_their_own(sms: SMS, accord, flow, a
     assert state(accord, flow) == "consented"
 
 
+def test_consent_given_again_gets_a_confirmation_but_not_the_same_content_twice(sms: SMS, accord, flow, asked):
+    assert flow.texts.content[0] in answers(sms.send(asked, "oui"))
+    sms.send(asked, "non")
+    assert answers(sms.send(asked, "oui")) == [flow.texts.confirmation]
+    assert state(accord, flow) == "consented"
+
+
 def test_consent_can_be_withdrawn_with_no(sms: SMS, accord, flow, asked):
     sms.send(asked, "oui")
     assert answers(sms.send(asked, "non")) == [flow.texts.declined]

@@ -70,6 +70,14 @@ local function apply(i, lead)
   local dest, says, texts = state, {}, {}
   if step then dest, says = step[1], step[2] end
   if not lead then says = {} end
+  -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
+  local kept = {}
+  for _, say in ipairs(says) do
+    if not (say == 'content' and offset and redis.call('GETBIT', key(i, 6), offset) == 1) then
+      kept[#kept + 1] = say
+    end
+  end
+  says = kept
   for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
   local inbound = lead and plan.event == 'in'
   if inbound then

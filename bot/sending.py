@@ -40,15 +40,20 @@ def enqueue_many(accord: Accord, kind: str, flow: Flow, batches: list[list[str]]
                  rate: float | None = None) -> None:
     """Queue several batches in one round trip (a large import queues thousands)."""
     rate = rate or rate_of(accord, flow)
-    function = send_requests if kind == "requests" else send_content
-    jobs = [Queue.prepare_data(function, (flow.id, ",".join(items)) if kind == "requests"
-                               else (flow.id, message, ",".join(items)),
-                               timeout=int(len(items) / rate * 3) + 300, result_ttl=86400, failure_ttl=30 * 86400)
+    jobs = [Queue.prepare_data(*_job(kind, flow, items, message), timeout=int(len(items) / rate * 3) + 300,
+                               result_ttl=86400, failure_ttl=30 * 86400)
             for items in batches]
     queue = queue_for(accord)
     with accord.store.redis.pipeline() as pipe:
         queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
+
+
+def _job(kind: str, flow: Flow, items: list[str], message: int) -> tuple[Callable[..., dict[str, int]], tuple]:
+    """Return the job function and arguments that send `items` for `kind` (requests or content)."""
+    if kind == "requests":
+        return send_requests, (flow.id, ",".join(items))
+    return send_content, (flow.id, message, ",".join(items))
 
 
 def rate_of(accord: Accord, flow: Flow) -> float:
@@ -94,8 +99,7 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
         time.sleep(wait)
         counts[send_one(accord, flow, phone)] += 1
     for delay, waiting in later.items():
-        function = send_requests if kind == "requests" else send_content
-        args = (flow.id, ",".join(waiting)) if kind == "requests" else (flow.id, message, ",".join(waiting))
+        function, args = _job(kind, flow, waiting, message)
         queue_for(accord).enqueue_in(dt.timedelta(seconds=delay), function, *args,
                                      result_ttl=86400, failure_ttl=30 * 86400)
     return dict(counts)

@@ -22,6 +22,9 @@ def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
     return [
         str(SERVER), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
         "--dir", str(directory), "--appendonly", "yes", "--save", "",
+        # Numbers' states sit in 10,000 hashes a flow (bot/states.py): keep each compact up to
+        # 1,024 numbers, i.e. flows of about ten million numbers.
+        "--hash-max-ziplist-entries", "1024",
         "--daemonize", "yes" if daemonize else "no",
         "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "redis.log"),
     ]

@@ -10,8 +10,8 @@ def key_for(kind: str, *parts: str) -> str:
     return ":".join((PREFIX, kind, *parts))
 
 
-def state_key(flow_id: str) -> str:
-    return key_for("state", flow_id)  # hash: phone -> "state|asked_at|touched"
+def state_key(flow_id: str, suffix: str) -> str:
+    return key_for("state", flow_id, suffix)  # hash: numbers ending in `suffix` -> state (bot/states.py)
 
 
 def ledger_key(flow_id: str) -> str:

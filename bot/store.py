@@ -19,7 +19,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot import ledger, machine
+from bot import ledger, machine, states
 from bot.flows import Flow
 from bot.keys import (
     OUTBOX_KEY,
@@ -35,7 +35,6 @@ from bot.keys import (
     queued_key,
     round_key,
     sid_key,
-    state_key,
     subject_key,
     suppression_key,
 )
@@ -75,12 +74,12 @@ class Store:
 
     def __post_init__(self) -> None:
         self._keyed = hmac.new(self.suppression_secret, digestmod=hashlib.sha256)
-        self._step = self.redis.register_script(lua("ledger", "step"))
+        self._step = self.redis.register_script(lua("state", "ledger", "step"))
         self._append = self.redis.register_script(lua("ledger", "append"))
         self._status = self.redis.register_script(lua("status"))
-        self._admit = self.redis.register_script(lua("admit"))
-        self._release = self.redis.register_script(lua("ledger", "release"))
-        self._erase = self.redis.register_script(lua("ledger", "erase"))
+        self._admit = self.redis.register_script(lua("state", "admit"))
+        self._release = self.redis.register_script(lua("state", "ledger", "release"))
+        self._erase = self.redis.register_script(lua("state", "ledger", "erase"))
         self._pace = self.redis.register_script(lua("pace"))
 
     def ping(self) -> bool:
@@ -103,7 +102,7 @@ class Store:
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
-            keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id),
+            keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id),
                      suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1),
                      queued_key(flow.id)]
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
@@ -166,18 +165,18 @@ class Store:
               dry_run: bool = False) -> str:
         """Mark new numbers queued for a round; return a letter per number (see admit.lua)."""
         others = [other for other in siblings if other.id != flow.id]
-        keys = [queued_key(flow.id), state_key(flow.id), suppression_key(flow.controller_id),
-                funnel_key(flow.id), *(state_key(other.id) for other in others)]
+        keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id)]
         args: list[str | float] = [self.clock(), ",".join(str(o.expiry_seconds) for o in others),
                                    "1" if dry_run else "0"]
         for phone in phones:
+            keys += [states.slot(f.id, phone)[0] for f in (flow, *others)]
             args += [phone, self.digest(phone), int(phone[3:]) - 600_000_000]
         return _text(self._admit(keys=keys, args=args))
 
     def release(self, flow: Flow, phone: str, message: int) -> str:
         """Claim content message `message` (1-based) for a consented number; 'ok' or why not."""
         digest = self.digest(phone)
-        keys = [state_key(flow.id), suppression_key(flow.controller_id), content_key(flow.id, message),
+        keys = [states.slot(flow.id, phone)[0], suppression_key(flow.controller_id), content_key(flow.id, message),
                 ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest)]
         args = [phone, digest, self._now(), flow.id, flow.content_hash, flow.texts.content[message - 1],
                 message, _salt()]
@@ -205,12 +204,11 @@ class Store:
         raw["expired"] = raw.get("expired", 0) + expired_lately
         return raw
 
-    def numbers_in(self, flow: Flow, state: str, *, batch: int = 1000) -> Iterator[str]:
-        """Yield the numbers in `state` in a flow (scanning: for broadcasts, not the hot path)."""
-        prefix = f"{state}|".encode()
-        for phone, record in self.redis.hscan_iter(state_key(flow.id), count=batch):
-            if record.startswith(prefix):
-                yield _text(phone)
+    def numbers_in(self, flow: Flow, state: str) -> Iterator[str]:
+        """Yield the numbers in `state` in a flow (a scan: for broadcasts, not the hot path)."""
+        for phone, found, _, _ in self.records(flow):
+            if found == state:
+                yield phone
 
     def set_round(self, flow: Flow, **settings: str) -> None:
         """Record a round's settings and origin (rate, broker, contract, operator ...)."""
@@ -253,11 +251,12 @@ class Store:
 
     def state(self, flow: Flow, phone: str) -> str:
         """Return the number's state in a flow, with expiry evaluated (read-only)."""
-        record = _text(self.redis.hget(state_key(flow.id), phone))
-        if not record:
+        key, field = states.slot(flow.id, phone)
+        record = self.redis.hget(key, field)
+        if record is None:
             return "new"
-        state, asked_at, _ = record.split("|")
-        if state in machine.OPEN and float(self._now()) - float(asked_at) >= flow.expiry_seconds:
+        state, asked_at, _ = states.decode(record)
+        if state in machine.OPEN and float(self._now()) - asked_at >= flow.expiry_seconds:
             return "expired"
         return state
 
@@ -308,7 +307,7 @@ class Store:
         keys = [subject_key(digest)]
         args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
         for flow in flows:
-            keys += [state_key(flow.id), ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
+            keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
                      queued_key(flow.id), suppression_key(flow.controller_id)]
             args += [flow.id, flow.content_hash, len(flow.texts.content)]
         keys += [out_key(sid) for sid in sorted(sids)]
@@ -316,11 +315,21 @@ class Store:
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}
 
-    def records(self, flow: Flow, *, batch: int = 1000) -> Iterator[tuple[str, str, float, float]]:
-        """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan)."""
-        for phone, record in self.redis.hscan_iter(state_key(flow.id), count=batch):
-            state, asked_at, touched = record.decode().split("|")
-            yield phone.decode(), state, float(asked_at), float(touched)
+    def records(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str, int, int]]:
+        """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan).
+
+        A record not in the stored layout raises StateRecordError rather than pass unseen.
+        """
+        suffixes = list(states.suffixes())
+        for start in range(0, len(suffixes), batch):
+            chunk = suffixes[start:start + batch]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for suffix in chunk:
+                    pipe.hgetall(states.state_key(flow.id, suffix))
+                found = pipe.execute()
+            for suffix, fields in zip(chunk, found, strict=True):
+                for digits, record in fields.items():
+                    yield (states.phone_of(suffix, digits), *states.decode(record))
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""
@@ -360,8 +369,8 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
 
 
 def lua(*names: str) -> str:
-    """Return the Lua source of the named scripts, joined (the ledger helpers come first)."""
-    return "\n".join((LUA / f"{name}.lua").read_text() for name in names)
+    """Return the Lua source of the named scripts, joined (the helpers come first)."""
+    return states.lua_codes() + "\n".join((LUA / f"{name}.lua").read_text() for name in names)
 
 
 def _salt() -> str:

@@ -7,7 +7,6 @@ and never asked twice.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,16 +29,15 @@ from bot.config import Config
 from bot.embedded import spawn
 from bot.flows import Flow
 from bot.gateway import TwilioGateway
-from bot.keys import state_key
 from bot.rounds import Origin, start_round
 from bot.sending import STORE_PATIENCE, ask, queue_for
+from bot.store import Store
 from bot.workers import resume
 from tests.conftest import ROOT, SMS, TOKEN, TUESDAY_MORNING, Clock, new_sid
 from tests.twilio_server import TwilioServer, _error, _Handler
 
 pytestmark = pytest.mark.slow
 STATES = set(machine.STATES)
-RECORD = re.compile(r"^([a-z_]+)\|(\d+(?:\.\d+)?)\|(\d+(?:\.\d+)?)$")
 ORIGIN = Origin("supporters", "", "", "test", "contacts.csv", "2026-12-01T09:00:00+00:00")
 QUICK = 2.0  # seconds: the most a webhook request may take to say the store is away
 
@@ -124,10 +122,9 @@ def twilio() -> Iterator[TwilioServer]:
 def states_parse(redis_client: redis.Redis, flow: Flow) -> Counter[str]:
     """Check every state record of the flow is whole; return how many numbers are in each state."""
     states: Counter[str] = Counter()
-    for phone, record in redis_client.hscan_iter(state_key(flow.id)):
-        found = RECORD.match(record.decode())
-        assert found and found[1] in STATES, f"half-written state for {phone!r}: {record!r}"
-        states[found[1]] += 1
+    for phone, state, asked_at, touched in Store(redis_client, b"-").records(flow):  # raises on a torn record
+        assert state in STATES and 0 < asked_at <= touched or state == "new", (phone, state, asked_at, touched)
+        states[state] += 1
     return states
 
 

@@ -1,6 +1,7 @@
 -- Admit a batch of numbers to a round: skip those queued or asked before, those who objected,
 -- and those with another flow's question open on the same sender; mark the rest queued.
--- KEYS: queued bitmap, state hash, suppression hash, funnel, then each sibling flow's state hash.
+-- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in this flow and
+-- in each sibling flow (1 + siblings keys a number).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
 -- then phone, digest, bitmap offset triples (the offset as a string: Lua's number-to-string
 -- conversion for GETBIT/SETBIT costs more than the bit operation).
@@ -8,27 +9,26 @@
 local now = tonumber(ARGV[1])
 local expiries = {}
 for seconds in string.gmatch(ARGV[2], '[^,]+') do expiries[#expiries + 1] = tonumber(seconds) end
+local per_number = 1 + #expiries
 local open = {asked = true, clarified = true}
 local askable = {new = true, contacted = true}
 local codes, counts = {}, {q = 0, a = 0, s = 0, w = 0}
 local dry = ARGV[3] == '1'
 for n = 4, #ARGV, 3 do
   local phone, digest, offset = ARGV[n], ARGV[n + 1], ARGV[n + 2]
-  local record = redis.call('HGET', KEYS[2], phone)
+  local first_key = 3 + (n - 4) / 3 * per_number + 1
+  local state = get_state(KEYS[first_key], phone)
   local code = 'q'
-  if redis.call('HEXISTS', KEYS[3], digest) == 1 then
+  if redis.call('HEXISTS', KEYS[2], digest) == 1 then
     code = 's'
-  elseif redis.call('GETBIT', KEYS[1], offset) == 1 or (record and not askable[string.match(record, '^[^|]*')]) then
+  elseif redis.call('GETBIT', KEYS[1], offset) == 1 or (state and not askable[state]) then
     code = 'a'
   else
-    for i = 5, #KEYS do
-      local other = redis.call('HGET', KEYS[i], phone)
-      if other then
-        local state, asked_at = string.match(other, '^([^|]*)|([^|]*)|')
-        if open[state] and now - tonumber(asked_at) < expiries[i - 4] then
-          code = 'w'
-          break
-        end
+    for i = 1, #expiries do
+      local other, asked_at = get_state(KEYS[first_key + i], phone)
+      if other and open[other] and now - asked_at < expiries[i] then
+        code = 'w'
+        break
       end
     end
   end
@@ -38,6 +38,6 @@ for n = 4, #ARGV, 3 do
 end
 local names = {q = 'import:queued', a = 'import:already asked', s = 'import:suppressed', w = 'import:waiting'}
 for code, total in pairs(counts) do
-  if total > 0 and not dry then redis.call('HINCRBY', KEYS[4], names[code], total) end
+  if total > 0 and not dry then redis.call('HINCRBY', KEYS[3], names[code], total) end
 end
 return table.concat(codes)

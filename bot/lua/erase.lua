@@ -1,5 +1,5 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
--- KEYS: subject key, then per flow: state hash, ledger, head, funnel, queued bitmap, suppression
+-- KEYS: subject key, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, suppression
 -- hash; then the provider-message keys of the number's sent texts.
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows, '1' to also record an objection, then per flow: flow
@@ -27,11 +27,10 @@ for i = 1, flows do
       end
     end
   end
-  local record = redis.call('HGET', skey, phone)
-  local held = record ~= false or erased > 0
-  if record then
-    local state, asked_at = string.match(record, '^([^|]*)|([^|]*)|')
-    redis.call('HDEL', skey, phone)
+  local state, asked_at = get_state(skey, phone)
+  local held = state ~= nil or erased > 0
+  if state then
+    del_state(skey, phone)
     redis.call('HINCRBY', fkey, state, -1)
     if open[state] then redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1) end
   end

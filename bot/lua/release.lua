@@ -1,10 +1,9 @@
 -- Release content message N to one number, at most once, and only if it consented and did not object.
--- KEYS: state hash, suppression hash, content-N bitmap, ledger, head, funnel, subject key.
+-- KEYS: the number's state hash, suppression hash, content-N bitmap, ledger, head, funnel, subject key.
 -- ARGV: phone, suppression hmac, now, flow id, flow hash, text, N, salt.
 -- Returns 'ok', or why not: 'suppressed', 'already', 'not a French mobile', or the number's state.
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
-local record = redis.call('HGET', KEYS[1], phone)
-local state = record and string.match(record, '^[^|]*') or 'new'
+local state = get_state(KEYS[1], phone) or 'new'
 if state ~= 'consented' then return state end
 if redis.call('HEXISTS', KEYS[2], digest) == 1 then return 'suppressed' end
 local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')

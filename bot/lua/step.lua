@@ -1,4 +1,4 @@
--- KEYS: sid key, the person's subject key, then per candidate flow: state, ledger, head,
+-- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json, salt.
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -11,13 +11,12 @@ begin(KEYS[2], ARGV[7])
 local function key(i, n) return KEYS[2 + 7 * (i - 1) + n] end
 local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do
-  states[i], asked[i] = 'new', '0'
-  local found = redis.call('HGET', key(i, 1), phone)
-  if found then
-    local state, asked_at, touched = string.match(found, '^([^|]*)|([^|]*)|([^|]*)$')
+  states[i], asked[i] = 'new', 0
+  local state, asked_at, touched = get_state(key(i, 1), phone)
+  if state then
     states[i], asked[i] = state, asked_at
     -- The flow with an open question is the one being answered; else the latest conversation.
-    local rank = tonumber(touched) + (plan.open[state] and 1e12 or 0)
+    local rank = touched + (plan.open[state] and 1e12 or 0)
     if rank > best then chosen, best = i, rank end
   end
 end
@@ -64,7 +63,7 @@ local function apply(i, lead)
     log('expire', state .. '>expired', '', '', '')
     count(fkey, state, 'expired', asked_at)
     state = 'expired'
-    redis.call('HSET', skey, phone, 'expired|' .. asked_at .. '|' .. now)
+    set_state(skey, phone, 'expired', asked_at, now)
   end
   local step = plan.steps[state]
   local dest, says, texts = state, {}, {}
@@ -94,7 +93,7 @@ local function apply(i, lead)
   count(fkey, state, dest, asked_at)
   if step or inbound then
     if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
-    redis.call('HSET', skey, phone, dest .. '|' .. asked_at .. '|' .. now)
+    set_state(skey, phone, dest, asked_at, now)
   end
   for _, say in ipairs(says) do
     if say == 'content' and offset then redis.call('SETBIT', key(i, 6), offset, 1) end

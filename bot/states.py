@@ -1,0 +1,73 @@
+"""How a number's state in a flow is laid out in Redis: small hashes of short values.
+
+A flow's numbers are spread over 10,000 hashes by their last four digits (the key's suffix);
+within one, the field is the number's other digits. Both stay small enough for Redis to keep
+each hash as one compact list of integers and short strings, instead of a table entry per
+number: about 20 bytes a number rather than about 90.
+
+A value is one letter for the state, then when the question was asked and when the number was
+last touched, in whole seconds written in base 36: "a" + asked + "." + touched.
+bot/lua/state.lua reads and writes the same layout inside the scripts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from bot.keys import state_key
+from bot.machine import STATES
+
+CODES = {"new": "n", "contacted": "c", "asked": "a", "clarified": "l", "consented": "y",
+         "declined": "d", "opted_out": "o", "expired": "e"}
+NAMES = {code: name for name, code in CODES.items()}
+SUFFIX = 4  # digits naming the hash; 10,000 hashes a flow
+VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)$")
+assert set(CODES) == set(STATES), "every state needs a letter"
+
+
+class StateRecordError(ValueError):
+    """A stored state value is not in the layout above."""
+
+
+def slot(flow_id: str, phone: str) -> tuple[str, str]:
+    """Return the hash and the field holding `phone`'s state in a flow (phone in E.164)."""
+    return state_key(flow_id, phone[-SUFFIX:]), phone[1:-SUFFIX]
+
+
+def phone_of(suffix: str, field: bytes | str) -> str:
+    """Rebuild the number from its hash's suffix and its field."""
+    return f"+{field.decode() if isinstance(field, bytes) else field}{suffix}"
+
+
+def suffixes() -> Iterator[str]:
+    """Every hash suffix, in order."""
+    return (f"{n:0{SUFFIX}d}" for n in range(10 ** SUFFIX))
+
+
+def encode(state: str, asked_at: float, touched: float) -> str:
+    return f"{CODES[state]}{_base36(int(asked_at))}.{_base36(int(touched))}"
+
+
+def decode(value: bytes | str) -> tuple[str, int, int]:
+    """Return (state, asked at, touched) from a stored value; StateRecordError if malformed."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    found = VALUE.match(text)
+    if not found or found[1] not in NAMES:
+        raise StateRecordError(f"not a state record: {text!r}")
+    return NAMES[found[1]], int(found[2], 36), int(found[3], 36)
+
+
+def lua_codes() -> str:
+    """The state letters as a Lua table, prefixed to bot/lua/state.lua (one list for both sides)."""
+    return "local CODES = {" + ", ".join(f"{name} = '{code}'" for name, code in CODES.items()) + "}\n"
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out

@@ -43,6 +43,7 @@ bench: $(VENV)/.dev
 	$(PYTHON) -m bench.machine
 	$(PYTHON) -m bench.console
 	$(PYTHON) -m bench.pipeline
+	$(PYTHON) -m bench.states
 	$(PYTHON) -m bench.sending
 
 lint: $(VENV)/.dev

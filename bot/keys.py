@@ -22,6 +22,14 @@ def head_key(flow_id: str) -> str:
     return key_for("ledger-head", flow_id)  # hash of the latest ledger entry
 
 
+def base_key(flow_id: str) -> str:
+    return key_for("ledger-base", flow_id)  # hash: last entry archived off the stream, its hash, count, file
+
+
+def archives_key(flow_id: str) -> str:
+    return key_for("ledger-archives", flow_id)  # hash: archive file name -> its id range, count, sha256 (JSON)
+
+
 def suppression_key(controller_id: str) -> str:
     return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
 

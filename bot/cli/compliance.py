@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bot import lint, proof, rights
+from bot import ledger, lint, proof, rights
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, write_csv
@@ -86,14 +86,31 @@ def consent() -> None:
 
 @consent.command("verify")
 @click.argument("flow_id", metavar="FLOW")
+@click.option("--archive", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Archive files of FLOW, or folders holding them: walk the chain from its very start. Repeatable.")
 @click.pass_obj
-def consent_verify(obj: Services, flow_id: str) -> None:
+def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None:
     """Walk FLOW's ledger hash chain and report the first entry that does not fit."""
-    broken = obj.accord.store.verify_ledger(obj.flow(flow_id).id)
+    store = obj.accord.store
+    flow = obj.flow(flow_id)
+    base = ledger.base(store.redis, flow.id)
+    if paths:
+        broken = ledger.verify_archived(store.redis, flow.id, paths)
+        recorded = {archive.file for archive in ledger.archives(store.redis, flow.id)}
+        for name in sorted(set(ledger.archive_files(flow.id, paths)) - recorded):
+            click.echo(f"{name}: not recorded as an archive of {flow_id} (left by an interrupted run?), not read")
+    else:
+        found = store.verify_ledger(flow.id)
+        broken = f"broken at entry {found}" if found else None
     if broken:
-        click.echo(f"ledger of {flow_id}: broken at entry {broken}")
+        click.echo(f"ledger of {flow_id}: {broken}")
         sys.exit(1)
-    click.echo(f"ledger of {flow_id}: {len(obj.accord.store.ledger(flow_id))} entries, chain intact")
+    click.echo(f"ledger of {flow_id}: {len(store.ledger(flow_id))} entries, chain intact")
+    if base.count and paths:
+        click.echo(f"  from its start: {base.count} archived entries, checked in their files, then those in Redis")
+    elif base.count:
+        click.echo(f"  starting after {base.count} archived entries (the last, {base.last}, in {base.file}); "
+                   f"--archive DIR checks them too")
 
 
 @consent.command("export")
@@ -114,6 +131,16 @@ def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, out
         with output.open("w", encoding="utf-8", newline="") as file:
             count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name)
     click.echo(f"{count} record(s) of {flow_id} exported; the export is logged in the ledger.", err=True)
+    _say_archived(obj, flow_id, "their times and flow hashes show blank here, and the import origins among them "
+                                "are missing")
+
+
+def _say_archived(obj: Services, flow_id: str, missing: str) -> None:
+    """Warn that what the ledger archived off Redis is not in the report just printed."""
+    base = ledger.base(obj.accord.store.redis, flow_id)
+    if base.count:
+        click.echo(f"Note: {base.count} older ledger entries of {flow_id} (up to {base.last}) are archived off Redis: "
+                   f"{missing}. The archive files hold them.", err=True)
 
 
 @main.group()
@@ -133,10 +160,15 @@ def person_show(obj: Services, phone: str) -> None:
         click.echo(f"{held['phone']} in {flow_id}: {flow['state']}{' (objected)' if flow['objected'] else ''}")
         click.echo(f"  controller: {flow['controller']}; purpose: {flow['purpose']}")
         click.echo(f"  source: {flow['source']}; import: {flow['import'] or '-'}; notice: {flow['notice']}")
+        archived = ledger.archives(obj.accord.store.redis, flow_id)
         for entry in flow["ledger"]:
-            at = dt.datetime.fromtimestamp(float(entry["at"] or 0), dt.UTC).isoformat(timespec="seconds")
-            click.echo(f"  {at}  {entry['event']:<18} {entry['state']:<22} {entry['text']!r}"
-                       + (f"  [{entry['sid']}]" if entry.get("sid") else ""))
+            # An entry archived off Redis keeps its personal fields here; its time went with it to the file.
+            moved = None if entry["at"] else ledger.holding(archived, entry["entry"])
+            at = (dt.datetime.fromtimestamp(float(entry["at"]), dt.UTC).isoformat(timespec="seconds") if entry["at"]
+                  else "archived" if moved else "not in the ledger")
+            click.echo(f"  {at:<25}  {entry['event']:<18} {entry['state']:<22} {entry['text']!r}"
+                       + (f"  [{entry['sid']}]" if entry.get("sid") else "")
+                       + (f"  (time in {moved.file}, entry {entry['entry']})" if moved else ""))
 
 
 @person.command("erase")
@@ -220,3 +252,44 @@ def report_costs(obj: Services, flow_id: str, unit_price: str | None) -> None:
     if unit_price is None:
         click.echo("No --unit-price given: totals are 0 EUR.", err=True)
     write_csv(costs(obj.accord, flow), sys.stdout, price)
+    _say_archived(obj, flow_id, "the messages among them are not counted here")
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """The consent ledger's life off Redis."""
+
+
+@ledger_group.command("archive")
+@click.argument("flow_id", metavar="FLOW")
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the archive file goes to (created if missing).")
+@click.option("--before", type=click.DateTime(["%Y-%m-%d"]),
+              help="Only entries logged before this day, in the flow's timezone [default: any day].")
+@click.option("--keep", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Newest entries left in Redis whatever their day (the console lists the latest 20).")
+@click.pass_obj
+def ledger_archive(obj: Services, flow_id: str, directory: Path, before: dt.datetime | None, keep: int) -> None:
+    """Move FLOW's oldest ledger entries to a file in DIR, keeping the hash chain verifiable.
+
+    The file is written, fsynced and read back before Redis records it as the chain's new start and
+    drops those entries from the stream, in one step: an interrupted run loses nothing and can be
+    run again. Personal fields stay in Redis, where access and erasure requests reach them.
+    """
+    flow = obj.flow(flow_id)
+    redis = obj.accord.store.redis
+    cutoff = dt.datetime.combine(before.date(), dt.time(), flow.timezone).timestamp() if before else None
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        written = ledger.archive(redis, flow.id, directory, keep=keep, before=cutoff)
+        if written is None:
+            click.echo(f"ledger of {flow_id}: nothing to archive.")
+            return
+        trimmed = ledger.seal(redis, flow.id, written)
+    except ledger.ArchiveError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"ledger of {flow_id}: {written.count} entries ({written.first} to {written.last}) archived to "
+               f"{directory / written.file}, sha256 {written.sha256}; {trimmed} removed from Redis.")
+    if trimmed != written.count:
+        click.echo(f"{written.count - trimmed} of them had been deleted from Redis meanwhile; the file holds them.")
+    click.echo(f"Keep the file: `consent verify {flow_id} --archive {directory}` checks the chain from its start.")

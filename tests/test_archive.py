@@ -1,0 +1,251 @@
+"""Archiving the ledger off Redis: files that carry the hash chain, a base in Redis, nothing lost if cut short."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from bot import Accord, ledger
+from bot.cli import Services, main
+from bot.keys import base_key, ledger_key
+from tests.conftest import SMS, Clock
+
+VOTERS = [f"+3361298000{n}" for n in range(1, 5)]
+
+
+def run(accord: Accord, *args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, list(args), obj=Services(accord), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def flow(accord: Accord):
+    return accord.flows["demo"]
+
+
+def talk(accord: Accord, flow, sms: SMS, phone: str) -> None:
+    """Ask a number, log the request's sending, and let the voter answer OUI."""
+    assert accord.store.claim(flow, phone, window_open=True).dest == "asked"
+    accord.store.record_sent(flow, phone, "SM" + phone[-8:] * 4, flow.texts.consent_request)
+    sms.send(phone, "oui")
+
+
+@pytest.fixture
+def talked(accord: Accord, flow, sms: SMS) -> None:
+    for phone in VOTERS:
+        talk(accord, flow, sms, phone)
+
+
+def stream(redis_client: redis.Redis) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    return redis_client.xrange(ledger_key("demo"))
+
+
+def lines(path: Path) -> list[dict[str, str]]:
+    with gzip.open(path, "rt", encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
+def rewrite(path: Path, change) -> None:
+    """Rewrite an archive file's lines, as someone tampering with it would."""
+    changed = [line for entry in lines(path) if (line := change(entry)) is not None]
+    with gzip.open(path, "wt", encoding="utf-8") as file:
+        file.writelines(json.dumps(entry) + "\n" for entry in changed)
+
+
+def test_archived_entries_leave_redis_as_stored_and_the_chain_verifies_from_the_files(
+        accord, flow, talked, redis_client, tmp_path):
+    before = stream(redis_client)
+    output = run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "2").output
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    assert path.name == f"ledger.demo.{before[0][0].decode()}.{before[-3][0].decode()}.jsonl.gz"
+    assert f"{len(before) - 2} entries" in output and path.name in output
+    assert lines(path) == [{"id": entry_id.decode()} | {k.decode(): v.decode() for k, v in fields.items()}
+                           for entry_id, fields in before[:-2]]
+    assert stream(redis_client) == before[-2:]
+    base = ledger.base(redis_client, "demo")
+    assert (base.last, base.hash, base.count, base.file) == (
+        before[-3][0].decode(), before[-3][1][b"hash"], len(before) - 2, path.name)
+    assert stream(redis_client)[0][1][b"prev"] == base.hash
+    plain = run(accord, "consent", "verify", "demo").output
+    assert "2 entries, chain intact" in plain and f"{len(before) - 2} archived entries" in plain
+    full = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path)).output
+    assert "chain intact" in full and "from its start" in full
+
+
+def test_an_edited_line_in_an_archive_file_is_named(accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "0")
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    third = lines(path)[2]["id"]
+    rewrite(path, lambda entry: {**entry, "at": "1"} if entry["id"] == third else entry)
+    output = run(accord, "consent", "verify", "demo", "--archive", str(path), code=1).output
+    assert f"broken at entry {third} (in {path.name})" in output
+
+
+def test_a_line_removed_from_an_archive_file_is_named_by_the_entry_after_it(
+        accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "0")
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    ids = [entry["id"] for entry in lines(path)]
+    rewrite(path, lambda entry: None if entry["id"] == ids[1] else entry)
+    assert f"broken at entry {ids[2]}" in run(accord, "consent", "verify", "demo", "--archive", str(path),
+                                               code=1).output
+
+
+def test_an_edited_answer_of_an_archived_entry_is_still_detected(accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "0")
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    assert stream(redis_client) == []
+    answer = next(entry for entry in lines(path) if entry["kind"] == "in")
+    person = f"accord:person:{answer['pid']}"
+    field = f"demo|{answer['id']}"
+    fields = json.loads(redis_client.hget(person, field))
+    redis_client.hset(person, field, json.dumps({**fields, "text": "non", "event": "in:NO"}))
+    output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path), code=1).output
+    assert f"broken at entry {answer['id']}" in output
+
+
+def test_a_missing_or_replaced_archive_file_is_named(accord, flow, sms, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "one"), "--keep", "0")
+    talk(accord, flow, sms, "+33612980009")
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "two"), "--keep", "0")
+    (first,) = (tmp_path / "one").glob("*.jsonl.gz")
+    output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path / "two"), code=1).output
+    assert f"archive {first.name}" in output and "not among the files given" in output
+    # The same entries, compressed otherwise: the chain holds, but it is not the file recorded.
+    rewrite(first, lambda entry: entry)
+    output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path / "one"), "--archive",
+                 str(tmp_path / "two"), code=1).output
+    assert f"archive {first.name} is not the file archived" in output
+
+
+def test_archiving_again_changes_nothing(accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "3")
+    (path,) = tmp_path.glob("*")
+    written, left, base = path.read_bytes(), stream(redis_client), redis_client.hgetall(base_key("demo"))
+    assert "nothing to archive" in run(accord, "ledger", "archive", "demo", "--to", str(tmp_path),
+                                       "--keep", "3").output
+    assert list(tmp_path.glob("*")) == [path] and path.read_bytes() == written
+    assert stream(redis_client) == left and redis_client.hgetall(base_key("demo")) == base
+    run(accord, "consent", "verify", "demo", "--archive", str(tmp_path))
+
+
+def test_entries_appended_after_archiving_verify_and_archive_in_turn(accord, flow, sms, talked, redis_client,
+                                                                     tmp_path):
+    archived = len(stream(redis_client))
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "0")
+    assert stream(redis_client) == []
+    run(accord, "consent", "verify", "demo")
+    talk(accord, flow, sms, "+33612980009")
+    appended = len(stream(redis_client))
+    assert appended == 3
+    assert f"{appended} entries, chain intact" in run(accord, "consent", "verify", "demo").output
+    run(accord, "consent", "verify", "demo", "--archive", str(tmp_path))
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "1")
+    assert len(list(tmp_path.glob("*.jsonl.gz"))) == 2
+    assert ledger.base(redis_client, "demo").count == archived + appended - 1
+    assert "1 entries, chain intact" in run(accord, "consent", "verify", "demo", "--archive", str(tmp_path)).output
+
+
+def test_before_a_day_archives_only_what_was_logged_earlier(accord, flow, sms, redis_client, tmp_path,
+                                                           clock: Clock):
+    talk(accord, flow, sms, VOTERS[0])  # Tuesday 1 December
+    clock.advance(days=2)
+    talk(accord, flow, sms, VOTERS[1])  # Thursday 3 December
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--before", "2026-12-02", "--keep", "0")
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    assert len(lines(path)) == 3 and len(stream(redis_client)) == 3
+    assert max(float(entry["at"]) for entry in lines(path)) < min(
+        float(fields[b"at"]) for _, fields in stream(redis_client))
+
+
+def test_a_file_written_but_not_recorded_changes_nothing_and_the_next_run_completes(
+        accord, flow, talked, redis_client, tmp_path):
+    """An archive cut short between its file and its base: Redis as before, and a rerun finishes the job."""
+    before = stream(redis_client)
+    written = ledger.archive(redis_client, "demo", tmp_path, keep=1)  # the file is written, fsynced, read back
+    assert written is not None and (tmp_path / written.file).exists()
+    assert stream(redis_client) == before and ledger.base(redis_client, "demo") == ledger.Base()
+    run(accord, "consent", "verify", "demo")
+    output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path)).output
+    assert f"{written.file}: not recorded" in output
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "1")
+    assert [p.name for p in tmp_path.iterdir()] == [written.file]
+    assert ledger.base(redis_client, "demo").sha256 == written.sha256 and stream(redis_client) == before[-1:]
+    assert "not recorded" not in run(accord, "consent", "verify", "demo", "--archive", str(tmp_path)).output
+
+
+def test_a_file_written_before_another_archive_ran_is_refused_and_changes_nothing(
+        accord, flow, talked, redis_client, tmp_path):
+    (tmp_path / "stale").mkdir()
+    stale = ledger.archive(redis_client, "demo", tmp_path / "stale", keep=2)
+    assert stale is not None
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "done"), "--keep", "2")
+    left, base = stream(redis_client), redis_client.hgetall(base_key("demo"))
+    with pytest.raises(ledger.ArchiveError, match="another archive"):
+        ledger.seal(redis_client, "demo", stale)
+    assert stream(redis_client) == left and redis_client.hgetall(base_key("demo")) == base
+
+
+def test_a_stream_no_longer_starting_with_the_file_is_not_trimmed(accord, flow, talked, redis_client, tmp_path):
+    written = ledger.archive(redis_client, "demo", tmp_path, keep=0)
+    redis_client.xdel(ledger_key("demo"), written.first)
+    left = stream(redis_client)
+    with pytest.raises(ledger.ArchiveError, match="no longer starts"):
+        ledger.seal(redis_client, "demo", written)
+    assert stream(redis_client) == left and not redis_client.exists(base_key("demo"))
+
+
+def test_entries_appended_between_file_and_seal_stay_in_redis(accord, flow, sms, talked, redis_client, tmp_path):
+    written = ledger.archive(redis_client, "demo", tmp_path, keep=0)
+    talk(accord, flow, sms, "+33612980009")
+    assert ledger.seal(redis_client, "demo", written) == written.count
+    assert len(stream(redis_client)) == 3
+    run(accord, "consent", "verify", "demo", "--archive", str(tmp_path))
+
+
+def test_a_ledger_that_does_not_verify_is_not_archived(accord, flow, talked, redis_client, tmp_path):
+    key = ledger_key("demo")
+    before = stream(redis_client)
+    second = before[1][0]
+    redis_client.delete(key)
+    for entry_id, fields in before:
+        redis_client.xadd(key, {**fields, b"at": b"1"} if entry_id == second else fields, id=entry_id)
+    output = run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "0", code=1).output
+    assert f"does not verify at entry {second.decode()}" in output
+    assert list(tmp_path.iterdir()) == [] and len(stream(redis_client)) == len(before)
+    assert not redis_client.exists(base_key("demo"))
+
+
+def test_a_base_edited_in_redis_breaks_the_chain_at_the_first_entry_left(accord, flow, talked, redis_client,
+                                                                       tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "2")
+    redis_client.hset(base_key("demo"), "hash", "0" * 40)
+    first_left = stream(redis_client)[0][0].decode()
+    assert f"broken at entry {first_left}" in run(accord, "consent", "verify", "demo", code=1).output
+    output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path), code=1).output
+    assert "broken at the base" in output
+
+
+def test_person_show_says_an_entry_is_archived_and_where(accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "1")
+    (path,) = tmp_path.glob("*.jsonl.gz")
+    shown = run(accord, "person", "show", VOTERS[0]).output
+    rows = [line for line in shown.splitlines() if "in:YES" in line or "ask" in line]
+    assert len(rows) == 2 and all(row.strip().startswith("archived") and path.name in row for row in rows)
+    assert "1970" not in shown
+    last = run(accord, "person", "show", VOTERS[-1]).output
+    assert "2026-12-01T09:00:00+00:00  in:YES" in last  # the entry left in Redis keeps its time
+
+
+def test_exports_and_cost_reports_say_what_the_archive_holds(accord, flow, talked, redis_client, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "1")
+    exported = run(accord, "consent", "export", "demo")
+    assert "are archived off Redis" in exported.stderr and "archived" not in exported.stdout
+    assert len(exported.stdout.splitlines()) == len(VOTERS)
+    assert "messages among them are not counted" in run(accord, "report", "costs", "demo").stderr

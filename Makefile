@@ -44,6 +44,7 @@ bench: $(VENV)/.dev
 	$(PYTHON) -m bench.console
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.states
+	$(PYTHON) -m bench.ledger
 	$(PYTHON) -m bench.sending
 
 lint: $(VENV)/.dev

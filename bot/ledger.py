@@ -118,7 +118,7 @@ def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:
     Entries archived off Redis are not among them: see `archives`.
     """
     joined = []
-    for page in _pages(entries(redis, flow_id)):
+    for page in pages(entries(redis, flow_id)):
         for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
             entry = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
             entry.update(person or {"erased": "1"})
@@ -144,7 +144,7 @@ def verify(redis: Redis, flow_id: str) -> str | None:
 
     An entry whose personal fields were erased is checked for its place in the chain only.
     """
-    broken, head, _ = walk(redis, flow_id, _pages(entries(redis, flow_id)), base(redis, flow_id).hash)
+    broken, head, _ = walk(redis, flow_id, pages(entries(redis, flow_id)), base(redis, flow_id).hash)
     if broken:
         return broken
     if (redis.get(head_key(flow_id)) or b"") != head:
@@ -209,7 +209,7 @@ def archive(redis: Redis, flow_id: str, directory: Path, *, keep: int = 0,
             # No name and no time in the gzip header: the same entries always make the same bytes.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as out:
                 head, first, last, count = start.hash, "", "", 0
-                for page in _pages(due):
+                for page in pages(due):
                     broken, head, walked = walk(redis, flow_id, [page], head)
                     if broken:
                         raise ArchiveError(f"the ledger does not verify at entry {broken}: nothing archived "
@@ -252,7 +252,7 @@ def seal(redis: Redis, flow_id: str, written: Archive) -> int:
 
 def check(redis: Redis, flow_id: str, path: Path, head: bytes) -> tuple[str | None, bytes, int]:
     """Walk an archive file's chain from `head` (see `walk`); a line that does not parse is named."""
-    return walk(redis, flow_id, _pages(read_file(path)), head)
+    return walk(redis, flow_id, pages(read_file(path)), head)
 
 
 def read_file(path: Path) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
@@ -342,7 +342,7 @@ def _order(entry_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in entry_id.split("-"))
 
 
-def _pages(stream: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> Iterator[Page]:
+def pages(stream: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> Iterator[Page]:
     page: Page = []
     for entry in stream:
         page.append(entry)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot import console, csrf, devphone
 from bot.outbox import OutboxGateway
+
+# Paths that never use a session: Twilio's webhooks and the health check carry no cookie worth reading.
+SESSIONLESS = ("/sms/", "/healthz")
 
 # Pages load only what the app serves itself: no CDN, no inline script, no framing.
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -26,6 +30,7 @@ def init_ui(app: Flask) -> None:
         SESSION_COOKIE_SECURE=bool(config.public_url and config.public_url.startswith("https://")),
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8),
     )
+    app.session_interface = PageSessions()
     app.before_request(csrf.protect)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf.token
@@ -43,3 +48,16 @@ def _headers(response: Response) -> Response:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+class PageSessions(SecureCookieSessionInterface):
+    """Signed cookie sessions for the pages people use, none for the webhooks.
+
+    Opening one builds a signing serializer on every request; the webhook, which answers
+    thousands of texts a minute, has no use for it.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(SESSIONLESS):
+            return None  # Flask then uses a null session, which is never saved
+        return super().open_session(app, request)

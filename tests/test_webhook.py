@@ -8,6 +8,7 @@ import threading
 import pytest
 import redis
 import requests
+from flask import session
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
@@ -217,3 +218,16 @@ def test_twiml_escapes_what_xml_requires():
     texts = ("Tom & Jerry <3 « oui » 'ok' \"non\"", "")
     root = ElementTree.fromstring(twiml(texts))
     assert root.tag == "Response" and [m.text or "" for m in root.iter("Message")] == list(texts)
+
+
+
+def test_the_webhook_opens_no_session_and_the_console_does(app, sms: SMS, accord, flow):
+    """Twilio carries no cookie worth reading, so the webhook skips the session; pages keep theirs."""
+    for path, opened in (("/sms/inbound", False), ("/sms/status", False), ("/healthz", False),
+                         ("/console/login", True)):
+        with app.test_request_context(path, method="POST"):
+            assert app.session_interface.is_null_session(session) is not opened, path
+    accord.store.claim(flow, "+33612345678", window_open=True)
+    answer = sms.send("+33612345678", "oui")
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    assert accord.store.state(flow, "+33612345678") == "consented"

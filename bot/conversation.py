@@ -14,7 +14,7 @@ MAX_BODY = 1600  # Twilio's own limit; longer bodies are not SMS and are cut, no
 
 def window_open(flows: Sequence[Flow], epoch: float) -> bool:
     """Say whether campaign texts may go now for every flow the message could belong to."""
-    return all(flow.window(epoch).open for flow in flows)
+    return all(flow.is_open(epoch) for flow in flows)
 
 
 def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str,

@@ -9,6 +9,7 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -85,6 +86,20 @@ class Flow:
         now = dt.datetime.fromtimestamp(epoch, self.timezone)
         return sending_window(now, tz=self.timezone, poll_date=self.poll_dates,
                               hours=self.sending_hours, postcode=postcode)
+
+    def is_open(self, epoch: float) -> bool:
+        """Say whether campaign texts may go at `epoch` under the national calendar.
+
+        Every limit of a window falls on a whole local minute, and every time zone is a whole
+        number of minutes from UTC, so the answer holds for the whole minute: it is worked out
+        once a minute, not once a text.
+        """
+        return _open_in_minute(self, int(epoch // 60))
+
+
+@lru_cache(maxsize=4096)
+def _open_in_minute(flow: Flow, minute: int) -> bool:
+    return flow.window(minute * 60).open
 
 
 def load_flows(directory: Path | str) -> dict[str, Flow]:

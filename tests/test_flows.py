@@ -7,6 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.flows import Flow, FlowError, load_flow, load_flows
 
@@ -211,3 +213,24 @@ def test_defaults_expire_in_seven_days_and_send_monday_to_saturday(tmp_path: Pat
     flow = load_flow(write(tmp_path))
     assert flow.expiry_seconds == 7 * 24 * 3600
     assert flow.sending_hours.weekdays == frozenset({0, 1, 2, 3, 4, 5})
+
+
+@given(st.floats(min_value=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(),
+                 max_value=dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp()),
+       st.sampled_from(sorted(load_flows(ROOT / "flows"))))
+def test_the_once_a_minute_window_answer_is_the_full_one(epoch: float, flow_id: str) -> None:
+    flow = load_flows(ROOT / "flows")[flow_id]
+    assert flow.is_open(epoch) == flow.window(epoch).open
+
+
+@pytest.mark.parametrize("flow_id", ["demo", "presidentielle-2027"])
+def test_the_window_answer_turns_on_the_minute(flow_id: str) -> None:
+    """Just before, at and after each limit, around the opening hour and the first round's silence."""
+    flow = load_flows(ROOT / "flows")[flow_id]
+    poll = flow.poll_dates[0]
+    opening = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.start, flow.timezone)
+    silence = dt.datetime.combine(poll - dt.timedelta(days=1), dt.time(0, 0), flow.timezone)
+    for moment in (opening, silence):
+        for offset in (-60.5, -0.001, 0, 0.001, 59.999):
+            epoch = moment.timestamp() + offset
+            assert flow.is_open(epoch) == flow.window(epoch).open, (moment, offset)

@@ -1,13 +1,13 @@
 -- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued.
--- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), plan json, salt.
+-- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt.
+-- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
 end
-local plan = cjson.decode(ARGV[6])
-begin(KEYS[2], ARGV[7])
+begin(KEYS[2], ARGV[6])
 local function key(i, n) return KEYS[2 + 7 * (i - 1) + n] end
 local states, asked, chosen, best = {}, {}, 1, -1
 for i = 1, #plan.flows do

@@ -11,7 +11,6 @@ from flask import Flask
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.config import Config
@@ -19,6 +18,7 @@ from bot.embedded import ensure_embedded
 from bot.flows import Flow, load_flows
 from bot.gateway import Gateway, TwilioGateway
 from bot.outbox import OutboxGateway
+from bot.signatures import Validator
 from bot.store import Store
 
 
@@ -30,11 +30,11 @@ class Accord:
     store: Store
     flows: dict[str, Flow]
     gateway: Gateway
-    validator: RequestValidator = field(init=False)
+    validator: Validator = field(init=False)
     _by_sender: dict[str, tuple[Flow, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.validator = RequestValidator(self.config.auth_token)
+        self.validator = Validator(self.config.auth_token)
         by_sender: dict[str, list[Flow]] = {}
         for flow in self.flows.values():
             by_sender.setdefault(flow.sender, []).append(flow)

@@ -10,9 +10,9 @@ from xml.sax.saxutils import escape
 
 import redis
 from flask import Blueprint, Request, Response, abort, current_app, jsonify, request
-from werkzeug.datastructures import MultiDict
 
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
+from bot.signatures import FormParams
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__)
@@ -110,12 +110,3 @@ def twiml(texts: tuple[str, ...]) -> str:
     messages = "".join(f"<Message>{escape(text)}</Message>" for text in texts)
     return f'<?xml version="1.0" encoding="UTF-8"?><Response>{messages}</Response>'
 
-
-class FormParams(dict):
-    """A request's form as twilio's validator reads it fastest: each name to all its values."""
-
-    def __init__(self, form: MultiDict) -> None:
-        super().__init__((name, form.getlist(name)) for name in form)
-
-    def getall(self, name: str) -> list[str]:
-        return self[name]

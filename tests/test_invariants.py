@@ -180,8 +180,8 @@ class Invariants(RuleBasedStateMachine):
         at = self.now() if at is None else at
         if text in texts.content:  # (a)
             assert voter.state == "consented", f"content reached {phone} in state {voter.state} via {channel}"
-            # `content send`: "nobody gets the same message twice" (a YES again is answered with it, though).
-            assert channel == "twiml" or not voter.got_content, f"content sent twice to {phone}"
+            # "Nobody gets the same message twice", by a broadcast or in answer to a YES.
+            assert not voter.got_content, f"content sent twice to {phone}"
             voter.got_content = True
         if voter.silenced:  # (b)
             if text == texts.stopped and channel == "twiml" and voter.confirmations:
@@ -247,6 +247,8 @@ class Invariants(RuleBasedStateMachine):
             dest, says = ("opted_out", []) if reply is Reply.STOP else (voter.state, [])
         else:
             dest, says = model_step(voter.state, reply, self.window_open())
+            if voter.got_content:  # a YES after a NO (or a STOP and START) is confirmed, without content again
+                says = [say for say in says if say != "content"]
         response = self.sms.post("/sms/inbound", params)
         assert response.status_code == 200
         if to == SENDER or reply is Reply.STOP:  # a text the store took in

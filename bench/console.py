@@ -80,9 +80,9 @@ def fill(app: Flask, asked: int) -> None:
                        inbound=True)
     counters = {"import:imported": NUMBERS + 20_000, "import:queued": NUMBERS, "import:duplicate": 12_345,
                 "import:rejected:not a mobile": 7_655, "sent": NUMBERS - 1_234, "send_failed": 1_234,
-                "status:delivered": 962_101, "status:undelivered": 8_211, "answered": 431_877, "asked": 402_000,
-                "clarified": 21_000, "consented": 301_450, "declined": 88_102, "opted_out": 42_325,
-                "expired": 145_000, "content:1": 0}
+                "status:delivered": 962_101, "status:undelivered": 8_211, "content:1": 0,
+                "m:new>asked": NUMBERS - 1_234, "m:asked>expired": 145_000, "i:asked>consented": 301_450,
+                "i:asked>declined": 88_102, "i:asked>opted_out": 42_325, "i:asked>clarified": 21_000}
     counters |= {f"answers:{h}": 200 + (h * 37) % 900 for h in range(hour - 60 * 24, hour + 1)}
     counters |= {f"h:{h}": 2_500 for h in range(hour - 7 * 24, hour + 1)}
     store.redis.hset(funnel_key(flow.id), mapping=counters)

@@ -196,18 +196,36 @@ class Store:
                 pipe.execute()
 
     def funnel(self, flow: Flow) -> dict[str, int]:
-        """Return the flow's counters, with open questions past expiry counted as expired."""
-        raw = {_text(k): int(v) for k, v in self.redis.hgetall(funnel_key(flow.id)).items()}
+        """Return the flow's counters, with open questions past expiry counted as expired.
+
+        The step script counts moves, one field each (see count() in bot/lua/step.lua): a text's
+        ("i:from>to") apart from any other's ("m:from>to", to "-" when erased), and open questions
+        per hour asked ("h:HOUR"). Here they become numbers per state, and numbers that answered
+        the question they were asked ("answered").
+        """
+        totals: dict[str, int] = {}
         expired_lately = 0
-        for name in [n for n in raw if n.startswith("h:")]:
-            hour = int(name[2:])
-            if (hour + 1) * 3600 + flow.expiry_seconds <= self.clock():
-                expired_lately += raw[name]
-            del raw[name]
-        opened = raw.get("asked", 0) + raw.get("clarified", 0)
-        raw["pending"] = opened - expired_lately
-        raw["expired"] = raw.get("expired", 0) + expired_lately
-        return raw
+        for raw_name, raw_value in self.redis.hgetall(funnel_key(flow.id)).items():
+            name, value = _text(raw_name), int(raw_value)
+            kind, _, rest = name.partition(":")
+            if kind == "h":
+                if (int(rest) + 1) * 3600 + flow.expiry_seconds <= self.clock():
+                    expired_lately += value
+                continue
+            if kind not in ("i", "m"):
+                totals[name] = totals.get(name, 0) + value
+                continue
+            source, _, dest = rest.partition(">")
+            if kind == "i" and source == "asked":
+                totals["answered"] = totals.get("answered", 0) + value
+            if source != "new":
+                totals[source] = totals.get(source, 0) - value
+            if dest not in ("new", "-"):
+                totals[dest] = totals.get(dest, 0) + value
+        opened = totals.get("asked", 0) + totals.get("clarified", 0)
+        totals["pending"] = opened - expired_lately
+        totals["expired"] = totals.get("expired", 0) + expired_lately
+        return totals
 
     def numbers_in(self, flow: Flow, state: str) -> Iterator[str]:
         """Yield the numbers in `state` in a flow (a scan: for broadcasts, not the hot path)."""

@@ -73,3 +73,18 @@ def test_a_start_sent_at_night_is_asked_by_the_next_round(sms: SMS, accord, flow
     assert report.counts["queued"] == 1, dict(report.counts)
     assert [m["body"] for m in accord.store.outbox(VOTER)] == [flow.texts.consent_request]
     assert accord.store.state(flow, VOTER) == "asked"
+
+
+def test_a_late_answer_counts_once_and_the_funnel_follows_every_move(sms: SMS, accord, flow, clock: Clock, asked):
+    """An answer after expiry still answers the question; an erased number leaves the counts."""
+    other = "+33612980002"
+    accord.store.claim(flow, other, window_open=True)
+    clock.advance(days=flow.expiry_days, hours=2)
+    assert accord.store.funnel(flow)["expired"] == 2  # both lazily, by the hour they were asked
+    sms.send(VOTER, "non")  # expired, then declined, in one step
+    funnel = accord.store.funnel(flow)
+    assert (funnel["declined"], funnel["expired"], funnel["answered"], funnel["pending"]) == (1, 1, 1, 0), funnel
+    sms.send(VOTER, "oui")  # changing one's mind is not a second answer to the question
+    accord.store.erase([flow], other, whole=True, objection=False)
+    funnel = accord.store.funnel(flow)
+    assert (funnel["consented"], funnel["declined"], funnel["expired"], funnel["answered"]) == (1, 0, 0, 1), funnel

@@ -31,7 +31,7 @@ for i = 1, flows do
   local held = state ~= nil or erased > 0
   if state then
     del_state(skey, phone)
-    redis.call('HINCRBY', fkey, state, -1)
+    redis.call('HINCRBY', fkey, 'm:' .. state .. '>-', 1)  -- '-': no longer held (see Store.funnel)
     if open[state] then redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1) end
   end
   if whole and offset then

@@ -35,16 +35,17 @@ if plan.check_suppressed then
   end
 end
 
--- Keep the funnel's counts: numbers per state, and open questions per hour asked (for lazy expiry).
-local function count(fkey, state, dest, asked_at)
-  if state == dest then return end
-  if state ~= 'new' then redis.call('HINCRBY', fkey, state, -1) end
-  if dest ~= 'new' then redis.call('HINCRBY', fkey, dest, 1) end
-  if plan.open[state] and not plan.open[dest] then
-    redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1)
-  elseif plan.open[dest] and not plan.open[state] then
-    redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(now) / 3600), 1)
-  end
+-- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
+-- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");
+-- and open questions per hour asked, for lazy expiry.
+local function hour(epoch) return math.floor(tonumber(epoch) / 3600) end
+local function count(fkey, from, dest, asked_before, asked_after, inbound)
+  if inbound then redis.call('HINCRBY', fkey, 'answers:' .. hour(now), 1) end
+  if from ~= dest then redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. from .. '>' .. dest, 1) end
+  local was_open, is_open = plan.open[from], plan.open[dest]
+  if was_open and is_open and asked_before == asked_after then return end
+  if was_open then redis.call('HINCRBY', fkey, 'h:' .. hour(asked_before), -1) end
+  if is_open then redis.call('HINCRBY', fkey, 'h:' .. hour(asked_after), 1) end
 end
 
 -- Where a French mobile sits in the per-message bitmaps of who received which content.
@@ -55,15 +56,14 @@ local offset = national and (tonumber(national) - 600000000)
 local function apply(i, lead)
   local flow = plan.flows[i]
   local skey, lkey, hkey, supkey, fkey = key(i, 1), key(i, 2), key(i, 3), key(i, 4), key(i, 5)
-  local state, asked_at = states[i], asked[i]
+  local before, asked_before = states[i], asked[i]
+  local state, asked_at = before, asked_before
   local function log(event, move, text, sid, reply)
     append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
   end
   if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
     log('expire', state .. '>expired', '', '', '')
-    count(fkey, state, 'expired', asked_at)
     state = 'expired'
-    set_state(skey, phone, 'expired', asked_at, now)
   end
   local step = plan.steps[state]
   local dest, says, texts = state, {}, {}
@@ -80,21 +80,15 @@ local function apply(i, lead)
   for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
   local inbound = lead and plan.event == 'in'
   if inbound then
-    -- For the console: texts answered per hour, and numbers answering the question they were asked
-    -- (once per question: the text that moves them on from 'asked'; HELP leaves the question open).
-    redis.call('HINCRBY', fkey, 'answers:' .. math.floor(tonumber(now) / 3600), 1)
-    if states[i] == 'asked' and dest ~= 'asked' then redis.call('HINCRBY', fkey, 'answered', 1) end
     local reply = ''
     if #texts > 0 then reply = cjson.encode(texts) end
     log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)
   elseif step then
     log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
   end
-  count(fkey, state, dest, asked_at)
-  if step or inbound then
-    if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
-    set_state(skey, phone, dest, asked_at, now)
-  end
+  if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
+  if step or inbound or state ~= before then set_state(skey, phone, dest, asked_at, now) end
+  count(fkey, before, dest, asked_before, asked_at, inbound)
   for _, say in ipairs(says) do
     if say == 'content' and offset then redis.call('SETBIT', key(i, 6), offset, 1) end
   end

@@ -59,8 +59,9 @@ def decode(value: bytes | str) -> tuple[str, int, int]:
 
 
 def lua_codes() -> str:
-    """The state letters as a Lua table, prefixed to bot/lua/state.lua (one list for both sides)."""
-    return "local CODES = {" + ", ".join(f"{name} = '{code}'" for name, code in CODES.items()) + "}\n"
+    """The state letters as Lua tables both ways, prefixed to bot/lua/state.lua (one list for both sides)."""
+    return ("local CODES = {" + ", ".join(f"{name} = '{code}'" for name, code in CODES.items()) + "}\n"
+            "local NAMES = {" + ", ".join(f"{code} = '{name}'" for name, code in CODES.items()) + "}\n")
 
 
 def _base36(number: int) -> str:

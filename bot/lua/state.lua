@@ -1,17 +1,19 @@
 -- A number's state in a flow (see bot/states.py): the flow's hash for the number's last four
 -- digits, field = the digits before them, value = state letter, asked at and touched in whole
--- seconds, base 36 ("a" .. asked .. "." .. touched). CODES comes from bot/states.py.
-local NAMES = {}
-for name, code in pairs(CODES) do NAMES[code] = name end
+-- seconds, base 36 ("a" .. asked .. "." .. touched). CODES and NAMES come from bot/states.py.
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local B36_OF = {}  -- numbers this call already read or wrote in base 36
 local function base36(n)
   n = math.floor(tonumber(n))
-  local out = ''
+  local known = B36_OF[n]
+  if known then return known end
+  local out, rest = '', n
   repeat
-    local rest = n % 36
-    out = string.sub(B36, rest + 1, rest + 1) .. out
-    n = (n - rest) / 36
-  until n == 0
+    local digit = rest % 36
+    out = string.sub(B36, digit + 1, digit + 1) .. out
+    rest = (rest - digit) / 36
+  until rest == 0
+  B36_OF[n] = out
   return out
 end
 local function slot(phone) return string.sub(phone, 2, -5) end
@@ -19,8 +21,10 @@ local function slot(phone) return string.sub(phone, 2, -5) end
 local function get_state(key, phone)
   local raw = redis.call('HGET', key, slot(phone))
   if not raw then return nil end
-  local code, asked_at, touched = string.match(raw, '^(%l)(%w+)%.(%w+)$')
-  return NAMES[code], tonumber(asked_at, 36), tonumber(touched, 36)
+  local code, asked_text, touched_text = string.match(raw, '^(%l)(%w+)%.(%w+)$')
+  local asked_at, touched = tonumber(asked_text, 36), tonumber(touched_text, 36)
+  B36_OF[asked_at], B36_OF[touched] = asked_text, touched_text
+  return NAMES[code], asked_at, touched
 end
 local function set_state(key, phone, state, asked_at, touched)
   redis.call('HSET', key, slot(phone), CODES[state] .. base36(asked_at) .. '.' .. base36(touched))

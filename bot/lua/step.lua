@@ -65,9 +65,13 @@ local function apply(i, lead)
     log('expire', state .. '>expired', '', '', '')
     state = 'expired'
   end
-  local step = plan.steps[state]
+  local step = plan.steps[state]  -- "dest|say,say..."
   local dest, says, texts = state, {}, {}
-  if step then dest, says = step[1], step[2] end
+  if step then
+    local said
+    dest, said = string.match(step, '^([^|]*)|(.*)$')
+    for say in string.gmatch(said, '[^,]+') do says[#says + 1] = say end
+  end
   if not lead then says = {} end
   -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
   local kept = {}

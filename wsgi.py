@@ -1,5 +1,5 @@
 """The web entry point (see Procfile)."""
 
-from bot import create_app
+from bot import create_server_app
 
-app = create_app()
+app = create_server_app()

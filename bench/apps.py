@@ -14,7 +14,7 @@ from flask import Flask, Response, abort, request
 from redis import Redis
 from twilio.request_validator import RequestValidator
 
-from bot import create_app
+from bot import create_server_app
 from bot.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def reference() -> Flask:
 def accord() -> Flask:
     """Build the real app: the repository's flows, the outbox gateway, a fixed clock."""
     config = accord_config()
-    return create_app(config, clock=FixedClock(float(os.environ["BENCH_NOW"])))
+    return create_server_app(config, clock=FixedClock(float(os.environ["BENCH_NOW"])))
 
 
 def accord_config() -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -95,4 +96,17 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
         # Behind one proxy, rebuild the URL Twilio called from X-Forwarded-* for signatures.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_port=1, x_prefix=1)  # type: ignore[method-assign]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app
+
+
+def create_server_app(config: Config | None = None, *, gateway: Gateway | None = None,
+                      clock: Callable[[], float] = time.time) -> Flask:
+    """Build the web application for a long-lived server process (wsgi.py).
+
+    Everything built at startup (flows, holiday calendars, templates, the libraries) lives as
+    long as the process: it is frozen out of the garbage collector's way, so the full
+    collections that requests set off now and then no longer walk it.
+    """
+    app = create_app(config, gateway=gateway, clock=clock)
+    gc.freeze()
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bot import create_app
+from bot import create_server_app
 from bot.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,4 +24,4 @@ def storm_config() -> Config:
 
 
 _NOW = float(os.environ["STORM_NOW"])  # one instant for every worker: the same sending window throughout
-app = create_app(storm_config(), clock=lambda: _NOW)
+app = create_server_app(storm_config(), clock=lambda: _NOW)

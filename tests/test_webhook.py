@@ -231,3 +231,17 @@ def test_the_webhook_opens_no_session_and_the_console_does(app, sms: SMS, accord
     answer = sms.send("+33612345678", "oui")
     assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
     assert accord.store.state(flow, "+33612345678") == "consented"
+
+
+def test_a_server_process_freezes_what_it_built_at_startup(config, clock):
+    """wsgi.py's app: startup objects leave the collector's way, and the app answers as any other."""
+    import gc
+
+    from bot import create_server_app
+
+    try:
+        server_app = create_server_app(config, clock=clock)
+        assert gc.get_freeze_count() > 10_000
+        assert server_app.test_client().get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()

@@ -174,7 +174,7 @@ class Store:
         args: list[str | float] = [self.clock(), ",".join(str(o.expiry_seconds) for o in others),
                                    "1" if dry_run else "0"]
         for phone in phones:
-            keys += [states.slot(f.id, phone)[0] for f in (flow, *others)]
+            keys += [states.slot(other.id, phone)[0] for other in others]
             args += [phone, self.digest(phone), int(phone[3:]) - 600_000_000]
         return _text(self._admit(keys=keys, args=args))
 

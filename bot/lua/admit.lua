@@ -1,7 +1,10 @@
 -- Admit a batch of numbers to a round: skip those queued or asked before, those who objected,
 -- and those with another flow's question open on the same sender; mark the rest queued.
--- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in this flow and
--- in each sibling flow (1 + siblings keys a number).
+-- The flow's own states are not read: a number asked once has its bit in the queued bitmap for
+-- good (step.lua clears it only on a move back to new), and one that objected is on the
+-- suppression list. The claim before each send checks the state again anyway.
+-- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in each sibling
+-- flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
 -- then phone, digest, bitmap offset triples (the offset as a string: Lua's number-to-string
 -- conversion for GETBIT/SETBIT costs more than the bit operation).
@@ -9,22 +12,20 @@
 local now = tonumber(ARGV[1])
 local expiries = {}
 for seconds in string.gmatch(ARGV[2], '[^,]+') do expiries[#expiries + 1] = tonumber(seconds) end
-local per_number = 1 + #expiries
+local siblings = #expiries
 local open = {asked = true, clarified = true}
-local askable = {new = true, contacted = true}
 local codes, counts = {}, {q = 0, a = 0, s = 0, w = 0}
 local dry = ARGV[3] == '1'
 for n = 4, #ARGV, 3 do
   local phone, digest, offset = ARGV[n], ARGV[n + 1], ARGV[n + 2]
-  local first_key = 3 + (n - 4) / 3 * per_number + 1
-  local state = get_state(KEYS[first_key], phone)
   local code = 'q'
   if redis.call('HEXISTS', KEYS[2], digest) == 1 then
     code = 's'
-  elseif redis.call('GETBIT', KEYS[1], offset) == 1 or (state and not askable[state]) then
+  elseif redis.call('GETBIT', KEYS[1], offset) == 1 then
     code = 'a'
   else
-    for i = 1, #expiries do
+    local first_key = 3 + (n - 4) / 3 * siblings
+    for i = 1, siblings do
       local other, asked_at = get_state(KEYS[first_key + i], phone)
       if other and open[other] and now - asked_at < expiries[i] then
         code = 'w'

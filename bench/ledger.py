@@ -35,7 +35,7 @@ import redis
 from bench import servers
 from bench.pipeline import accord_for, machine_line
 from bench.states import _bytes
-from bot import Accord, ledger
+from bot import Accord, archive, ledger
 from bot.conversation import handle_inbound
 from bot.keys import archives_key, base_key, head_key, key_for, ledger_key
 
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         archive_dir = Path(scratch) / "archive"
         archive_dir.mkdir()
         started = time.perf_counter()
-        written = ledger.archive(client, FLOW, archive_dir, keep=0)
+        written = archive.archive(client, FLOW, archive_dir, keep=0)
         assert written is not None
-        trimmed = ledger.seal(client, FLOW, written)
+        trimmed = archive.seal(client, FLOW, written)
         archive_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        broken = ledger.verify_archived(client, FLOW, [archive_dir])
+        broken = archive.verify_archived(client, FLOW, [archive_dir])
         verify_seconds = time.perf_counter() - started
         left = {"stream": _bytes(client, [ledger_key(FLOW), head_key(FLOW), base_key(FLOW), archives_key(FLOW)]),
                 "personal": _bytes(client, _keys(client, "person") + _keys(client, "subject"))}

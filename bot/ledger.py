@@ -6,56 +6,25 @@ fields (number, event, state move, exact text, provider sid, reply) sit in the p
 bot/lua/ledger.lua, which writes both. Erasing a person removes those fields: the chain still
 verifies, and the entries left tie to nobody.
 
-The oldest entries can be archived off Redis (`archive`, then `seal`): written as they are stored to
-a gzipped JSON-lines file, fsynced and read back, then recorded as the stream's new base and trimmed,
-in one script. The chain then starts at the base's hash instead of "", and the archive files carry
-it from "" to there. No personal field goes to a file: those stay in Redis, where erasure reaches them.
+The oldest entries may have been archived off Redis (see bot/archive.py): the stream then starts at
+a recorded base, whose hash the chain starts from instead of "".
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import os
-import tempfile
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from redis import Redis
 
-from bot.keys import archives_key, base_key, head_key, ledger_key, person_key
+from bot.keys import base_key, head_key, ledger_key, person_key
 
 SEALED = ("at", "flow", "flow_hash", "kind", "pid", "commit", "prev")
 PERSONAL = ("phone", "event", "state", "text", "sid", "reply")
 PAGE = 1000
 Page = list[tuple[bytes, dict[bytes, bytes]]]
-# Record an archive as the stream's new base and trim its entries off, in one step, only if the
-# stream still starts with them. Appends since go to the end and stay; entries are never inserted
-# before the last one, so a stream that starts with the first entry archived and still holds the
-# last one with its hash holds, in between, what the file holds (or less, if some were deleted).
-# KEYS: ledger, base, archives. ARGV: the base's last id expected ('' for none), first id archived,
-# last id archived, its hash, count, the id right after the last, file name, sha256, its JSON record.
-SEAL_LUA = """
-if (redis.call('HGET', KEYS[2], 'last') or '') ~= ARGV[1] then return 'another archive of this flow ran meanwhile' end
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-local last = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])[1]
-local hash = nil
-for i = 1, last and #last[2] or 0, 2 do if last[2][i] == 'hash' then hash = last[2][i + 1] end end
-if not first or first[1] ~= ARGV[2] or hash ~= ARGV[4] then
-  return 'the stream no longer starts with the entries archived'
-end
-redis.call('HSET', KEYS[2], 'last', ARGV[3], 'hash', ARGV[4], 'file', ARGV[7], 'sha256', ARGV[8])
-redis.call('HINCRBY', KEYS[2], 'count', ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[7], ARGV[9])
-return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
-"""
-
-
-class ArchiveError(Exception):
-    """The ledger cannot be archived now, or an archive file cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -67,20 +36,6 @@ class Base:
     count: int = 0  # entries archived so far
     file: str = ""
     sha256: str = ""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One archive file: the entries it holds, the hash they chain from, and its digest."""
-
-    file: str
-    first: str
-    last: str
-    count: int
-    after: str  # the base's last id when it was written ("" at the chain's start)
-    prev: str  # the base's hash then: the first entry's prev
-    hash: str  # the last entry's hash: the base once sealed
-    sha256: str
 
 
 def lp(values: Sequence[bytes]) -> bytes:
@@ -178,168 +133,6 @@ def base(redis: Redis, flow_id: str) -> Base:
         return Base()
     return Base(found[b"last"].decode(), found[b"hash"], int(found.get(b"count", 0)),
                 found.get(b"file", b"").decode(), found.get(b"sha256", b"").decode())
-
-
-def archives(redis: Redis, flow_id: str) -> list[Archive]:
-    """Return the archive files recorded for the flow, oldest entries first."""
-    found = [Archive(name.decode(), **json.loads(raw)) for name, raw in redis.hgetall(archives_key(flow_id)).items()]
-    return sorted(found, key=lambda archive: _order(archive.first))
-
-
-def holding(recorded: Sequence[Archive], entry_id: str) -> Archive | None:
-    """Return the recorded archive an entry was moved to, or None if it was not archived."""
-    at = _order(entry_id)
-    return next((a for a in recorded if _order(a.first) <= at <= _order(a.last)), None)
-
-
-def archive(redis: Redis, flow_id: str, directory: Path, *, keep: int = 0,
-            before: float | None = None) -> Archive | None:
-    """Write the stream's oldest entries to a file in `directory`, fsynced and read back; None if none is due.
-
-    All but the newest `keep` entries are due, or, with `before`, those logged before that moment
-    (stopping at the first one that was not). The file is named after the flow and its first and
-    last ids. Nothing in Redis changes: `seal` then records it and trims the stream.
-    """
-    start = base(redis, flow_id)
-    due = _due(entries(redis, flow_id), redis.xlen(ledger_key(flow_id)) - keep, before)
-    written: Archive | None = None
-    descriptor, partial = tempfile.mkstemp(prefix=f".ledger.{flow_id}.", suffix=".partial", dir=directory)
-    try:
-        with open(descriptor, "wb") as raw:
-            # No name and no time in the gzip header: the same entries always make the same bytes.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as out:
-                head, first, last, count = start.hash, "", "", 0
-                for page in pages(due):
-                    broken, head, walked = walk(redis, flow_id, [page], head)
-                    if broken:
-                        raise ArchiveError(f"the ledger does not verify at entry {broken}: nothing archived "
-                                           f"(see `consent verify {flow_id}`)")
-                    out.write(b"".join(_line(entry_id, fields) for entry_id, fields in page))
-                    first, last, count = first or page[0][0].decode(), page[-1][0].decode(), count + walked
-            raw.flush()
-            os.fsync(raw.fileno())
-        if count:
-            path = directory / f"ledger.{flow_id}.{first}.{last}.jsonl.gz"
-            os.replace(partial, path)
-            _fsync_directory(directory)
-            if check(redis, flow_id, path, start.hash) != (None, head, count):
-                path.unlink()
-                raise ArchiveError(f"{path}: read back, it does not hold what was written; nothing archived")
-            written = Archive(path.name, first, last, count, start.last, start.hash.decode(), head.decode(),
-                              _sha256(path))
-    finally:
-        Path(partial).unlink(missing_ok=True)
-    return written
-
-
-def seal(redis: Redis, flow_id: str, written: Archive) -> int:
-    """Record `written` as the stream's new base and trim its entries off, atomically; return how many went.
-
-    Refused, changing nothing, if another archive ran since it was written or the stream no longer
-    starts with its entries.
-    """
-    record = json.dumps({k: v for k, v in asdict(written).items() if k != "file"})
-    ms, seq = written.last.split("-")
-    minid = f"{ms}-{int(seq) + 1}"  # XTRIM MINID drops every entry before this id
-    done = redis.register_script(SEAL_LUA)(
-        keys=[ledger_key(flow_id), base_key(flow_id), archives_key(flow_id)],
-        args=[written.after, written.first, written.last, written.hash, written.count,
-              minid, written.file, written.sha256, record])
-    if not isinstance(done, int):
-        raise ArchiveError(f"{done.decode()}: {written.file} is not recorded and nothing was trimmed; run again")
-    return done
-
-
-def check(redis: Redis, flow_id: str, path: Path, head: bytes) -> tuple[str | None, bytes, int]:
-    """Walk an archive file's chain from `head` (see `walk`); a line that does not parse is named."""
-    return walk(redis, flow_id, pages(read_file(path)), head)
-
-
-def read_file(path: Path) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
-    """Yield an archive file's entries as the stream held them."""
-    try:
-        with gzip.open(path, "rb") as lines:
-            for number, line in enumerate(lines, 1):
-                try:
-                    fields = json.loads(line)
-                    entry_id = fields.pop("id").encode()
-                    yield entry_id, {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in fields.items()}
-                except (ValueError, KeyError, AttributeError, UnicodeError) as error:  # a hand-edited line
-                    raise ArchiveError(f"{path.name}, line {number}: not an archived entry ({error})") from error
-    except (OSError, EOFError, zlib.error) as error:  # truncated, not gzip: the file is named, not crashed on
-        raise ArchiveError(f"{path.name}: unreadable ({error})") from error
-
-
-def archive_files(flow_id: str, paths: Iterable[Path]) -> dict[str, Path]:
-    """Return the flow's archive files among `paths` (files, or folders holding them), by name."""
-    found = {}
-    for path in paths:
-        for file in sorted(path.glob(f"ledger.{flow_id}.*.jsonl.gz")) if path.is_dir() else [path]:
-            found[file.name] = file
-    return found
-
-
-def verify_archived(redis: Redis, flow_id: str, paths: Iterable[Path]) -> str | None:
-    """Walk the chain from "" through every recorded archive file, then the stream; say where it breaks."""
-    given = archive_files(flow_id, paths)
-    head = b""
-    for recorded in archives(redis, flow_id):
-        path = given.get(recorded.file)
-        if path is None:
-            return f"archive {recorded.file} (entries {recorded.first} to {recorded.last}) is not among the files given"
-        try:
-            broken, head, count = check(redis, flow_id, path, head)
-        except ArchiveError as error:
-            return str(error)
-        if broken:
-            return f"broken at entry {broken} (in {recorded.file})"
-        if count != recorded.count or _sha256(path) != recorded.sha256:
-            return f"archive {recorded.file} is not the file archived (its entries or sha256 differ)"
-    if head != base(redis, flow_id).hash:
-        return "broken at the base: the archives do not end at the hash recorded in Redis"
-    broken = verify(redis, flow_id)
-    return f"broken at entry {broken}" if broken else None
-
-
-def _due(stream: Iterable[tuple[bytes, dict[bytes, bytes]]], limit: int,
-         before: float | None) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
-    """Yield the first `limit` entries, stopping at the first logged at or after `before`."""
-    for taken, (entry_id, fields) in enumerate(stream):
-        if taken >= limit:
-            return
-        if before is not None:
-            try:
-                if float(fields.get(b"at", b"")) >= before:
-                    return
-            except ValueError:  # a time that does not parse: stop here, the walk will name the entry
-                return
-        yield entry_id, fields
-
-
-def _line(entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
-    """One archived entry as a JSON line: its id, then its fields exactly as stored."""
-    entry = {"id": entry_id.decode()} | {k.decode(): v.decode("utf-8", "surrogateescape") for k, v in fields.items()}
-    return json.dumps(entry).encode() + b"\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _order(entry_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in entry_id.split("-"))
 
 
 def pages(stream: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> Iterator[Page]:

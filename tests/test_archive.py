@@ -10,7 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from bot import Accord, ledger
+from bot import Accord, archive, ledger
 from bot.cli import Services, main
 from bot.keys import base_key, ledger_key
 from tests.conftest import SMS, Clock
@@ -168,7 +168,7 @@ def test_a_file_written_but_not_recorded_changes_nothing_and_the_next_run_comple
         accord, flow, talked, redis_client, tmp_path):
     """An archive cut short between its file and its base: Redis as before, and a rerun finishes the job."""
     before = stream(redis_client)
-    written = ledger.archive(redis_client, "demo", tmp_path, keep=1)  # the file is written, fsynced, read back
+    written = archive.archive(redis_client, "demo", tmp_path, keep=1)  # the file is written, fsynced, read back
     assert written is not None and (tmp_path / written.file).exists()
     assert stream(redis_client) == before and ledger.base(redis_client, "demo") == ledger.Base()
     run(accord, "consent", "verify", "demo")
@@ -183,28 +183,28 @@ def test_a_file_written_but_not_recorded_changes_nothing_and_the_next_run_comple
 def test_a_file_written_before_another_archive_ran_is_refused_and_changes_nothing(
         accord, flow, talked, redis_client, tmp_path):
     (tmp_path / "stale").mkdir()
-    stale = ledger.archive(redis_client, "demo", tmp_path / "stale", keep=2)
+    stale = archive.archive(redis_client, "demo", tmp_path / "stale", keep=2)
     assert stale is not None
     run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "done"), "--keep", "2")
     left, base = stream(redis_client), redis_client.hgetall(base_key("demo"))
-    with pytest.raises(ledger.ArchiveError, match="another archive"):
-        ledger.seal(redis_client, "demo", stale)
+    with pytest.raises(archive.ArchiveError, match="another archive"):
+        archive.seal(redis_client, "demo", stale)
     assert stream(redis_client) == left and redis_client.hgetall(base_key("demo")) == base
 
 
 def test_a_stream_no_longer_starting_with_the_file_is_not_trimmed(accord, flow, talked, redis_client, tmp_path):
-    written = ledger.archive(redis_client, "demo", tmp_path, keep=0)
+    written = archive.archive(redis_client, "demo", tmp_path, keep=0)
     redis_client.xdel(ledger_key("demo"), written.first)
     left = stream(redis_client)
-    with pytest.raises(ledger.ArchiveError, match="no longer starts"):
-        ledger.seal(redis_client, "demo", written)
+    with pytest.raises(archive.ArchiveError, match="no longer starts"):
+        archive.seal(redis_client, "demo", written)
     assert stream(redis_client) == left and not redis_client.exists(base_key("demo"))
 
 
 def test_entries_appended_between_file_and_seal_stay_in_redis(accord, flow, sms, talked, redis_client, tmp_path):
-    written = ledger.archive(redis_client, "demo", tmp_path, keep=0)
+    written = archive.archive(redis_client, "demo", tmp_path, keep=0)
     talk(accord, flow, sms, "+33612980009")
-    assert ledger.seal(redis_client, "demo", written) == written.count
+    assert archive.seal(redis_client, "demo", written) == written.count
     assert len(stream(redis_client)) == 3
     run(accord, "consent", "verify", "demo", "--archive", str(tmp_path))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bot import ledger, lint, proof, rights
+from bot import archive, ledger, lint, proof, rights
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, write_csv
@@ -95,9 +95,9 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None
     flow = obj.flow(flow_id)
     base = ledger.base(store.redis, flow.id)
     if paths:
-        broken = ledger.verify_archived(store.redis, flow.id, paths)
-        recorded = {archive.file for archive in ledger.archives(store.redis, flow.id)}
-        for name in sorted(set(ledger.archive_files(flow.id, paths)) - recorded):
+        broken = archive.verify_archived(store.redis, flow.id, paths)
+        recorded = {item.file for item in archive.archives(store.redis, flow.id)}
+        for name in sorted(set(archive.archive_files(flow.id, paths)) - recorded):
             click.echo(f"{name}: not recorded as an archive of {flow_id} (left by an interrupted run?), not read")
     else:
         found = store.verify_ledger(flow.id)
@@ -160,10 +160,10 @@ def person_show(obj: Services, phone: str) -> None:
         click.echo(f"{held['phone']} in {flow_id}: {flow['state']}{' (objected)' if flow['objected'] else ''}")
         click.echo(f"  controller: {flow['controller']}; purpose: {flow['purpose']}")
         click.echo(f"  source: {flow['source']}; import: {flow['import'] or '-'}; notice: {flow['notice']}")
-        archived = ledger.archives(obj.accord.store.redis, flow_id)
+        archived = archive.archives(obj.accord.store.redis, flow_id)
         for entry in flow["ledger"]:
             # An entry archived off Redis keeps its personal fields here; its time went with it to the file.
-            moved = None if entry["at"] else ledger.holding(archived, entry["entry"])
+            moved = None if entry["at"] else archive.holding(archived, entry["entry"])
             at = (dt.datetime.fromtimestamp(float(entry["at"]), dt.UTC).isoformat(timespec="seconds") if entry["at"]
                   else "archived" if moved else "not in the ledger")
             click.echo(f"  {at:<25}  {entry['event']:<18} {entry['state']:<22} {entry['text']!r}"
@@ -281,12 +281,12 @@ def ledger_archive(obj: Services, flow_id: str, directory: Path, before: dt.date
     cutoff = dt.datetime.combine(before.date(), dt.time(), flow.timezone).timestamp() if before else None
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        written = ledger.archive(redis, flow.id, directory, keep=keep, before=cutoff)
+        written = archive.archive(redis, flow.id, directory, keep=keep, before=cutoff)
         if written is None:
             click.echo(f"ledger of {flow_id}: nothing to archive.")
             return
-        trimmed = ledger.seal(redis, flow.id, written)
-    except ledger.ArchiveError as error:
+        trimmed = archive.seal(redis, flow.id, written)
+    except archive.ArchiveError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"ledger of {flow_id}: {written.count} entries ({written.first} to {written.last}) archived to "
                f"{directory / written.file}, sha256 {written.sha256}; {trimmed} removed from Redis.")

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
+import math
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,10 +171,8 @@ def verify_archived(redis: Redis, flow_id: str, paths: Iterable[Path]) -> str | 
     given = archive_files(flow_id, paths)
     head = b""
     for recorded in archives(redis, flow_id):
-        path = given.get(recorded.file)
-        if path is None:
-            return f"archive {recorded.file} (entries {recorded.first} to {recorded.last}) is not among the files given"
         try:
+            path = _given(recorded, given)
             broken, head, count = check(redis, flow_id, path, head)
         except ArchiveError as error:
             return str(error)
@@ -182,6 +184,78 @@ def verify_archived(redis: Redis, flow_id: str, paths: Iterable[Path]) -> str | 
         return "broken at the base: the archives do not end at the hash recorded in Redis"
     broken = verify(redis, flow_id)
     return f"broken at entry {broken}" if broken else None
+
+
+def recorded_entries(redis: Redis, flow_id: str, paths: Iterable[Path],
+                     wanted: Collection[str] | None = None) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """Return the entries of the flow's recorded archive files among `paths`, oldest first, as stored.
+
+    Every file recorded is needed, or only those named in `wanted`. Before anything is read, each
+    needed file must be among those given and be the very file archived (its recorded sha256), or
+    ArchiveError names it.
+    """
+    given = archive_files(flow_id, paths)
+    needed = []
+    for recorded in archives(redis, flow_id):
+        if wanted is None or recorded.file in wanted:
+            path = _given(recorded, given)
+            if _sha256(path) != recorded.sha256:
+                raise ArchiveError(f"archive {recorded.file} is not the file archived (its sha256 differs)")
+            needed.append(path)
+    return itertools.chain.from_iterable(map(read_file, needed))
+
+
+class Sealed:
+    """The time and flow version hash sealed in archived entries, looked up by entry id.
+
+    Kept in arrays, some 30 bytes an entry against over 200 in a dict of strings: a flow's archives
+    may hold millions of entries. Entries are added in id order, as the files hold them.
+    """
+
+    def __init__(self) -> None:
+        self._ms, self._seq, self._at, self._version = array("q"), array("q"), array("d"), array("I")
+        self._versions: dict[bytes, int] = {}  # a flow has few versions: each hash is kept once
+        self._hashes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._ms)
+
+    def add(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Keep an entry's time and flow hash; ArchiveError if it comes before the last one added."""
+        ms, seq = _order(entry_id.decode())
+        if self._ms and (ms, seq) <= (self._ms[-1], self._seq[-1]):
+            raise ArchiveError(f"archived entry {entry_id.decode()} is out of order")
+        flow_hash = fields.get(b"flow_hash", b"")
+        if flow_hash not in self._versions:
+            self._versions[flow_hash] = len(self._hashes)
+            self._hashes.append(flow_hash.decode("utf-8", "replace"))
+        try:
+            at = float(fields.get(b"at", b""))
+        except ValueError:  # a time that does not parse (the chain still seals it): shown blank
+            at = math.nan
+        self._ms.append(ms)
+        self._seq.append(seq)
+        self._at.append(at)
+        self._version.append(self._versions[flow_hash])
+
+    def get(self, entry_id: str) -> tuple[str, str] | None:
+        """Return an archived entry's time (epoch seconds, as logged) and flow hash; None if not held."""
+        ms, seq = _order(entry_id)
+        start, end = bisect_left(self._ms, ms), bisect_right(self._ms, ms)
+        index = bisect_left(self._seq, seq, start, end)  # within one millisecond, ids go by sequence
+        if index == end or self._seq[index] != seq:
+            return None
+        at = self._at[index]
+        return "" if math.isnan(at) else f"{at:.3f}", self._hashes[self._version[index]]
+
+
+def _given(recorded: Archive, given: dict[str, Path]) -> Path:
+    """Return the file given for a recorded archive; ArchiveError if it is not among them."""
+    path = given.get(recorded.file)
+    if path is None:
+        raise ArchiveError(f"archive {recorded.file} (entries {recorded.first} to {recorded.last}) "
+                           "is not among the files given")
+    return path
 
 
 def _due(stream: Iterable[tuple[bytes, dict[bytes, bytes]]], limit: int,

@@ -1,7 +1,9 @@
 """Proof of consent (COMPLIANCE.md A.6): per number, the request it received, its answers, its origin.
 
 Records are built one number at a time from what the ledger holds on that number, so an export
-of a large flow keeps memory flat; every export is itself logged in the ledger (C.12).
+of a large flow keeps memory flat; every export is itself logged in the ledger (C.12). The personal
+fields of entries archived off Redis stay in Redis; their times and flow hashes went to the archive
+files, which `archived_times` reads back.
 """
 
 from __future__ import annotations
@@ -11,21 +13,29 @@ import datetime as dt
 import getpass
 import json
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
-from bot import Accord, ledger
+from bot import Accord, archive
 from bot.flows import Flow
-from bot.keys import ledger_key
+from bot.keys import ledger_key, person_key
 
 FORMATS = ("jsonl", "csv")
 COLUMNS = ("phone", "flow", "outcome", "request_text", "flow_hash", "asked_at", "sent_at", "request_sid",
            "request_status", "answers", "events", "operator", "origin")
 Imports = list[tuple[tuple[int, ...], dict[str, Any]]]
+# Kinds of entry whose time and flow hash no proof shows: those with no number (imports are read
+# from their personal fields, see import_origins), content, and refused sends (only their text).
+UNSHOWN = frozenset({b"import", b"export", b"erasure", b"content", b"send_failed"})
 
 
 def export(accord: Accord, flow: Flow, out: IO[str], fmt: str = "jsonl", phone: str | None = None,
-           destination: str = "stdout") -> int:
-    """Write the proof for every number of `flow` (or one) to `out`, log the export; return the count."""
+           destination: str = "stdout", archived: archive.Sealed | None = None) -> int:
+    """Write the proof for every number of `flow` (or one) to `out`, log the export; return the count.
+
+    `archived` gives the times and flow hashes of entries archived off Redis (see `archived_times`);
+    without it they show blank.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     imports = import_origins(accord, flow)
@@ -35,7 +45,7 @@ def export(accord: Accord, flow: Flow, out: IO[str], fmt: str = "jsonl", phone: 
     count = 0
     try:
         for number in numbers:
-            found = record(accord, flow, number, imports, fallback)
+            found = record(accord, flow, number, imports, fallback, archived)
             if found is not None:
                 write(found)
                 count += 1
@@ -48,15 +58,19 @@ def export(accord: Accord, flow: Flow, out: IO[str], fmt: str = "jsonl", phone: 
 
 
 def record(accord: Accord, flow: Flow, phone: str, imports: Imports,
-           fallback_origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
+           fallback_origin: dict[str, Any] | None = None,
+           archived: archive.Sealed | None = None) -> dict[str, Any] | None:
     """Build one number's proof from its ledger entries in `flow`; None when nothing is held."""
     entries = accord.store.person(phone).get(flow.id, [])
     outcome = accord.store.state(flow, phone)
     if not entries and outcome == "new":
         return None
+    for entry in entries:
+        if not entry["at"] and archived and (sealed := archived.get(entry["entry"])):
+            entry["at"] = sealed[0]
     requests, answers, events = chain(entries)
     for request in requests:
-        request["flow_hash"] = _sealed_hash(accord, flow.id, request["entry"])
+        request["flow_hash"] = _sealed_hash(accord, flow.id, request["entry"], archived)
         if request["message_sid"]:
             request["status"] = accord.store.message_status(request["message_sid"]) or ""
     first = requests[0]["entry"] if requests else (entries[0]["entry"] if entries else "")
@@ -97,16 +111,35 @@ def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], li
 
 
 def import_origins(accord: Accord, flow: Flow) -> Imports:
-    """Return the flow's import entries (id, origin), oldest first, reading the ledger a page at a time."""
-    found: Imports = []
-    page: list[tuple[bytes, dict[bytes, bytes]]] = []
-    for entry in ledger.entries(accord.store.redis, flow.id):
-        if entry[1].get(b"kind") == b"import":
-            page.append(entry)
-    for (entry_id, _), fields in zip(page, ledger.personal(accord.store.redis, flow.id, page), strict=True):
-        origin = _json((fields or {}).get("text", ""))
+    """Return the flow's imports (entry id, origin), oldest first, archived or not.
+
+    They are read from the personal fields of the ledger's entries without a number, which stay in
+    Redis when the entries are archived: imports, exports and erasures, a scan at a time.
+    """
+    found: dict[str, dict[str, Any]] = {}  # by entry id: a scan may yield a field twice
+    for name, raw in accord.store.redis.hscan_iter(person_key("-"), match=f"{flow.id}|*", count=1000):
+        fields = _json(raw.decode("utf-8", "replace")) or {}
+        origin = _json(fields.get("text", "")) if fields.get("event") == "import" else None
         if origin:
-            found.append((_order(entry_id.decode()), origin))
+            found[name.decode().partition("|")[2]] = origin
+    return sorted(((_order(entry_id), origin) for entry_id, origin in found.items()), key=lambda item: item[0])
+
+
+def archived_times(accord: Accord, flow: Flow, paths: Iterable[Path], phone: str | None = None) -> archive.Sealed:
+    """Read the times and flow hashes the proof shows from the flow's archive files among `paths`.
+
+    Every recorded archive file is needed, or with `phone` only those holding that number's archived
+    entries; archive.ArchiveError names one missing or not the file archived.
+    """
+    wanted = None
+    if phone:
+        recorded = archive.archives(accord.store.redis, flow.id)
+        wanted = {held.file for entry in accord.store.person(phone).get(flow.id, [])
+                  if not entry["at"] and (held := archive.holding(recorded, entry["entry"]))}
+    found = archive.Sealed()
+    for entry_id, fields in archive.recorded_entries(accord.store.redis, flow.id, paths, wanted):
+        if fields.get(b"kind", b"") not in UNSHOWN:
+            found.add(entry_id, fields)
     return found
 
 
@@ -154,10 +187,13 @@ def _jsonl_writer(out: IO[str]) -> Callable[[dict[str, Any]], object]:
     return lambda proof: out.write(json.dumps(proof, ensure_ascii=False) + "\n")
 
 
-def _sealed_hash(accord: Accord, flow_id: str, entry_id: str) -> str:
+def _sealed_hash(accord: Accord, flow_id: str, entry_id: str, archived: archive.Sealed | None) -> str:
     """Return the flow version hash sealed in the chain for an entry (the flow may have changed since)."""
     found = accord.store.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
-    return found[0][1].get(b"flow_hash", b"").decode() if found else ""
+    if found:
+        return found[0][1].get(b"flow_hash", b"").decode()
+    sealed = archived.get(entry_id) if archived else None
+    return sealed[1] if sealed else ""
 
 
 def _unique(phones: Iterable[str]) -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -13,9 +14,14 @@ from click.testing import CliRunner, Result
 from bot import Accord, archive, ledger
 from bot.cli import Services, main
 from bot.keys import base_key, ledger_key
+from bot.rounds import Origin
 from tests.conftest import SMS, Clock
+from tests.test_proof import ORIGIN, start
 
 VOTERS = [f"+3361298000{n}" for n in range(1, 5)]
+LATE = "+33612980009"
+LATER = Origin(source_type="broker", broker="ListeElec", contract="LE-2027-042", operator="dominique",
+               file="second.csv", imported_at="2026-12-01T10:00:00+00:00")
 
 
 def run(accord: Accord, *args: str, code: int = 0) -> Result:
@@ -40,6 +46,10 @@ def talk(accord: Accord, flow, sms: SMS, phone: str) -> None:
 def talked(accord: Accord, flow, sms: SMS) -> None:
     for phone in VOTERS:
         talk(accord, flow, sms, phone)
+
+
+def export(accord: Accord, *args: str) -> list[dict]:
+    return [json.loads(line) for line in run(accord, "consent", "export", "demo", *args).stdout.splitlines()]
 
 
 def stream(redis_client: redis.Redis) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -249,3 +259,74 @@ def test_exports_and_cost_reports_say_what_the_archive_holds(accord, flow, talke
     assert "are archived off Redis" in exported.stderr and "archived" not in exported.stdout
     assert len(exported.stdout.splitlines()) == len(VOTERS)
     assert "messages among them are not counted" in run(accord, "report", "costs", "demo").stderr
+
+
+@pytest.fixture
+def campaign(accord: Accord, sms: SMS, clock: Clock, tmp_path: Path) -> None:
+    """Two rounds from two brokers, and every kind of answer: yes, stop then start and yes, unclear, late."""
+    start(accord, tmp_path, VOTERS[:3])
+    clock.advance(minutes=5)
+    for text in ("oui", "stop", "start", "oui"):  # START brings the request back as its answer
+        sms.send(VOTERS[0], text)
+        clock.advance(minutes=1)
+    sms.send(VOTERS[1], "je ne sais pas")
+    clock.advance(days=8)  # past expiry: the late YES first logs the question's expiry
+    sms.send(VOTERS[2], "oui")
+    start(accord, tmp_path, [VOTERS[3]], LATER)
+    sms.send(VOTERS[3], "oui")
+
+
+def test_an_export_after_archiving_with_the_files_is_the_export_before(accord, campaign, redis_client, tmp_path):
+    before = {fmt: run(accord, "consent", "export", "demo", "--format", fmt).stdout for fmt in ("jsonl", "csv")}
+    proofs = [json.loads(line) for line in before["jsonl"].splitlines()]
+    times = [r[key] for p in proofs for r in p["requests"] for key in ("asked_at", "sent_at", "flow_hash")]
+    times += [item["at"] for p in proofs for item in p["answers"] + p["events"]]
+    assert len(proofs) == 4 and all(times) and any(p["events"] for p in proofs)
+    assert any("in_reply_to" in r for p in proofs for r in p["requests"])
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "archives"), "--keep", "3")
+    assert [fields[b"kind"] for _, fields in stream(redis_client)].count(b"import") == 0
+    blank = run(accord, "consent", "export", "demo")
+    assert blank.stdout != before["jsonl"] and '"asked_at": ""' in blank.stdout and '"flow_hash": ""' in blank.stdout
+    assert "show blank here" in blank.stderr and "--archive DIR" in blank.stderr
+    for fmt in ("jsonl", "csv"):
+        after = run(accord, "consent", "export", "demo", "--format", fmt, "--archive", str(tmp_path / "archives"))
+        assert after.stdout == before[fmt]
+        assert "archived off Redis" not in after.stderr
+    one = export(accord, "--phone", VOTERS[0], "--archive", str(tmp_path / "archives"))
+    assert one == [p for p in proofs if p["phone"] == VOTERS[0]]
+
+
+def test_without_the_files_each_number_keeps_the_origin_of_its_round(accord, redis_client, clock, tmp_path):
+    start(accord, tmp_path, [VOTERS[0]])
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "archives"), "--keep", "0")
+    clock.advance(hours=1)
+    start(accord, tmp_path, [VOTERS[1]], LATER)
+    assert [fields[b"kind"] for _, fields in stream(redis_client)].count(b"import") == 1  # the first is archived
+    origins = {p["phone"]: (p["origin"], p["operator"]) for p in export(accord)}
+    assert origins == {VOTERS[0]: (dataclasses.asdict(ORIGIN), "camille"),
+                       VOTERS[1]: (dataclasses.asdict(LATER), "dominique")}
+
+
+def test_an_export_names_the_archive_file_it_needs_that_is_missing_or_not_the_one_archived(
+        accord, flow, sms, talked, tmp_path):
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "one"), "--keep", "0")
+    talk(accord, flow, sms, LATE)
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path / "two"), "--keep", "0")
+    (first,) = (tmp_path / "one").glob("*.jsonl.gz")
+    written = tmp_path / "proof.jsonl"
+    output = run(accord, "consent", "export", "demo", "--archive", str(tmp_path / "two"), "--output", str(written),
+                 code=1).output
+    assert f"archive {first.name}" in output and "not among the files given" in output
+    assert not written.exists()
+    # A number whose entries all went to the second file needs only that one.
+    (late,) = export(accord, "--phone", LATE, "--archive", str(tmp_path / "two"))
+    assert late["requests"][0]["sent_at"] == "2026-12-01T09:00:00+00:00"
+    assert late["requests"][0]["flow_hash"] == flow.content_hash
+    output = run(accord, "consent", "export", "demo", "--phone", VOTERS[0], "--archive", str(tmp_path / "two"),
+                 code=1).output
+    assert f"archive {first.name}" in output
+    rewrite(first, lambda entry: entry)  # the same entries, compressed otherwise: not the file recorded
+    output = run(accord, "consent", "export", "demo", "--archive", str(tmp_path / "one"), "--archive",
+                 str(tmp_path / "two"), code=1).output
+    assert f"archive {first.name} is not the file archived" in output
+

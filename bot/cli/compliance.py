@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -84,10 +85,15 @@ def consent() -> None:
     """Proof of consent."""
 
 
+def _archive_option(purpose: str) -> Callable[[Callable], Callable]:
+    """The --archive option: FLOW's archive files, or folders holding them, read for `purpose`."""
+    return click.option("--archive", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+                        help=f"Archive files of FLOW, or folders holding them: {purpose}. Repeatable.")
+
+
 @consent.command("verify")
 @click.argument("flow_id", metavar="FLOW")
-@click.option("--archive", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Archive files of FLOW, or folders holding them: walk the chain from its very start. Repeatable.")
+@_archive_option("walk the chain from its very start")
 @click.pass_obj
 def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None:
     """Walk FLOW's ledger hash chain and report the first entry that does not fit."""
@@ -96,9 +102,7 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None
     base = ledger.base(store.redis, flow.id)
     if paths:
         broken = archive.verify_archived(store.redis, flow.id, paths)
-        recorded = {item.file for item in archive.archives(store.redis, flow.id)}
-        for name in sorted(set(archive.archive_files(flow.id, paths)) - recorded):
-            click.echo(f"{name}: not recorded as an archive of {flow_id} (left by an interrupted run?), not read")
+        _say_unrecorded(obj, flow_id, paths)
     else:
         found = store.verify_ledger(flow.id)
         broken = f"broken at entry {found}" if found else None
@@ -119,20 +123,27 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="File to write [default: stdout].")
+@_archive_option("the times and flow hashes of the entries archived off Redis are read from them")
 @click.pass_obj
-def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, output: Path | None) -> None:
+def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, output: Path | None,
+                   paths: tuple[Path, ...]) -> None:
     """Export the proof of consent of FLOW's numbers (A.6): request, answers, origin; the export is logged."""
 
     flow = obj.flow(flow_id)
     number = phone_argument(phone) if phone else None
+    try:  # read, and the files checked, before any output is opened
+        archived = proof.archived_times(obj.accord, flow, paths, number) if paths else None
+    except archive.ArchiveError as error:
+        raise click.ClickException(str(error)) from error
+    _say_unrecorded(obj, flow_id, paths, err=True)
     if output is None:
-        count = proof.export(obj.accord, flow, sys.stdout, fmt, number)
+        count = proof.export(obj.accord, flow, sys.stdout, fmt, number, archived=archived)
     else:
         with output.open("w", encoding="utf-8", newline="") as file:
-            count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name)
+            count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name, archived=archived)
     click.echo(f"{count} record(s) of {flow_id} exported; the export is logged in the ledger.", err=True)
-    _say_archived(obj, flow_id, "their times and flow hashes show blank here, and the import origins among them "
-                                "are missing")
+    if not paths:
+        _say_archived(obj, flow_id, "their times (asked_at, sent_at, answers, events) and flow hashes show blank here")
 
 
 def _say_archived(obj: Services, flow_id: str, missing: str) -> None:
@@ -140,7 +151,15 @@ def _say_archived(obj: Services, flow_id: str, missing: str) -> None:
     base = ledger.base(obj.accord.store.redis, flow_id)
     if base.count:
         click.echo(f"Note: {base.count} older ledger entries of {flow_id} (up to {base.last}) are archived off Redis: "
-                   f"{missing}. The archive files hold them.", err=True)
+                   f"{missing}. --archive DIR reads them from their archive files.", err=True)
+
+
+def _say_unrecorded(obj: Services, flow_id: str, paths: tuple[Path, ...], *, err: bool = False) -> None:
+    """Name the files given as archives of the flow that Redis did not record as such (they are not read)."""
+    recorded = {item.file for item in archive.archives(obj.accord.store.redis, flow_id)}
+    for name in sorted(set(archive.archive_files(flow_id, paths)) - recorded):
+        click.echo(f"{name}: not recorded as an archive of {flow_id} (left by an interrupted run?), not read",
+                   err=err)
 
 
 @main.group()

@@ -2,18 +2,22 @@
 
 Outbound messages are those the gateway accepted ("sent" entries: consent requests and content)
 and those answered through TwiML (each text of an answer's "reply"). The ledger is read a page at
-a time, so a flow of millions of entries is summed in flat memory.
+a time, so a flow of millions of entries is summed in flat memory. Entries archived off Redis are
+counted when their archive files are read along (their personal fields stayed in Redis).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO
+
+from redis import Redis
 
 from bot import Accord, ledger
 from bot.flows import Flow
@@ -44,11 +48,15 @@ class CostReport:
         totals.segments += parts
 
 
-def costs(accord: Accord, flow: Flow) -> CostReport:
-    """Sum the flow's outbound messages and segments per day, in the flow's timezone."""
+def costs(accord: Accord, flow: Flow, archived: Iterable[tuple[bytes, dict[bytes, bytes]]] = ()) -> CostReport:
+    """Sum the flow's outbound messages and segments per day, in the flow's timezone.
+
+    `archived` are the entries archived off Redis (see archive.recorded_entries), counted first.
+    """
     report = CostReport()
     estimate = segments(flow.texts.consent_request)
-    for fields, personal in _joined(accord, flow.id):
+    redis = accord.store.redis
+    for fields, personal in _joined(redis, flow.id, itertools.chain(archived, ledger.entries(redis, flow.id))):
         day = dt.datetime.fromtimestamp(float(fields.get(b"at", b"0")), flow.timezone).date()
         kind = fields.get(b"kind", b"").decode()
         if personal is None:
@@ -94,14 +102,8 @@ def write_csv(report: CostReport, out: IO[str], unit_price: Decimal) -> None:
         out.write(f"# {report.unknown_replies} answer(s) erased since: their TwiML replies are not counted\n")
 
 
-def _joined(accord: Accord, flow_id: str) -> Iterator[tuple[dict[bytes, bytes], dict | None]]:
-    """Yield each stream entry with its personal fields (None where erased), a page at a time."""
-    redis = accord.store.redis
-    page: list[tuple[bytes, dict[bytes, bytes]]] = []
-    for entry in ledger.entries(redis, flow_id):
-        page.append(entry)
-        if len(page) == ledger.PAGE:
-            yield from zip((f for _, f in page), ledger.personal(redis, flow_id, page), strict=True)
-            page = []
-    if page:
+def _joined(redis: Redis, flow_id: str, stream: Iterable[tuple[bytes, dict[bytes, bytes]]]
+            ) -> Iterator[tuple[dict[bytes, bytes], dict | None]]:
+    """Yield each entry with its personal fields (None where erased), a page at a time."""
+    for page in ledger.pages(stream):
         yield from zip((f for _, f in page), ledger.personal(redis, flow_id, page), strict=True)

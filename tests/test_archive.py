@@ -330,3 +330,15 @@ def test_an_export_names_the_archive_file_it_needs_that_is_missing_or_not_the_on
                  str(tmp_path / "two"), code=1).output
     assert f"archive {first.name} is not the file archived" in output
 
+
+def test_the_cost_report_with_the_files_counts_what_was_archived(accord, flow, talked, tmp_path):
+    before = run(accord, "report", "costs", "demo").stdout
+    assert f"TOTAL,{len(VOTERS) * 3}," in before  # per voter: the request, then the confirmation and content
+    run(accord, "ledger", "archive", "demo", "--to", str(tmp_path), "--keep", "1")
+    without = run(accord, "report", "costs", "demo")
+    assert without.stdout != before and "--archive DIR" in without.stderr
+    with_files = run(accord, "report", "costs", "demo", "--archive", str(tmp_path))
+    assert with_files.stdout == before and "archived off Redis" not in with_files.stderr
+    rewrite(next(tmp_path.glob("*.jsonl.gz")), lambda entry: entry)
+    assert "is not the file archived" in run(accord, "report", "costs", "demo", "--archive", str(tmp_path),
+                                             code=1).output

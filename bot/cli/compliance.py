@@ -259,8 +259,9 @@ def report() -> None:
 @report.command("costs")
 @click.argument("flow_id", metavar="FLOW")
 @click.option("--unit-price", help="Price of one segment, in euros [default: 0].")
+@_archive_option("the messages among the entries archived off Redis are counted too")
 @click.pass_obj
-def report_costs(obj: Services, flow_id: str, unit_price: str | None) -> None:
+def report_costs(obj: Services, flow_id: str, unit_price: str | None, paths: tuple[Path, ...]) -> None:
     """Print FLOW's outbound messages and segments per day (its timezone) as CSV, with totals (E.18)."""
 
     flow = obj.flow(flow_id)
@@ -270,8 +271,15 @@ def report_costs(obj: Services, flow_id: str, unit_price: str | None) -> None:
         raise click.BadParameter(str(error), param_hint="--unit-price") from error
     if unit_price is None:
         click.echo("No --unit-price given: totals are 0 EUR.", err=True)
-    write_csv(costs(obj.accord, flow), sys.stdout, price)
-    _say_archived(obj, flow_id, "the messages among them are not counted here")
+    try:
+        archived = archive.recorded_entries(obj.accord.store.redis, flow.id, paths) if paths else ()
+        report = costs(obj.accord, flow, archived)
+    except archive.ArchiveError as error:
+        raise click.ClickException(str(error)) from error
+    _say_unrecorded(obj, flow_id, paths, err=True)
+    write_csv(report, sys.stdout, price)
+    if not paths:
+        _say_archived(obj, flow_id, "the messages among them are not counted here")
 
 
 @main.group("ledger")

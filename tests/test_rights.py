@@ -10,11 +10,13 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from bot import Accord
+from bot import Accord, use
 from bot.cli import Services, main
 from bot.keys import OUTBOX_KEY
 from bot.rounds import Origin, start_round
+from bot.sending import queue_for
 from tests.conftest import PARIS, SMS, Clock
+from tests.test_invariants import InProcessWorker
 
 VOTER = "+33612980001"
 
@@ -83,6 +85,20 @@ def test_person_erase_keeps_only_the_hmac_and_a_later_import_is_suppressed(accor
     report = start_round(accord, flow, path, Origin("supporters", "", "", "test", "again.csv", "-"))
     assert report.counts["suppressed"] == 1 and report.counts["queued"] == 0
 
+
+
+def test_a_number_erased_while_its_request_waits_in_the_queue_is_never_asked(accord, flow, tmp_path: Path):
+    """Erasure and objection before the round's worker reached the number: the queued job sends nothing."""
+    path = tmp_path / "round.csv"
+    path.write_text(f"phone\n{VOTER}\n+33612980002\n")
+    report = start_round(accord, flow, path, Origin("supporters", "", "", "test", "round.csv", "-"))
+    assert report.counts["queued"] == 2
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert accord.store.is_suppressed(flow, VOTER)
+    use(accord)  # the worker's jobs run with this test's services
+    InProcessWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+    assert [m["to"] for m in accord.store.outbox()] == ["+33612980002"]
+    assert accord.store.state(flow, VOTER) == "new"
 
 def test_purge_at_61_days_removes_exactly_what_is_due(accord, flow, sms: SMS, clock: Clock):
     start = clock()

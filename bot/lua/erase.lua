@@ -38,7 +38,8 @@ for i = 1, flows do
     redis.call('SETBIT', qkey, offset, 0)
     for n = 1, contents do redis.call('SETBIT', 'accord:content:' .. flow_id .. ':' .. n, offset, 0) end
   end
-  if object and held then redis.call('HSET', supkey, digest, now) end
+  -- The objection holds even where nothing was held yet: a request may still wait in a queued job.
+  if object then redis.call('HSET', supkey, digest, now) end
   if held then
     -- The erasure itself is recorded, without the number.
     append(lkey, hkey, {now, '', flow_id, flow_hash, 'erasure', '', erased .. ' entries erased', '', ''})

@@ -5,8 +5,9 @@ within one, the field is the number's other digits. Both stay small enough for R
 each hash as one compact list of integers and short strings, instead of a table entry per
 number: about 20 bytes a number rather than about 90.
 
-A value is one letter for the state, then when the question was asked and when the number was
-last touched, in whole seconds written in base 36: "a" + asked + "." + touched.
+A value is one letter for the state, then when the question was asked (whole seconds) and when
+the number was last touched (milliseconds: it decides which flow a text answers), written in
+base 36: "a" + asked + "." + touched.
 bot/lua/state.lua reads and writes the same layout inside the scripts.
 """
 
@@ -46,16 +47,17 @@ def suffixes() -> Iterator[str]:
 
 
 def encode(state: str, asked_at: float, touched: float) -> str:
-    return f"{CODES[state]}{_base36(int(asked_at))}.{_base36(int(touched))}"
+    """Write a state record; times in seconds (asked at is kept whole, touched to the millisecond)."""
+    return f"{CODES[state]}{_base36(int(asked_at))}.{_base36(round(touched * 1000))}"
 
 
-def decode(value: bytes | str) -> tuple[str, int, int]:
-    """Return (state, asked at, touched) from a stored value; StateRecordError if malformed."""
+def decode(value: bytes | str) -> tuple[str, int, float]:
+    """Return (state, asked at, touched) in seconds from a stored value; StateRecordError if malformed."""
     text = value.decode(errors="replace") if isinstance(value, bytes) else value
     found = VALUE.match(text)
     if not found or found[1] not in NAMES:
         raise StateRecordError(f"not a state record: {text!r}")
-    return NAMES[found[1]], int(found[2], 36), int(found[3], 36)
+    return NAMES[found[1]], int(found[2], 36), int(found[3], 36) / 1000
 
 
 def lua_codes() -> str:

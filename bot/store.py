@@ -338,7 +338,7 @@ class Store:
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}
 
-    def records(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str, int, int]]:
+    def records(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str, int, float]]:
         """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan).
 
         A record not in the stored layout raises StateRecordError rather than pass unseen.

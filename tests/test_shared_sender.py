@@ -83,3 +83,17 @@ def test_the_providers_opt_out_stops_every_flow_on_the_sender(accord, sms: SMS):
     assert sms.status("SM" + "b" * 32, "undelivered", to=VOTER, error_code="21610").status_code == 204
     for flow_id in ("alpha", "beta"):
         assert accord.store.state(accord.flows[flow_id], VOTER) == "opted_out"
+
+
+def test_with_no_question_open_a_text_goes_to_the_latest_conversation_even_within_a_second(
+        accord, sms: SMS, clock):
+    """Which flow a text answers is decided to the millisecond: two conversations a half-second apart."""
+    alpha, beta = accord.flows["alpha"], accord.flows["beta"]
+    assert claim(accord, "alpha").dest == "asked"
+    sms.send(VOTER, "NON")  # alpha declined, at a whole second
+    clock.advance(seconds=0.5)
+    assert claim(accord, "beta").dest == "asked"
+    sms.send(VOTER, "NON")  # beta declined, half a second later
+    clock.advance(seconds=0.1)
+    assert answers(sms.send(VOTER, "OUI")) == [beta.texts.confirmation, beta.texts.content[0]]
+    assert (accord.store.state(alpha, VOTER), accord.store.state(beta, VOTER)) == ("declined", "consented")

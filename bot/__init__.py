@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from flask import Flask
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -108,5 +110,12 @@ def create_server_app(config: Config | None = None, *, gateway: Gateway | None =
     collections that requests set off now and then no longer walk it.
     """
     app = create_app(config, gateway=gateway, clock=clock)
+    accord = app.extensions["accord"]
+    from bot.migrate import check_layout
+
+    try:
+        check_layout(accord.store, accord.flows)  # LegacyLayoutError: the data needs `python -m bot migrate`
+    except (RedisConnectionError, RedisTimeoutError):
+        logging.getLogger(__name__).warning("Redis unavailable at startup: its data layout is not checked")
     gc.freeze()
     return app

@@ -12,6 +12,7 @@ import click
 from bot import Accord, build
 from bot.config import ConfigError
 from bot.flows import Flow, FlowError
+from bot.migrate import LegacyLayoutError, check_layout
 from bot.phones import PhoneError, normalize
 
 
@@ -23,6 +24,17 @@ class Services:
 
     @property
     def accord(self) -> Accord:
+        """The services, on a Redis whose data this version reads (else the error names `migrate`)."""
+        accord = self.built
+        try:
+            check_layout(accord.store, accord.flows)
+        except LegacyLayoutError as error:
+            raise click.ClickException(str(error)) from error
+        return accord
+
+    @property
+    def built(self) -> Accord:
+        """The services, whatever the data in Redis (for `migrate`)."""
         if self._accord is None:
             try:
                 self._accord = build()

@@ -10,7 +10,7 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from bot import audit
+from bot import audit, migrate
 from bot.cli import Services, main
 from bot.config import Config
 from bot.operators import OperatorError, Operators
@@ -110,3 +110,17 @@ def operator_unlock(obj: Services, name: str) -> None:
 
     Operators(obj.accord.store.redis).unlock(name)
     click.echo(f"operator {name}: failed sign-ins forgotten")
+
+
+@main.command("migrate")
+@click.pass_obj
+def migrate_command(obj: Services) -> None:
+    """Convert data an earlier version wrote into this version's layout; run it with the bot stopped."""
+    accord = obj.built
+    found = migrate.legacy_flows(accord.store, accord.flows)
+    if not found:
+        click.echo("Nothing to migrate: the data is already in this version's layout.")
+        return
+    for flow_id in found:
+        moved = migrate.migrate_states(accord.store, flow_id)
+        click.echo(f"{flow_id}: {moved} number state(s) moved to the current layout.")

@@ -1,0 +1,49 @@
+"""Data written by an earlier version: refused until migrated, then read as it was."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from bot import Accord, create_server_app
+from bot.cli import Services, main
+from bot.migrate import LegacyLayoutError
+from tests.conftest import SMS, Clock
+
+ASKED, CONSENTED = "+33612345678", "+33698765432"
+
+
+@pytest.fixture
+def legacy(accord: Accord, redis_client: redis.Redis, clock: Clock) -> None:
+    """What the earlier version left: one hash of 'state|asked|touched' per flow."""
+    now = clock() - 3600
+    redis_client.hset("accord:state:demo", mapping={ASKED: f"asked|{now:.3f}|{now:.3f}",
+                                                    CONSENTED: f"consented|{now - 60:.3f}|{now:.3f}"})
+    redis_client.hset("accord:funnel:demo", mapping={"asked": 1, "consented": 1, "answered": 1})
+
+
+def cli(accord: Accord, *args: str):
+    return CliRunner().invoke(main, list(args), obj=Services(accord))
+
+
+def test_commands_and_servers_refuse_old_data_and_name_the_migration(accord, legacy, config, clock):
+    refused = cli(accord, "round", "status", "demo")
+    assert refused.exit_code != 0 and "python -m bot migrate" in refused.output and "demo" in refused.output
+    with pytest.raises(LegacyLayoutError, match="python -m bot migrate"):
+        create_server_app(config, clock=clock)
+
+
+def test_migrated_states_answer_as_before_and_the_old_hash_is_gone(accord, legacy, redis_client, sms: SMS):
+    flow = accord.flows["demo"]
+    done = cli(accord, "migrate")
+    assert done.exit_code == 0 and "demo: 2 number state(s) moved" in done.output
+    assert not redis_client.exists("accord:state:demo")
+    assert (accord.store.state(flow, ASKED), accord.store.state(flow, CONSENTED)) == ("asked", "consented")
+    sms.send(ASKED, "oui")
+    funnel = accord.store.funnel(flow)
+    assert (funnel["asked"], funnel["consented"], funnel["answered"]) == (0, 2, 2)
+    assert accord.store.release(flow, CONSENTED, 1) == "ok"
+    again = cli(accord, "migrate")
+    assert again.exit_code == 0 and "Nothing to migrate" in again.output
+    assert cli(accord, "round", "status", "demo").exit_code == 0

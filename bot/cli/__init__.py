@@ -21,15 +21,18 @@ class Services:
 
     def __init__(self, accord: Accord | None = None) -> None:
         self._accord = accord
+        self._checked = False  # whether the data in Redis is in this version's layout
 
     @property
     def accord(self) -> Accord:
         """The services, on a Redis whose data this version reads (else the error names `migrate`)."""
         accord = self.built
-        try:
-            check_layout(accord.store, accord.flows)
-        except LegacyLayoutError as error:
-            raise click.ClickException(str(error)) from error
+        if not self._checked:
+            try:
+                check_layout(accord.store, accord.flows)
+            except LegacyLayoutError as error:
+                raise click.ClickException(str(error)) from error
+            self._checked = True
         return accord
 
     @property

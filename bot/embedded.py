@@ -17,14 +17,17 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis could not be started."""
 
 
+# Numbers' states sit in 10,000 hashes a flow (bot/states.py): keep each compact up to 1,024
+# numbers, i.e. flows of about ten million numbers.
+SETTINGS = ("--hash-max-ziplist-entries", "1024")
+
+
 def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
     """Return the command line of a local, socket-only, append-only redis-server."""
     return [
         str(SERVER), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
         "--dir", str(directory), "--appendonly", "yes", "--save", "",
-        # Numbers' states sit in 10,000 hashes a flow (bot/states.py): keep each compact up to
-        # 1,024 numbers, i.e. flows of about ten million numbers.
-        "--hash-max-ziplist-entries", "1024",
+        *SETTINGS,
         "--daemonize", "yes" if daemonize else "no",
         "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "redis.log"),
     ]
@@ -63,6 +66,7 @@ def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
     with open(instance_dir / "redis.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _answers(url):
+            _apply_settings(url)  # a daemon an earlier version started lacks the newer settings
             return url
         socket.unlink(missing_ok=True)
         result = subprocess.run(server_args(instance_dir, socket, daemonize=True),
@@ -75,6 +79,12 @@ def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
                 return url
             time.sleep(0.05)
     raise EmbeddedRedisError(f"redis-server did not answer on {socket}; see {instance_dir}/redis.log")
+
+
+def _apply_settings(url: str) -> None:
+    with redis.Redis.from_url(url, socket_connect_timeout=0.5) as client:
+        for name, value in zip(SETTINGS[::2], SETTINGS[1::2], strict=True):
+            client.config_set(name.removeprefix("--"), value)
 
 
 def _answers(url: str) -> bool:

@@ -47,3 +47,18 @@ def test_migrated_states_answer_as_before_and_the_old_hash_is_gone(accord, legac
     again = cli(accord, "migrate")
     assert again.exit_code == 0 and "Nothing to migrate" in again.output
     assert cli(accord, "round", "status", "demo").exit_code == 0
+
+
+def test_an_embedded_redis_started_by_an_earlier_version_gets_the_newer_settings(tmp_path):
+    """`make run` finds its daemon already running: the compact-hash setting still applies to it."""
+    from bot.embedded import ensure_embedded, spawn
+
+    process, url = spawn(tmp_path)
+    try:
+        with redis.Redis.from_url(url) as client:
+            client.config_set("hash-max-ziplist-entries", 128)  # as a daemon started before the setting
+            assert ensure_embedded(tmp_path) == url
+            assert client.config_get("hash-max-ziplist-entries") == {"hash-max-ziplist-entries": "1024"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -25,7 +25,7 @@ from pathlib import Path
 from redis import Redis
 
 from bot.keys import archives_key, base_key, ledger_key
-from bot.ledger import base, entries, pages, verify, walk
+from bot.ledger import base, entries, entry_order, pages, verify, walk
 
 # Record an archive as the stream's new base and trim its entries off, in one step, only if the
 # stream still starts with them. Appends since go to the end and stay; entries are never inserted
@@ -70,13 +70,13 @@ class Archive:
 def archives(redis: Redis, flow_id: str) -> list[Archive]:
     """Return the archive files recorded for the flow, oldest entries first."""
     found = [Archive(name.decode(), **json.loads(raw)) for name, raw in redis.hgetall(archives_key(flow_id)).items()]
-    return sorted(found, key=lambda archive: _order(archive.first))
+    return sorted(found, key=lambda archive: entry_order(archive.first))
 
 
 def holding(recorded: Sequence[Archive], entry_id: str) -> Archive | None:
     """Return the recorded archive an entry was moved to, or None if it was not archived."""
-    at = _order(entry_id)
-    return next((a for a in recorded if _order(a.first) <= at <= _order(a.last)), None)
+    at = entry_order(entry_id)
+    return next((a for a in recorded if entry_order(a.first) <= at <= entry_order(a.last)), None)
 
 
 def archive(redis: Redis, flow_id: str, directory: Path, *, keep: int = 0,
@@ -222,7 +222,7 @@ class Sealed:
 
     def add(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Keep an entry's time and flow hash; ArchiveError if it comes before the last one added."""
-        ms, seq = _order(entry_id.decode())
+        ms, seq = entry_order(entry_id.decode())
         if self._ms and (ms, seq) <= (self._ms[-1], self._seq[-1]):
             raise ArchiveError(f"archived entry {entry_id.decode()} is out of order")
         flow_hash = fields.get(b"flow_hash", b"")
@@ -240,7 +240,7 @@ class Sealed:
 
     def get(self, entry_id: str) -> tuple[str, str] | None:
         """Return an archived entry's time (epoch seconds, as logged) and flow hash; None if not held."""
-        ms, seq = _order(entry_id)
+        ms, seq = entry_order(entry_id)
         start, end = bisect_left(self._ms, ms), bisect_right(self._ms, ms)
         index = bisect_left(self._seq, seq, start, end)  # within one millisecond, ids go by sequence
         if index == end or self._seq[index] != seq:
@@ -294,6 +294,3 @@ def _fsync_directory(directory: Path) -> None:
     finally:
         os.close(descriptor)
 
-
-def _order(entry_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in entry_id.split("-"))

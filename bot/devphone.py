@@ -16,6 +16,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from bot import Accord
 from bot.flows import Flow
+from bot.ledger import entry_order
 from bot.phones import PhoneError, normalize
 from bot.store import Store
 from bot.webhook import PHONE
@@ -86,21 +87,15 @@ def thread(store: Store, flow: Flow, phone: str) -> list[dict[str, str]]:
     items: list[tuple[tuple[int, int, int], dict[str, str]]] = []
     for entry_id, message in store.outbox_thread(phone):
         if message["from"] == flow.sender:
-            items.append(((*_order(entry_id), 0), _message("bot", message["body"], message["at"], "sent", flow)))
+            items.append(((*entry_order(entry_id), 0), _message("bot", message["body"], message["at"], "sent", flow)))
     for entry in store.person(phone).get(flow.id, []):
         if not entry.get("event", "").startswith("in:"):
             continue
-        order = _order(entry["entry"])
+        order = entry_order(entry["entry"])
         items.append(((*order, 1), _message("voter", entry.get("text", ""), entry.get("at", ""), "texted", flow)))
         for n, text in enumerate(json.loads(entry["reply"]) if entry.get("reply") else ()):
             items.append(((*order, 2 + n), _message("bot", text, entry.get("at", ""), "answered", flow)))
     return [message for _, message in sorted(items, key=lambda item: item[0])]
-
-
-def _order(entry_id: str) -> tuple[int, int]:
-    """Order by the stream ids Redis gave (its own clock, shared by the outbox and ledgers)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _message(who: str, body: str, at: str, how: str, flow: Flow) -> dict[str, str]:

@@ -47,6 +47,12 @@ def sha1(data: bytes) -> bytes:
     return hashlib.sha1(data).hexdigest().encode()
 
 
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream entry id ("ms-seq"): the order Redis's own clock gave it."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
 def entries(redis: Redis, flow_id: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
     """Yield the flow's raw stream entries in order, a page at a time (ledgers grow large)."""
     start = b"-"

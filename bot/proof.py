@@ -19,11 +19,12 @@ from typing import IO, Any
 from bot import Accord, archive
 from bot.flows import Flow
 from bot.keys import ledger_key, person_key
+from bot.ledger import entry_order
 
 FORMATS = ("jsonl", "csv")
 COLUMNS = ("phone", "flow", "outcome", "request_text", "flow_hash", "asked_at", "sent_at", "request_sid",
            "request_status", "answers", "events", "operator", "origin")
-Imports = list[tuple[tuple[int, ...], dict[str, Any]]]
+Imports = list[tuple[tuple[int, int], dict[str, Any]]]
 # Kinds of entry whose time and flow hash no proof shows: those with no number (imports are read
 # from their personal fields, see import_origins), content, and refused sends (only their text).
 UNSHOWN = frozenset({b"import", b"export", b"erasure", b"content", b"send_failed"})
@@ -122,7 +123,7 @@ def import_origins(accord: Accord, flow: Flow) -> Imports:
         origin = _json(fields.get("text", "")) if fields.get("event") == "import" else None
         if origin:
             found[name.decode().partition("|")[2]] = origin
-    return sorted(((_order(entry_id), origin) for entry_id, origin in found.items()), key=lambda item: item[0])
+    return sorted(((entry_order(entry_id), origin) for entry_id, origin in found.items()), key=lambda item: item[0])
 
 
 def archived_times(accord: Accord, flow: Flow, paths: Iterable[Path], phone: str | None = None) -> archive.Sealed:
@@ -147,7 +148,7 @@ def origin_before(imports: Imports, entry_id: str) -> dict[str, Any] | None:
     """Return the origin of the latest import logged before `entry_id` (the round that asked)."""
     if not entry_id:
         return imports[-1][1] if imports else None
-    bound = _order(entry_id)
+    bound = entry_order(entry_id)
     earlier = [origin for at, origin in imports if at < bound]
     return earlier[-1] if earlier else None
 
@@ -212,9 +213,6 @@ def _unique(phones: Iterable[str]) -> Iterator[str]:
             others.add(phone)
         yield phone
 
-
-def _order(entry_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in entry_id.split("-"))
 
 
 def _json(text: str) -> Any:

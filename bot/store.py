@@ -315,7 +315,7 @@ class Store:
             fields["at"] = _text(at[0][1].get(b"at")) if at else ""
             held.setdefault(flow_id, []).append({"entry": entry_id, **fields})
         for entries in held.values():
-            entries.sort(key=lambda entry: tuple(int(part) for part in entry["entry"].split("-")))
+            entries.sort(key=lambda entry: ledger.entry_order(entry["entry"]))
         return held
 
     def erase(self, flows: Sequence[Flow], phone: str, *, whole: bool, objection: bool) -> dict[str, int]:

@@ -14,6 +14,10 @@ def state_key(flow_id: str, suffix: str) -> str:
     return key_for("state", flow_id, suffix)  # hash: numbers ending in `suffix` -> state (bot/states.py)
 
 
+def legacy_state_key(flow_id: str) -> str:
+    return key_for("state", flow_id)  # hash of earlier versions: phone -> "state|asked|touched" (bot/migrate.py)
+
+
 def ledger_key(flow_id: str) -> str:
     return key_for("ledger", flow_id)  # stream, append-only, hash-chained
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot import states
-from bot.keys import key_for
+from bot.keys import legacy_state_key
 from bot.store import Store
 
 BATCH = 1000
@@ -18,10 +18,6 @@ BATCH = 1000
 
 class LegacyLayoutError(RuntimeError):
     """Redis holds data in a layout this version no longer reads."""
-
-
-def legacy_state_key(flow_id: str) -> str:
-    return key_for("state", flow_id)  # the one hash per flow of earlier versions
 
 
 def legacy_flows(store: Store, flow_ids: Iterable[str]) -> list[str]:

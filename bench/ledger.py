@@ -34,7 +34,7 @@ import redis
 
 from bench import servers
 from bench.pipeline import accord_for, machine_line
-from bench.states import _bytes
+from bench.states import memory_bytes
 from bot import Accord, archive, ledger
 from bot.conversation import handle_inbound
 from bot.keys import archives_key, base_key, head_key, key_for, ledger_key
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         entries = client.xlen(ledger_key(FLOW))
         if entries != 5 * len(phones):
             raise SystemExit(f"{entries} ledger entries for {len(phones)} numbers: 5 each expected")
-        split = {"stream": _bytes(client, [ledger_key(FLOW), head_key(FLOW)]),
-                 "personal": _bytes(client, _keys(client, "person") + _keys(client, "subject"))}
+        split = {"stream": memory_bytes(client, [ledger_key(FLOW), head_key(FLOW)]),
+                 "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subject"))}
         one_stream, raw = _baselines(client)
         archive_dir = Path(scratch) / "archive"
         archive_dir.mkdir()
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         broken = archive.verify_archived(client, FLOW, [archive_dir])
         verify_seconds = time.perf_counter() - started
-        left = {"stream": _bytes(client, [ledger_key(FLOW), head_key(FLOW), base_key(FLOW), archives_key(FLOW)]),
-                "personal": _bytes(client, _keys(client, "person") + _keys(client, "subject"))}
+        left = {"stream": memory_bytes(client, [ledger_key(FLOW), head_key(FLOW), base_key(FLOW), archives_key(FLOW)]),
+                "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subject"))}
         file_bytes = (archive_dir / written.file).stat().st_size
         version = client.info("server")["redis_version"]
     per = {name: size / entries for name, size in {
@@ -136,7 +136,7 @@ def _baselines(client: redis.Redis) -> tuple[int, int]:
                 raw += sum(len(name) + len(value) for name, value in unsplit.items())
                 pipe.xadd(plain, unsplit)
             pipe.execute()
-    size = _bytes(client, [plain])
+    size = memory_bytes(client, [plain])
     client.delete(plain)
     return size, raw
 

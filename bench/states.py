@@ -94,7 +94,7 @@ def _write_layout(client: redis.Redis, phones: list[str], now: float) -> None:
 
 def _measure(client: redis.Redis, phones: list[str], how: str) -> dict:
     """Sum the flow's state hashes, then build both baselines on the same numbers and size them."""
-    layout = _bytes(client, [states.state_key(FLOW, suffix) for suffix in states.suffixes()])
+    layout = memory_bytes(client, [states.state_key(FLOW, suffix) for suffix in states.suffixes()])
     asked, touched = f"{TUESDAY_MORNING.timestamp():.3f}", f"{TUESDAY_MORNING.timestamp() + 0.5:.3f}"
     as_set, one_hash = key_for("bench", "set"), key_for("bench", "one-hash")
     with client.pipeline(transaction=False) as pipe:
@@ -103,13 +103,14 @@ def _measure(client: redis.Redis, phones: list[str], how: str) -> dict:
             pipe.sadd(as_set, *chunk)
             pipe.hset(one_hash, mapping=dict.fromkeys(chunk, f"asked|{asked}|{touched}"))
             pipe.execute()
-    sizes = {name: _bytes(client, [key]) for name, key in (("set", as_set), ("one_hash", one_hash))}
+    sizes = {name: memory_bytes(client, [key]) for name, key in (("set", as_set), ("one_hash", one_hash))}
     client.delete(as_set, one_hash)
     return {"numbers": len(phones), "how": how, "layout": layout / len(phones),
             **{name: size / len(phones) for name, size in sizes.items()}}
 
 
-def _bytes(client: redis.Redis, keys: list[str]) -> int:
+def memory_bytes(client: redis.Redis, keys: list[str]) -> int:
+    """Sum MEMORY USAGE ... SAMPLES 0 over `keys`, in one pipeline."""
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.memory_usage(key, samples=0)

@@ -125,30 +125,35 @@ def _has_phone(names: list[str]) -> bool:
 
 
 def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
-    """Yield each data row, or (line, reason) for a line the CSV parser cannot read."""
+    """Yield each data row, or (line, reason) for a line the CSV parser cannot read.
+
+    Rows are read by a plain `for` over the reader, the cheapest way through csv: a parse error
+    ends that loop, is reported, and the next loop goes on from the line after.
+    """
+    column, postcode_column = header.phone, header.postcode
     with path.open(encoding=header.encoding, newline="", errors="replace") as file:
         reader = csv.reader(file, delimiter=header.delimiter, strict=True)
         next(reader, None)
+        end = reader.line_num  # the last line read so far
         while True:
-            line = reader.line_num + 1
             try:
-                fields = next(reader)
-            except StopIteration:
+                for fields in reader:
+                    line, end = end + 1, reader.line_num
+                    try:
+                        phone = fields[column]
+                    except IndexError:
+                        yield line, (f"only {len(fields)} field(s): no value in the phone column"
+                                     if any(field.strip() for field in fields) else "empty line")
+                        continue
+                    if not phone.strip():
+                        yield line, "no phone number" if any(field.strip() for field in fields) else "empty line"
+                        continue
+                    postcode = ""
+                    if postcode_column is not None and postcode_column < len(fields):
+                        postcode = fields[postcode_column].strip()
+                    yield Row(line, phone, postcode)
                 return
             except csv.Error as error:  # an over-long field or broken quoting: say which lines
-                last = max(line, reader.line_num)
-                span = f"lines {line}-{last}" if last > line else f"line {line}"
+                line, end = end + 1, max(end + 1, reader.line_num)
+                span = f"lines {line}-{end}" if end > line else f"line {line}"
                 yield line, f"unreadable CSV on {span} ({error})"
-                continue
-            if header.phone >= len(fields) or not fields[header.phone].strip():
-                if not any(field.strip() for field in fields):
-                    yield line, "empty line"
-                elif header.phone >= len(fields):
-                    yield line, f"only {len(fields)} field(s): no value in the phone column"
-                else:
-                    yield line, "no phone number"
-                continue
-            phone = fields[header.phone]
-            postcode = fields[header.postcode].strip() if header.postcode is not None and \
-                header.postcode < len(fields) else ""
-            yield Row(line, phone, postcode)

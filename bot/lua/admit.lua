@@ -6,8 +6,8 @@
 -- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in each sibling
 -- flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
--- then phone, digest, bitmap offset triples (the offset as a string: Lua's number-to-string
--- conversion for GETBIT/SETBIT costs more than the bit operation).
+-- then the numbers, one line each: phone, digest, bitmap offset (kept a string: Lua's
+-- number-to-string conversion for GETBIT/SETBIT costs more than the bit operation).
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 local now = tonumber(ARGV[1])
 local expiries = {}
@@ -16,15 +16,15 @@ local siblings = #expiries
 local open = {asked = true, clarified = true}
 local codes, counts = {}, {q = 0, a = 0, s = 0, w = 0}
 local dry = ARGV[3] == '1'
-for n = 4, #ARGV, 3 do
-  local phone, digest, offset = ARGV[n], ARGV[n + 1], ARGV[n + 2]
+local n = 0
+for phone, digest, offset in string.gmatch(ARGV[4], '(%S+) (%x+) (%d+)') do
   local code = 'q'
   if redis.call('HEXISTS', KEYS[2], digest) == 1 then
     code = 's'
   elseif redis.call('GETBIT', KEYS[1], offset) == 1 then
     code = 'a'
   else
-    local first_key = 3 + (n - 4) / 3 * siblings
+    local first_key = 3 + n * siblings
     for i = 1, siblings do
       local other, asked_at = get_state(KEYS[first_key + i], phone)
       if other and open[other] and now - asked_at < expiries[i] then
@@ -34,7 +34,8 @@ for n = 4, #ARGV, 3 do
     end
   end
   if code == 'q' and not dry then redis.call('SETBIT', KEYS[1], offset, 1) end
-  codes[#codes + 1] = code
+  n = n + 1
+  codes[n] = code
   counts[code] = counts[code] + 1
 end
 local names = {q = 'import:queued', a = 'import:already asked', s = 'import:suppressed', w = 'import:waiting'}

@@ -3,8 +3,11 @@
 On a generated file (bench/contacts.py) and a fresh Redis, the stages of start_round are run one
 after the other on the same data, unprofiled, so their times add up against start_round's own:
 reading the header (which decodes the whole file once), reading rows, normalizing and deduping,
-the HMAC per number, the admit script, the RQ enqueue. Then start_round runs under cProfile, whose
-self times are grouped by module and listed by function (cProfile inflates Python calls).
+the HMAC per number, the admit script, the RQ enqueue. start_round runs the admission stages in
+forked processes beside the reading, so its whole time is less than their sum ("the rest" comes
+out negative by what ran side by side). Then start_round runs under cProfile, whose self times
+are grouped by module and listed by function (cProfile inflates Python calls); the profile covers
+the reading process, not the forked admission.
 
     .venv/bin/python -m bench.hotspots [--rows 200000] [--repeat 3] [--top 25]
 """
@@ -66,7 +69,7 @@ def _stages(accord: Accord, path: Path, rows: int, repeat: int) -> float:
     for label, seconds in times.items():
         print(f"{label:<62} {seconds:>8.2f} {seconds / whole:>7.1%} {seconds / rows * 1e6:>7.2f}")
     rest = whole - staged
-    print(f"{'the rest: start_round loop (counters, rejects file, ...)':<62} {rest:>8.2f} {rest / whole:>7.1%} "
+    print(f"{'the rest: loop, counters, rejects file, minus work side by side':<62} {rest:>8.2f} {rest / whole:>7.1%} "
           f"{rest / rows * 1e6:>7.2f}\n")
     return whole
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner, Result
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from bot import Accord, create_app
+from bot import Accord, create_app, rounds
 from bot.cli import Services, main
+from bot.rounds import Origin
 from bot.sending import ask, queue_for
 from tests.conftest import PARIS, SMS, Clock, answers
 
@@ -305,3 +308,64 @@ def test_round_status_shows_the_funnel(accord, contacts, twilio):
                  "delivered: 3", "undelivered: 1", "pending answer: 1", "consented: 1", "declined: 1",
                  "opted out: 1", "segments (estimate): 8"):
         assert line in output, line
+
+
+def long_list(tmp_path: Path, count: int) -> Path:
+    """Write a file of `count` distinct mobiles, then every tenth again."""
+    lines = ["telephone;code_postal"] + [f"06 12 {n // 10000:02d} {n // 100 % 100:02d} {n % 100:02d};69007"
+                                         for n in range(count)]
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines + lines[1::10]) + "\n", encoding="utf-8")
+    return path
+
+
+def queued_numbers(accord: Accord) -> list[str]:
+    jobs = queue_for(accord).get_jobs()
+    return [item for job in jobs for item in job.args[1].split(",")]
+
+
+@pytest.mark.parametrize("parallel_after", [0, 3])
+def test_a_long_list_admitted_beside_the_reading_counts_and_queues_the_same(
+        accord, tmp_path, monkeypatch, redis_client, parallel_after):
+    monkeypatch.setattr(rounds, "BATCH", 7)  # many batches from a short file
+    monkeypatch.setattr(rounds._Admission, "PARALLEL_AFTER", parallel_after)
+    admit = accord.store.admit
+
+    def admit_where(*args, **kwargs):
+        redis_client.rpush("test:admitted-by", os.getpid())
+        return admit(*args, **kwargs)
+
+    monkeypatch.setattr(accord.store, "admit", admit_where)
+    flow = accord.flows["demo"]
+    accord.store.step([flow], "+33612000003", "stop")  # objected: never queued
+    accord.store.claim(flow, "+33612000004", window_open=True)  # asked before: not again
+    path = long_list(tmp_path, 200)
+    report = rounds.start_round(accord, flow, path, Origin("supporters", "", "", "camille", path.name, ""))
+    assert dict(report.counts) == {"imported": 220, "queued": 198, "duplicate": 20, "suppressed": 1,
+                                   "already asked": 1, "waiting for another flow's answer": 0}
+    expected = [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/69007" for n in range(200)
+                if n not in (3, 4)]
+    assert sorted(queued_numbers(accord)) == expected
+    assert report.batches == len(queue_for(accord).get_jobs())
+    admitted_by = [int(pid) for pid in redis_client.lrange("test:admitted-by", 0, -1)]
+    assert len(admitted_by) == 29  # 200 numbers past the dedupe, 7 a batch
+    assert admitted_by[:parallel_after] == [os.getpid()] * parallel_after
+    assert os.getpid() not in admitted_by[parallel_after:]
+
+
+def test_an_admission_failure_stops_the_import(accord, tmp_path, monkeypatch):
+    monkeypatch.setattr(rounds, "BATCH", 7)
+    monkeypatch.setattr(rounds._Admission, "PARALLEL_AFTER", 2)
+    admit = accord.store.admit
+    calls = []
+
+    def admit_until_redis_goes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 4:  # the third batch in each forked process, or the fifth here
+            raise redis.ConnectionError("Redis went away")
+        return admit(*args, **kwargs)
+
+    monkeypatch.setattr(accord.store, "admit", admit_until_redis_goes)
+    path = long_list(tmp_path, 200)
+    with pytest.raises(redis.ConnectionError, match="Redis went away"):
+        rounds.start_round(accord, accord.flows["demo"], path, Origin("supporters", "", "", "camille", path.name, ""))

@@ -3,12 +3,8 @@
 -- fields, and the chain. The personal fields (number, event, state, exact texts, message ids) live
 -- in the person's own hash, salted; erasing a person deletes that hash and the id's link to the
 -- number, and leaves a chain that still verifies over entries no longer tied to anyone.
--- Fields are length-prefixed before hashing, so no text can shift one field into another.
-local function lp(fields)
-  local parts = {}
-  for i = 1, #fields do parts[i] = #fields[i] .. ':' .. fields[i] end
-  return table.concat(parts)
-end
+-- Fields are length-prefixed before hashing ("3:oui"), so no text can shift one field into another.
+-- Each hashed text is written as one concatenation: no table nor part strings to build and collect.
 -- Chain heads are read once and written once per script call, however many entries it adds.
 local heads, touched_heads = {}, {}
 local subject_key, salt, entries, pid, person_key = nil, '', 0, nil, nil
@@ -35,13 +31,16 @@ local function append(lkey, hkey, fields)
   entries = entries + 1
   local entry_salt = salt .. '.' .. entries
   local id_pid, pkey = person(fields[2])
-  local commit = redis.sha1hex(entry_salt .. lp({fields[2], fields[5], fields[6], fields[7], fields[8], fields[9]}))
-  local kind = string.match(fields[5], '^[^:]*')
-  local entry_hash = redis.sha1hex(lp({fields[1], fields[3], fields[4], kind, id_pid, commit, prev}))
-  local id = redis.call('XADD', lkey, '*', 'at', fields[1], 'flow', fields[3], 'flow_hash', fields[4],
+  local phone, event, move, text, sid, reply = fields[2], fields[5], fields[6], fields[7], fields[8], fields[9]
+  local commit = redis.sha1hex(entry_salt .. #phone .. ':' .. phone .. #event .. ':' .. event .. #move .. ':' .. move
+    .. #text .. ':' .. text .. #sid .. ':' .. sid .. #reply .. ':' .. reply)
+  local at, flow, flow_hash, kind = fields[1], fields[3], fields[4], string.match(event, '^[^:]*')
+  local entry_hash = redis.sha1hex(#at .. ':' .. at .. #flow .. ':' .. flow .. #flow_hash .. ':' .. flow_hash
+    .. #kind .. ':' .. kind .. #id_pid .. ':' .. id_pid .. #commit .. ':' .. commit .. #prev .. ':' .. prev)
+  local id = redis.call('XADD', lkey, '*', 'at', at, 'flow', flow, 'flow_hash', flow_hash,
     'kind', kind, 'pid', id_pid, 'commit', commit, 'prev', prev, 'hash', entry_hash)
-  redis.call('HSET', pkey, fields[3] .. '|' .. id, cjson.encode({phone = fields[2], event = fields[5],
-    state = fields[6], text = fields[7], sid = fields[8], reply = fields[9], salt = entry_salt}))
+  redis.call('HSET', pkey, flow .. '|' .. id, cjson.encode({phone = phone, event = event,
+    state = move, text = text, sid = sid, reply = reply, salt = entry_salt}))
   if heads[hkey] == nil then touched_heads[#touched_heads + 1] = hkey end
   heads[hkey] = entry_hash
 end

@@ -74,9 +74,10 @@ local function apply(i, lead)
   end
   if not lead then says = {} end
   -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
+  -- Marking it sent answers whether it was: SETBIT returns the bit it replaces.
   local kept = {}
   for _, say in ipairs(says) do
-    if not (say == 'content' and offset and redis.call('GETBIT', key(i, 6), offset) == 1) then
+    if not (say == 'content' and offset and redis.call('SETBIT', key(i, 6), offset, 1) == 1) then
       kept[#kept + 1] = say
     end
   end
@@ -93,9 +94,6 @@ local function apply(i, lead)
   if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
   if step or inbound or state ~= before then set_state(skey, phone, dest, asked_at, now) end
   count(fkey, before, dest, asked_before, asked_at, inbound)
-  for _, say in ipairs(says) do
-    if say == 'content' and offset then redis.call('SETBIT', key(i, 6), offset, 1) end
-  end
   -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
   if dest == 'asked' and offset then redis.call('SETBIT', key(i, 7), offset, 1) end
   -- Unless it goes back to new: its request certainly never went (released), or it texted START

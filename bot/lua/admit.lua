@@ -6,8 +6,7 @@
 -- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in each sibling
 -- flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
--- then the numbers, one line each: phone, digest, bitmap offset (kept a string: Lua's
--- number-to-string conversion for GETBIT/SETBIT costs more than the bit operation).
+-- then the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32).
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 local now = tonumber(ARGV[1])
 local expiries = {}
@@ -16,8 +15,11 @@ local siblings = #expiries
 local open = {asked = true, clarified = true}
 local codes, counts = {}, {q = 0, a = 0, s = 0, w = 0}
 local dry = ARGV[3] == '1'
-local n = 0
-for phone, digest, offset in string.gmatch(ARGV[4], '(%S+) (%x+) (%d+)') do
+local numbers, n = ARGV[4], 0
+for at = 1, #numbers, 44 do
+  local phone, digest = string.sub(numbers, at, at + 11), string.sub(numbers, at + 12, at + 43)
+  -- The bit for +33 6 00 00 00 00 is 0 (a string: the bit commands take no Lua number unconverted).
+  local offset = tostring(tonumber(string.sub(phone, 4)) - 600000000)
   local code = 'q'
   if redis.call('HEXISTS', KEYS[2], digest) == 1 then
     code = 's'

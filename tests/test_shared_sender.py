@@ -97,3 +97,14 @@ def test_with_no_question_open_a_text_goes_to_the_latest_conversation_even_withi
     clock.advance(seconds=0.1)
     assert answers(sms.send(VOTER, "OUI")) == [beta.texts.confirmation, beta.texts.content[0]]
     assert (accord.store.state(alpha, VOTER), accord.store.state(beta, VOTER)) == ("declined", "consented")
+
+
+def test_a_round_queues_a_number_waiting_for_a_sibling_once_the_question_is_answered(accord, sms: SMS):
+    beta = accord.flows["beta"]
+    siblings = accord.flows_for(beta.sender)
+    claim(accord, "alpha")
+    assert accord.store.admit(beta, [VOTER], siblings) == "w"  # alpha's question is open
+    sms.send(VOTER, "oui")
+    assert accord.store.admit(beta, [VOTER], siblings, dry_run=True) == "q"
+    assert accord.store.admit(beta, [VOTER], siblings) == "q"
+    assert accord.store.admit(beta, [VOTER], siblings) == "a"

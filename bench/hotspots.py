@@ -4,7 +4,7 @@ On a generated file (bench/contacts.py) and a fresh Redis, the stages of start_r
 after the other on the same data, unprofiled, so their times add up against start_round's own:
 reading the header (which decodes the whole file once), reading rows, normalizing and deduping,
 the HMAC per number, the admit script, the RQ enqueue. start_round runs the admission stages in
-forked processes beside the reading, so its whole time is less than their sum ("the rest" comes
+a forked process beside the reading, so its whole time is less than their sum ("the rest" comes
 out negative by what ran side by side). Then start_round runs under cProfile, whose self times
 are grouped by module and listed by function (cProfile inflates Python calls); the profile covers
 the reading process, not the forked admission.

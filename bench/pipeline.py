@@ -6,7 +6,7 @@ process times, in order and on the same file:
   floor B   the same plus bot.phones.normalize on every phone: the unavoidable CPU work;
   pipeline  bot.rounds.start_round into a freshly flushed Redis, demo flow (reads, normalizes,
             dedupes, admits each batch in one Lua call, queues RQ jobs of 500; sends nothing;
-            past its first batches, admission runs in two forked processes beside the reading);
+            past its first batches, admission runs in a forked process beside the reading);
   floor B   again, the faster of the two counting (a gap between them says the machine was busy).
 Its peak RSS comes from /usr/bin/time -v (else its own getrusage), and is taken again on a file
 twice as large to show it stays flat. Redis memory is INFO used_memory before and after, split
@@ -260,7 +260,7 @@ def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> d
               f"Redis during the run: {main_run['redis']['cpu_s']:.2f} s CPU; "
               f"admit script {evalsha['usec'] / 1e6:.2f} s "
               f"in {evalsha['calls']:,} calls ({evalsha['usec'] / max(evalsha['calls'], 1) / 1e3:.2f} ms each), "
-              f"while the file is read (admission runs in forked processes); "
+              f"while the file is read (admission runs in a forked process); "
               f"{main_run['redis']['forks']} fork(s) for AOF rewrites", "",
               f"{'rows':>10} {'max RSS MB':>11} {'after imports':>14} {'before pipeline':>16} {'pipeline s':>11} "
               f"{'rows/s':>9}"]

@@ -151,7 +151,7 @@ def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
                     postcode = ""
                     if postcode_column is not None and postcode_column < len(fields):
                         postcode = fields[postcode_column].strip()
-                    yield Row(line, phone, postcode)
+                    yield tuple.__new__(Row, (line, phone, postcode))  # Row(...) without its Python-level __new__
                 return
             except csv.Error as error:  # an over-long field or broken quoting: say which lines
                 line, end = end + 1, max(end + 1, reader.line_num)

@@ -361,7 +361,7 @@ def test_an_admission_failure_stops_the_import(accord, tmp_path, monkeypatch):
 
     def admit_until_redis_goes(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 4:  # the third batch in each forked process, or the fifth here
+        if len(calls) > 4:  # the third batch in the forked process, or the fifth here
             raise redis.ConnectionError("Redis went away")
         return admit(*args, **kwargs)
 

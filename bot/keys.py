@@ -66,6 +66,10 @@ def paused_key(flow_id: str) -> str:
     return key_for("paused", flow_id)  # present while the flow's sending is paused
 
 
+def admitted_key(flow_id: str) -> str:
+    return key_for("admitted", flow_id)  # list: "letters|batch" admitted to a round, until their job is queued
+
+
 def parked_key(flow_id: str) -> str:
     return key_for("parked", flow_id)  # list: remainders of batches a pause interrupted
 

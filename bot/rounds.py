@@ -18,7 +18,6 @@ from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
 from bot.phones import PhoneError, normalize
 from bot.sending import BATCH, enqueue_many, rate_of
-from bot.store import ADMITTED_PHONE
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -69,6 +68,7 @@ class ImportReport:
     shown_rejects: list[tuple[int, str, str]] = field(default_factory=list)
     rejects_file: Path | None = None
     batches: int = 0
+    recovered: int = 0  # batches an earlier import admitted but never queued, queued now
 
 
 def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_run: bool = False,
@@ -82,6 +82,7 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
         settings = {"rate": str(rate)} if rate else {}
         accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
         accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
+        report.recovered = queue_admitted(accord, flow)  # what an import cut short left admitted
     seen = bytearray(25_000_000)  # one bit per French mobile number: 200 million of them
     admit = _Admission(accord, flow, report, dry_run, rate)
     imported = duplicates = 0
@@ -195,19 +196,38 @@ class _Admission:
     def admit(self, batches: list[str]) -> Counter[str]:
         """Admit batches, and queue each one's admitted numbers; return how many went each way."""
         counts: Counter[str] = Counter()
-        jobs = []
+        admitted = []
         for batch in batches:
-            items = batch.split(",")
-            codes = self.accord.store.admit(self.flow, [item[:ADMITTED_PHONE] for item in items], self.siblings,
-                                            dry_run=self.dry_run)
+            codes = self.accord.store.admit(self.flow, batch.split(","), self.siblings, dry_run=self.dry_run)
             counts.update({name: codes.count(code) for code, name in CODES.items()})
-            queued = [item for item, code in zip(items, codes, strict=True) if code == "q"]
-            if queued and not self.dry_run:
-                jobs.append(queued)
-        if jobs:
-            enqueue_many(self.accord, "requests", self.flow, jobs, rate=self.rate)
-            counts["job"] = len(jobs)
+            if "q" in codes and not self.dry_run:
+                admitted.append(f"{codes}|{batch}")
+        if admitted:
+            enqueue_many(self.accord, "requests", self.flow, [_queued(entry) for entry in admitted], rate=self.rate)
+            self.accord.store.settle(self.flow, admitted)
+            counts["job"] = len(admitted)
         return counts
+
+
+def _queued(admitted: str) -> list[str]:
+    """Return the numbers an admitted batch ("letters|batch") queued."""
+    codes, _, batch = admitted.partition("|")
+    return [item for item, code in zip(batch.split(","), codes, strict=True) if code == "q"]
+
+
+def queue_admitted(accord: Accord, flow: Flow) -> int:
+    """Queue the batches an import admitted but stopped before queueing (Redis gone, a crash); return how many.
+
+    A batch queued twice, should an import still running queue it too, asks no one twice: each
+    number is claimed before its request goes.
+    """
+    admitted = accord.store.unsettled(flow)
+    if not admitted:
+        return 0
+    batches = [_queued(entry) for entry in admitted]
+    enqueue_many(accord, "requests", flow, batches)
+    accord.store.settle(flow, admitted)
+    return len(batches)
 
 
 _served: _Admission | None = None  # in a forked admission process: the admission it works for

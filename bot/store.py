@@ -22,6 +22,7 @@ from bot import ledger, machine, states
 from bot.flows import Flow
 from bot.keys import (
     OUTBOX_KEY,
+    admitted_key,
     content_key,
     funnel_key,
     head_key,
@@ -160,21 +161,39 @@ class Store:
             self.redis.hincrby(funnel_key(_text(flow_id)), f"status:{status}", 1)
         return _text(flow_id), _text(phone)
 
-    def admit(self, flow: Flow, phones: Sequence[str], siblings: Sequence[Flow] = (), *,
+    def admit(self, flow: Flow, items: Sequence[str], siblings: Sequence[Flow] = (), *,
               dry_run: bool = False) -> str:
-        """Mark new numbers queued for a round; return a letter per number (see admit.lua)."""
+        """Mark new numbers queued for a round; return a letter per item (see admit.lua).
+
+        `items` are French mobiles in E.164, each alone or as 'phone/postcode'. Unless it is a dry
+        run, the batch and its letters also go on the flow's list of admitted batches, in the same
+        script, until `settle` says their job is queued: Redis failing in between loses no number
+        (see `unsettled`).
+        """
+        if any(len(item) != ADMITTED_PHONE and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/" for item in items):
+            raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
+        phones = [item[:ADMITTED_PHONE] for item in items]
         others = [other for other in siblings if other.id != flow.id]
-        keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id)]
+        keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id), admitted_key(flow.id)]
         if others:
             keys += [states.slot(other.id, phone)[0] for phone in phones for other in others]
-        # One argument for the batch, each French mobile (12 characters) then its digest (32): redis-py
+        # One argument for the numbers, each mobile (12 characters) then its digest (32): redis-py
         # encodes each argument apart, which cost more than the script's cutting of one string.
-        if phones and set(map(len, phones)) != {ADMITTED_PHONE}:
-            raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
         digest = self.digest
         numbers = "".join([phone + digest(phone) for phone in phones])
         return _text(self._admit(keys=keys, args=[self.clock(), ",".join(str(o.expiry_seconds) for o in others),
-                                                  "1" if dry_run else "0", numbers]))
+                                                  "1" if dry_run else "0", numbers, ",".join(items)]))
+
+    def settle(self, flow: Flow, admitted: Sequence[str]) -> None:
+        """Say these admitted batches ("letters|batch", as `unsettled` gives them) have their jobs queued."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for entry in admitted:
+                pipe.lrem(admitted_key(flow.id), 1, entry)
+            pipe.execute()
+
+    def unsettled(self, flow: Flow) -> list[str]:
+        """Return the admitted batches whose jobs were never queued, as "letters|batch"."""
+        return [_text(entry) for entry in self.redis.lrange(admitted_key(flow.id), 0, -1)]
 
     def release(self, flow: Flow, phone: str, message: int) -> str:
         """Claim content message `message` (1-based) for a consented number; 'ok' or why not."""

@@ -11,6 +11,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from bot import Accord
 from bot.flows import Flow
+from bot.rounds import queue_admitted
 from bot.sending import BATCH, enqueue, queue_for
 
 
@@ -35,13 +36,17 @@ def broadcast(accord: Accord, flow: Flow, message: int) -> tuple[int, int]:
 
 
 def resume(accord: Accord, flow: Flow) -> tuple[int, int]:
-    """Unpause the flow and queue again its parked and interrupted batches; return both counts."""
+    """Unpause the flow and queue again its parked and interrupted batches; return both counts.
+
+    Interrupted: those a dead worker held or that failed, and those an import admitted but was
+    cut short before queueing.
+    """
     accord.store.unpause(flow)
     parked = accord.store.unpark(flow)
     for work in parked:
         kind, message, items = work.split("|", 2)
         enqueue(accord, kind, flow, items.split(","), int(message))
-    return len(parked), requeue_interrupted(accord, flow)
+    return len(parked), requeue_interrupted(accord, flow) + queue_admitted(accord, flow)
 
 
 def requeue_interrupted(accord: Accord, flow: Flow) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -13,10 +14,11 @@ from click.testing import CliRunner, Result
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from bot import Accord, create_app, rounds
+from bot import Accord, build, create_app, rounds
 from bot.cli import Services, main
 from bot.rounds import Origin
 from bot.sending import ask, queue_for
+from bot.workers import resume
 from tests.conftest import PARIS, SMS, Clock, answers
 
 CONTACTS = """telephone;prenom;commune
@@ -369,3 +371,47 @@ def test_an_admission_failure_stops_the_import(accord, tmp_path, monkeypatch):
     path = long_list(tmp_path, 200)
     with pytest.raises(redis.ConnectionError, match="Redis went away"):
         rounds.start_round(accord, accord.flows["demo"], path, Origin("supporters", "", "", "camille", path.name, ""))
+
+
+@pytest.mark.parametrize("parallel_after", [0, 1000])
+@pytest.mark.parametrize("then", ["start again", "resume"])
+def test_an_import_cut_short_between_admitting_and_queueing_loses_no_number(
+        accord, tmp_path, monkeypatch, parallel_after, then):
+    monkeypatch.setattr(rounds, "BATCH", 7)
+    monkeypatch.setattr(rounds._Admission, "PARALLEL_AFTER", parallel_after)
+    enqueue_many, calls = rounds.enqueue_many, []
+
+    def enqueue_until_redis_goes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # admitted, marked queued in Redis, but its job never made it
+            raise redis.ConnectionError("Redis went away")
+        return enqueue_many(*args, **kwargs)
+
+    monkeypatch.setattr(rounds, "enqueue_many", enqueue_until_redis_goes)
+    flow, path = accord.flows["demo"], long_list(tmp_path, 200)
+    origin = Origin("supporters", "", "", "camille", path.name, "")
+    with pytest.raises(redis.ConnectionError):
+        rounds.start_round(accord, flow, path, origin)
+    assert accord.store.unsettled(flow)  # the batch admitted but not queued is still on file
+    monkeypatch.setattr(rounds, "enqueue_many", enqueue_many)
+    if then == "resume":
+        assert resume(accord, flow)[1] >= 1
+    report = rounds.start_round(accord, flow, path, origin)  # the rest of the file, if the first run stopped early
+    assert report.recovered == 0 if then == "resume" else report.recovered >= 1
+    assert report.counts["queued"] + report.counts["already asked"] == 200
+    assert accord.store.unsettled(flow) == []
+    numbers = queued_numbers(accord)
+    assert sorted(numbers) == [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/69007" for n in range(200)]
+
+
+def test_a_dry_run_leaves_no_admitted_batch(accord, contacts):
+    start(accord, "demo", contacts, "--dry-run")
+    assert accord.store.unsettled(accord.flows["demo"]) == []
+
+
+def test_a_command_meeting_no_redis_says_so_in_one_line(config, tmp_path):
+    away = build(dataclasses.replace(config, redis_url=f"unix://{tmp_path}/no-redis.sock"))
+    result = CliRunner().invoke(main, ["round", "status", "demo"], obj=Services(away))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Redis did not answer (") and "REDIS_URL" in result.output
+    assert "Traceback" not in result.output

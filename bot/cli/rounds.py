@@ -55,6 +55,8 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
         click.echo(f"{name:>34}: {report.counts[name]}")
     for reason, count in sorted(report.rejects_by_reason.items()):
         click.echo(f"{'rejected: ' + reason:>34}: {count}")
+    if report.recovered:
+        click.echo(f"{report.recovered} batch(es) an interrupted import had admitted are queued now.")
     if report.batches:
         click.echo(f"{report.batches} batch(es) queued: workers (`python -m bot worker`) send them within "
                    "the sending window.")

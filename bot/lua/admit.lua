@@ -3,11 +3,14 @@
 -- The flow's own states are not read: a number asked once has its bit in the queued bitmap for
 -- good (step.lua clears it only on a move back to new), and one that objected is on the
 -- suppression list. The claim before each send checks the state again anyway.
--- KEYS: queued bitmap, suppression hash, funnel, then per number its state hash in each sibling
--- flow (the flows sharing the sender).
+-- KEYS: queued bitmap, suppression hash, funnel, list of admitted batches, then per number its
+-- state hash in each sibling flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
--- then the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32).
+-- the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32),
+-- and the batch as its job will carry it ('phone' or 'phone/postcode', comma-separated).
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
+-- A batch with numbers queued goes on the admitted list with its letters, until the importer has
+-- queued its job and takes it off (Store.settle); an import cut short in between leaves it there.
 local now = tonumber(ARGV[1])
 local expiries = {}
 for seconds in string.gmatch(ARGV[2], '[^,]+') do expiries[#expiries + 1] = tonumber(seconds) end
@@ -28,7 +31,7 @@ for at = 1, #numbers, 44 do
   elseif (mark or redis.call('SETBIT', KEYS[1], offset, 1)) == 1 then
     code = 'a'
   else
-    local first_key = 3 + n * siblings
+    local first_key = 4 + n * siblings
     for i = 1, siblings do
       local other, asked_at = get_state(KEYS[first_key + i], phone)
       if other and open[other] and now - asked_at < expiries[i] then
@@ -42,8 +45,10 @@ for at = 1, #numbers, 44 do
   codes[n] = code
   counts[code] = counts[code] + 1
 end
+local letters = table.concat(codes)
+if counts.q > 0 and not dry then redis.call('RPUSH', KEYS[4], letters .. '|' .. ARGV[5]) end
 local names = {q = 'import:queued', a = 'import:already asked', s = 'import:suppressed', w = 'import:waiting'}
 for code, total in pairs(counts) do
   if total > 0 and not dry then redis.call('HINCRBY', KEYS[3], names[code], total) end
 end
-return table.concat(codes)
+return letters

@@ -171,7 +171,7 @@ class _Admission:
     def _batch(self) -> None:
         batch, self.items = ",".join(self.items), []
         if self.pool is None and 0 <= self.parallel_after <= self.admitted:
-            # Forked, so the workers share this process's store, flows and clock as they are.
+            # Forked, so the admission process shares this one's store, flows, clock and settings.
             self.pool = ProcessPoolExecutor(self.WORKERS, mp_context=multiprocessing.get_context("fork"),
                                             initializer=_serve, initargs=(self,))
         if self.pool is None:

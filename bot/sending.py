@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Slots 1% further apart than the rate asks: a worker wakes for its slot a few milliseconds late
 # now and then, and up to 10 ms of that a second still never puts rate + 1 texts in one second.
 PACE_MARGIN = 1.01
+RATE_REREAD = 1.0  # seconds: how soon a batch already running follows a new `--rate`
 
 
 def queue_for(accord: Accord) -> Queue:
@@ -78,10 +79,12 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
           message: int = 0) -> dict[str, int]:
     accord = current()
     flow = accord.flows[flow_id]
-    interval = PACE_MARGIN / rate_of(accord, flow)
+    interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
     counts: Counter[str] = Counter()
     later: dict[float, list[str]] = defaultdict(list)  # seconds to wait -> numbers
     for index, item in enumerate(items):
+        if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
+            interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
         phone, _, postcode = item.partition("/")
         epoch = accord.store.clock()
         window = flow.window(epoch, postcode or None)

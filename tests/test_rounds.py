@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
-from bot import Accord, build, create_app, rounds
+from bot import Accord, build, create_app, rounds, sending
 from bot.cli import Services, main
 from bot.rounds import Origin
 from bot.sending import ask, queue_for
@@ -415,3 +415,22 @@ def test_a_command_meeting_no_redis_says_so_in_one_line(config, tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: Redis did not answer (") and "REDIS_URL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_batch_already_sending_follows_a_new_rate(accord, twilio, monkeypatch):
+    flow = accord.flows["demo"]
+    accord.store.set_round(flow, rate="20")
+    monkeypatch.setattr(sending, "RATE_REREAD", 0)  # read the rate again before every number
+    intervals: list[float] = []
+
+    def next_slot(_flow, interval):
+        intervals.append(interval)
+        if len(intervals) == 3:
+            accord.store.set_round(flow, rate="10")  # as a second `round start --rate 10` does
+        return 0.0
+
+    monkeypatch.setattr(accord.store, "next_slot", next_slot)
+    sending.enqueue(accord, "requests", flow, ASKABLE)
+    work(accord)
+    assert intervals == pytest.approx([sending.PACE_MARGIN / 20] * 3 + [sending.PACE_MARGIN / 10])
+    assert len(twilio.messages) == 4

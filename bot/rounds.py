@@ -25,8 +25,7 @@ SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "
                 "event": "attendees of a campaign event"}
 REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
                    "public-registry": "a public registry (electoral roll, directories ...)"}
-FRENCH_MOBILE = re.compile(r"^\+33[67]\d{8}$")
-FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164, the same test, cheaper
+FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
 NOT_FRENCH = "not a French mobile (+33 6/7): its time zone may differ from the flow's"
 SHOWN_REJECTS = 20
 

@@ -25,7 +25,7 @@ def test_a_number_comes_back_from_its_hash_and_field(phone: str) -> None:
 
 @given(st.sampled_from(STATES), seconds, st.integers(min_value=0, max_value=2**33), st.integers(0, 999))
 def test_a_value_decodes_to_what_was_encoded(state: str, asked_at: int, whole: int, ms: int) -> None:
-    touched = whole + ms / 1000  # kept to the millisecond
+    touched = (whole * 1000 + ms) / 1000  # kept to the millisecond, as decode divides
     assert states.decode(states.encode(state, asked_at, touched)) == (state, asked_at, touched)
 
 

@@ -48,7 +48,7 @@ def suffixes() -> Iterator[str]:
 
 def encode(state: str, asked_at: float, touched: float) -> str:
     """Write a state record; times in seconds (asked at is kept whole, touched to the millisecond)."""
-    return f"{CODES[state]}{_base36(int(asked_at))}.{_base36(round(touched * 1000))}"
+    return f"{CODES[state]}{base36(int(asked_at))}.{base36(round(touched * 1000))}"
 
 
 def decode(value: bytes | str) -> tuple[str, int, float]:
@@ -66,7 +66,8 @@ def lua_codes() -> str:
             "local NAMES = {" + ", ".join(f"{code} = '{name}'" for name, code in CODES.items()) + "}\n")
 
 
-def _base36(number: int) -> str:
+def base36(number: int) -> str:
+    """Write a whole number of seconds or milliseconds as state records keep it."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:

@@ -8,6 +8,7 @@ Only commands Redis 6.2 has are used (the embedded server is 6.2).
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -106,7 +107,10 @@ class Store:
         script = self._steps.get(plan)
         if script is None:
             script = self._steps[plan] = self.redis.register_script(f"local plan = {plan}\n{self._step_source}")
-        raw = script(keys=keys, args=[phone, digest, self._now(), body, message_sid, _salt()])
+        now = self._now()
+        seconds = float(now)  # the times below are `now` as written, to the millisecond
+        raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
+                                      states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600))])
         answer = json.loads(raw)
         # A replayed MessageSid brings back its first answer, whose flow may not be among these,
         # or may even be retired since: then there is nothing left to say.
@@ -403,8 +407,9 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     steps = {state: f"{s.dest}|{','.join(s.says)}" for state, s in row.items()}  # a string: fewer tables to build
     said = {say for s in row.values() for say in s.says}  # ship only the texts this step may say
     return lua_value({
-        "trigger": trigger, "reply": trigger.upper(), "event": "in" if inbound else "",
-        "check_suppressed": check_suppressed, "first": first, "sid_ttl": SID_TTL, "everywhere": trigger in EVERYWHERE,
+        "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
+        "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL),
+        "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
         "steps": steps,
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,

@@ -4,7 +4,7 @@
 -- A sent message is recorded once: a worker retrying after an answer lost with the connection logs nothing twice.
 if KEYS[3] ~= KEYS[1] and redis.call('HEXISTS', KEYS[3], 'phone') == 1 then return 0 end
 begin(KEYS[5], ARGV[9])
-append(KEYS[1], KEYS[2], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], ''})
+append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', ARGV[6], ARGV[7], '')
 save_heads()
 redis.call('HINCRBY', KEYS[4], ARGV[10], 1)
 if KEYS[3] ~= KEYS[1] then

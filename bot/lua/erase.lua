@@ -42,7 +42,7 @@ for i = 1, flows do
   if object then redis.call('HSET', supkey, digest, now) end
   if held then
     -- The erasure itself is recorded, without the number.
-    append(lkey, hkey, {now, '', flow_id, flow_hash, 'erasure', '', erased .. ' entries erased', '', ''})
+    append(lkey, hkey, now, '', flow_id, flow_hash, 'erasure', '', erased .. ' entries erased', '', '')
     report[#report + 1] = flow_id .. '=' .. erased
   end
 end

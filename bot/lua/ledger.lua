@@ -24,17 +24,18 @@ local function person(phone)
   end
   return pid, person_key
 end
--- fields: at, phone, flow, flow hash, event, state move, text, provider sid, reply (JSON list)
-local function append(lkey, hkey, fields)
+-- Append one entry to the ledger lkey whose chain head is hkey. The fields: when, the number ('' for
+-- none), the flow and its version, the event, the state move, the text, the provider's message
+-- id and the reply (a JSON list, or '').
+local function append(lkey, hkey, at, phone, flow, flow_hash, event, move, text, sid, reply)
   local prev = heads[hkey]
   if prev == nil then prev = redis.call('GET', hkey) or '' end
   entries = entries + 1
   local entry_salt = salt .. '.' .. entries
-  local id_pid, pkey = person(fields[2])
-  local phone, event, move, text, sid, reply = fields[2], fields[5], fields[6], fields[7], fields[8], fields[9]
+  local id_pid, pkey = person(phone)
   local commit = redis.sha1hex(entry_salt .. #phone .. ':' .. phone .. #event .. ':' .. event .. #move .. ':' .. move
     .. #text .. ':' .. text .. #sid .. ':' .. sid .. #reply .. ':' .. reply)
-  local at, flow, flow_hash, kind = fields[1], fields[3], fields[4], string.match(event, '^[^:]*')
+  local kind = string.match(event, '^[^:]*')
   local entry_hash = redis.sha1hex(#at .. ':' .. at .. #flow .. ':' .. flow .. #flow_hash .. ':' .. flow_hash
     .. #kind .. ':' .. kind .. #id_pid .. ':' .. id_pid .. #commit .. ':' .. commit .. #prev .. ':' .. prev)
   local id = redis.call('XADD', lkey, '*', 'at', at, 'flow', flow, 'flow_hash', flow_hash,

@@ -10,7 +10,7 @@ local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
 if not national then return 'not a French mobile' end
 if redis.call('SETBIT', KEYS[3], tonumber(national) - 600000000, 1) == 1 then return 'already' end
 begin(KEYS[7], ARGV[8])
-append(KEYS[4], KEYS[5], {now, phone, ARGV[4], ARGV[5], 'content:' .. ARGV[7], '', ARGV[6], '', ''})
+append(KEYS[4], KEYS[5], now, phone, ARGV[4], ARGV[5], 'content:' .. ARGV[7], '', ARGV[6], '', '')
 save_heads()
 redis.call('HINCRBY', KEYS[6], 'content:' .. ARGV[7], 1)
 return 'ok'

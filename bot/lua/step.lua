@@ -1,117 +1,122 @@
 -- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued.
--- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt.
+-- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
+-- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970).
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
+-- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
+-- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local now_s36, now_ms36, now_hour = ARGV[7], ARGV[8], ARGV[9]
 if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
 end
 begin(KEYS[2], ARGV[6])
-local function key(i, n) return KEYS[2 + 7 * (i - 1) + n] end
-local states, asked, chosen, best = {}, {}, 1, -1
-for i = 1, #plan.flows do
-  states[i], asked[i] = 'new', 0
-  local state, asked_at, touched = get_state(key(i, 1), phone)
+local open, flows = plan.open, plan.flows
+-- Flow i's keys are KEYS[7 * i - 5 + n], n = 1 (state) .. 7 (queued).
+local states, asked, asked36, chosen, best = {}, {}, {}, 1, -1
+for i = 1, #flows do
+  local state, asked_at, touched, stored = get_state(KEYS[7 * i - 4], phone)
   if state then
-    states[i], asked[i] = state, asked_at
+    states[i], asked[i], asked36[i] = state, asked_at, stored
     -- The flow with an open question is the one being answered; else the latest conversation.
-    local rank = touched + (plan.open[state] and 1e12 or 0)
+    local rank = touched + (open[state] and 1e12 or 0)
     if rank > best then chosen, best = i, rank end
+  else
+    states[i], asked[i], asked36[i] = 'new', 0, '0'
   end
 end
 if plan.first then chosen = 1 end
-local function refuse(why)
-  local state = states[chosen]
-  return cjson.encode({flow = plan.flows[chosen].id, from = state, to = state, refused = why})
-end
+local now_seconds = tonumber(now)
 if plan.check_suppressed then
-  if redis.call('HEXISTS', key(chosen, 4), digest) == 1 then return refuse('suppressed') end
+  local function refuse(why)
+    local state = states[chosen]
+    return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why})
+  end
+  if redis.call('HEXISTS', KEYS[7 * chosen - 1], digest) == 1 then return refuse('suppressed') end
   -- Another flow's question still open on this sender: a YES now would be ambiguous.
-  for i = 2, #plan.flows do
-    if plan.open[states[i]] and tonumber(now) - tonumber(asked[i]) < plan.flows[i].expiry then
-      return refuse('waiting: open question from ' .. plan.flows[i].id)
+  for i = 2, #flows do
+    if open[states[i]] and now_seconds - asked[i] < flows[i].expiry then
+      return refuse('waiting: open question from ' .. flows[i].id)
     end
   end
-end
-
--- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
--- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");
--- and open questions per hour asked, for lazy expiry.
-local function hour(epoch) return math.floor(tonumber(epoch) / 3600) end
-local function count(fkey, from, dest, asked_before, asked_after, inbound)
-  if inbound then redis.call('HINCRBY', fkey, 'answers:' .. hour(now), 1) end
-  if from ~= dest then redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. from .. '>' .. dest, 1) end
-  local was_open, is_open = plan.open[from], plan.open[dest]
-  if was_open and is_open and asked_before == asked_after then return end
-  if was_open then redis.call('HINCRBY', fkey, 'h:' .. hour(asked_before), -1) end
-  if is_open then redis.call('HINCRBY', fkey, 'h:' .. hour(asked_after), 1) end
 end
 
 -- Where a French mobile sits in the per-message bitmaps of who received which content.
 local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
-local offset = national and (tonumber(national) - 600000000)
+local offset = national and string.format('%d', tonumber(national) - 600000000)
 
 -- Apply the step to flow i; the lead flow is the conversation the text answers.
 local function apply(i, lead)
-  local flow = plan.flows[i]
-  local skey, lkey, hkey, supkey, fkey = key(i, 1), key(i, 2), key(i, 3), key(i, 4), key(i, 5)
+  local flow, base = flows[i], 7 * i - 5
+  local lkey, hkey, fkey = KEYS[base + 2], KEYS[base + 3], KEYS[base + 5]
   local before, asked_before = states[i], asked[i]
-  local state, asked_at = before, asked_before
-  local function log(event, move, text, sid, reply)
-    append(lkey, hkey, {now, phone, flow.id, flow.hash, event, move, text, sid, reply})
-  end
-  if plan.open[state] and tonumber(now) - tonumber(asked_at) >= flow.expiry then
-    log('expire', state .. '>expired', '', '', '')
+  local state, stored_asked = before, asked36[i]
+  if open[state] and now_seconds - asked_before >= flow.expiry then
+    append(lkey, hkey, now, phone, flow.id, flow.hash, 'expire', state .. '>expired', '', '', '')
     state = 'expired'
   end
   local step = plan.steps[state]  -- "dest|say,say..."
-  local dest, says, texts = state, {}, {}
-  if step then
-    local said
-    dest, said = string.match(step, '^([^|]*)|(.*)$')
-    for say in string.gmatch(said, '[^,]+') do says[#says + 1] = say end
-  end
-  if not lead then says = {} end
-  -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
-  -- Marking it sent answers whether it was: SETBIT returns the bit it replaces.
-  local kept = {}
-  for _, say in ipairs(says) do
-    if not (say == 'content' and offset and redis.call('SETBIT', key(i, 6), offset, 1) == 1) then
-      kept[#kept + 1] = say
+  local dest, said = state, ''
+  if step then dest, said = string.match(step, '^([^|]*)|(.*)$') end
+  local says, texts = {}, {}
+  if lead and said ~= '' then
+    for say in string.gmatch(said, '[^,]+') do
+      -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
+      -- Marking it sent answers whether it was: SETBIT returns the bit it replaces.
+      if not (say == 'content' and offset and redis.call('SETBIT', KEYS[base + 6], offset, '1') == 1) then
+        says[#says + 1], texts[#texts + 1] = say, flow.texts[say]
+      end
     end
   end
-  says = kept
-  for _, say in ipairs(says) do texts[#texts + 1] = flow.texts[say] end
   local inbound = lead and plan.event == 'in'
   if inbound then
     local reply = ''
     if #texts > 0 then reply = cjson.encode(texts) end
-    log('in:' .. plan.reply, state .. '>' .. dest, body, message_sid, reply)
+    append(lkey, hkey, now, phone, flow.id, flow.hash, plan.inbound_event, state .. '>' .. dest, body, message_sid,
+      reply)
   elseif step then
-    log(plan.trigger, state .. '>' .. dest, texts[1] or body, message_sid, '')
+    append(lkey, hkey, now, phone, flow.id, flow.hash, plan.trigger, state .. '>' .. dest, texts[1] or body,
+      message_sid, '')
   end
-  if dest == 'asked' and state ~= 'asked' then asked_at = now end  -- the clock runs from the request
-  if step or inbound or state ~= before then set_state(skey, phone, dest, asked_at, now) end
-  count(fkey, before, dest, asked_before, asked_at, inbound)
-  -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
-  if dest == 'asked' and offset then redis.call('SETBIT', key(i, 7), offset, 1) end
-  -- Unless it goes back to new: its request certainly never went (released), or it texted START
-  -- while the window was shut. Then a later round may queue it again.
-  if dest == 'new' and state ~= 'new' and offset then redis.call('SETBIT', key(i, 7), offset, 0) end
-  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', supkey, digest, now) end
-  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', supkey, digest) end
+  local renewed = dest == 'asked' and state ~= 'asked'  -- the clock runs from the request
+  if renewed then stored_asked = now_s36 end
+  if step or inbound or state ~= before then set_state(KEYS[base + 1], phone, dest, stored_asked, now_ms36) end
+  -- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
+  -- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");
+  -- and open questions per hour asked, for lazy expiry.
+  if inbound then redis.call('HINCRBY', fkey, 'answers:' .. now_hour, '1') end
+  if before ~= dest then redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. before .. '>' .. dest, '1') end
+  local was_open, is_open = open[before], open[dest]
+  if not (was_open and is_open and not renewed) then
+    if was_open then
+      redis.call('HINCRBY', fkey, string.format('h:%d', math.floor(asked_before / 3600)), '-1')
+    end
+    if is_open then
+      local hour = renewed and now_hour or string.format('%d', math.floor(asked_before / 3600))
+      redis.call('HINCRBY', fkey, 'h:' .. hour, '1')
+    end
+  end
+  if offset then
+    -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
+    if dest == 'asked' then redis.call('SETBIT', KEYS[base + 7], offset, '1') end
+    -- Unless it goes back to new: its request certainly never went (released), or it texted START
+    -- while the window was shut. Then a later round may queue it again.
+    if dest == 'new' and state ~= 'new' then redis.call('SETBIT', KEYS[base + 7], offset, '0') end
+  end
+  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', KEYS[base + 4], digest, now) end
+  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', KEYS[base + 4], digest) end
   return state, dest, says
 end
 
 local from, to, says = apply(chosen, true)
 if plan.everywhere then
   -- An objection ends sending for every flow on this sender and every controller behind them.
-  for i = 1, #plan.flows do
+  for i = 1, #flows do
     if i ~= chosen then apply(i, false) end
   end
 end
 save_heads()
-local answer = cjson.encode({flow = plan.flows[chosen].id, from = from, to = to, says = says})
+local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says = says})
 if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
 return answer

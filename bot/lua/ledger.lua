@@ -31,13 +31,15 @@ local function append(lkey, hkey, at, phone, flow, flow_hash, event, move, text,
   local prev = heads[hkey]
   if prev == nil then prev = redis.call('GET', hkey) or '' end
   entries = entries + 1
-  local entry_salt = salt .. '.' .. entries
+  local entry_salt = string.format('%s.%d', salt, entries)
   local id_pid, pkey = person(phone)
-  local commit = redis.sha1hex(entry_salt .. #phone .. ':' .. phone .. #event .. ':' .. event .. #move .. ':' .. move
-    .. #text .. ':' .. text .. #sid .. ':' .. sid .. #reply .. ':' .. reply)
+  -- string.format writes the lengths (Lua's own number-to-text is slow). Its %s takes only what this
+  -- code or our store wrote: a short %s stops at a NUL byte, which a voter's text may hold.
+  local commit = redis.sha1hex(string.format('%s%d:%s%d:%s%d:%s%d:', entry_salt, #phone, phone, #event, event,
+    #move, move, #text) .. text .. string.format('%d:', #sid) .. sid .. string.format('%d:%s', #reply, reply))
   local kind = string.match(event, '^[^:]*')
-  local entry_hash = redis.sha1hex(#at .. ':' .. at .. #flow .. ':' .. flow .. #flow_hash .. ':' .. flow_hash
-    .. #kind .. ':' .. kind .. #id_pid .. ':' .. id_pid .. #commit .. ':' .. commit .. #prev .. ':' .. prev)
+  local entry_hash = redis.sha1hex(string.format('%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s%d:%s', #at, at, #flow, flow,
+    #flow_hash, flow_hash, #kind, kind, #id_pid, id_pid, #commit, commit, #prev, prev))
   local id = redis.call('XADD', lkey, '*', 'at', at, 'flow', flow, 'flow_hash', flow_hash,
     'kind', kind, 'pid', id_pid, 'commit', commit, 'prev', prev, 'hash', entry_hash)
   redis.call('HSET', pkey, flow .. '|' .. id, cjson.encode({phone = phone, event = event,

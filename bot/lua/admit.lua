@@ -21,14 +21,14 @@ local dry = ARGV[3] == '1'
 local numbers, n = ARGV[4], 0
 for at = 1, #numbers, 44 do
   local phone, digest = string.sub(numbers, at, at + 11), string.sub(numbers, at + 12, at + 43)
-  -- The bit for +33 6 00 00 00 00 is 0 (a string: the bit commands take no Lua number unconverted).
-  local offset = tostring(tonumber(string.sub(phone, 4)) - 600000000)
+  -- As bit_of (state.lua) says, without its match: only French mobiles are admitted.
+  local offset = string.format('%d', tonumber(string.sub(phone, 4)) - 600000000)
   local code = 'q'
   -- Marking a number queued tells whether it was already: SETBIT returns the bit it replaces.
   local mark = dry and redis.call('GETBIT', KEYS[1], offset)
   if redis.call('HEXISTS', KEYS[2], digest) == 1 then
     code = 's'
-  elseif (mark or redis.call('SETBIT', KEYS[1], offset, 1)) == 1 then
+  elseif (mark or redis.call('SETBIT', KEYS[1], offset, '1')) == 1 then
     code = 'a'
   else
     local first_key = 4 + n * siblings
@@ -36,7 +36,7 @@ for at = 1, #numbers, 44 do
       local other, asked_at = get_state(KEYS[first_key + i], phone)
       if other and open[other] and now - asked_at < expiries[i] then
         code = 'w'
-        if not dry then redis.call('SETBIT', KEYS[1], offset, 0) end  -- not queued after all
+        if not dry then redis.call('SETBIT', KEYS[1], offset, '0') end  -- not queued after all
         break
       end
     end

@@ -10,8 +10,7 @@ begin(KEYS[1], ARGV[4])
 local flows, whole, object = tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7] == '1'
 local pid = redis.call('GET', KEYS[1])
 local pkey = pid and ('accord:person:' .. pid)
-local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
-local offset = national and (tonumber(national) - 600000000)
+local offset = bit_of(phone)
 local open = {asked = true, clarified = true}
 local report = {}
 for i = 1, flows do
@@ -35,8 +34,8 @@ for i = 1, flows do
     if open[state] then redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1) end
   end
   if whole and offset then
-    redis.call('SETBIT', qkey, offset, 0)
-    for n = 1, contents do redis.call('SETBIT', 'accord:content:' .. flow_id .. ':' .. n, offset, 0) end
+    redis.call('SETBIT', qkey, offset, '0')
+    for n = 1, contents do redis.call('SETBIT', 'accord:content:' .. flow_id .. ':' .. n, offset, '0') end
   end
   -- The objection holds even where nothing was held yet: a request may still wait in a queued job.
   if object then redis.call('HSET', supkey, digest, now) end

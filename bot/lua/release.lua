@@ -6,9 +6,9 @@ local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 local state = get_state(KEYS[1], phone) or 'new'
 if state ~= 'consented' then return state end
 if redis.call('HEXISTS', KEYS[2], digest) == 1 then return 'suppressed' end
-local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
-if not national then return 'not a French mobile' end
-if redis.call('SETBIT', KEYS[3], tonumber(national) - 600000000, 1) == 1 then return 'already' end
+local offset = bit_of(phone)
+if not offset then return 'not a French mobile' end
+if redis.call('SETBIT', KEYS[3], offset, '1') == 1 then return 'already' end
 begin(KEYS[7], ARGV[8])
 append(KEYS[4], KEYS[5], now, phone, ARGV[4], ARGV[5], 'content:' .. ARGV[7], '', ARGV[6], '', '')
 save_heads()

@@ -19,3 +19,10 @@ end
 local function del_state(key, phone)
   redis.call('HDEL', key, slot(phone))
 end
+-- Where a French mobile sits in a flow's bitmaps (queued, content sent), or nil for another number:
+-- +33 6 00 00 00 00 is bit 0. A string, as commands take it: Redis would print a Lua number with a
+-- slow "%.17g", and Lua's own tostring is slow too.
+local function bit_of(phone)
+  local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
+  return national and string.format('%d', tonumber(national) - 600000000)
+end

@@ -42,9 +42,8 @@ if plan.check_suppressed then
   end
 end
 
--- Where a French mobile sits in the per-message bitmaps of who received which content.
-local national = string.match(phone, '^%+33([67]%d%d%d%d%d%d%d%d)$')
-local offset = national and string.format('%d', tonumber(national) - 600000000)
+-- Where a French mobile sits in the bitmaps of who was queued and who received which content.
+local offset = bit_of(phone)
 
 -- Apply the step to flow i; the lead flow is the conversation the text answers.
 local function apply(i, lead)

@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bot import machine
-from bot.replies import classify
+from bot.replies import classify, classify_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "machine.json"
@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def classify_replies() -> None:
         for body in REPLIES:
+            classify_fresh(body, "fr")
+
+    def classify_seen() -> None:
+        for body in REPLIES:
             classify(body, "fr")
 
     rows = {
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         "(a) bot.machine.step(state, trigger)": _time(compiled_step, len(PAIRS), args.repeat),
         "(c) shared Machine: set_state + trigger": _time(shared_machine, len(PAIRS), args.repeat),
         "(d) build_machine() per message + trigger": _time(machine_per_message, len(PAIRS), args.repeat),
-        f"(e) bot.replies.classify, {len(REPLIES)} replies": _time(classify_replies, len(REPLIES), args.repeat),
+        f"(e) classify, {len(REPLIES)} replies, first sight": _time(classify_replies, len(REPLIES), args.repeat),
+        f"(f) classify, {len(REPLIES)} replies seen before": _time(classify_seen, len(REPLIES), args.repeat),
     }
     shared.set_state("new")
     floor = rows["(b) dict lookup TABLE[(state, trigger)]"]

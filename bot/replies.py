@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from functools import lru_cache
 
 
 class Reply(enum.Enum):
@@ -121,8 +122,25 @@ def normalize(body: str) -> str:
     return _NON_WORD.sub(" ", body.casefold()).strip()
 
 
+# A reply storm is mostly the same few short texts ("Oui", "STOP", "oui merci"): their verdicts
+# are kept. Longer texts are classified afresh, so no sender can fill the cache with long ones.
+CACHED_LENGTH = 40
+
+
 def classify(body: str, language: str = "fr") -> Reply:
     """Classify a reply; when unsure between objection and anything else, return STOP."""
+    if len(body) <= CACHED_LENGTH:
+        return _classify_short(body, language)
+    return classify_fresh(body, language)
+
+
+@lru_cache(maxsize=4096)
+def _classify_short(body: str, language: str) -> Reply:
+    return classify_fresh(body, language)
+
+
+def classify_fresh(body: str, language: str = "fr") -> Reply:
+    """Classify as `classify` does, without its cache (a text seen for the first time)."""
     text = normalize(body)
     if not text:
         return Reply.OTHER

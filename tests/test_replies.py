@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bot.replies import Reply, classify, normalize
+from bot.replies import CACHED_LENGTH, Reply, classify, classify_fresh, normalize
 
 STOP, NO, HELP, START, YES, OTHER = (
     Reply.STOP,
@@ -279,6 +279,12 @@ def test_any_text_with_an_objection_word_is_a_stop(keyword: str, before: str, af
 @given(body=st.text(), language=st.sampled_from(["fr", "en", "de", ""]))
 def test_classify_never_raises_and_always_answers(body: str, language: str) -> None:
     assert isinstance(classify(body, language), Reply)
+
+
+@given(body=st.text(max_size=2 * CACHED_LENGTH), language=st.sampled_from(["fr", "en"]))
+def test_a_text_seen_before_gets_the_verdict_it_got_first(body: str, language: str) -> None:
+    first = classify(body, language)
+    assert classify(body, language) is first is classify_fresh(body, language)
 
 
 @given(

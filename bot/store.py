@@ -100,9 +100,7 @@ class Store:
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
-            keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id),
-                     suppression_key(flow.controller_id), funnel_key(flow.id), content_key(flow.id, 1),
-                     queued_key(flow.id)]
+            keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
         plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
         script = self._steps.get(plan)
         if script is None:
@@ -393,6 +391,13 @@ class Store:
 
     def _now(self) -> str:
         return f"{self.clock():.3f}"
+
+
+@lru_cache(maxsize=256)
+def _step_keys(flow: Flow) -> tuple[str, ...]:
+    """Return a flow's keys the step script takes after the number's state hash (see step.lua)."""
+    return (ledger_key(flow.id), head_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id),
+            content_key(flow.id, 1), queued_key(flow.id))
 
 
 @lru_cache(maxsize=512)

@@ -17,7 +17,7 @@ twice as large to show it stays flat. Redis memory is INFO used_memory before an
 by key with MEMORY USAGE. Then the counts are checked: the report's accounting, the numbers held
 in the jobs' arguments, and the mix the generator wrote.
 
-    .venv/bin/python -m bench.pipeline [--rows 1000000] [--memory-rows 2000000] [--seed 1]
+    .venv/bin/python -m bench.pipeline [--rows 1000000] [--memory-rows 2000000] [--seed 1] [--repeat 3]
 
 Where the pipeline's time goes: `python -m bench.hotspots`.
 """

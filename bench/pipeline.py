@@ -291,7 +291,7 @@ def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> d
               f"admit script {evalsha['usec'] / 1e6:.2f} s "
               f"in {evalsha['calls']:,} calls ({evalsha['usec'] / max(evalsha['calls'], 1) / 1e3:.2f} ms each), "
               f"while the file is read (admission runs in a forked process); "
-              f"{main_run['redis']['forks']} fork(s) for AOF rewrites", "",
+              f"{main_run['redis']['forks']} fork(s) for AOF rewrites in the {len(pairs)} run(s)", "",
               f"{'rows':>10} {'max RSS MB':>11} {'after imports':>14} {'before pipeline':>16} {'pipeline s':>11} "
               f"{'rows/s':>9}"]
     for run in runs:

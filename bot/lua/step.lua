@@ -86,15 +86,12 @@ local function apply(i, lead)
   -- and open questions per hour asked, for lazy expiry.
   if inbound then redis.call('HINCRBY', fkey, 'answers:' .. now_hour, '1') end
   if before ~= dest then redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. before .. '>' .. dest, '1') end
+  -- An open question counts in the hour it was asked: it leaves it when answered, or asked again.
   local was_open, is_open = open[before], open[dest]
-  if not (was_open and is_open and not renewed) then
-    if was_open then
-      redis.call('HINCRBY', fkey, string.format('h:%d', math.floor(asked_before / 3600)), '-1')
-    end
-    if is_open then
-      local hour = renewed and now_hour or string.format('%d', math.floor(asked_before / 3600))
-      redis.call('HINCRBY', fkey, 'h:' .. hour, '1')
-    end
+  if was_open ~= is_open or renewed then
+    local asked_hour = string.format('%d', math.floor(asked_before / 3600))
+    if was_open then redis.call('HINCRBY', fkey, 'h:' .. asked_hour, '-1') end
+    if is_open then redis.call('HINCRBY', fkey, 'h:' .. (renewed and now_hour or asked_hour), '1') end
   end
   if offset then
     -- Asked once is asked for good: the flow remembers it even after retention purges the rest.

@@ -33,7 +33,7 @@ import redis
 from twilio.request_validator import RequestValidator
 
 from bench import apps, counters, load, servers
-from bot import build
+from bot import build, web_settings
 
 RESULTS = servers.ROOT / "bench" / "results" / "webhook.json"
 TOKEN = "bench-auth-token-0123456789abcdef"
@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=16, help="connections kept busy at once")
     parser.add_argument("--voters", type=int, default=2000, help="numbers already asked in the demo flow")
     parser.add_argument("--sample", type=int, default=200, help="texts watched with MONITOR on Accord")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the Procfile's default)")
+    parser.add_argument("--workers", type=int, default=web_settings.default_workers(),
+                        help="gunicorn workers (default: the Procfile's, twice the cores plus one)")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (the Procfile's default)")
     parser.add_argument("--load", choices=("wrk", "python"), default=load.generator(),
                         help="load generator (default: wrk when installed)")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
+from bot import web_settings
 from bot.config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +123,18 @@ def test_dotenv_fills_what_the_environment_leaves_unset(tmp_path: Path) -> None:
     config = settings(tmp_path, dotenv, PUBLIC_URL="https://from-env.example.org")
     assert config.port == 9000
     assert config.public_url == "https://from-env.example.org"
+
+
+def test_web_workers_default_to_twice_the_cores_plus_one() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert web_settings.worker_count({}) == web_settings.worker_count({"WEB_CONCURRENCY": " "}) == 2 * cores + 1
+
+
+def test_web_concurrency_sets_the_web_workers() -> None:
+    assert web_settings.worker_count({"WEB_CONCURRENCY": "3"}) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5"])
+def test_a_bad_web_concurrency_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match=f"WEB_CONCURRENCY: .*{value!r}"):
+        web_settings.worker_count({"WEB_CONCURRENCY": value})

@@ -1,6 +1,6 @@
 """A storm of replies: 10,000 signed texts from 2,000 voters over 100 connections, served as in production.
 
-gunicorn runs the Procfile's `web:` line (sync workers, its default count) on a loopback port;
+gunicorn runs the Procfile's `web:` line (sync workers, as many as its settings say) on a loopback port;
 every text must be answered, and be in a ledger exactly once.
 """
 
@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -53,16 +54,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def web(config: Config, redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Iterator[int]:
-    """Serve the app under gunicorn exactly as the Procfile says; yield its port."""
+@contextmanager
+def procfile_web(env: dict[str, str], log: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Serve the test's app under gunicorn exactly as the Procfile says; yield its port and master."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "WEB_CONCURRENCY"}  # the Procfile's default
-    env.update(PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}", BIND=f"127.0.0.1:{port}",
-               STORM_INSTANCE_DIR=str(config.instance_dir), STORM_SUPPRESSION_KEY=config.suppression_key.decode(),
-               STORM_AUTH_TOKEN=TOKEN, STORM_REDIS_URL=redis_url, STORM_PUBLIC_URL=PUBLIC_URL,
-               STORM_NOW=str(TUESDAY_MORNING.timestamp()))
-    log = tmp_path / "gunicorn.log"
+    env = {**env, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}", "BIND": f"127.0.0.1:{port}"}
     with open(log, "wb") as output:
         process = subprocess.Popen(["sh", "-c", "exec " + web_command()], cwd=ROOT, env=env,
                                    stdout=output, stderr=subprocess.STDOUT)
@@ -72,7 +68,7 @@ def web(config: Config, redis_url: str, redis_client: redis.Redis, tmp_path: Pat
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"gunicorn did not answer: {log.read_text()[-3000:]}"
             time.sleep(0.05)
-        yield port
+        yield port, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -80,6 +76,47 @@ def web(config: Config, redis_url: str, redis_client: redis.Redis, tmp_path: Pat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def storm_env(config: Config, redis_url: str) -> dict[str, str]:
+    """The environment tests.storm_app reads, without WEB_CONCURRENCY: the Procfile's default."""
+    env = {key: value for key, value in os.environ.items() if key != "WEB_CONCURRENCY"}
+    env.update(STORM_INSTANCE_DIR=str(config.instance_dir), STORM_SUPPRESSION_KEY=config.suppression_key.decode(),
+               STORM_AUTH_TOKEN=TOKEN, STORM_REDIS_URL=redis_url, STORM_PUBLIC_URL=PUBLIC_URL,
+               STORM_NOW=str(TUESDAY_MORNING.timestamp()))
+    return env
+
+
+@pytest.fixture
+def web(storm_env: dict[str, str], tmp_path: Path) -> Iterator[int]:
+    with procfile_web(storm_env, tmp_path / "gunicorn.log") as (port, _):
+        yield port
+
+
+def workers_of(master: int) -> set[int]:
+    """Return the pids of a process's children (a gunicorn master's workers)."""
+    children = set()
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(entry.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                children.add(int(entry.parent.name))
+        except (OSError, ValueError, IndexError):  # the process ended while we looked
+            continue
+    return children
+
+
+@pytest.mark.parametrize("concurrency", ["", "3"])
+def test_the_procfile_serves_with_as_many_workers_as_its_settings_say(
+        storm_env: dict[str, str], tmp_path: Path, concurrency: str) -> None:
+    expected = int(concurrency) if concurrency else 2 * len(os.sched_getaffinity(0)) + 1
+    env = {**storm_env, "WEB_CONCURRENCY": concurrency} if concurrency else storm_env
+    with procfile_web(env, tmp_path / "gunicorn.log") as (_, master):
+        deadline = time.monotonic() + 20
+        while len(workers_of(master.pid)) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # time enough for a worker too many to show up
+        assert len(workers_of(master.pid)) == expected
 
 
 def answers(port: int) -> bool:

@@ -1,0 +1,35 @@
+"""gunicorn's settings for the web app: the Procfile's `web:` line loads them with `-c python:bot.web_settings`.
+
+A sync worker serves one text at a time and waits, idle, while Redis runs the step script. With
+as many workers as cores, a core sits idle whenever its worker waits; gunicorn's rule of thumb,
+twice the cores plus one, keeps them busy. WEB_CONCURRENCY (from the environment, or `.env` like
+every setting), which hosts such as Heroku set for their machines, overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from dotenv import dotenv_values
+
+from bot.config import ROOT, ConfigError
+
+
+def default_workers() -> int:
+    """Return gunicorn's suggested worker count for the cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 2 * cores + 1
+
+
+def worker_count(environ: Mapping[str, str]) -> int:
+    """Return WEB_CONCURRENCY when set, else the default."""
+    value = (environ.get("WEB_CONCURRENCY") or "").strip()
+    if not value:
+        return default_workers()
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError("WEB_CONCURRENCY", f"must be a number of web workers, at least 1, not {value!r}")
+    return int(value)
+
+
+workers = worker_count({**dotenv_values(ROOT / ".env"), **os.environ})

@@ -173,6 +173,7 @@ def _texts(count: int, voters: Sequence[str]) -> list[dict[str, str]]:
 def _summary(endpoint: Endpoint) -> dict:
     """Medians over the rounds for rates and latencies; totals over the rounds for CPU and Redis."""
     rounds, answered = endpoint.rounds, sum(r.answered for r in endpoint.rounds)
+    generator_cpu = sum(r.generator_cpu_s for r in rounds)
     per_request = 1e6 / max(answered, 1)
     return {
         "requests": answered, "rps": statistics.median(r.rps for r in rounds),
@@ -181,7 +182,9 @@ def _summary(endpoint: Endpoint) -> dict:
         "max_ms": max(r.max_ms for r in rounds),
         "cpu_us_per_request": {"app": round(endpoint.app_cpu * per_request),
                                "redis": round(endpoint.redis_cpu * per_request),
-                               "load_generator": round(sum(r.generator_cpu_s for r in rounds) * per_request)},
+                               "load_generator": round(generator_cpu * per_request)},
+        # How many of the machine's cores the three kept busy while the rounds ran.
+        "cores_busy": (endpoint.app_cpu + endpoint.redis_cpu + generator_cpu) / sum(r.seconds for r in rounds),
         "redis_commands": dict(endpoint.commands),
         "script_us_in_redis": endpoint.usec["evalsha"] / endpoint.commands["evalsha"]
         if endpoint.commands["evalsha"] else 0.0,
@@ -223,15 +226,16 @@ def _report(args: argparse.Namespace, results: dict[str, dict], trips: Counter[s
         f"Python {machine['python']}",
         "",
         f"{'endpoint':<10} {'requests/s':>10} {'(rounds)':<17} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7}"
-        "   CPU µs/request: app redis load",
+        "   CPU µs/request: app redis load   cores busy",
     ]
     for name, r in results.items():
         cpu, spread = r["cpu_us_per_request"], "/".join(f"{x:.0f}" for x in r["rps_rounds"])
         lines.append(f"{name:<10} {r['rps']:>10.0f} {'(' + spread + ')':<17} {r['p50_ms']:>7.2f} "
                      f"{r['p90_ms']:>7.2f} {r['p99_ms']:>7.2f}   {cpu['app']:>19} {cpu['redis']:>5} "
-                     f"{cpu['load_generator']:>4}")
+                     f"{cpu['load_generator']:>4}   {r['cores_busy']:>10.2f}")
     lines += [
-        "(requests/s and latencies: median of the rounds; CPU: totals over the rounds / requests)", "",
+        "(requests/s and latencies: median of the rounds; CPU: totals over the rounds / requests; cores busy:",
+        f" app, Redis and load CPU over the rounds' time, of {machine['nproc']})", "",
         *(f"{k}: {v['rps']:.2f}x requests/s, {v['p99']:.2f}x p99" for k, v in ratios.items()),
         f"accord/reference round by round: median {statistics.median(paired):.2f}x requests/s "
         f"({'/'.join(f'{x:.2f}' for x in paired)}; each accord round ran right after the reference's)",

@@ -18,6 +18,7 @@ from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
 from bot.phones import PhoneError, normalize
 from bot.sending import BATCH, enqueue_many, rate_of
+from bot.store import FRENCH_MOBILE_PREFIXES
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -25,7 +26,6 @@ SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "
                 "event": "attendees of a campaign event"}
 REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
                    "public-registry": "a public registry (electoral roll, directories ...)"}
-FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
 NOT_FRENCH = "not a French mobile (+33 6/7): its time zone may differ from the flow's"
 SHOWN_REJECTS = 20
 

@@ -45,6 +45,8 @@ LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
+FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
+ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
 EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
                "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
@@ -172,8 +174,11 @@ class Store:
         script, until `settle` says their job is queued: Redis failing in between loses no number
         (see `unsettled`).
         """
-        if any(len(item) != ADMITTED_PHONE and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/" for item in items):
+        if any(item[:4] not in FRENCH_MOBILE_PREFIXES or len(item) != ADMITTED_PHONE
+               and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/" for item in items):
             raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
+        if len(items) > ADMIT_AT_MOST:
+            raise ValueError(f"at most {ADMIT_AT_MOST} numbers are admitted at once, not {len(items)}")
         phones = [item[:ADMITTED_PHONE] for item in items]
         others = [other for other in siblings if other.id != flow.id]
         keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id), admitted_key(flow.id)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import Accord, states
+from bot import Accord, keys, states
 from bot.machine import STATES
 from bot.states import StateRecordError
 from tests.conftest import Clock
@@ -60,3 +62,40 @@ def test_a_flow_of_many_numbers_stays_in_compact_hashes(accord: Accord, redis_cl
     assert redis_client.hlen(key) == 1000
     assert redis_client.object("encoding", key) in (b"ziplist", b"listpack")
     assert redis_client.memory_usage(key, samples=0) < 1000 * 30
+
+
+def test_the_import_and_the_step_script_mark_each_mobile_at_the_same_bit(
+        accord: Accord, redis_client: redis.Redis) -> None:
+    """+33 6 00 00 00 00 is bit 0 of a flow's bitmaps, +33 7 00 00 00 00 bit 100,000,000; one bit a number."""
+    flow = accord.flows["demo"]
+    edges = ["+33600000000", "+33600000001", "+33600000010", "+33609999999", "+33610000000", "+33699999999",
+             "+33700000000", "+33700000001", "+33701000000", "+33799999999"]
+    rng = random.Random(7)
+    phones = edges + [f"+33{rng.choice('67')}{rng.randrange(10**8):08d}" for _ in range(300)]
+    phones = list(dict.fromkeys(phones))
+    expected = [int(phone[3:]) - 600_000_000 for phone in phones]
+
+    def marked(key: str) -> bool:
+        return (all(redis_client.getbit(key, offset) for offset in expected)
+                and redis_client.bitcount(key) == len(phones))
+
+    assert accord.store.admit(flow, phones) == "q" * len(phones)  # admit.lua
+    assert marked(keys.queued_key(flow.id))
+    redis_client.delete(keys.queued_key(flow.id))
+    for phone in phones:  # step.lua, asking
+        assert accord.store.claim(flow, phone, window_open=True).dest == "asked"
+    assert marked(keys.queued_key(flow.id))
+    for phone in phones:  # step.lua, a YES releasing the first content
+        accord.store.step([flow], phone, "yes", inbound=True)
+    assert marked(keys.content_key(flow.id, 1))
+
+
+def test_only_french_mobiles_are_admitted_to_a_round(accord: Accord) -> None:
+    for item in ("+33512345678", "+3361234567", "+44712345678", "+336123456789", "0612345678"):
+        with pytest.raises(ValueError, match="only French mobiles"):
+            accord.store.admit(accord.flows["demo"], [item])
+
+
+def test_a_batch_too_large_for_one_script_call_is_refused(accord: Accord) -> None:
+    with pytest.raises(ValueError, match="at most 5000 numbers"):
+        accord.store.admit(accord.flows["demo"], [f"+336{n:08d}" for n in range(5001)])

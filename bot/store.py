@@ -174,8 +174,8 @@ class Store:
         script, until `settle` says their job is queued: Redis failing in between loses no number
         (see `unsettled`).
         """
-        if any(item[:4] not in FRENCH_MOBILE_PREFIXES or len(item) != ADMITTED_PHONE
-               and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/" for item in items):
+        if any(item[:4] not in FRENCH_MOBILE_PREFIXES
+               or (len(item) != ADMITTED_PHONE and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/") for item in items):
             raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
         if len(items) > ADMIT_AT_MOST:
             raise ValueError(f"at most {ADMIT_AT_MOST} numbers are admitted at once, not {len(items)}")

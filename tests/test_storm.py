@@ -79,8 +79,8 @@ def procfile_web(env: dict[str, str], log: Path) -> Iterator[tuple[int, subproce
 
 
 @pytest.fixture
-def storm_env(config: Config, redis_url: str) -> dict[str, str]:
-    """The environment tests.storm_app reads, without WEB_CONCURRENCY: the Procfile's default."""
+def storm_env(config: Config, redis_url: str, redis_client: redis.Redis) -> dict[str, str]:
+    """The environment tests.storm_app reads, without WEB_CONCURRENCY: the Procfile's default (Redis emptied first)."""
     env = {key: value for key, value in os.environ.items() if key != "WEB_CONCURRENCY"}
     env.update(STORM_INSTANCE_DIR=str(config.instance_dir), STORM_SUPPRESSION_KEY=config.suppression_key.decode(),
                STORM_AUTH_TOKEN=TOKEN, STORM_REDIS_URL=redis_url, STORM_PUBLIC_URL=PUBLIC_URL,

@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--voters", type=int, default=2000, help="numbers already asked in the demo flow")
     parser.add_argument("--sample", type=int, default=200, help="texts watched with MONITOR on Accord")
     parser.add_argument("--workers", type=int, default=web_settings.default_workers(),
-                        help="gunicorn workers (default: the Procfile's, twice the cores plus one)")
+                        help="gunicorn workers (default: the Procfile's, twice the cores plus one, at most 12)")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (the Procfile's default)")
     parser.add_argument("--load", choices=("wrk", "python"), default=load.generator(),
                         help="load generator (default: wrk when installed)")

@@ -2,8 +2,10 @@
 
 A sync worker serves one text at a time and waits, idle, while Redis runs the step script. With
 as many workers as cores, a core sits idle whenever its worker waits; gunicorn's rule of thumb,
-twice the cores plus one, keeps them busy. WEB_CONCURRENCY (from the environment, or `.env` like
-every setting), which hosts such as Heroku set for their machines, overrides it.
+twice the cores plus one, keeps them busy. At most 12, the top of the range gunicorn's docs
+give for thousands of requests a second: each worker holds its own copy of the app (about
+55 MB). WEB_CONCURRENCY (from the environment, or `.env` like every setting), which hosts such
+as Heroku set for their machines, overrides it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dotenv import dotenv_values
 
 from bot.config import ROOT, ConfigError
 
+MOST_WORKERS = 12
+
 
 def default_workers() -> int:
     """Return gunicorn's suggested worker count for the cores this process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 2 * cores + 1
+    return min(2 * cores + 1, MOST_WORKERS)
 
 
 def worker_count(environ: Mapping[str, str]) -> int:

@@ -125,9 +125,10 @@ def test_dotenv_fills_what_the_environment_leaves_unset(tmp_path: Path) -> None:
     assert config.public_url == "https://from-env.example.org"
 
 
-def test_web_workers_default_to_twice_the_cores_plus_one() -> None:
+def test_web_workers_default_to_twice_the_cores_plus_one_up_to_twelve() -> None:
     cores = len(os.sched_getaffinity(0))
-    assert web_settings.worker_count({}) == web_settings.worker_count({"WEB_CONCURRENCY": " "}) == 2 * cores + 1
+    expected = min(2 * cores + 1, 12)
+    assert web_settings.worker_count({}) == web_settings.worker_count({"WEB_CONCURRENCY": " "}) == expected
 
 
 def test_web_concurrency_sets_the_web_workers() -> None:

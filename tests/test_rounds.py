@@ -350,7 +350,7 @@ def test_a_long_list_admitted_beside_the_reading_counts_and_queues_the_same(
     assert sorted(queued_numbers(accord)) == expected
     assert report.batches == len(queue_for(accord).get_jobs())
     admitted_by = [int(pid) for pid in redis_client.lrange("test:admitted-by", 0, -1)]
-    assert len(admitted_by) == 29  # 200 numbers past the dedupe, 7 a batch
+    assert len(admitted_by) == 29  # 200 numbers, 7 a batch: the three batches of repeats alone are not admitted
     assert admitted_by[:parallel_after] == [os.getpid()] * parallel_after
     assert os.getpid() not in admitted_by[parallel_after:]
 

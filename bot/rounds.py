@@ -165,6 +165,8 @@ class _Admission:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+            self.pool = None  # it holds this admission (its initializer's argument): no cycle left
+        self.seen = bytearray()
 
     def _batch(self) -> None:
         batch, self.items = ",".join(self.items), []
@@ -184,6 +186,9 @@ class _Admission:
         assert self.pool is not None
         self.pending.append(self.pool.submit(_admit_served, self.batches))
         self.batches = []
+        # The first submit forked the admission process, with a copy of what was seen here: it
+        # dedupes from now on, and this copy would only hold 25 MB more.
+        self.seen = bytearray()
         if len(self.pending) > self.IN_FLIGHT:
             self._count(self.pending.popleft().result())  # waits, and raises what went wrong there
 

@@ -29,8 +29,8 @@ from bench.contacts import write_contacts
 from bench.pipeline import FLOW, ROOT, accord_for, machine_line, origin_for
 from bot import Accord
 from bot.contacts import Row, read_header, read_rows
-from bot.phones import PhoneError, normalize
-from bot.rounds import FRENCH_MOBILE_PREFIXES, start_round
+from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
+from bot.rounds import start_round
 from bot.sending import BATCH, enqueue, rate_of
 
 WHOLE = "start_round, whole"
@@ -107,12 +107,8 @@ def _stage_times(accord: Accord, path: Path) -> dict[str, float]:
             mobiles.append((phone, row.postcode))
     timed("normalize + French-mobile check", started)
     started = time.perf_counter()
-    seen, kept = bytearray(25_000_000), []
-    for phone, postcode in mobiles:  # as admission drops repeats, before the admit script
-        offset = int(phone[3:]) - 600_000_000
-        if not seen[offset >> 3] & (1 << (offset & 7)):
-            seen[offset >> 3] |= 1 << (offset & 7)
-            kept.append((phone, postcode))
+    seen = MobileBits()
+    kept = [(phone, postcode) for phone, postcode in mobiles if seen.add(phone)]  # as admission drops repeats
     timed("dedupe bitmap (where batches are admitted)", started)
     batches = [kept[n:n + BATCH] for n in range(0, len(kept), BATCH)]
     started = time.perf_counter()

@@ -14,10 +14,27 @@ FRENCH_MOBILE = re.compile(r"^(?:\+33|0033|0)?([67]\d{8})$")
 # Saint-Barthélemy and Saint-Martin, 0692-0693 Réunion, 0694 Guyane, 0696-0697 Martinique.
 OVERSEAS_MOBILE = re.compile(r"^6(?:39|9[0-7])")
 TEXTABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
 
 
 class PhoneError(ValueError):
     """A number that cannot be texted; the message is the reason."""
+
+
+class MobileBits:
+    """A set of French mobiles, one bit each: 25 MB holds all 200 million (+33 6 00 00 00 00 is bit 0)."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray(25_000_000)
+
+    def add(self, phone: str) -> bool:
+        """Add a French mobile in E.164 (anything may follow its 12 characters); say whether it was new."""
+        offset = int(phone[3:12]) - 600_000_000
+        byte, bit = offset >> 3, 1 << (offset & 7)
+        if self.bits[byte] & bit:
+            return False
+        self.bits[byte] |= bit
+        return True
 
 
 def normalize(raw: str, region: str = "FR") -> str:

@@ -20,6 +20,7 @@ from bot import Accord, archive
 from bot.flows import Flow
 from bot.keys import ledger_key, person_key
 from bot.ledger import entry_order
+from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits
 
 FORMATS = ("jsonl", "csv")
 COLUMNS = ("phone", "flow", "outcome", "request_text", "flow_hash", "asked_at", "sent_at", "request_sid",
@@ -199,14 +200,11 @@ def _sealed_hash(accord: Accord, flow_id: str, entry_id: str, archived: archive.
 
 def _unique(phones: Iterable[str]) -> Iterator[str]:
     """Drop the repeats a hash scan may yield when the hash is resized under it, in little memory."""
-    mobiles = bytearray(25_000_000)  # one bit per French mobile number, as the import does
-    others: set[str] = set()
+    mobiles, others = MobileBits(), set[str]()
     for phone in phones:
-        if phone.startswith(("+336", "+337")) and len(phone) == 12 and phone[1:].isdigit():
-            offset = int(phone[3:]) - 600_000_000
-            if mobiles[offset >> 3] & (1 << (offset & 7)):
+        if phone.startswith(FRENCH_MOBILE_PREFIXES) and len(phone) == 12 and phone[1:].isdigit():
+            if not mobiles.add(phone):
                 continue
-            mobiles[offset >> 3] |= 1 << (offset & 7)
         elif phone in others:
             continue
         else:

@@ -16,9 +16,8 @@ from pathlib import Path
 from bot import Accord
 from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
-from bot.phones import PhoneError, normalize
+from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
 from bot.sending import BATCH, enqueue_many, rate_of
-from bot.store import FRENCH_MOBILE_PREFIXES
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -142,7 +141,7 @@ class _Admission:
         # Without fork (Windows), every batch is admitted here.
         self.parallel_after = self.PARALLEL_AFTER if "fork" in multiprocessing.get_all_start_methods() else -1
         self.items: list[str] = []  # 'phone' or 'phone/postcode'
-        self.seen = bytearray(25_000_000)  # one bit per French mobile number: 200 million of them
+        self.seen: MobileBits | None = MobileBits()  # the numbers met so far, where batches are admitted
         self.batches: list[str] = []  # for the pool's next task
         self.admitted = 0  # batches admitted in this process
         self.pool: ProcessPoolExecutor | None = None
@@ -166,7 +165,7 @@ class _Admission:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
             self.pool = None  # it holds this admission (its initializer's argument): no cycle left
-        self.seen = bytearray()
+        self.seen = None
 
     def _batch(self) -> None:
         batch, self.items = ",".join(self.items), []
@@ -188,7 +187,7 @@ class _Admission:
         self.batches = []
         # The first submit forked the admission process, with a copy of what was seen here: it
         # dedupes from now on, and this copy would only hold 25 MB more.
-        self.seen = bytearray()
+        self.seen = None
         if len(self.pending) > self.IN_FLIGHT:
             self._count(self.pending.popleft().result())  # waits, and raises what went wrong there
 
@@ -219,14 +218,8 @@ class _Admission:
 
     def _first_met(self, items: list[str], counts: Counter[str]) -> list[str]:
         """Return the items whose number the file has not given before; count the others as duplicates."""
-        seen, first = self.seen, []
-        for item in items:
-            offset = int(item[3:12]) - 600_000_000  # a French mobile: +33 6/7 and 8 digits
-            byte, bit = offset >> 3, 1 << (offset & 7)
-            if seen[byte] & bit:
-                continue
-            seen[byte] |= bit
-            first.append(item)
+        assert self.seen is not None, "admission runs where the numbers met so far are kept"
+        first = [item for item in items if self.seen.add(item)]
         if len(first) < len(items):
             counts["duplicate"] += len(items) - len(first)
         return first

@@ -39,13 +39,13 @@ from bot.keys import (
     subject_key,
     suppression_key,
 )
+from bot.phones import FRENCH_MOBILE_PREFIXES
 from bot.pseudonyms import Pseudonyms
 
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
-FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
 ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
 EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,

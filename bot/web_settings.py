@@ -4,7 +4,7 @@ A sync worker serves one text at a time and waits, idle, while Redis runs the st
 as many workers as cores, a core sits idle whenever its worker waits; gunicorn's rule of thumb,
 twice the cores plus one, keeps them busy. At most 12, the top of the range gunicorn's docs
 give for thousands of requests a second: each worker holds its own copy of the app (about
-55 MB). WEB_CONCURRENCY (from the environment, or `.env` like every setting), which hosts such
+56 MB). WEB_CONCURRENCY (from the environment, or `.env` like every setting), which hosts such
 as Heroku set for their machines, overrides it.
 """
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.phones import PhoneError, normalize
+from bot.phones import MobileBits, PhoneError, normalize
 
 
 @pytest.mark.parametrize("raw", ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "+33612345678",
@@ -38,3 +38,18 @@ def test_separators_and_prefixes_never_change_the_number(digits, style, separato
         return  # overseas ranges, refused above
     spaced = separator.join(digits[i:i + 2] for i in range(0, 9, 2)) if separator else digits
     assert normalize(style.format(spaced)) == "+33" + digits
+
+
+@given(st.lists(st.from_regex(r"\+33[67]\d{8}", fullmatch=True), max_size=50))
+def test_mobile_bits_say_which_mobiles_are_met_for_the_first_time(mobiles: list[str]) -> None:
+    bits = MobileBits()
+    firsts = [bits.add(phone) for phone in mobiles]
+    assert firsts == [phone not in mobiles[:n] for n, phone in enumerate(mobiles)]
+
+
+def test_mobile_bits_keep_the_ends_of_the_range_apart_and_read_past_a_postcode() -> None:
+    bits = MobileBits()
+    assert bits.add("+33600000000") and bits.add("+33699999999") and bits.add("+33700000000")
+    assert bits.add("+33799999999")
+    assert not bits.add("+33600000000/75011")
+    assert bits.add("+33600000001/75011")

@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
-ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
 
 
 class ConfigError(ValueError):

@@ -17,9 +17,8 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from bot import Accord
 from bot.flows import Flow
 from bot.ledger import entry_order
-from bot.phones import PhoneError, normalize
+from bot.phones import E164, PhoneError, normalize
 from bot.store import Store
-from bot.webhook import PHONE
 
 bp = Blueprint("devphone", __name__, url_prefix="/dev")
 MAX_BODY = 1600
@@ -111,7 +110,7 @@ def _pick(values) -> tuple[str, Flow] | str:  # noqa: ANN001 (request.args or re
         return f"no flow {flow_id!r}"
     flow = flows[flow_id]
     raw = values.get("phone", "").strip()
-    if PHONE.match(raw):  # already E.164: any number the webhook accepts, whatever a round would import
+    if E164.fullmatch(raw):  # already E.164: any number the webhook accepts, whatever a round would import
         return raw, flow
     try:
         return normalize(raw), flow

@@ -22,11 +22,11 @@ REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "noti
 OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "sending_hours", "sending_days",
                  "texts")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
 MAX_TEXT = 1600  # Twilio refuses longer bodies (21617)
 # A reply-capable sender: E.164 long code, a national short code, or a Messaging Service.
 # Alphanumeric senders are one-way (COMPLIANCE.md B.10), so they are refused.
-SENDER = re.compile(r"^(\+[1-9]\d{6,14}|\d{4,6}|MG[0-9a-fA-F]{32})$")
+SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{4,6}|MG[0-9a-fA-F]{32}")
 STOP_WORD = re.compile(r"\bSTOP\b")
 
 
@@ -138,7 +138,7 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
             raise FlowError(path, key, "use 1-40 lower-case letters, digits, '-' or '_'")
     if not fields["notice_url"].startswith(("https://", "http://")):
         raise FlowError(path, "notice_url", "must be an http(s) link to the full privacy notice")
-    if not SENDER.match(fields["sender"]):
+    if not SENDER.fullmatch(fields["sender"]):
         raise FlowError(path, "sender", "must accept replies: an E.164 number, a short code or a"
                         " Messaging Service SID (alphanumeric senders are one-way)")
     language = data.get("language", "fr")

@@ -12,7 +12,7 @@ from redis import Redis
 
 from bot.keys import OPERATORS_KEY, failures_key, operator_key
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}\Z")
 MIN_PASSWORD = 12
 MAX_FAILURES = 5  # failed sign-ins in a row before the account is locked ...
 LOCK_SECONDS = 15 * 60  # ... for this long after the last of them

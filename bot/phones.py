@@ -9,12 +9,15 @@ from phonenumbers import NumberParseException, PhoneNumberType
 
 # The usual ways French mobiles are written: 06 12 34 56 78, +33 6..., 0033 6..., 6.12.34.56.78
 SEPARATORS = re.compile(r"[\s.\-()/]")
-FRENCH_MOBILE = re.compile(r"^(?:\+33|0033|0)?([67]\d{8})$")
+# Digits are ASCII: Python's \d also matches ٧ or ௭, which phonenumbers turns into 7 below.
+FRENCH_MOBILE = re.compile(r"^(?:\+33|0033|0)?([67][0-9]{8})\Z")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # to fullmatch: "$" would let a final newline through
 # Overseas mobiles written the national way look metropolitan: 0639 Mayotte, 0690-0691 Guadeloupe,
 # Saint-Barthélemy and Saint-Martin, 0692-0693 Réunion, 0694 Guyane, 0696-0697 Martinique.
 OVERSEAS_MOBILE = re.compile(r"^6(?:39|9[0-7])")
 TEXTABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
+FRENCH_MOBILE_E164 = re.compile(r"\+33[67][0-9]{8}")  # what MobileBits and the admit script take
 
 
 class PhoneError(ValueError):

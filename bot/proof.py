@@ -20,7 +20,7 @@ from bot import Accord, archive
 from bot.flows import Flow
 from bot.keys import ledger_key, person_key
 from bot.ledger import entry_order
-from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits
+from bot.phones import FRENCH_MOBILE_E164, MobileBits
 
 FORMATS = ("jsonl", "csv")
 COLUMNS = ("phone", "flow", "outcome", "request_text", "flow_hash", "asked_at", "sent_at", "request_sid",
@@ -202,7 +202,7 @@ def _unique(phones: Iterable[str]) -> Iterator[str]:
     """Drop the repeats a hash scan may yield when the hash is resized under it, in little memory."""
     mobiles, others = MobileBits(), set[str]()
     for phone in phones:
-        if phone.startswith(FRENCH_MOBILE_PREFIXES) and len(phone) == 12 and phone[1:].isdigit():
+        if FRENCH_MOBILE_E164.fullmatch(phone):
             if not mobiles.add(phone):
                 continue
         elif phone in others:

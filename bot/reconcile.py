@@ -9,7 +9,6 @@ gone with it: a YES gets content with the next `content send`, a START waits for
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -18,10 +17,10 @@ from bot.conversation import MAX_BODY
 from bot.flows import Flow
 from bot.keys import sid_key
 from bot.machine import REPLY_TRIGGERS
+from bot.phones import E164
 from bot.replies import classify
 from bot.store import SID_TTL
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 LIMIT = 10_000
 
 
@@ -68,7 +67,7 @@ def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT
     store = accord.store
     for message in messages:
         phone, sid = message.get("from") or "", message["sid"]
-        if not E164.match(phone):
+        if not E164.fullmatch(phone):
             done.skipped += 1
             continue
         if store.redis.exists(sid_key(sid)):

@@ -23,7 +23,7 @@ CODES = {"new": "n", "contacted": "c", "asked": "a", "clarified": "l", "consente
          "declined": "d", "opted_out": "o", "expired": "e"}
 NAMES = {code: name for name, code in CODES.items()}
 SUFFIX = 4  # digits naming the hash; 10,000 hashes a flow
-VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)$")
+VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)\Z")
 assert set(CODES) == set(STATES), "every state needs a letter"
 
 

@@ -39,7 +39,7 @@ from bot.keys import (
     subject_key,
     suppression_key,
 )
-from bot.phones import FRENCH_MOBILE_PREFIXES
+from bot.phones import FRENCH_MOBILE_E164
 from bot.pseudonyms import Pseudonyms
 
 LUA = Path(__file__).parent / "lua"
@@ -174,7 +174,7 @@ class Store:
         script, until `settle` says their job is queued: Redis failing in between loses no number
         (see `unsettled`).
         """
-        if any(item[:4] not in FRENCH_MOBILE_PREFIXES
+        if any(not FRENCH_MOBILE_E164.match(item)
                or (len(item) != ADMITTED_PHONE and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/") for item in items):
             raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
         if len(items) > ADMIT_AT_MOST:

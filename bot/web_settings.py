@@ -31,7 +31,7 @@ def worker_count(environ: Mapping[str, str]) -> int:
     value = (environ.get("WEB_CONCURRENCY") or "").strip()
     if not value:
         return default_workers()
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise ConfigError("WEB_CONCURRENCY", f"must be a number of web workers, at least 1, not {value!r}")
     return int(value)
 

@@ -12,12 +12,12 @@ import redis
 from flask import Blueprint, Request, Response, abort, current_app, jsonify, request
 
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
+from bot.phones import E164
 from bot.signatures import FormParams
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__)
-PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
-MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+MESSAGE_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 UNSUBSCRIBED = "21610"
 # Redis away: say so quickly so Twilio's retry (or `reconcile`) brings the text back later.
 STORE_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -49,7 +49,7 @@ def inbound() -> Response:
     accord = current_app.extensions["accord"]
     form = request.form
     phone, sid = form.get("From", ""), form.get("MessageSid") or form.get("SmsSid", "")
-    if not PHONE.match(phone) or not MESSAGE_SID.match(sid):
+    if not E164.fullmatch(phone) or not MESSAGE_SID.fullmatch(sid):
         return _twiml((), status=400)
     flows = accord.flows_for(form.get("To", ""), form.get("MessagingServiceSid", ""))
     try:
@@ -74,7 +74,7 @@ def status() -> Response:
     accord = current_app.extensions["accord"]
     form = request.form
     sid, state = form.get("MessageSid", ""), form.get("MessageStatus", "")
-    if not MESSAGE_SID.match(sid) or not state:
+    if not MESSAGE_SID.fullmatch(sid) or not state:
         return Response(status=400)
     error = form.get("ErrorCode", "")
     try:
@@ -82,7 +82,7 @@ def status() -> Response:
         if error == UNSUBSCRIBED:
             flow = accord.flows.get(flow_id) or next(iter(accord.flows_for(form.get("From", ""), "")), None)
             phone = phone or form.get("To", "")
-            if flow and PHONE.match(phone):
+            if flow and E164.fullmatch(phone):
                 handle_carrier_stop(accord.store, flow, phone, error, accord.flows_for(flow.sender))
     except STORE_DOWN:
         log.exception("store unavailable while recording a status")

@@ -14,7 +14,7 @@ _UTC = dt.UTC
 _DAY = dt.timedelta(days=1)
 _SEARCH_DAYS = 400
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_HOURS_RE = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
+_HOURS_RE = re.compile(r"\s*([0-9]{1,2}):([0-9]{2})\s*-\s*([0-9]{1,2}):([0-9]{2})\s*")
 
 # Postcode prefix -> `holidays.France` subdivision. Alsace-Moselle (57, 67, 68) adds Good Friday
 # and 26 December; the package's "57" (Moselle) and "6AE" (Alsace) both carry them. Overseas
@@ -130,7 +130,7 @@ def _local(now: dt.datetime, tz: ZoneInfo) -> dt.datetime:
 def _subdivision(postcode: str | None) -> str | None:
     code = (postcode or "").replace(" ", "")
     # Anything that is not a 5-digit French postcode gets the national list rather than a guess.
-    if len(code) != 5 or not code.isdigit():
+    if len(code) != 5 or not (code.isascii() and code.isdigit()):
         return None
     for length in (5, 3, 2):
         if code[:length] in _SUBDIVISIONS:

@@ -135,7 +135,7 @@ def test_web_concurrency_sets_the_web_workers() -> None:
     assert web_settings.worker_count({"WEB_CONCURRENCY": "3"}) == 3
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5", "²"])
 def test_a_bad_web_concurrency_is_named(value: str) -> None:
     with pytest.raises(ConfigError, match=f"WEB_CONCURRENCY: .*{value!r}"):
         web_settings.worker_count({"WEB_CONCURRENCY": value})

@@ -111,6 +111,7 @@ BROKEN = {
                                        "texts.content[0]", "at most 1600"),
     "half a day range": ("mon-sat", "mon-", "sending_days", "'mon-'"),
     "end before the poll": (TEXTS, "\nend_date = 2030-06-01" + TEXTS, "end_date", "before the last poll_date"),
+    "sender in Arabic-Indic digits": ('"38000"', '"٣٨٠٠٠"', "sender", "must accept replies"),
     "help without STOP": ("STOP pour refuser.", "Merci.", "texts.help", "STOP"),
     "clarification without controller": ("OUI ou STOP. {controller}", "OUI ou STOP.", "texts.clarification",
                                          "{controller}"),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.phones import MobileBits, PhoneError, normalize
+from bot.phones import E164, MobileBits, PhoneError, normalize
 
 
 @pytest.mark.parametrize("raw", ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "+33612345678",
@@ -31,7 +31,7 @@ def test_foreign_mobiles_keep_their_country():
     assert normalize("+262 692 12 34 56") == "+262692123456"
 
 
-@given(digits=st.from_regex(r"\A[67][0-8]\d{7}\Z"), style=st.sampled_from(["0{}", "+33{}", "0033{}", "{}"]),
+@given(digits=st.from_regex(r"\A[67][0-8][0-9]{7}\Z"), style=st.sampled_from(["0{}", "+33{}", "0033{}", "{}"]),
        separator=st.sampled_from(["", " ", ".", "-"]))
 def test_separators_and_prefixes_never_change_the_number(digits, style, separator):
     if digits.startswith(("639", "69")):
@@ -40,7 +40,7 @@ def test_separators_and_prefixes_never_change_the_number(digits, style, separato
     assert normalize(style.format(spaced)) == "+33" + digits
 
 
-@given(st.lists(st.from_regex(r"\+33[67]\d{8}", fullmatch=True), max_size=50))
+@given(st.lists(st.from_regex(r"\+33[67][0-9]{8}", fullmatch=True), max_size=50))
 def test_mobile_bits_say_which_mobiles_are_met_for_the_first_time(mobiles: list[str]) -> None:
     bits = MobileBits()
     firsts = [bits.add(phone) for phone in mobiles]
@@ -53,3 +53,20 @@ def test_mobile_bits_keep_the_ends_of_the_range_apart_and_read_past_a_postcode()
     assert bits.add("+33799999999")
     assert not bits.add("+33600000000/75011")
     assert bits.add("+33600000001/75011")
+
+
+DIGITS_OF_ANY_SCRIPT = "0123456789٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६७८९௦௧௨௩௪௫௬௭௮௯０１２３４５６７８９²"
+
+
+@given(st.text(alphabet=DIGITS_OF_ANY_SCRIPT + "+ .-()/\n\t", max_size=20))
+def test_a_number_comes_out_in_ascii_e164_or_not_at_all(raw: str) -> None:
+    try:
+        phone = normalize(raw)
+    except PhoneError:
+        return
+    assert E164.fullmatch(phone), phone
+
+
+def test_digits_of_other_scripts_are_read_as_their_ascii_digits() -> None:
+    assert normalize("06 12 34 56 7٧") == "+33612345677"
+    assert normalize("٠٦١٢٣٤٥٦٧٨") == normalize("０６ １２ ３４ ５６ ７８") == "+33612345678"

@@ -14,7 +14,7 @@ from bot.machine import STATES
 from bot.states import StateRecordError
 from tests.conftest import Clock
 
-phones = st.from_regex(r"\+[1-9]\d{6,14}", fullmatch=True)
+phones = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)
 seconds = st.integers(min_value=0, max_value=2**40)
 
 
@@ -91,7 +91,8 @@ def test_the_import_and_the_step_script_mark_each_mobile_at_the_same_bit(
 
 
 def test_only_french_mobiles_are_admitted_to_a_round(accord: Accord) -> None:
-    for item in ("+33512345678", "+3361234567", "+44712345678", "+336123456789", "0612345678"):
+    for item in ("+33512345678", "+3361234567", "+44712345678", "+336123456789", "0612345678",
+                 "+3361234567٧", "+33612345678\n", "+33612 45678"):
         with pytest.raises(ValueError, match="only French mobiles"):
             accord.store.admit(accord.flows["demo"], [item])
 

@@ -152,6 +152,13 @@ def test_repeated_parameters_are_signed_and_read_like_twilio(sms: SMS, accord, f
     assert accord.store.state(flow, VOTER) == "consented"  # the first value, as Flask reads it
 
 
+@pytest.mark.parametrize("sender", ["+33612345678\n", "+3361234567٧", "0612345678", "+33 6 12 34 56 78"])
+def test_signed_request_from_a_sender_not_in_e164_is_a_400_and_changes_nothing(sms: SMS, redis_client, sender):
+    params = {"MessageSid": new_sid(), "From": sender, "To": "38000", "Body": "STOP"}
+    assert sms.post("/sms/inbound", params).status_code == 400
+    assert everything(redis_client) == {}
+
+
 @pytest.mark.parametrize("missing", ["From", "MessageSid"])
 def test_signed_request_without_sender_or_sid_is_a_400(sms: SMS, missing):
     params = {"MessageSid": new_sid(), "From": VOTER, "To": "38000", "Body": "oui"}

@@ -12,6 +12,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from twilio.request_validator import RequestValidator
 
 from bot import Accord, create_app, use
@@ -25,6 +26,11 @@ PARIS = ZoneInfo("Europe/Paris")
 TOKEN = "test-auth-token-0123456789abcdef"
 # A Tuesday morning in Paris, well inside every sending window and far from any poll.
 TUESDAY_MORNING = dt.datetime(2026, 12, 1, 10, 0, tzinfo=PARIS)
+
+# Speed is measured in bench/, not by a test's clock: a busy machine must not fail an example.
+# A failure prints the blob that replays it (@reproduce_failure).
+settings.register_profile("accord", deadline=None, print_blob=True)
+settings.load_profile("accord")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from bot.contacts import ContactsError, Row, read_header, read_rows
 from bot.flows import Flow
 from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
 from bot.sending import BATCH, enqueue_many, rate_of
+from bot.windows import read_postcode
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -26,6 +27,8 @@ SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "
 REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
                    "public-registry": "a public registry (electoral roll, directories ...)"}
 NOT_FRENCH = "not a French mobile (+33 6/7): its time zone may differ from the flow's"
+# Counted apart from the lines' fates: the number is imported, its holidays are the national ones.
+POSTCODE_NOT_READ = "postcode not read"
 SHOWN_REJECTS = 20
 
 
@@ -99,7 +102,13 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
             if len(phone) != 12 or not phone.startswith(FRENCH_MOBILE_PREFIXES):  # E.164 from normalize
                 rejects.add(row.line, row.phone, NOT_FRENCH)
                 continue
-            admit.add(f"{phone}/{row.postcode}" if row.postcode else phone)  # deduped where admitted
+            if not row.postcode:
+                admit.add(phone)  # deduped where admitted
+            elif postcode := read_postcode(row.postcode):
+                admit.add(f"{phone}/{postcode}")
+            else:  # not one: the number follows the national holidays, like one with no postcode
+                report.counts[POSTCODE_NOT_READ] += 1
+                admit.add(phone)
         admit.flush()
     finally:
         admit.close()

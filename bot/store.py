@@ -179,6 +179,9 @@ class Store:
             raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
         if len(items) > ADMIT_AT_MOST:
             raise ValueError(f"at most {ADMIT_AT_MOST} numbers are admitted at once, not {len(items)}")
+        batch = ",".join(items)  # as the job carries it, so a comma within an item would split it
+        if items and batch.count(",") != len(items) - 1:
+            raise ValueError("a postcode admitted with a number holds no comma")
         phones = [item[:ADMITTED_PHONE] for item in items]
         others = [other for other in siblings if other.id != flow.id]
         keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id), admitted_key(flow.id)]
@@ -189,7 +192,7 @@ class Store:
         digest = self.digest
         numbers = "".join([phone + digest(phone) for phone in phones])
         return _text(self._admit(keys=keys, args=[self.clock(), ",".join(str(o.expiry_seconds) for o in others),
-                                                  "1" if dry_run else "0", numbers, ",".join(items)]))
+                                                  "1" if dry_run else "0", numbers, batch]))
 
     def settle(self, flow: Flow, admitted: Sequence[str]) -> None:
         """Say these admitted batches ("letters|batch", as `unsettled` gives them) have their jobs queued."""

@@ -205,6 +205,19 @@ def test_regional_holidays_follow_the_postcode(accord, twilio, clock, tmp_path):
     assert len(scheduled(accord)) == 1
 
 
+def test_a_postcode_is_read_from_what_the_column_holds_and_never_splits_a_batch(accord, twilio, clock, tmp_path):
+    clock.set(dt.datetime(2027, 3, 26, 10, 0, tzinfo=PARIS))  # Good Friday: a holiday in Alsace-Moselle
+    path = tmp_path / "towns.csv"
+    path.write_text('telephone;code postal\n0612980001;67000 Strasbourg\n0612980002;"57000, Metz"\n'
+                    '0612980003;"Paris, 11e"\n0612980004;"75 011"\n')
+    result = start(accord, "presidentielle-2027", path)
+    assert "queued: 4" in result.output
+    assert "1 postcode(s) held no French postcode" in result.output
+    work(accord)
+    assert sorted(m["to"] for m in twilio.messages) == ["+33612980003", "+33612980004"]
+    assert len(scheduled(accord)) == 1
+
+
 def test_numbers_outside_metropolitan_france_are_rejected_with_the_reason(accord, twilio, tmp_path):
     path = tmp_path / "far.csv"
     path.write_text("phone\n+689 87 12 34 56\n")

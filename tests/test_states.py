@@ -95,6 +95,9 @@ def test_only_french_mobiles_are_admitted_to_a_round(accord: Accord) -> None:
                  "+3361234567٧", "+33612345678\n", "+33612 45678"):
         with pytest.raises(ValueError, match="only French mobiles"):
             accord.store.admit(accord.flows["demo"], [item])
+    for batch in (["+33612345678/75011, Paris"], ["+33612345678", "+33612345679/7,5"]):
+        with pytest.raises(ValueError, match="no comma"):
+            accord.store.admit(accord.flows["demo"], batch)
 
 
 def test_a_batch_too_large_for_one_script_call_is_refused(accord: Accord) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.windows import SendingHours, Window, next_open, sending_window, silence_span
+from bot.windows import SendingHours, Window, next_open, read_postcode, sending_window, silence_span
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC
@@ -214,3 +214,18 @@ def test_open_only_when_every_rule_allows_and_opening_is_open(now, postcode, pol
     else:
         # The opening is the first open instant, not just some later one.
         assert not oracle_open(window.opens_at - dt.timedelta(microseconds=1), postcode, poll_date)
+
+
+@pytest.mark.parametrize(("raw", "postcode"), [
+    ("67000", "67000"), ("67 000", "67000"), ("67000 Strasbourg", "67000"), ("Strasbourg (67000)", "67000"),
+    ("75011, Paris", "75011"), ("97133", "97133"),
+    ("", None), ("Paris", None), ("7501", None), ("750110", None), ("75011 ou 69001", None), ("٦٧٠٠٠", None),
+])
+def test_a_postcode_is_read_from_what_a_contacts_file_holds(raw: str, postcode: str | None) -> None:
+    assert read_postcode(raw) == postcode
+
+
+def test_a_postcode_written_with_a_town_still_brings_its_holidays() -> None:
+    good_friday = paris(2027, 3, 26, 10)
+    assert not sending_window(good_friday, tz=PARIS, poll_date=None, postcode="67000 Strasbourg").open
+    assert sending_window(good_friday, tz=PARIS, poll_date=None, postcode="Strasbourg").open

@@ -11,7 +11,7 @@ import click
 from bot import use
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
-from bot.rounds import SOURCE_TYPES, Origin, OriginError, now_iso, start_round
+from bot.rounds import POSTCODE_NOT_READ, SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
 from bot.workers import broadcast, resume, run_worker
 
@@ -55,6 +55,9 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
         click.echo(f"{name:>34}: {report.counts[name]}")
     for reason, count in sorted(report.rejects_by_reason.items()):
         click.echo(f"{'rejected: ' + reason:>34}: {count}")
+    if report.counts[POSTCODE_NOT_READ]:
+        click.echo(f"{report.counts[POSTCODE_NOT_READ]} postcode(s) held no French postcode (5 digits): "
+                   "those numbers follow the national holidays only.")
     if report.recovered:
         click.echo(f"{report.recovered} batch(es) an interrupted import had admitted are queued now.")
     if report.batches:

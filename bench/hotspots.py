@@ -32,6 +32,7 @@ from bot.contacts import Row, read_header, read_rows
 from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
 from bot.rounds import start_round
 from bot.sending import BATCH, enqueue, rate_of
+from bot.windows import read_postcode
 
 WHOLE = "start_round, whole"
 
@@ -106,6 +107,9 @@ def _stage_times(accord: Accord, path: Path) -> dict[str, float]:
         if len(phone) == 12 and phone.startswith(FRENCH_MOBILE_PREFIXES):  # as start_round tests it
             mobiles.append((phone, row.postcode))
     timed("normalize + French-mobile check", started)
+    started = time.perf_counter()
+    mobiles = [(phone, read_postcode(postcode) if postcode else None) for phone, postcode in mobiles]
+    timed("read_postcode (its 5 digits, for the holidays)", started)
     started = time.perf_counter()
     seen = MobileBits()
     kept = [(phone, postcode) for phone, postcode in mobiles if seen.add(phone)]  # as admission drops repeats

@@ -24,6 +24,8 @@ OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "sending_hou
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
 MAX_TEXT = 1600  # Twilio refuses longer bodies (21617)
+MAX_FILE = 100_000  # bytes of a flow file
+YEARS = range(2000, 2200)  # of a date in a flow: 0024 for 2024 is a typo, and year 1 breaks date arithmetic
 # A reply-capable sender: E.164 long code, a national short code, or a Messaging Service.
 # Alphanumeric senders are one-way (COMPLIANCE.md B.10), so they are refused.
 SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{4,6}|MG[0-9a-fA-F]{32}")
@@ -105,7 +107,8 @@ def _open_in_minute(flow: Flow, minute: int) -> bool:
 def load_flows(directory: Path | str) -> dict[str, Flow]:
     """Load every `*.toml` flow in `directory`, keyed by id; refuse duplicates."""
     flows: dict[str, Flow] = {}
-    paths = sorted(Path(directory).glob("*.toml"))
+    # Names starting with a dot are editors' lock and backup files (emacs's .#demo.toml).
+    paths = sorted(path for path in Path(directory).glob("*.toml") if not path.name.startswith("."))
     if not paths:
         raise FlowError(directory, "*.toml", "no flow files found")
     for path in paths:
@@ -119,11 +122,17 @@ def load_flows(directory: Path | str) -> dict[str, Flow]:
 def load_flow(path: Path | str) -> Flow:
     """Read and validate one flow file."""
     path = Path(path)
+    if not path.is_file():  # a FIFO would block the read, a device would never end
+        raise FlowError(path, "(file)", "is not a regular file")
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE + 1)
+        if len(raw) > MAX_FILE:
+            raise FlowError(path, "(file)", f"is larger than {MAX_FILE // 1000} kB: a flow is a page of text")
         data = tomllib.loads(raw.decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {error}") from error
+    # tomllib lets through ValueError for an integer of over 4,300 digits, RecursionError for deep nesting
+    except (OSError, ValueError, RecursionError) as error:
+        raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {str(error)[:200]}") from error
     return parse_flow(data, path)
 
 
@@ -183,7 +192,9 @@ def _date(data: dict, key: str, path: Path | str) -> dt.date:
     if value is None:
         raise FlowError(path, key, "missing")
     if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise FlowError(path, key, f"must be a TOML date like 2027-04-11, not {value!r}")
+        raise FlowError(path, key, f"must be a TOML date like 2027-04-11, not {value!r}"[:200])
+    if value.year not in YEARS:
+        raise FlowError(path, key, f"{value} is not in the years {YEARS[0]} to {YEARS[-1]}")
     return value
 
 
@@ -221,15 +232,16 @@ def _texts(section: object, fields: dict[str, str], path: Path | str) -> Texts:
         raise FlowError(path, "texts.content", "must be a list of one or more messages")
     rendered = tuple(_render({"content": item}, "content", fields, path, f"texts.content[{n}]")
                      for n, item in enumerate(content))
-    _require_mentions(values["consent_request"], fields, path)
+    _require_mentions(values["consent_request"], section["consent_request"], fields, path)
     # Every later message carries the sender's identity and a way to object (A.5); the answers
     # to NO and STOP end the conversation, so they need no STOP of their own.
-    later = [(f"texts.{key}", values[key], key not in ("declined", "stopped")) for key in TEXT_KEYS[1:]]
-    later += [(f"texts.content[{n}]", message, True) for n, message in enumerate(rendered)]
-    for label, message, needs_stop in later:
+    later = [(f"texts.{key}", values[key], section[key], key not in ("declined", "stopped"))
+             for key in TEXT_KEYS[1:]]
+    later += [(f"texts.content[{n}]", message, content[n], True) for n, message in enumerate(rendered)]
+    for label, message, template, needs_stop in later:
         if fields["controller"] not in message:
             raise FlowError(path, label, "must name the controller ({controller})")
-        if needs_stop and not STOP_WORD.search(message):
+        if needs_stop and not STOP_WORD.search(_own_words(template)):
             raise FlowError(path, label, "must offer STOP")
     return Texts(**values, content=rendered)
 
@@ -241,26 +253,38 @@ def _render(section: dict, key: str, fields: dict[str, str], path: Path | str,
     if not isinstance(template, str) or not template.strip():
         raise FlowError(path, label, "missing or empty")
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        parts = list(string.Formatter().parse(template))
     except ValueError as error:
         raise FlowError(path, label, f"malformed placeholder: {error}") from error
+    names = {name for _, name, _, _ in parts if name is not None}
+    # A format spec or a conversion could pad a text to gigabytes or reach into attributes.
+    shaped = next((f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+                   for _, name, spec, conversion in parts if spec or conversion), None)
+    if shaped:
+        raise FlowError(path, label, f"malformed placeholder {shaped}: a placeholder is only a name in braces")
     unknown = names - PLACEHOLDERS
     if unknown:
         raise FlowError(path, label, f"unknown placeholder {{{sorted(unknown)[0]}}}; "
                         f"use {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}")
     try:
         text = template.strip().format(**fields)
-    except (ValueError, KeyError, IndexError) as error:  # "{controller!x}", "{controller:d}"
+    except (ValueError, KeyError, IndexError) as error:  # "{0}", "{}"
         raise FlowError(path, label, f"malformed placeholder: {error}") from error
     if len(text) > MAX_TEXT:
         raise FlowError(path, label, f"{len(text)} characters once filled in; an SMS carries at most {MAX_TEXT}")
     return text
 
 
-def _require_mentions(request: str, fields: dict[str, str], path: Path | str) -> None:
+def _own_words(template: str) -> str:
+    """A text's own words, without what its placeholders bring: a controller named "Liste STOP"
+    offers no STOP."""
+    return "".join(literal for literal, _, _, _ in string.Formatter().parse(template))
+
+
+def _require_mentions(request: str, template: str, fields: dict[str, str], path: Path | str) -> None:
     """Refuse a consent request missing who, why, where the number came from, or how to refuse (A.4)."""
     for key in ("controller", "purpose", "source", "notice_url"):
         if fields[key] not in request:
             raise FlowError(path, "texts.consent_request", f"must state the {key} ({{{key}}})")
-    if not STOP_WORD.search(request):
+    if not STOP_WORD.search(_own_words(template)):
         raise FlowError(path, "texts.consent_request", "must include the STOP instruction")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -112,6 +113,14 @@ BROKEN = {
     "half a day range": ("mon-sat", "mon-", "sending_days", "'mon-'"),
     "end before the poll": (TEXTS, "\nend_date = 2030-06-01" + TEXTS, "end_date", "before the last poll_date"),
     "sender in Arabic-Indic digits": ('"38000"', '"٣٨٠٠٠"', "sender", "must accept replies"),
+    "a width in a placeholder": ("note. {controller}", "note. {controller:>2000000000}", "texts.declined",
+                                 "malformed placeholder {controller:>2000000000}"),
+    "a field inside a format spec": ("note. {controller}", "note. {controller:{purpose.x}}", "texts.declined",
+                                     "malformed placeholder"),
+    "an integer of 5,000 digits": (TEXTS, "\nexpiry_days = " + "9" * 5000 + TEXTS, "(file)", "TOML"),
+    "arrays nested 600 deep": ("2030-06-09", "[" * 600 + "2030-06-09" + "]" * 600, "(file)", "TOML"),
+    "poll date in year 1": ("2030-06-09", "0001-01-01", "poll_date", "2000 to 2199"),
+    "end date a typo for 2030": (TEXTS, "\nend_date = 0030-06-30" + TEXTS, "end_date", "2000 to 2199"),
     "help without STOP": ("STOP pour refuser.", "Merci.", "texts.help", "STOP"),
     "clarification without controller": ("OUI ou STOP. {controller}", "OUI ou STOP.", "texts.clarification",
                                          "{controller}"),
@@ -179,6 +188,27 @@ def test_two_flows_with_the_same_id_are_refused(tmp_path: Path) -> None:
         load_flows(tmp_path)
     assert (caught.value.path, caught.value.key) == (str(second), "id")
     assert "'essai'" in caught.value.problem and str(first) in caught.value.problem
+
+
+def test_stop_in_a_placeholder_is_no_stop_offered(tmp_path: Path) -> None:
+    path = write(tmp_path, 'controller = "Liste Essai"', 'controller = "Liste STOP"')
+    path.write_text(path.read_text().replace("premier message. STOP pour ne plus recevoir", "votez pour nous"))
+    error = refusal(path)
+    assert (error.key, error.problem) == ("texts.content[0]", "must offer STOP")
+
+
+def test_what_is_not_a_regular_file_of_a_page_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    assert "not a regular file" in refusal(fifo).problem
+    large = write(tmp_path, TEXTS, "\n# " + "x" * 100_000 + TEXTS)
+    assert "larger than 100 kB" in refusal(large).problem
+
+
+def test_an_editors_lock_file_beside_the_flows_is_passed_over(tmp_path: Path) -> None:
+    write(tmp_path)
+    (tmp_path / ".#flow.toml").symlink_to("root@host.1234:1700000000")  # emacs, while editing flow.toml
+    assert list(load_flows(tmp_path)) == ["essai"]
 
 
 def test_a_directory_without_flows_is_refused(tmp_path: Path) -> None:

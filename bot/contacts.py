@@ -106,10 +106,14 @@ def read_header(path: Path) -> Header:
                 f"{path}: column {raw.strip()!r} holds a special category of personal data; files "
                 "carrying religion, origin, nationality, birthplace, opinions, health or similar "
                 "are refused before anything is stored (COMPLIANCE.md C.11, GDPR art. 9)")
-    unknown = [raw.strip() for raw, name in zip(names, folded, strict=True) if name and name not in ALIASES]
+    # A name in another script (Религия, 宗教) folds to nothing: unknown, like any other, not a blank column.
+    unknown = [raw.strip() for raw, name in zip(names, folded, strict=True)
+               if name not in ALIASES and (name or _visible(raw))]
     if unknown:
         allowed = ", ".join(COLUMNS)
-        raise ContactsError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+        garbled = ("" if encoding == "utf-8-sig" else f"; the file is not all UTF-8, so it was read as {encoding}: "
+                   "if these names look garbled, save it as UTF-8")
+        raise ContactsError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; allowed: {allowed}{garbled}")
     columns = tuple(ALIASES.get(name, "") for name in folded)
     if "phone" not in columns:
         raise ContactsError(f"{path}: no phone column; name it one of {', '.join(sorted(COLUMNS['phone']))}")
@@ -118,6 +122,11 @@ def read_header(path: Path) -> Header:
         raise ContactsError(f"{path}: columns {', '.join(map(repr, same))} all hold the {column}; keep one")
     postcode = columns.index("postcode") if "postcode" in columns else None
     return Header(encoding, delimiter, columns, columns.index("phone"), postcode)
+
+
+def _visible(name: str) -> bool:
+    """Say whether a header name shows anything: not blank, not control characters alone."""
+    return bool(name.strip()) and name.strip().isprintable()
 
 
 def _has_phone(names: list[str]) -> bool:
@@ -129,16 +138,18 @@ def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
 
     Rows are read by a plain `for` over the reader, the cheapest way through csv: a parse error
     ends that loop, is reported, and the next loop goes on from the line after.
+    The header is skipped as `read_header` read it, one physical line: read as CSV, a quote
+    after a byte-order mark could run it on over the first rows.
     """
     column, postcode_column = header.phone, header.postcode
     with path.open(encoding=header.encoding, newline="", errors="replace") as file:
+        file.readline()
         reader = csv.reader(file, delimiter=header.delimiter, strict=True)
-        next(reader, None)
-        end = reader.line_num  # the last line read so far
+        end = 1  # the last line read so far; the reader counts from the line after the header
         while True:
             try:
                 for fields in reader:
-                    line, end = end + 1, reader.line_num
+                    line, end = end + 1, reader.line_num + 1
                     try:
                         phone = fields[column]
                     except IndexError:
@@ -154,6 +165,6 @@ def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
                     yield tuple.__new__(Row, (line, phone, postcode))  # Row(...) without its Python-level __new__
                 return
             except csv.Error as error:  # an over-long field or broken quoting: say which lines
-                line, end = end + 1, max(end + 1, reader.line_num)
+                line, end = end + 1, max(end + 1, reader.line_num + 1)
                 span = f"lines {line}-{end}" if end > line else f"line {line}"
                 yield line, f"unreadable CSV on {span} ({error})"

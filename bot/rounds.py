@@ -29,6 +29,7 @@ REFUSED_SOURCES = {"hr": "a company's HR file", "patient": "a patient file",
 NOT_FRENCH = "not a French mobile (+33 6/7): its time zone may differ from the flow's"
 # Counted apart from the lines' fates: the number is imported, its holidays are the national ones.
 POSTCODE_NOT_READ = "postcode not read"
+NUMBER_LIKE = re.compile(r"[+-][0-9 .()/-]*")  # what a rejected value starting with + or - may hold unquoted
 SHOWN_REJECTS = 20
 
 
@@ -274,14 +275,22 @@ class _Rejects:
 
     def __init__(self, path: Path, report: ImportReport) -> None:
         self.path, self.report, self.file, self.writer = path, report, None, None
+        try:  # an earlier import's rejects would read as this one's
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise ContactsError(f"{path}: cannot replace the rejected lines of an earlier import "
+                                f"({error.strerror})") from error
 
     def add(self, line: int, value: str, reason: str) -> None:
         if self.writer is None:
-            self.file = self.path.open("w", newline="", encoding="utf-8")
+            try:
+                self.file = self.path.open("w", newline="", encoding="utf-8")
+            except OSError as error:
+                raise ContactsError(f"{self.path}: cannot write the rejected lines ({error.strerror})") from error
             self.writer = csv.writer(self.file)
             self.writer.writerow(["line", "value", "reason"])
             self.report.rejects_file = self.path
-        self.writer.writerow([line, value, reason])
+        self.writer.writerow([line, _inert(value), reason])
         self.report.counts["rejected"] += 1
         self.report.rejects_by_reason[_kind(reason)] += 1
         if len(self.report.shown_rejects) < SHOWN_REJECTS:
@@ -290,6 +299,14 @@ class _Rejects:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _inert(value: str) -> str:
+    """Keep a spreadsheet from running a value as a formula (=HYPERLINK(...), @SUM(...)): quote it.
+    A number written +44 ... or -... is left as it is."""
+    if value.startswith(("=", "@", "\t", "\r")) or (value.startswith(("+", "-")) and not NUMBER_LIKE.fullmatch(value)):
+        return "'" + value
+    return value
 
 
 def _kind(reason: str) -> str:

@@ -113,6 +113,15 @@ CASES = [
      {4: "empty line"}, ["+33612980001", "+33612980002"]),
     ("tabs, and a phone column not first", b"prenom\ttelephone\nCamille\nDom\t0612980002\n\t\n",
      {2: "no value in the phone column", 4: "empty line"}, ["+33612980002"]),
+    # After a byte-order mark, the header's first quote is text: read as CSV, it ran on over the rows.
+    ("a mark, then a quoted separator in the header", b'\xef\xbb\xbf\xef\xbb\xbf"nom_prenom;";telephone\n'
+     b"Zoe;0612980001\n", {}, ["+33612980001"]),
+    ("the same, a quote closing three lines on", b'\xef\xbb\xbf\xef\xbb\xbf"nom_prenom;";telephone\n'
+     b'Zoe;0612980001\nAna;0612980002\n";x\nLea;0612980004\n', {4: "unreadable CSV on lines 4-5"},
+     ["+33612980001", "+33612980002"]),
+    # phonenumbers reads letters as a keypad's digits: a masked number would reach a stranger.
+    ("letters in the phone", b"telephone\n06 12 34 XX XX\n0612XXXXXX\n061 INCONNU\ntel:+33 6 12 98 00 01\n",
+     {2: "letters", 3: "letters", 4: "letters"}, ["+33612980001"]),
 ]
 
 
@@ -135,6 +144,9 @@ def test_every_line_of_a_hostile_file_is_accounted_for(accord, flow, tmp_path, n
     (b"\x00\x00\x00\n0612980001\n", "no phone column"),
     (b"0612980001;0612980002\n", "unknown column"),
     (b"telephone;religion\n0612980001;x\n", "special category"),
+    ("telephone;Религия\n0612980001;x\n".encode(), "unknown column.*'Религия'"),  # "religion", in Cyrillic
+    ("telephone;宗教\n0612980001;x\n".encode(), "unknown column.*'宗教'"),
+    (b"t\xc3\xa9l\xc3\xa9phone;pr\xc3\xa9nom\n0612980001;Zo\xe9\n", "read as cp1252: if these names look garbled"),
     ("téléphone;portable\n0612980001;0612980002\n".encode("cp1252"), "all hold the phone"),
     ("telephone\tprenom\r\n0612980001\tZoé\r\n".encode("utf-16"), "unknown column"),  # Excel's "Unicode text"
     # No wording promised for these two: a ContactsError naming the file, not a csv.Error from deep inside.
@@ -253,3 +265,28 @@ def test_the_round_command_reports_a_hostile_file_line_by_line(accord, flow, tmp
     assert counts["rejected"] == len(rejected) and counts["queued"] == len(queued)
     assert f"{len(rejected)} rejected line(s) written to {path}.rejects.csv" in result.output
     assert sorted(rejects(path)) == sorted(rejected)
+
+
+def test_an_earlier_imports_rejects_do_not_outlive_a_clean_file(accord, flow, tmp_path):
+    path = tmp_path / "contacts.csv"
+    run_round(accord, flow, path, b"telephone\nn/a\n0612980001\n")
+    assert rejects(path) == {2: "not a phone number (letters in it)"}
+    report = run_round(accord, flow, path, b"telephone\n0612980002\n")
+    assert report.rejects_file is None and rejects(path) == {}
+
+
+def test_a_rejects_file_that_cannot_be_written_refuses_the_import_before_anything_is_stored(
+        accord, flow, tmp_path, redis_client):
+    path = tmp_path / "contacts.csv"
+    path.with_name("contacts.csv.rejects.csv").mkdir()
+    with pytest.raises(ContactsError, match="cannot replace the rejected lines"):
+        run_round(accord, flow, path, b"telephone\nn/a\n0612980001\n")
+    assert list(redis_client.scan_iter()) == []
+
+
+def test_a_rejected_value_never_reaches_a_spreadsheet_as_a_formula(accord, flow, tmp_path):
+    path = tmp_path / "contacts.csv"
+    run_round(accord, flow, path, b"telephone\n=1+1\n@SUM(1+1)*cmd|' /C calc'!A0\n-2+3\n+44 7911 123456\n-\n")
+    with path.with_name("contacts.csv.rejects.csv").open(encoding="utf-8", newline="") as file:
+        values = [value for _, value, _ in list(csv.reader(file))[1:]]
+    assert values == ["'=1+1", "'@SUM(1+1)*cmd|' /C calc'!A0", "'-2+3", "+44 7911 123456", "-"]

@@ -20,6 +20,7 @@ def test_every_usual_way_of_writing_a_french_mobile_gives_one_number(raw):
     ("01 45 67 89 10", "not a mobile"), ("09 70 12 34 56", "not a mobile"), ("n/a", "not a phone number"),
     ("", "not a phone number"), ("06 12 34", "invalid"), ("0692 12 34 56", "overseas"), ("0639 98 00 01", "overseas"),
     ("0696 00 00 00", "overseas"), ("+33 6 90 12 34 56", "overseas"),
+    ("06 12 34 XX XX", "letters"), ("0612345678 poste 12", "letters"), ("tel:01 45 67 89 10", "not a mobile"),
 ])
 def test_numbers_that_cannot_be_texted_say_why(raw, reason):
     with pytest.raises(PhoneError, match=reason):

@@ -11,10 +11,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from redis.connection import parse_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
+SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
+            "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT")  # what from_env reads
+HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")  # a name or an address, as urlsplit gives it (lower case)
 
 
 class ConfigError(ValueError):
@@ -48,18 +52,24 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Config:
         """Build the settings from the environment, `.env` filling what it leaves unset."""
-        env = dict(dotenv_values(dotenv or ROOT / ".env"))
+        env = read_dotenv(dotenv or ROOT / ".env")
         env.update(os.environ if environ is None else environ)
         env = {name: value.strip() for name, value in env.items() if value and value.strip()}
+        for name, value in env.items():
+            if name in SETTINGS and not _is_text(value):
+                raise ConfigError(name, "holds bytes that are not UTF-8 text")
 
-        instance = Path(env.get("INSTANCE_DIR", ROOT / "instance")).resolve()
-        flows = Path(env.get("FLOWS_DIR", ROOT / "flows")).resolve()
-        if not flows.is_dir():
-            raise ConfigError("FLOWS_DIR", f"{flows} is not a directory")
+        instance = _directory(env, "INSTANCE_DIR", ROOT / "instance", must_exist=False)
+        flows = _directory(env, "FLOWS_DIR", ROOT / "flows", must_exist=True)
 
         redis_url = env.get("REDIS_URL")
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if redis_url:
+            try:
+                parse_url(redis_url)
+            except ValueError as error:
+                raise ConfigError("REDIS_URL", f"cannot be read: {error}") from error
 
         sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
         if bool(sid) != bool(token):
@@ -67,9 +77,11 @@ class Config:
             raise ConfigError(missing, "set both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or neither")
         if sid and not ACCOUNT_SID.match(sid):
             raise ConfigError("TWILIO_ACCOUNT_SID", "must be 'AC' followed by 32 hex digits")
+        if token and not _is_printable_ascii(token):
+            raise ConfigError("TWILIO_AUTH_TOKEN", "must be the token as the Twilio console shows it "
+                              "(letters and digits)")
         api_url = env.get("TWILIO_API_URL", TWILIO_API).rstrip("/")
-        if not api_url.startswith(("https://", "http://")):
-            raise ConfigError("TWILIO_API_URL", "must be an http(s) URL")
+        _http_url("TWILIO_API_URL", api_url, "an http(s) URL, like https://api.twilio.com")
 
         public_url = env.get("PUBLIC_URL")
         if public_url:
@@ -78,10 +90,10 @@ class Config:
         key = _secret(env, "SUPPRESSION_KEY", "", required=bool(sid))
         secret = _secret(env, "SECRET_KEY", " that signs console sessions", required=bool(sid))
 
-        try:
-            port = int(env.get("PORT", "8000"))
-        except ValueError as error:
-            raise ConfigError("PORT", "must be a number") from error
+        port_text = env.get("PORT", "8000")
+        if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
+            raise ConfigError("PORT", f"must be a number between 1 and 65535, not {port_text!r}")
+        port = int(port_text)
         if not 1 <= port <= 65535:
             raise ConfigError("PORT", "must be between 1 and 65535")
 
@@ -103,14 +115,62 @@ def _secret(env: dict[str, str], name: str, purpose: str, *, required: bool) -> 
                           " (python -c 'import secrets; print(secrets.token_hex(32))')")
     if value is not None and len(value) < 32:
         raise ConfigError(name, "must be at least 32 characters")
+    if value is not None and not _is_printable_ascii(value):
+        raise ConfigError(name, "must be printable ASCII characters (python -c 'import secrets; "
+                          "print(secrets.token_hex(32))')")
     return value
+
+
+def read_dotenv(path: Path) -> dict[str, str | None]:
+    """Read the settings in `.env` (none if it is absent); one that is not UTF-8 is named, not a traceback."""
+    try:
+        return dict(dotenv_values(path))
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), f"is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot be read ({error.strerror})") from error
+
+
+def _is_text(value: str) -> bool:
+    """Say whether a value came as UTF-8: undecodable bytes in the environment arrive as lone surrogates."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _directory(env: dict[str, str], name: str, default: Path, *, must_exist: bool) -> Path:
+    """Resolve a directory setting; say what is wrong with it by name."""
+    try:
+        path = Path(env.get(name, default)).resolve()
+        usable = path.is_dir() or (not must_exist and not path.exists())
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        raise ConfigError(name, f"cannot be used as a directory ({error})") from error
+    if not usable:
+        raise ConfigError(name, f"{path} is not a directory")
+    return path
+
+
+def _http_url(name: str, url: str, expected: str) -> None:
+    """Refuse what is not an http(s) URL with a host (and a port, if any, that is a number)."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname or "", parts.port
+    except ValueError as error:  # "Invalid IPv6 URL", a port that is not a number
+        raise ConfigError(name, f"must be {expected}: {error}") from error
+    if parts.scheme not in ("http", "https") or not HOST.fullmatch(host):
+        raise ConfigError(name, f"must be {expected}")
 
 
 def _check_public_url(url: str) -> None:
     """Refuse a base URL that would make every genuine signature fail."""
+    _http_url("PUBLIC_URL", url, "the http(s) base URL Twilio calls, like https://sms.example.org")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError("PUBLIC_URL", "must be the http(s) base URL Twilio calls, like https://sms.example.org")
     if parts.query or parts.fragment or "#" in url:
         raise ConfigError("PUBLIC_URL", "give the base URL only, without '?...' or '#...' (the connection "
                           "overrides go in the Twilio console, not here)")
@@ -121,16 +181,23 @@ def _check_public_url(url: str) -> None:
 def _local_secret(instance: Path, name: str) -> str:
     """Return a secret kept under instance/, made on first use, for local runs without settings."""
     path = instance / name
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        draft = instance / f".{name}.{os.getpid()}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_hex(32))
-        try:
-            os.link(draft, path)  # atomic: two processes starting at once keep the same secret
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            instance.mkdir(parents=True, exist_ok=True)
+            draft = instance / f".{name}.{os.getpid()}"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_hex(32))
+            try:
+                os.link(draft, path)  # atomic: two processes starting at once keep the same secret
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        value = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError("INSTANCE_DIR", f"{path} cannot hold this run's secret ({error})") from error
+    # Never made anew: the suppression list's digests, for one, are keyed by it.
+    if not _is_printable_ascii(value) or len(value) < 32:
+        raise ConfigError("INSTANCE_DIR", f"{path} holds no secret of 32+ characters: restore it from a backup")
+    return value

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from dotenv import dotenv_values
-
-from bot.config import ROOT, ConfigError
+from bot.config import ROOT, ConfigError, read_dotenv
 
 MOST_WORKERS = 12
+MOST_WORKERS_SET = 256  # by WEB_CONCURRENCY: more is a typo, and would fork as many copies of the app
 
 
 def default_workers() -> int:
@@ -31,9 +30,10 @@ def worker_count(environ: Mapping[str, str]) -> int:
     value = (environ.get("WEB_CONCURRENCY") or "").strip()
     if not value:
         return default_workers()
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise ConfigError("WEB_CONCURRENCY", f"must be a number of web workers, at least 1, not {value!r}")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value[:4]) <= MOST_WORKERS_SET:
+        raise ConfigError("WEB_CONCURRENCY", f"must be a number of web workers from 1 to {MOST_WORKERS_SET}, "
+                          f"not {value[:20]!r}")
     return int(value)
 
 
-workers = worker_count({**dotenv_values(ROOT / ".env"), **os.environ})
+workers = worker_count({**read_dotenv(ROOT / ".env"), **os.environ})

@@ -91,6 +91,21 @@ MALFORMED = {
     "short secret key": ({"SECRET_KEY": "s" * 31}, "SECRET_KEY"),
     "port not a number": ({"PORT": "eighty"}, "PORT"),
     "twilio API URL without scheme": ({"TWILIO_API_URL": "api.twilio.com"}, "TWILIO_API_URL"),
+    "twilio API URL with a space in its host": ({"TWILIO_API_URL": "https://api.twi lio.com"}, "TWILIO_API_URL"),
+    "twilio API URL with a port not a number": ({"TWILIO_API_URL": "http://127.0.0.1:abc"}, "TWILIO_API_URL"),
+    "public URL half an IPv6 address": ({"PUBLIC_URL": "https://[::1"}, "PUBLIC_URL"),
+    "public URL with a full-width #": ({"PUBLIC_URL": "https://exa＃mple.org"}, "PUBLIC_URL"),
+    "redis URL with a port not a number": ({"REDIS_URL": "redis://localhost:abc"}, "REDIS_URL"),
+    "redis URL with a db not a number": ({"REDIS_URL": "redis://localhost/?db=x"}, "REDIS_URL"),
+    "port in Arabic-Indic digits": ({"PORT": "٨٠٠٠"}, "PORT"),
+    "port with an underscore": ({"PORT": "8_000"}, "PORT"),
+    "port of 5,000 digits": ({"PORT": "8" * 5000}, "PORT"),
+    "auth token outside ASCII": ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "tökén€"}, "TWILIO_AUTH_TOKEN"),
+    "secret key outside ASCII": ({"SECRET_KEY": "é" * 32}, "SECRET_KEY"),
+    "suppression key of undecodable bytes": ({"SUPPRESSION_KEY": "\udcff" * 32}, "SUPPRESSION_KEY"),
+    "flows directory of a name too long": ({"FLOWS_DIR": "a" * 300}, "FLOWS_DIR"),
+    "flows directory with a NUL": ({"FLOWS_DIR": "flows\x00"}, "FLOWS_DIR"),
+    "instance directory under a file": ({"INSTANCE_DIR": str(ROOT / "README.md" / "instance")}, "INSTANCE_DIR"),
 }
 
 
@@ -135,7 +150,28 @@ def test_web_concurrency_sets_the_web_workers() -> None:
     assert web_settings.worker_count({"WEB_CONCURRENCY": "3"}) == 3
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5", "²"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5", "²", "100000", "1" * 4301])
 def test_a_bad_web_concurrency_is_named(value: str) -> None:
-    with pytest.raises(ConfigError, match=f"WEB_CONCURRENCY: .*{value!r}"):
+    with pytest.raises(ConfigError, match=f"WEB_CONCURRENCY: .*{value[:20]!r}"):
         web_settings.worker_count({"WEB_CONCURRENCY": value})
+
+
+def test_an_instance_directory_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "instance").write_text("")
+    assert refusal(tmp_path).name == "INSTANCE_DIR"
+
+
+def test_an_emptied_local_secret_is_refused_not_made_anew(tmp_path: Path) -> None:
+    before = settings(tmp_path).suppression_key
+    (tmp_path / "instance" / "suppression.key").write_text("\n")
+    error = refusal(tmp_path)
+    assert error.name == "INSTANCE_DIR" and "suppression.key" in str(error) and "backup" in str(error)
+    assert before  # the key the suppression list's digests were made with, which a new one would not match
+
+
+def test_a_dotenv_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"PORT=80\xff\n")
+    with pytest.raises(ConfigError) as caught:
+        settings(tmp_path, dotenv=dotenv)
+    assert caught.value.name == str(dotenv) and "UTF-8" in str(caught.value)

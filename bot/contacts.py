@@ -15,7 +15,9 @@ CHUNK = 1 << 20
 # Canonical column -> the header spellings operators and brokers use (folded, see `fold`).
 COLUMNS: dict[str, frozenset[str]] = {
     "phone": frozenset({"phone", "telephone", "tel", "mobile", "portable", "numero", "msisdn",
-                        "phone_number", "numero_de_telephone", "num_tel", "gsm", "cell"}),
+                        "phone_number", "numero_de_telephone", "num_tel", "gsm", "cell",
+                        "n_de_telephone", "no_de_telephone", "numero_telephone", "telephone_portable",
+                        "tel_portable", "numero_de_portable", "mobile_phone", "cell_phone"}),
     "first_name": frozenset({"first_name", "firstname", "prenom", "given_name"}),
     "last_name": frozenset({"last_name", "lastname", "nom", "nom_de_famille", "family_name", "surname",
                             "name", "full_name", "nom_prenom", "prenom_nom", "nom_et_prenom", "nom_complet"}),

@@ -43,7 +43,8 @@ def test_two_phone_columns_are_refused_rather_than_guessed(tmp_path):
 
 @pytest.mark.parametrize("header, delimiter", [
     ("telephone;prenom;commune", ";"), ("Téléphone,Prénom,Code postal", ","), ("msisdn\tsexe", "\t"),
-    ('"Nom, prénom";telephone', ";"), ("\ufeffPortable;CP", ";"),
+    ('"Nom, prénom";telephone', ";"), ("\ufeffPortable;CP", ";"), ("N° de téléphone;Prénom", ";"),
+    ("Téléphone portable,Ville", ","),
 ])
 def test_usual_headers_and_separators_are_understood(tmp_path, header, delimiter):
     found = read_header(write(tmp_path, header + "\n"))

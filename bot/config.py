@@ -18,7 +18,6 @@ TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
             "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT")  # what from_env reads
-HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")  # a name or an address, as urlsplit gives it (lower case)
 
 
 class ConfigError(ValueError):
@@ -91,8 +90,8 @@ class Config:
         secret = _secret(env, "SECRET_KEY", " that signs console sessions", required=bool(sid))
 
         port_text = env.get("PORT", "8000")
-        if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
-            raise ConfigError("PORT", f"must be a number between 1 and 65535, not {port_text!r}")
+        if not (port_text.isascii() and port_text.isdigit()) or len(port_text.lstrip("0")) > 5:
+            raise ConfigError("PORT", f"must be a number between 1 and 65535, not {port_text[:20]!r}")
         port = int(port_text)
         if not 1 <= port <= 65535:
             raise ConfigError("PORT", "must be between 1 and 65535")
@@ -115,9 +114,6 @@ def _secret(env: dict[str, str], name: str, purpose: str, *, required: bool) -> 
                           " (python -c 'import secrets; print(secrets.token_hex(32))')")
     if value is not None and len(value) < 32:
         raise ConfigError(name, "must be at least 32 characters")
-    if value is not None and not _is_printable_ascii(value):
-        raise ConfigError(name, "must be printable ASCII characters (python -c 'import secrets; "
-                          "print(secrets.token_hex(32))')")
     return value
 
 
@@ -148,7 +144,8 @@ def _directory(env: dict[str, str], name: str, default: Path, *, must_exist: boo
     """Resolve a directory setting; say what is wrong with it by name."""
     try:
         path = Path(env.get(name, default)).resolve()
-        usable = path.is_dir() or (not must_exist and not path.exists())
+        nearest = next(parent for parent in (path, *path.parents) if parent.exists())
+        usable = path.is_dir() or (not must_exist and nearest != path and nearest.is_dir())
     except (OSError, ValueError) as error:  # a name too long, a NUL byte
         raise ConfigError(name, f"cannot be used as a directory ({error})") from error
     if not usable:
@@ -163,7 +160,7 @@ def _http_url(name: str, url: str, expected: str) -> None:
         host, _ = parts.hostname or "", parts.port
     except ValueError as error:  # "Invalid IPv6 URL", a port that is not a number
         raise ConfigError(name, f"must be {expected}: {error}") from error
-    if parts.scheme not in ("http", "https") or not HOST.fullmatch(host):
+    if parts.scheme not in ("http", "https") or not host or not host.isprintable() or " " in host:
         raise ConfigError(name, f"must be {expected}")
 
 
@@ -197,7 +194,9 @@ def _local_secret(instance: Path, name: str) -> str:
         value = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError("INSTANCE_DIR", f"{path} cannot hold this run's secret ({error})") from error
-    # Never made anew: the suppression list's digests, for one, are keyed by it.
     if not _is_printable_ascii(value) or len(value) < 32:
-        raise ConfigError("INSTANCE_DIR", f"{path} holds no secret of 32+ characters: restore it from a backup")
+        remedy = ("restore it from a backup: the suppression list's digests are keyed by it, so a new "
+                  "key would let earlier objections through" if name == "suppression.key"
+                  else "delete it, and a new one is made at the next start")
+        raise ConfigError("INSTANCE_DIR", f"{path} holds no secret of 32+ characters: {remedy}")
     return value

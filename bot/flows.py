@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.phones import E164
 from bot.windows import SendingHours, Window, sending_window
 
 LANGUAGES = frozenset({"fr", "en"})
@@ -28,7 +29,7 @@ MAX_FILE = 100_000  # bytes of a flow file
 YEARS = range(2000, 2200)  # of a date in a flow: 0024 for 2024 is a typo, and year 1 breaks date arithmetic
 # A reply-capable sender: E.164 long code, a national short code, or a Messaging Service.
 # Alphanumeric senders are one-way (COMPLIANCE.md B.10), so they are refused.
-SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{4,6}|MG[0-9a-fA-F]{32}")
+SENDER = re.compile(rf"{E164.pattern}|[0-9]{{4,6}}|MG[0-9a-fA-F]{{32}}")
 STOP_WORD = re.compile(r"\bSTOP\b")
 
 
@@ -107,8 +108,7 @@ def _open_in_minute(flow: Flow, minute: int) -> bool:
 def load_flows(directory: Path | str) -> dict[str, Flow]:
     """Load every `*.toml` flow in `directory`, keyed by id; refuse duplicates."""
     flows: dict[str, Flow] = {}
-    # Names starting with a dot are editors' lock and backup files (emacs's .#demo.toml).
-    paths = sorted(path for path in Path(directory).glob("*.toml") if not path.name.startswith("."))
+    paths = flow_paths(directory)
     if not paths:
         raise FlowError(directory, "*.toml", "no flow files found")
     for path in paths:
@@ -119,9 +119,17 @@ def load_flows(directory: Path | str) -> dict[str, Flow]:
     return flows
 
 
+def flow_paths(directory: Path | str) -> list[Path]:
+    """The flow files in `directory`, by name; names starting with a dot are editors' lock and
+    backup files (emacs's .#demo.toml)."""
+    return sorted(path for path in Path(directory).glob("*.toml") if not path.name.startswith("."))
+
+
 def load_flow(path: Path | str) -> Flow:
     """Read and validate one flow file."""
     path = Path(path)
+    if not path.exists():
+        raise FlowError(path, "(file)", "no such file (or a link to none)")
     if not path.is_file():  # a FIFO would block the read, a device would never end
         raise FlowError(path, "(file)", "is not a regular file")
     try:
@@ -241,7 +249,7 @@ def _texts(section: object, fields: dict[str, str], path: Path | str) -> Texts:
     for label, message, template, needs_stop in later:
         if fields["controller"] not in message:
             raise FlowError(path, label, "must name the controller ({controller})")
-        if needs_stop and not STOP_WORD.search(_own_words(template)):
+        if needs_stop and not _offers_stop(message, template):
             raise FlowError(path, label, "must offer STOP")
     return Texts(**values, content=rendered)
 
@@ -275,10 +283,12 @@ def _render(section: dict, key: str, fields: dict[str, str], path: Path | str,
     return text
 
 
-def _own_words(template: str) -> str:
-    """A text's own words, without what its placeholders bring: a controller named "Liste STOP"
-    offers no STOP."""
-    return "".join(literal for literal, _, _, _ in string.Formatter().parse(template))
+def _offers_stop(message: str, template: str) -> bool:
+    """Say whether STOP is a word of the text as sent, and of its own words: a controller named
+    "Liste STOP" offers no STOP, nor does "{controller}STOP" (a letter stands for each placeholder)."""
+    own_words = "".join(literal + ("x" if name is not None else "")
+                        for literal, name, _, _ in string.Formatter().parse(template))
+    return bool(STOP_WORD.search(message) and STOP_WORD.search(own_words))
 
 
 def _require_mentions(request: str, template: str, fields: dict[str, str], path: Path | str) -> None:
@@ -286,5 +296,5 @@ def _require_mentions(request: str, template: str, fields: dict[str, str], path:
     for key in ("controller", "purpose", "source", "notice_url"):
         if fields[key] not in request:
             raise FlowError(path, "texts.consent_request", f"must state the {key} ({{{key}}})")
-    if not STOP_WORD.search(_own_words(template)):
+    if not _offers_stop(request, template):
         raise FlowError(path, "texts.consent_request", "must include the STOP instruction")

@@ -16,6 +16,7 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # to fullmatch: "$" would let a final 
 # Saint-Barthélemy and Saint-Martin, 0692-0693 Réunion, 0694 Guyane, 0696-0697 Martinique.
 OVERSEAS_MOBILE = re.compile(r"^6(?:39|9[0-7])")
 LETTER = re.compile(r"[^\W\d_]")
+NUMBER_START = re.compile(r"[+\d]")  # where phonenumbers starts reading (any script's digits)
 TEXTABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 FRENCH_MOBILE_PREFIXES = ("+336", "+337")  # with 12 characters of E.164: +33 6/7 and 8 digits
 FRENCH_MOBILE_E164 = re.compile(r"\+33[67][0-9]{8}")  # what MobileBits and the admit script take
@@ -50,9 +51,10 @@ def normalize(raw: str, region: str = "FR") -> str:
             raise PhoneError("an overseas mobile (Mayotte, Guadeloupe, Réunion, Guyane, Martinique): "
                              "its local time differs from the flow's")
         return "+33" + match.group(1)
-    if raw[:4].lower() == "tel:":  # as a link or a vCard writes it
-        return normalize(raw[4:], region)
-    if LETTER.search(raw):  # phonenumbers reads letters as a keypad's digits: 06 12 34 XX XX is +33 6 12 34 99 99
+    # phonenumbers skips a label before the number ("Tél : 06 ..."), but reads letters within it
+    # as a keypad's digits: 06 12 34 XX XX would be +33 6 12 34 99 99, a stranger.
+    start = NUMBER_START.search(raw)
+    if start and LETTER.search(raw, start.start()):
         raise PhoneError("not a phone number (letters in it)")
     try:
         number = phonenumbers.parse(raw, region)

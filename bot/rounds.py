@@ -80,39 +80,41 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
     header = read_header(path)  # refuses sensitive or unknown columns before anything is stored
     report = ImportReport()
     rejects = _Rejects(path.with_name(path.name + ".rejects.csv"), report)
-    if not dry_run:
-        settings = {"rate": str(rate)} if rate else {}
-        accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
-        accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
-        report.recovered = queue_admitted(accord, flow)  # what an import cut short left admitted
-    admit = _Admission(accord, flow, report, dry_run, rate)
-    imported = 0
     try:
-        for row in read_rows(path, header):
-            imported += 1
-            if imported % 10_000 == 0:
-                progress(10_000)
-            if not isinstance(row, Row):
-                rejects.add(row[0], "", row[1])
-                continue
-            try:
-                phone = normalize(row.phone)
-            except PhoneError as error:
-                rejects.add(row.line, row.phone, str(error))
-                continue
-            if len(phone) != 12 or not phone.startswith(FRENCH_MOBILE_PREFIXES):  # E.164 from normalize
-                rejects.add(row.line, row.phone, NOT_FRENCH)
-                continue
-            if not row.postcode:
-                admit.add(phone)  # deduped where admitted
-            elif postcode := read_postcode(row.postcode):
-                admit.add(f"{phone}/{postcode}")
-            else:  # not one: the number follows the national holidays, like one with no postcode
-                report.counts[POSTCODE_NOT_READ] += 1
-                admit.add(phone)
-        admit.flush()
+        if not dry_run:
+            settings = {"rate": str(rate)} if rate else {}
+            accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
+            accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
+            report.recovered = queue_admitted(accord, flow)  # what an import cut short left admitted
+        admit = _Admission(accord, flow, report, dry_run, rate)
+        imported = 0
+        try:
+            for row in read_rows(path, header):
+                imported += 1
+                if imported % 10_000 == 0:
+                    progress(10_000)
+                if not isinstance(row, Row):
+                    rejects.add(row[0], "", row[1])
+                    continue
+                try:
+                    phone = normalize(row.phone)
+                except PhoneError as error:
+                    rejects.add(row.line, row.phone, str(error))
+                    continue
+                if len(phone) != 12 or not phone.startswith(FRENCH_MOBILE_PREFIXES):  # E.164 from normalize
+                    rejects.add(row.line, row.phone, NOT_FRENCH)
+                    continue
+                if not row.postcode:
+                    admit.add(phone)  # deduped where admitted
+                elif postcode := read_postcode(row.postcode):
+                    admit.add(f"{phone}/{postcode}")
+                else:  # not one: the number follows the national holidays, like one with no postcode
+                    report.counts[POSTCODE_NOT_READ] += 1
+                    admit.add(phone)
+            admit.flush()
+        finally:
+            admit.close()
     finally:
-        admit.close()
         rejects.close()
     report.counts.update(imported=imported, duplicate=0)  # duplicates are counted as admission meets them
     if not dry_run:
@@ -274,31 +276,36 @@ class _Rejects:
     """Write rejected lines next to the input as they come (a million-line file keeps memory flat)."""
 
     def __init__(self, path: Path, report: ImportReport) -> None:
-        self.path, self.report, self.file, self.writer = path, report, None, None
-        try:  # an earlier import's rejects would read as this one's
-            path.unlink(missing_ok=True)
+        """Open the file before anything is stored: a place it cannot be written refuses the import
+        whole, not half-way; and an earlier import's rejects, replaced, cannot pass for this one's."""
+        self.path, self.report = path, report
+        try:
+            self.file = path.open("w", newline="", encoding="utf-8")
         except OSError as error:
-            raise ContactsError(f"{path}: cannot replace the rejected lines of an earlier import "
-                                f"({error.strerror})") from error
+            raise ContactsError(f"{path}: cannot write the rejected lines ({error.strerror})") from error
+        self.writer = csv.writer(self.file)
 
     def add(self, line: int, value: str, reason: str) -> None:
-        if self.writer is None:
-            try:
-                self.file = self.path.open("w", newline="", encoding="utf-8")
-            except OSError as error:
-                raise ContactsError(f"{self.path}: cannot write the rejected lines ({error.strerror})") from error
-            self.writer = csv.writer(self.file)
-            self.writer.writerow(["line", "value", "reason"])
-            self.report.rejects_file = self.path
-        self.writer.writerow([line, _inert(value), reason])
+        try:
+            if self.report.rejects_file is None:
+                self.writer.writerow(["line", "value", "reason"])
+                self.report.rejects_file = self.path
+            self.writer.writerow([line, _inert(value), reason])
+        except OSError as error:  # a full disk
+            raise ContactsError(f"{self.path}: cannot write the rejected lines ({error.strerror})") from error
         self.report.counts["rejected"] += 1
         self.report.rejects_by_reason[_kind(reason)] += 1
         if len(self.report.shown_rejects) < SHOWN_REJECTS:
             self.report.shown_rejects.append((line, value, reason))
 
     def close(self) -> None:
-        if self.file is not None:
+        """Close the file; remove it when no line was rejected."""
+        try:
             self.file.close()
+            if self.report.rejects_file is None:
+                self.path.unlink()
+        except OSError as error:
+            raise ContactsError(f"{self.path}: cannot write the rejected lines ({error.strerror})") from error
 
 
 def _inert(value: str) -> str:

@@ -30,7 +30,7 @@ def worker_count(environ: Mapping[str, str]) -> int:
     value = (environ.get("WEB_CONCURRENCY") or "").strip()
     if not value:
         return default_workers()
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value[:4]) <= MOST_WORKERS_SET:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value.lstrip("0")[:4] or "0") <= MOST_WORKERS_SET:
         raise ConfigError("WEB_CONCURRENCY", f"must be a number of web workers from 1 to {MOST_WORKERS_SET}, "
                           f"not {value[:20]!r}")
     return int(value)

@@ -101,11 +101,12 @@ MALFORMED = {
     "port with an underscore": ({"PORT": "8_000"}, "PORT"),
     "port of 5,000 digits": ({"PORT": "8" * 5000}, "PORT"),
     "auth token outside ASCII": ({"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "tökén€"}, "TWILIO_AUTH_TOKEN"),
-    "secret key outside ASCII": ({"SECRET_KEY": "é" * 32}, "SECRET_KEY"),
     "suppression key of undecodable bytes": ({"SUPPRESSION_KEY": "\udcff" * 32}, "SUPPRESSION_KEY"),
     "flows directory of a name too long": ({"FLOWS_DIR": "a" * 300}, "FLOWS_DIR"),
     "flows directory with a NUL": ({"FLOWS_DIR": "flows\x00"}, "FLOWS_DIR"),
-    "instance directory under a file": ({"INSTANCE_DIR": str(ROOT / "README.md" / "instance")}, "INSTANCE_DIR"),
+    "instance directory under a file": ({"INSTANCE_DIR": str(ROOT / "README.md" / "instance"),
+                                         "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "SECRET_KEY": KEY},
+                                        "INSTANCE_DIR"),
 }
 
 
@@ -150,7 +151,7 @@ def test_web_concurrency_sets_the_web_workers() -> None:
     assert web_settings.worker_count({"WEB_CONCURRENCY": "3"}) == 3
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5", "²", "100000", "1" * 4301])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "2.5", "²", "100000", "0010000000", "1" * 4301])
 def test_a_bad_web_concurrency_is_named(value: str) -> None:
     with pytest.raises(ConfigError, match=f"WEB_CONCURRENCY: .*{value[:20]!r}"):
         web_settings.worker_count({"WEB_CONCURRENCY": value})
@@ -175,3 +176,16 @@ def test_a_dotenv_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         settings(tmp_path, dotenv=dotenv)
     assert caught.value.name == str(dotenv) and "UTF-8" in str(caught.value)
+
+
+def test_settings_other_tools_write_are_taken_as_they_are(tmp_path: Path) -> None:
+    config = settings(tmp_path, PORT="000080", SUPPRESSION_KEY="clé-de-suppression-" + "é" * 14,
+                      TWILIO_API_URL="http://twilio_mock:8080", PUBLIC_URL="https://élections.example.fr")
+    assert config.port == 80 and config.suppression_key == ("clé-de-suppression-" + "é" * 14).encode()
+    assert config.twilio_api_url == "http://twilio_mock:8080"
+
+
+def test_a_lost_local_secret_says_whether_it_may_be_made_anew(tmp_path: Path) -> None:
+    settings(tmp_path)
+    (tmp_path / "instance" / "secret.key").write_text("")
+    assert "delete it" in str(refusal(tmp_path))

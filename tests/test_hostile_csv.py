@@ -270,7 +270,7 @@ def test_the_round_command_reports_a_hostile_file_line_by_line(accord, flow, tmp
 def test_an_earlier_imports_rejects_do_not_outlive_a_clean_file(accord, flow, tmp_path):
     path = tmp_path / "contacts.csv"
     run_round(accord, flow, path, b"telephone\nn/a\n0612980001\n")
-    assert rejects(path) == {2: "not a phone number (letters in it)"}
+    assert list(rejects(path)) == [2]
     report = run_round(accord, flow, path, b"telephone\n0612980002\n")
     assert report.rejects_file is None and rejects(path) == {}
 
@@ -279,7 +279,7 @@ def test_a_rejects_file_that_cannot_be_written_refuses_the_import_before_anythin
         accord, flow, tmp_path, redis_client):
     path = tmp_path / "contacts.csv"
     path.with_name("contacts.csv.rejects.csv").mkdir()
-    with pytest.raises(ContactsError, match="cannot replace the rejected lines"):
+    with pytest.raises(ContactsError, match="cannot write the rejected lines"):
         run_round(accord, flow, path, b"telephone\nn/a\n0612980001\n")
     assert list(redis_client.scan_iter()) == []
 

@@ -21,10 +21,17 @@ def test_every_usual_way_of_writing_a_french_mobile_gives_one_number(raw):
     ("", "not a phone number"), ("06 12 34", "invalid"), ("0692 12 34 56", "overseas"), ("0639 98 00 01", "overseas"),
     ("0696 00 00 00", "overseas"), ("+33 6 90 12 34 56", "overseas"),
     ("06 12 34 XX XX", "letters"), ("0612345678 poste 12", "letters"), ("tel:01 45 67 89 10", "not a mobile"),
+    ("tel:" * 1200 + "0612345678", "not a phone number"),
 ])
 def test_numbers_that_cannot_be_texted_say_why(raw, reason):
     with pytest.raises(PhoneError, match=reason):
         normalize(raw)
+
+
+@pytest.mark.parametrize("raw", ["Tél : 06 12 34 56 78", "Mobile: 06 12 34 56 78", "Port. 06 12 34 56 78",
+                                 "tel:+33612345678"])
+def test_a_label_before_the_number_is_passed_over(raw):
+    assert normalize(raw) == "+33612345678"
 
 
 def test_foreign_mobiles_keep_their_country():

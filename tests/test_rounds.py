@@ -212,7 +212,7 @@ def test_a_postcode_is_read_from_what_the_column_holds_and_never_splits_a_batch(
                     '0612980003;"Paris, 11e"\n0612980004;"75 011"\n')
     result = start(accord, "presidentielle-2027", path)
     assert "queued: 4" in result.output
-    assert "1 postcode(s) held no French postcode" in result.output
+    assert "1 postcode value(s) held no French postcode" in result.output
     work(accord)
     assert sorted(m["to"] for m in twilio.messages) == ["+33612980003", "+33612980004"]
     assert len(scheduled(accord)) == 1

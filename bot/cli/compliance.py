@@ -13,7 +13,7 @@ from bot import archive, ledger, lint, proof, rights
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, write_csv
-from bot.flows import FlowError, load_flow
+from bot.flows import FlowError, flow_paths, load_flow
 from bot.gateway import SendError
 from bot.reconcile import ReconcileError, parse_since, reconcile
 
@@ -40,7 +40,7 @@ def flows_check(names: tuple[str, ...]) -> None:
             directory = Config.from_env().flows_dir
         except ConfigError as error:
             raise click.ClickException(str(error)) from error
-        in_dir = [check(path) for path in sorted(directory.glob("*.toml"))]
+        in_dir = [check(path) for path in flow_paths(directory)]
         if not in_dir:
             raise click.ClickException(f"no *.toml flow files in {directory}")
     checked = lint.check_ids(in_dir)

@@ -56,8 +56,8 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
     for reason, count in sorted(report.rejects_by_reason.items()):
         click.echo(f"{'rejected: ' + reason:>34}: {count}")
     if report.counts[POSTCODE_NOT_READ]:
-        click.echo(f"{report.counts[POSTCODE_NOT_READ]} postcode(s) held no French postcode (5 digits): "
-                   "those numbers follow the national holidays only.")
+        click.echo(f"{report.counts[POSTCODE_NOT_READ]} postcode value(s) held no French postcode (5 digits), "
+                   "or more than one: those numbers follow the national holidays only.")
     if report.recovered:
         click.echo(f"{report.recovered} batch(es) an interrupted import had admitted are queued now.")
     if report.batches:

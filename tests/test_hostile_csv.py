@@ -9,12 +9,16 @@ through the `round start` command), and the rejects file is read back line by li
 from __future__ import annotations
 
 import csv
+import io
 import random
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from rq import Queue
 
 from bot.cli import Services, main
@@ -290,3 +294,61 @@ def test_a_rejected_value_never_reaches_a_spreadsheet_as_a_formula(accord, flow,
     with path.with_name("contacts.csv.rejects.csv").open(encoding="utf-8", newline="") as file:
         values = [value for _, value, _ in list(csv.reader(file))[1:]]
     assert values == ["'=1+1", "'@SUM(1+1)*cmd|' /C calc'!A0", "'-2+3", "+44 7911 123456", "-"]
+
+
+# Header spellings, phone and postcode values as brokers' files carry them, and anything else.
+# (No lone "\r": csv.writer leaves it unquoted when lines end in "\n", and every reader then
+# starts a new line there.)
+def free_text(size: int) -> st.SearchStrategy[str]:
+    return st.text(max_size=size).map(lambda text: text.replace("\r", ""))
+
+
+HEADERS = {"phone": ["telephone", "Téléphone", "N° de téléphone", "Portable", "msisdn"],
+           "postcode": ["code postal", "CP", "Code_Postal"], "first_name": ["prénom", "Prenom"], "commune": ["Ville"]}
+PHONES = st.one_of(
+    st.builds(lambda n, style: style.format(n[0], n[1:3], n[3:5], n[5:7], n[7:]),
+              st.from_regex(r"[67][0-8][0-9]{7}", fullmatch=True),
+              st.sampled_from(["0{}{}{}{}{}", "0{} {} {} {} {}", "+33 {} {} {} {} {}", "0033{}.{}.{}.{}.{}",
+                               "Tél : 0{}{}{}{}{}", "0{} {} {} XX XX", "tel:+33{}{}{}{}{}"])),
+    st.sampled_from(["", " ", "n/a", "01 45 67 89 10", "+44 7911 123456", "0692 12 34 56", "=1+1", "06 12"]),
+    free_text(20))
+POSTCODES = st.one_of(st.sampled_from(["", "67000", "67 000 Strasbourg", "75011, Paris", "Paris", "7501"]),
+                      free_text(12))
+
+
+@st.composite
+def contacts_files(draw) -> tuple[bytes, list[str]]:
+    """A contacts file any spreadsheet could write, and the phone of each of its records."""
+    columns = ["phone", *draw(st.lists(st.sampled_from(["postcode", "first_name", "commune"]), unique=True))]
+    columns = draw(st.permutations(columns))
+    rows = draw(st.lists(st.fixed_dictionaries(
+        {"phone": PHONES, "postcode": POSTCODES, "first_name": free_text(15), "commune": free_text(15)}),
+        max_size=15))
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=draw(st.sampled_from(";,\t")),
+                        lineterminator=draw(st.sampled_from(["\n", "\r\n"])),
+                        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])))
+    writer.writerow([draw(st.sampled_from(HEADERS[column])) for column in columns])
+    writer.writerows([row[column] for column in columns] for row in rows)
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+    data = text.getvalue().encode(encoding, errors="replace")
+    return data, [row["phone"] for row in rows]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=contacts_files())
+def test_any_file_a_spreadsheet_writes_is_accounted_for_line_by_line(accord, flow, tmp_path, redis_client, file):
+    data, phones = file
+    note(repr(data))
+    redis_client.flushall()
+    path = tmp_path / "contacts.csv"
+    report = run_round(accord, flow, path, data)
+    counts = report.counts
+    assert counts["imported"] == len(phones)
+    assert counts["imported"] == sum(counts[part] for part in PARTS), dict(counts)
+    written = rejects(path)
+    assert len(written) == counts["rejected"] and list(written) == sorted(written)
+    assert all(reason.strip() for reason in written.values())
+    # Each number queued is digits the file holds: none made up (a keypad's 9 for an X).
+    held = {"".join(str(unicodedata.digit(ch)) for ch in phone if ch.isdigit())[-9:] for phone in phones}
+    assert {phone[3:] for phone in queued_numbers(accord)} <= held

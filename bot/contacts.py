@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 CHUNK = 1 << 20
+EXCEL_SEPARATOR = re.compile(r"sep=([^\"\r\n])", re.IGNORECASE)  # a first line Excel writes and reads: "sep=;"
 # Canonical column -> the header spellings operators and brokers use (folded, see `fold`).
 COLUMNS: dict[str, frozenset[str]] = {
     "phone": frozenset({"phone", "telephone", "tel", "mobile", "portable", "numero", "msisdn",
@@ -57,6 +58,7 @@ class Header:
     columns: tuple[str, ...]  # canonical names, in file order
     phone: int
     postcode: int | None
+    lines: int = 1  # before the first row: the header, after Excel's "sep=;" line if there is one
 
 
 def fold(name: str) -> str:
@@ -87,18 +89,21 @@ def read_header(path: Path) -> Header:
     encoding = sniff_encoding(path)
     with path.open(encoding=encoding, newline="") as file:
         first = file.readline()
-    # A UTF-8 byte-order mark survives in a file that had to be read as Windows-1252.
-    first = first.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
+        # A UTF-8 byte-order mark survives in a file that had to be read as Windows-1252.
+        first = first.removeprefix("\ufeff").removeprefix("\u00ef\u00bb\u00bf")
+        said = EXCEL_SEPARATOR.fullmatch(first.rstrip("\r\n"))
+        if said:  # Excel's "sep=;" line names the separator; the header follows it
+            first = file.readline()
     if not first.strip():
         raise ContactsError(f"{path}: the first line must be a header naming the columns (phone, ...)")
     candidates = []
-    for separator in ";,\t":
+    for separator in said[1] if said else ";,\t":
         try:
             candidates.append((separator, next(csv.reader([first], delimiter=separator, strict=True))))
         except csv.Error:  # an unclosed quote, a field past csv's limit: not with this separator
             continue
     if not candidates:
-        raise ContactsError(f"{path}: line 1: the header cannot be read as CSV (an unclosed quote, "
+        raise ContactsError(f"{path}: line {2 if said else 1}: the header cannot be read as CSV (an unclosed quote, "
                             "or a field of more than 131,072 characters)")
     delimiter, names = max(candidates, key=lambda found: (_has_phone(found[1]), len(found[1])))
     folded = [fold(name) for name in names]
@@ -123,7 +128,7 @@ def read_header(path: Path) -> Header:
         same = [raw.strip() for raw, c in zip(names, columns, strict=True) if c == column]
         raise ContactsError(f"{path}: columns {', '.join(map(repr, same))} all hold the {column}; keep one")
     postcode = columns.index("postcode") if "postcode" in columns else None
-    return Header(encoding, delimiter, columns, columns.index("phone"), postcode)
+    return Header(encoding, delimiter, columns, columns.index("phone"), postcode, 2 if said else 1)
 
 
 def _visible(name: str) -> bool:
@@ -140,18 +145,19 @@ def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
 
     Rows are read by a plain `for` over the reader, the cheapest way through csv: a parse error
     ends that loop, is reported, and the next loop goes on from the line after.
-    The header is skipped as `read_header` read it, one physical line: read as CSV, a quote
-    after a byte-order mark could run it on over the first rows.
+    The header is skipped as `read_header` read it, physical lines: read as CSV, a quote after
+    a byte-order mark could run it on over the first rows.
     """
-    column, postcode_column = header.phone, header.postcode
+    column, postcode_column, skipped = header.phone, header.postcode, header.lines
     with path.open(encoding=header.encoding, newline="", errors="replace") as file:
-        file.readline()
+        for _ in range(skipped):
+            file.readline()
         reader = csv.reader(file, delimiter=header.delimiter, strict=True)
-        end = 1  # the last line read so far; the reader counts from the line after the header
+        end = skipped  # the last line read so far; the reader counts from the line after the header
         while True:
             try:
                 for fields in reader:
-                    line, end = end + 1, reader.line_num + 1
+                    line, end = end + 1, reader.line_num + skipped
                     try:
                         phone = fields[column]
                     except IndexError:
@@ -167,6 +173,6 @@ def read_rows(path: Path, header: Header) -> Iterator[Row | tuple[int, str]]:
                     yield tuple.__new__(Row, (line, phone, postcode))  # Row(...) without its Python-level __new__
                 return
             except csv.Error as error:  # an over-long field or broken quoting: say which lines
-                line, end = end + 1, max(end + 1, reader.line_num + 1)
+                line, end = end + 1, max(end + 1, reader.line_num + skipped)
                 span = f"lines {line}-{end}" if end > line else f"line {line}"
                 yield line, f"unreadable CSV on {span} ({error})"

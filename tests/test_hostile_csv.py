@@ -75,7 +75,9 @@ def assert_accounted(report: ImportReport, path: Path) -> dict[int, str]:
     reasons = rejects(path)
     assert len(reasons) == counts["rejected"]
     assert all(reason.strip() for reason in reasons.values())
-    lines = len(path.read_bytes().splitlines()) - 1  # \r, \n and \r\n, as csv reads them; less the header
+    data = path.read_bytes()
+    header = 2 if re.match(rb"(\xef\xbb\xbf)?sep=", data, re.IGNORECASE) else 1  # after Excel's "sep=;" line
+    lines = len(data.splitlines()) - header  # \r, \n and \r\n, as csv reads them; less the header
     assert counts["imported"] - counts["rejected"] + len(covered(reasons)) == max(lines, 0)
     return reasons
 
@@ -123,6 +125,10 @@ CASES = [
     ("the same, a quote closing three lines on", b'\xef\xbb\xbf\xef\xbb\xbf"nom_prenom;";telephone\n'
      b'Zoe;0612980001\nAna;0612980002\n";x\nLea;0612980004\n', {4: "unreadable CSV on lines 4-5"},
      ["+33612980001", "+33612980002"]),
+    ("Excel's separator line", b"sep=,\r\ntelephone,prenom\r\n0612980001,a;b\r\nn/a,c\r\n",
+     {4: "not a phone number"}, ["+33612980001"]),
+    ("a separator line naming a tab, with a mark", b"\xef\xbb\xbfSEP=\t\ntelephone\tprenom\n0612980001\ta;b\n",
+     {}, ["+33612980001"]),
     # phonenumbers reads letters as a keypad's digits: a masked number would reach a stranger.
     ("letters in the phone", b"telephone\n06 12 34 XX XX\n0612XXXXXX\n061 INCONNU\ntel:+33 6 12 98 00 01\n",
      {2: "letters", 3: "letters", 4: "letters"}, ["+33612980001"]),

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from rq import Queue
 
-from bot.cli import Services, main
+from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
 from bot.rounds import ImportReport, Origin, start_round
 from bot.sending import queue_for
@@ -358,3 +358,10 @@ def test_any_file_a_spreadsheet_writes_is_accounted_for_line_by_line(accord, flo
     # Each number queued is digits the file holds: none made up (a keypad's 9 for an X).
     held = {"".join(str(unicodedata.digit(ch)) for ch in phone if ch.isdigit())[-9:] for phone in phones}
     assert {phone[3:] for phone in queued_numbers(accord)} <= held
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_the_progress_bar_counts_lines_whatever_ends_them(tmp_path, ending):
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(ending.join([b"telephone", b"0612980001", b"0612980002", b""]))
+    assert count_lines(path) == 3

@@ -81,9 +81,11 @@ def phone_argument(raw: str) -> str:
 
 
 def count_lines(path: Path) -> int:
-    """Count a file's lines without decoding it (for progress bars)."""
+    """Count a file's lines without decoding it, ended by \n, \r\n or \r alone as csv reads them (for
+    progress bars: a \r\n across two chunks counts twice)."""
     with path.open("rb") as file:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+        return sum(chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+                   for chunk in iter(lambda: file.read(1 << 20), b""))
 
 
 # The families of commands register themselves on `main` when imported.

@@ -2,6 +2,7 @@
 
 Pure: no I/O, standard library only. Priority follows COMPLIANCE.md rules 7 and 8:
 STOP > NO > HELP > START > YES > OTHER, and consent only when it is the whole answer.
+An objection word typed with one slip still objects; a slip never makes consent.
 """
 
 from __future__ import annotations
@@ -45,16 +46,26 @@ _OBJECTION = re.compile(
     r"|leave me alone|remove (?:me|my number)|take me off"
     # Objection and withdrawal in the words of GDPR art. 7(3) and 21, as voters paraphrase them.
     r"|oppos\w*|refus\w*|retir\w* (?:mon|votre|ton|notre|le|l) ?(?:accord|consentement)"
-    r"|(?:ne )?(?:veux|souhaite|desire)s? (?:plus|pas (?:etre|de sms|de messages|recevoir))"
+    r"|(?:ne )?(?:veux|souhaite|desire)s? (?:absolument |surtout |vraiment )?"
+    r"(?:plus|pas (?:etre|de sms|de messages|recevoir))"
     r"|plus (?:etre|jamais) contacte\w*|plus de vos (?:sms|messages)|efface\w* mes donnees"
     r"|derange\w* plus|withdraw\w*|object\w*|me retir\w*|m enlev\w*"
     r"|(?:do not|don ?t) (?:contact|text|message)"
     r")\b"
 )
+# Emphatic refusals ("hors de question", "jamais de la vie") answer the question asked: however
+# strong, they decline this flow (NO). Only words about being contacted at all object (STOP).
 _REFUSAL = re.compile(
     r"\b(?:n+o+n*|nn|nan|nop|nope|nah|jamais|never|not interested|pas? inter+es+\w*|interes+\w* pas"
-    r"|pas d ?ac+(?:ord)?|accept\w* pas|pas ok|not ok|pas pour moi|not for me|(?:veux|souhaite) pas)\b"
+    r"|pas d ?ac+(?:ord)?|accept\w* pas|pas ok|not ok|pas pour moi|not for me"
+    r"|(?:veux|souhaite) (?:absolument |surtout |vraiment )?pas"
+    r"|hors de question|pas question|sans facon|(?:absolutely|certainly|definitely) not)\b"
 )
+# Alone, "absolument pas" refuses; after a "ne" it only stresses a negated verb: "n'hésitez surtout pas".
+_EMPHATIC = re.compile(
+    r"\b(?:(?:absolument|certainement|surtout|evidemment|carrement) pas|en aucun cas|aucunement|nullement)\b"
+)
+_NEGATED_VERB = re.compile(r"\bne?\b")
 # Affirming phrases whose words would otherwise read as refusal ("no problem") or noise.
 _AFFIRMING = re.compile(
     r"\b(?:(?:pas de|sans) (?:probleme|souci)s?|no (?:problem|worries)|tout a fait|bien sur"
@@ -87,6 +98,67 @@ _SHORT_FORMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "en": (frozenset({"y"}), frozenset({"n"})),
 }
 _NO_SHORT_FORMS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+# Objection forms as voters type them (COMPLIANCE.md B.8). A word of theirs typed with one slip
+# (a letter dropped, added or changed, or two neighbours swapped: Damerau distance 1) is read as
+# the word. Five letters or more: shorter words have real words one slip away. Four letters take
+# only a swap, which keeps every letter: dropping or changing one turns STOP into STP, TOP, STEP,
+# SHOP (a doubled letter, STOOP, is the objection pattern's own). Words under four stay exact.
+_SLIP_WORDS = (
+    "stop quit stopsms stopall arret arrete arretes arreter arretez desabo desabonne desabonner desabonnez"
+    " desabonnement desinscrire desinscrivez desinscription supprime supprimer supprimez annuler annulez"
+    " annulation unsubscribe cancel revoke revoquer optout oppose opposition refuse withdraw objection"
+).split()
+_SLIP_PHRASES = (
+    "ne plus recevoir", "laissez moi tranquille", "ne me contactez plus", "ne m ecrivez plus",
+    "ne m envoyez plus", "ne me derangez plus", "retirez mon numero", "foutez moi la paix",
+    "plus de messages", "leave me alone", "remove my number",
+)  # fmt: skip
+# Real words one slip from an objection word (found against French and English word lists) that a
+# voter may write meaning just that. "arete" stays a slip: in a reply it is "arrête", not a fishbone.
+LOOKALIKES = frozenset(
+    "adret armet arrest garret jarret acrete aprete arpete arrente jarrete rarete apretes arrentes jarretes"
+    " raretes arrenter jarreter arrentez jarretez subprime surprime anneler annelez cancer carcel chancel"
+    " evoke revoie revole revote evoquer appose apposition defuse recuse refuge refuie refute reuse"
+    " abjection".split()
+)
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # folded keywords are ASCII; a slip is a key, not an accent
+
+
+def _one_slip(word: str) -> set[str]:
+    """Return every word one letter dropped, added, changed, or one adjacent swap away from `word`."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    dropped = {a + b[1:] for a, b in splits if b}
+    swapped = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    changed = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    added = {a + c + b for a, b in splits for c in _LETTERS}
+    return (dropped | swapped | changed | added) - {word}
+
+
+def _slips() -> dict[str, str]:
+    """Map each slip of an objection form's words to the word; refuse one that reads as anything else."""
+    table: dict[str, str] = {}
+    # Single words last: a slip shared with a phrase word corrects to the word that objects alone.
+    for form in (*_SLIP_PHRASES, *_SLIP_WORDS):
+        if not _OBJECTION.search(form):
+            raise ValueError(f"slips of {form!r} would be corrected to a form that does not object")
+        for word in form.split():
+            if len(word) >= 4:
+                slips = _one_slip(word)
+                if len(word) == 4:  # a swap only: the one slip that keeps every letter
+                    slips = {slip for slip in slips if sorted(slip) == sorted(word)}
+                table.update(dict.fromkeys(slips, word))
+    exact = {word for form in (*_SLIP_PHRASES, *_SLIP_WORDS) for word in form.split()}
+    if stale := LOOKALIKES - table.keys():
+        raise ValueError(f"lookalikes no objection word is one slip from: {sorted(stale)}")
+    # A slip must never make consent, a request for help or an opt-in unreachable.
+    known = _HELP_WORDS | _START_WORDS | _FILLER  # one-letter short forms are no slip of a 4+ letter word
+    if clashes := sorted(w for w in table if w in known or _CONSENT_WORD.fullmatch(w)):
+        raise ValueError(f"slips of objection words that already mean something else: {clashes}")
+    return {slip: word for slip, word in table.items() if slip not in exact and slip not in LOOKALIKES}
+
+
+_SLIPS = _slips()
 
 
 def _fold_char(char: str) -> str:
@@ -147,12 +219,16 @@ def classify_fresh(body: str, language: str = "fr") -> Reply:
     # Search before substituting: re.sub with a template costs more than the whole fast path.
     if _ELONGATION.search(text):
         text = _ELONGATION.sub(r"\1\1", text)
-    if _OBJECTION.search(text) or (_SPELLED.search(text) and _OBJECTION.search(_SPELLED.sub(r"\1", text))):
+    if (
+        _OBJECTION.search(text)
+        or (_SPELLED.search(text) and _OBJECTION.search(_SPELLED.sub(r"\1", text)))
+        or _objects_with_a_slip(text)
+    ):
         return Reply.STOP
     text = _AFFIRMING.sub(" ", text)
     yes_short, no_short = _SHORT_FORMS.get(language, _NO_SHORT_FORMS)
     words = _meaningful(text)
-    if _REFUSAL.search(text) or (len(words) == 1 and words[0] in no_short):
+    if _REFUSAL.search(text) or _refuses_emphatically(text) or (len(words) == 1 and words[0] in no_short):
         return Reply.NO
     if _HELP_QUESTION.search(text) or (words and all(w in _HELP_WORDS for w in words)):
         return Reply.HELP
@@ -167,3 +243,17 @@ def classify_fresh(body: str, language: str = "fr") -> Reply:
 def _meaningful(text: str) -> list[str]:
     """Return the words of a folded reply that are not politeness."""
     return [w for w in text.split() if w not in _FILLER and not w.startswith("merci")]
+
+
+def _objects_with_a_slip(text: str) -> bool:
+    """Say whether the reply objects once its slipped words are read as the objection words they miss."""
+    words = text.split()
+    if not any(w in _SLIPS for w in words):
+        return False
+    return _OBJECTION.search(" ".join(_SLIPS.get(w, w) for w in words)) is not None
+
+
+def _refuses_emphatically(text: str) -> bool:
+    """Say whether an emphatic negation refuses, rather than stressing an earlier "ne"."""
+    match = _EMPHATIC.search(text)
+    return match is not None and _NEGATED_VERB.search(text, 0, match.start()) is None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bot.replies import CACHED_LENGTH, Reply, classify, classify_fresh, normalize
+from bot.replies import CACHED_LENGTH, LOOKALIKES, Reply, classify, classify_fresh, normalize
 
 STOP, NO, HELP, START, YES, OTHER = (
     Reply.STOP,
@@ -195,6 +195,59 @@ WHOLE_ANSWERS = [
 
 DECORATION = st.text(alphabet=" !?.,;:…«»\"'()-*~👍🙏😊❤️🙂✅\n\t", max_size=6)
 
+# Objection words typed fast: a letter dropped, added or changed, or two neighbours swapped.
+SLIPPED_OBJECTIONS = [
+    ("ARRTEZ", "fr"), ("arrtez svp", "fr"), ("Arête de m'écrire", "fr"), ("areter les sms", "fr"),
+    ("STPO", "fr"), ("Sotp", "fr"), ("suprimer", "fr"), ("Suprimez mon numéro svp", "fr"), ("anuler", "fr"),
+    ("anulez svp 🙏", "fr"), ("Désinscirption", "fr"), ("desisncrire", "fr"), ("Je m'opose", "fr"),
+    ("refuze", "fr"), ("Laissez moi tranquile !", "fr"), ("ne me contactz plus", "fr"), ("oui arrtez", "fr"),
+    ("OK anuler", "fr"), ("d'accord, suprimez-moi", "fr"), ("cancle", "en"), ("unsubcribe", "en"),
+    ("Please unsusbcribe me", "en"), ("qiut", "en"), ("I withdaw", "en"),
+]  # fmt: skip
+
+# Emphatic refusals decline this flow; they say nothing about being contacted at all.
+EMPHATIC_REFUSALS = [
+    "Hors de question", "hors de question !!!", "Il en est hors de question.", "Pas question 😡",
+    "Absolument pas", "certainement pas", "Surtout pas !", "Évidemment pas", "carrément pas", "En aucun cas.",
+    "Aucunement", "nullement", "Sans façon", "je ne veux absolument pas", "Je ne souhaite vraiment pas",
+]  # fmt: skip
+
+# Near an objection or a refusal without being one: real words, and "ne … surtout pas" stressing a verb.
+NEAR_MISSES = [
+    ("TOP", "fr", OTHER), ("STEP", "en", OTHER), ("shop", "en", OTHER), ("spot", "en", OTHER),
+    ("J'ai un cancer", "fr", OTHER), ("je revote pour vous", "fr", OTHER),
+    ("Vous pourriez évoquer la sécurité ?", "fr", OTHER), ("N'hésitez surtout pas", "fr", OTHER),
+    ("Ne lâchez surtout pas !", "fr", OTHER), ("ça ne me dérange absolument pas", "fr", OTHER),
+    ("Oui absolument", "fr", YES), ("Oui, certainement", "fr", YES), ("oui mais jamais le dimanche", "fr", NO),
+    # Already read right before slips were: a doubled letter, a prefix, "jamais".
+    ("STOOP", "fr", STOP), ("desabonez", "fr", STOP), ("Jamais de la vie !", "fr", NO), ("non merci", "fr", NO),
+]  # fmt: skip
+
+# COMPLIANCE.md objection words of five letters or more, and the conjugations voters use.
+SLIP_KEYWORDS = [
+    "ARRET", "ARRETE", "arrêtez", "arrêter", "DESABONNER", "désabonnez", "DESINSCRIRE", "désinscrivez",
+    "DESINSCRIPTION", "SUPPRIMER", "supprimez", "annuler", "annulez", "UNSUBSCRIBE", "CANCEL", "REVOKE",
+    "OPTOUT", "STOPALL", "STOPSMS", "opposition", "refuse", "withdraw",
+]  # fmt: skip
+
+
+def slips_of(word: str) -> list[str]:
+    """Return `word` with one letter dropped, added or changed, or two neighbours swapped, every way."""
+    keys, cuts = "abcdefghijklmnopqrstuvwxyzéèç", [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    slips = {a + b[1:] for a, b in cuts if b} | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+    slips |= {a + k + b[1:] for a, b in cuts if b for k in keys} | {a + k + b for a, b in cuts for k in keys}
+    return sorted(slips - {word})
+
+
+# Parts of a reply, by what each means alone.
+PARTS = {
+    "consent": ["oui", "OUI", "Ouais", "ok", "d'accord", "j'accepte", "yes"],
+    "politeness": ["merci", "Bonjour", "svp", "avec plaisir", "bien sûr", "absolument", "certainement", "😊", "!"],
+    "refusal": ["hors de question", "pas question", "absolument pas", "surtout pas", "jamais de la vie"],
+    "other": ["mais", "le dimanche", "peut-être", "pour", "voter", "demain", "à vendredi"],
+}
+TAGGED_PARTS = [(kind, text) for kind, texts in PARTS.items() for text in texts]
+
 
 @pytest.mark.parametrize(("body", "language", "expected"), REPLIES)
 def test_reply_is_read_the_way_the_voter_meant_it(body: str, language: str, expected: Reply) -> None:
@@ -229,6 +282,28 @@ def test_words_merely_containing_a_keyword_do_not_object(body: str) -> None:
 
 def test_unstop_is_an_opt_in_not_an_objection() -> None:
     assert classify("UNSTOP") is START
+
+
+@pytest.mark.parametrize(("body", "language"), SLIPPED_OBJECTIONS)
+def test_an_objection_typed_with_a_slip_is_a_stop(body: str, language: str) -> None:
+    assert classify(body, language) is STOP
+
+
+@pytest.mark.parametrize("body", EMPHATIC_REFUSALS)
+def test_an_emphatic_refusal_declines_the_flow(body: str) -> None:
+    assert classify(body) is NO
+
+
+@pytest.mark.parametrize(("body", "language", "expected"), NEAR_MISSES)
+def test_near_misses_keep_their_own_meaning(body: str, language: str, expected: Reply) -> None:
+    assert classify(body, language) is expected
+
+
+@pytest.mark.parametrize("keyword", SLIP_KEYWORDS)
+def test_every_slip_of_an_objection_word_is_a_stop_unless_a_real_word(keyword: str) -> None:
+    misread = {slip: classify(slip) for slip in slips_of(keyword)}
+    assert {normalize(slip) for slip, reply in misread.items() if reply is not STOP} <= LOOKALIKES
+    assert not {YES, HELP, START} & set(misread.values())
 
 
 @pytest.mark.parametrize(
@@ -305,3 +380,24 @@ def test_whole_answers_survive_case_and_decoration(
 def test_normalize_is_idempotent(body: str) -> None:
     once = normalize(body)
     assert normalize(once) == once
+
+
+@given(
+    slip=st.sampled_from(SLIP_KEYWORDS).flatmap(lambda keyword: st.sampled_from(slips_of(keyword))),
+    before=st.sampled_from(["", "oui", "OK", "merci", "Bonjour,", "d'accord", "qui êtes-vous ?", "start"]),
+    after=DECORATION,
+)
+def test_a_slipped_objection_anywhere_never_reads_as_consent(slip: str, before: str, after: str) -> None:
+    reply = classify(f"{before} {slip}{after}")
+    assert reply is not YES  # a real word one slip away means itself, and itself is not consent either
+    assert reply is STOP or normalize(slip) in LOOKALIKES
+
+
+@given(parts=st.lists(st.sampled_from(TAGGED_PARTS), min_size=1, max_size=5))
+def test_consent_is_read_only_from_consent_and_politeness(parts: list[tuple[str, str]]) -> None:
+    kinds = {kind for kind, _ in parts}
+    reply = classify(" ".join(text for _, text in parts))
+    if reply is YES:
+        assert kinds <= {"consent", "politeness"}
+    if "refusal" in kinds:
+        assert reply is NO

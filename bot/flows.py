@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phones import E164
-from bot.windows import SendingHours, Window, sending_window
+from bot.windows import SendingHours, Window, closes_at, sending_window
 
 LANGUAGES = frozenset({"fr", "en"})
 PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
@@ -84,25 +84,38 @@ class Flow:
         """Return how long a consent question stays open."""
         return self.expiry_days * 86400
 
-    def window(self, epoch: float, postcode: str | None = None) -> Window:
-        """Say whether campaign texts may go at `epoch` (and when they next may)."""
-        now = dt.datetime.fromtimestamp(epoch, self.timezone)
-        return sending_window(now, tz=self.timezone, poll_date=self.poll_dates,
-                              hours=self.sending_hours, postcode=postcode)
+    def window(self, epoch: float, region: str = "") -> Window:
+        """Say whether campaign texts may go at `epoch` to a voter of `region` (and when they next may).
 
-    def is_open(self, epoch: float) -> bool:
-        """Say whether campaign texts may go at `epoch` under the national calendar.
-
-        Every limit of a window falls on a whole local minute, and every time zone is a whole
-        number of minutes from UTC, so the answer holds for the whole minute: it is worked out
-        once a minute, not once a text.
+        `region` is a key of `windows.REGIONS`; an unknown one raises ValueError.
         """
-        return _open_in_minute(self, int(epoch // 60))
+        now = dt.datetime.fromtimestamp(epoch, self.timezone)
+        return sending_window(now, tz=self.timezone, poll_date=self.poll_dates, hours=self.sending_hours,
+                              region=region, end_date=self.end_date)
+
+    def is_open(self, epoch: float, region: str = "") -> bool:
+        """Say whether campaign texts may go at `epoch` to a voter of `region`.
+
+        Every limit of a window falls on a whole local minute, and every time zone a voter may be
+        in is a whole number of minutes from UTC, so the answer holds for the whole minute: it is
+        worked out once a minute and region, not once a text.
+        """
+        return _open_in_minute(self, int(epoch // 60), region)
+
+    def closes_at(self, epoch: float, region: str = "") -> dt.datetime:
+        """Return when the window open at `epoch` for a voter of `region` shuts (`epoch` if it is shut)."""
+        now = dt.datetime.fromtimestamp(epoch, self.timezone)
+        return closes_at(now, tz=self.timezone, poll_date=self.poll_dates, hours=self.sending_hours,
+                         region=region, end_date=self.end_date)
+
+    def has_ended(self, epoch: float) -> bool:
+        """Say whether `epoch` is past the flow's end date (the last day it may send), in its zone."""
+        return self.end_date is not None and dt.datetime.fromtimestamp(epoch, self.timezone).date() > self.end_date
 
 
 @lru_cache(maxsize=4096)
-def _open_in_minute(flow: Flow, minute: int) -> bool:
-    return flow.window(minute * 60).open
+def _open_in_minute(flow: Flow, minute: int, region: str) -> bool:
+    return flow.window(minute * 60, region).open
 
 
 def load_flows(directory: Path | str) -> dict[str, Flow]:

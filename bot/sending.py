@@ -15,6 +15,7 @@ from bot import Accord, current
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
 from bot.gateway import SendError
+from bot.windows import REGIONS, region_of
 
 QUEUE = "accord"
 BATCH = 500  # numbers per job: one job per number would cost ~580 bytes and ~50 commands each
@@ -36,7 +37,7 @@ def queue_for(accord: Accord) -> Queue:
 
 
 def enqueue(accord: Accord, kind: str, flow: Flow, items: list[str], message: int = 0) -> None:
-    """Queue a batch of numbers ('phone' or 'phone/postcode') for `kind` (requests or content)."""
+    """Queue a batch of numbers ('phone', 'phone/postcode' or 'phone/region') for `kind` (requests or content)."""
     enqueue_many(accord, kind, flow, [items], message)
 
 
@@ -67,15 +68,16 @@ def rate_of(accord: Accord, flow: Flow) -> float:
 
 def send_requests(flow_id: str, items: str) -> dict[str, int]:
     """Job: ask each number of a batch for consent (claim, then send, at most once each)."""
-    return _work("requests", flow_id, items.split(","), ask)
+    return _work("requests", flow_id, items.split(","), lambda a, f, p, r: ask(a, f, p, region=r))
 
 
 def send_content(flow_id: str, message: int, items: str) -> dict[str, int]:
     """Job: send content message `message` to each consented number of a batch."""
-    return _work("content", flow_id, items.split(","), lambda a, f, p: deliver(a, f, p, message), message)
+    return _work("content", flow_id, items.split(","), lambda a, f, p, r: deliver(a, f, p, message, region=r),
+                 message)
 
 
-def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord, Flow, str], str],
+def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord, Flow, str, str], str],
           message: int = 0) -> dict[str, int]:
     accord = current()
     flow = accord.flows[flow_id]
@@ -85,11 +87,16 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
     for index, item in enumerate(items):
         if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
             interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
-        phone, _, postcode = item.partition("/")
+        phone, _, where = item.partition("/")
+        # After the number: the postcode an import read, or the region a broadcast found beside the state.
+        region = region_of(where) if where.isdigit() else where
+        if region not in REGIONS:  # a damaged record: the voter's hours are unknown, so nothing goes
+            counts["unknown region"] += 1
+            continue
         epoch = accord.store.clock()
-        window = flow.window(epoch, postcode or None)
-        if window.open and validity(flow, epoch) < MIN_VALIDITY:
-            window = flow.window(epoch + MIN_VALIDITY, postcode or None)  # shut by then: when next open?
+        window = flow.window(epoch, region)
+        if window.open and validity(flow, epoch, region) < MIN_VALIDITY:
+            window = flow.window(epoch + MIN_VALIDITY, region)  # shut by then: when next open?
         if not window.open:
             if window.opens_at is None:
                 counts["no window left"] += 1
@@ -103,7 +110,7 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
             counts["parked"] += len(items) - index
             break
         time.sleep(wait)
-        counts[send_one(accord, flow, phone)] += 1
+        counts[send_one(accord, flow, phone, region)] += 1
     for delay, waiting in later.items():
         function, args = _job(kind, flow, waiting, message)
         queue_for(accord).enqueue_in(dt.timedelta(seconds=delay), function, *args,
@@ -111,33 +118,35 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
     return dict(counts)
 
 
-def ask(accord: Accord, flow: Flow, phone: str, *,
+def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "",
         sleep: Callable[[float], None] = time.sleep) -> str:
-    """Claim the number, then send its consent request; return what happened."""
-    outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender))
+    """Claim the number of a voter of `region`, then send its consent request; return what happened."""
+    outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender),
+                                 region=region)
     if outcome.refused:
         return outcome.refused
     if not outcome.changed:
         return "already asked" if outcome.source != "opted_out" else "opted out"
-    return _send(accord, flow, phone, outcome.texts[0], sleep=sleep, release=True)
+    return _send(accord, flow, phone, outcome.texts[0], region=region, sleep=sleep, release=True)
 
 
-def deliver(accord: Accord, flow: Flow, phone: str, message: int, *,
+def deliver(accord: Accord, flow: Flow, phone: str, message: int, *, region: str = "",
             sleep: Callable[[float], None] = time.sleep) -> str:
     """Send content message `message` if, at this very moment, the number consented and did not object."""
     verdict = accord.store.release(flow, phone, message)
     if verdict != "ok":
         return "skipped: " + verdict
-    return _send(accord, flow, phone, flow.texts.content[message - 1], sleep=sleep, release=False)
+    return _send(accord, flow, phone, flow.texts.content[message - 1], region=region, sleep=sleep,
+                 release=False)
 
 
-def _send(accord: Accord, flow: Flow, phone: str, text: str, *, sleep: Callable[[float], None],
+def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sleep: Callable[[float], None],
           release: bool) -> str:
     attempt = 0
     while True:
         try:
             sid = accord.gateway.send(phone, text, sender=flow.sender,
-                                      validity_period=validity(flow, accord.store.clock()),
+                                      validity_period=validity(flow, accord.store.clock(), region),
                                       status_callback=_status_url(accord))
         except SendError as error:
             if error.unprocessed and attempt < RETRIES:
@@ -175,15 +184,12 @@ def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *,
             waited, pause = waited + pause, min(pause * 2, 5.0)
 
 
-def validity(flow: Flow, epoch: float) -> int:
-    """Return how long the provider may hold the message: until today's window closes."""
-    window = flow.window(epoch)
-    if not window.open or window.opens_at is None:
-        return 0
-    now = window.opens_at  # an open window opens now
-    closes = now.replace(hour=flow.sending_hours.end.hour, minute=flow.sending_hours.end.minute,
-                         second=0, microsecond=0)
-    return max(0, min(MAX_VALIDITY, int((closes - now).total_seconds())))
+def validity(flow: Flow, epoch: float, region: str = "") -> int:
+    """Return how long the provider may hold the message: until the voter's window closes (0 if shut).
+
+    Counted in elapsed seconds, not wall-clock ones: on a DST day they differ by an hour.
+    """
+    return max(0, min(MAX_VALIDITY, int(flow.closes_at(epoch, region).timestamp() - epoch)))
 
 
 def _status_url(accord: Accord) -> str | None:

@@ -119,7 +119,8 @@ class Store:
         return Outcome(answer["flow"], answer["from"], answer["to"],
                        tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""))
 
-    def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = ()) -> Outcome:
+    def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),
+              region: str = "") -> Outcome:
         """Move a number from new to asked before its consent request is sent (at most once).
 
         `siblings` are the other flows sending from the same number: while one of them waits

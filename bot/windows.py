@@ -1,4 +1,4 @@
-"""Decide when a campaign message may be sent: hours, days, holidays, electoral silence."""
+"""Decide when a campaign message may be sent: hours, days, holidays, electoral silence, end date."""
 
 from __future__ import annotations
 
@@ -18,26 +18,39 @@ _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"
 _POSTCODE = re.compile(r"(?<![0-9])([0-9]{2}) ?([0-9]{3})(?![0-9])")
 _HOURS_RE = re.compile(r"\s*([0-9]{1,2}):([0-9]{2})\s*-\s*([0-9]{1,2}):([0-9]{2})\s*")
 
-# Postcode prefix -> `holidays.France` subdivision. Alsace-Moselle (57, 67, 68) adds Good Friday
-# and 26 December; the package's "57" (Moselle) and "6AE" (Alsace) both carry them. Overseas
-# departments and collectivities have their own days (abolition of slavery, etc.) in the same
-# package, so they cost one table row each. Saint-Barthélemy and Saint-Martin share Guadeloupe's
-# 971 prefix, hence the longer prefixes, which are matched first.
-_SUBDIVISIONS = {
-    "97133": "BL",
-    "97150": "MF",
-    "971": "971",
-    "972": "972",
-    "973": "973",
-    "974": "974",
-    "975": "PM",
-    "976": "976",
-    "986": "WF",
-    "987": "PF",
-    "988": "NC",
-    "57": "57",
-    "67": "6AE",
-    "68": "6AE",
+
+@dataclass(frozen=True)
+class Region:
+    """Where a voter lives, as far as sending goes: the holidays subdivision and time zone."""
+
+    subdiv: str | None  # of `holidays.France`; None: the national list
+    zone: str | None  # None: the flow's own zone
+
+
+# A voter's region, one character kept beside the number's state (so uppercase: the state record's
+# other characters are [0-9a-z.]). Alsace-Moselle adds Good Friday and 26 December; overseas
+# departments and collectivities have their own days (abolition of slavery, etc.) and clocks.
+REGIONS = {
+    "": Region(None, None),  # metropolitan France, and any number without a readable postcode
+    "M": Region("57", None),  # Moselle
+    "A": Region("6AE", None),  # Alsace (Bas-Rhin, Haut-Rhin)
+    "G": Region("971", "America/Guadeloupe"),
+    "B": Region("BL", "America/St_Barthelemy"),
+    "F": Region("MF", "America/Marigot"),  # Saint-Martin
+    "Q": Region("972", "America/Martinique"),
+    "Y": Region("973", "America/Cayenne"),  # Guyane
+    "R": Region("974", "Indian/Reunion"),
+    "P": Region("PM", "America/Miquelon"),  # Saint-Pierre-et-Miquelon
+    "T": Region("976", "Indian/Mayotte"),
+    "W": Region("WF", "Pacific/Wallis"),  # Wallis-et-Futuna
+    "H": Region("PF", "Pacific/Tahiti"),  # Polynésie française
+    "N": Region("NC", "Pacific/Noumea"),  # Nouvelle-Calédonie
+}
+# Postcode prefix -> region. Saint-Barthélemy and Saint-Martin share Guadeloupe's 971 prefix,
+# hence the longer prefixes, which are matched first.
+_POSTCODE_REGIONS = {
+    "97133": "B", "97150": "F", "971": "G", "972": "Q", "973": "Y", "974": "R", "975": "P", "976": "T",
+    "986": "W", "987": "H", "988": "N", "57": "M", "67": "A", "68": "A",
 }
 
 
@@ -100,15 +113,20 @@ def sending_window(
     tz: ZoneInfo,
     poll_date: PollDates,
     hours: SendingHours = SendingHours(),
-    postcode: str | None = None,
+    region: str = "",
+    end_date: dt.date | None = None,
 ) -> Window:
-    """Say whether a campaign message may be sent at `now` (aware datetime, any tz) to a recipient in `tz`."""
-    local = _local(now, tz)
-    subdiv = _subdivision(postcode)
-    reason = _closed_reason(local, tz, poll_date, hours, subdiv)
+    """Say whether a campaign message may be sent at `now` (aware datetime, any tz) to a voter of `region`.
+
+    `tz` is the flow's zone, where its end date is read. Hours, days and holidays are the voter's
+    own, in the region's zone; electoral silence is kept in both zones (the union: the careful side).
+    """
+    rules = _rules(tz, poll_date, hours, region, end_date)
+    local = _local(now, rules.zone)
+    reason = rules.closed_reason(local)
     if not reason:
         return Window(True, "", local)
-    return Window(False, reason, _next_open(local, tz, poll_date, hours, subdiv))
+    return Window(False, reason, rules.next_open(local))
 
 
 def next_open(
@@ -117,16 +135,43 @@ def next_open(
     tz: ZoneInfo,
     poll_date: PollDates,
     hours: SendingHours = SendingHours(),
-    postcode: str | None = None,
+    region: str = "",
+    end_date: dt.date | None = None,
 ) -> dt.datetime | None:
-    """Return the first instant at or after `now` when sending is allowed, or None within 400 days."""
-    return _next_open(_local(now, tz), tz, poll_date, hours, _subdivision(postcode))
+    """Return the first instant at or after `now` when sending is allowed, or None (past the end
+    date, or within 400 days)."""
+    rules = _rules(tz, poll_date, hours, region, end_date)
+    return rules.next_open(_local(now, rules.zone))
 
 
-def _local(now: dt.datetime, tz: ZoneInfo) -> dt.datetime:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
-    return now.astimezone(tz)
+def closes_at(
+    now: dt.datetime,
+    *,
+    tz: ZoneInfo,
+    poll_date: PollDates,
+    hours: SendingHours = SendingHours(),
+    region: str = "",
+    end_date: dt.date | None = None,
+) -> dt.datetime:
+    """Return when the window open at `now` shuts (`now` itself if it is shut), in the voter's zone.
+
+    That is the end of today's hours, or sooner a silence kept in the flow's zone, or the end date.
+    """
+    rules = _rules(tz, poll_date, hours, region, end_date)
+    return rules.closes_at(_local(now, rules.zone))
+
+
+def region_of(postcode: str | None) -> str:
+    """Return the region (a key of REGIONS) of a French postcode; "" without one, or in the metropole."""
+    # Anything that is not a 5-digit French postcode gets the national rules rather than a guess.
+    code = read_postcode(postcode or "")
+    if code is None:
+        return ""
+    for length in (5, 3, 2):
+        region = _POSTCODE_REGIONS.get(code[:length])
+        if region is not None:
+            return region
+    return ""
 
 
 def read_postcode(raw: str) -> str | None:
@@ -137,15 +182,98 @@ def read_postcode(raw: str) -> str | None:
     return found[0][0] + found[0][1] if len(found) == 1 else None
 
 
-def _subdivision(postcode: str | None) -> str | None:
-    # Anything that is not a 5-digit French postcode gets the national list rather than a guess.
-    code = read_postcode(postcode or "")
-    if code is None:
+def _local(now: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+    return now.astimezone(tz)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    # Compare in UTC: same-tzinfo comparisons use wall time and ignore DST folds.
+    return moment.astimezone(_UTC)
+
+
+@cache
+def _rules(tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, region: str,
+           end_date: dt.date | None) -> _Rules:
+    place = REGIONS.get(region)
+    if place is None:
+        raise ValueError(f"unknown region {region!r}: expected one of {', '.join(map(repr, REGIONS))}")
+    zone = ZoneInfo(place.zone) if place.zone else tz
+    polls = () if poll_date is None else (poll_date,) if isinstance(poll_date, dt.date) else poll_date
+    silences = tuple(sorted((_utc(start), _utc(end)) for day in polls
+                            for start, end in {silence_span(day, tz), silence_span(day, zone)}))
+    end = None if end_date is None else _utc(dt.datetime.combine(end_date + _DAY, dt.time(0), tzinfo=tz))
+    return _Rules(zone, hours, place.subdiv, silences, end_date, end)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The rules for one voter of one flow, made once: `_rules` caches them."""
+
+    zone: ZoneInfo  # the voter's
+    hours: SendingHours
+    subdiv: str | None
+    silences: tuple[tuple[dt.datetime, dt.datetime], ...]  # [start, end) in UTC, by start
+    end_date: dt.date | None
+    end: dt.datetime | None  # in UTC: midnight after the end date, in the flow's zone
+
+    def closed_reason(self, local: dt.datetime) -> str:
+        """Say why sending is shut at `local`, or "" if it is open."""
+        if self.end is not None and _utc(local) >= self.end:
+            return f"after the flow's end date, {self.end_date}"
+        # Silence next: it is the legal bar, and the one an operator must see named.
+        if self.silence_end(local):
+            return "electoral silence"
+        day_reason = _day_reason(local.date(), self.hours, self.subdiv)
+        if day_reason:
+            return day_reason
+        wall = local.time()
+        if wall < self.hours.start:
+            return "before sending hours"
+        if wall >= self.hours.end:
+            return "after sending hours"
+        return ""
+
+    def silence_end(self, local: dt.datetime) -> dt.datetime | None:
+        """Return the end of the electoral silence `local` falls in, in the voter's zone, or None."""
+        utc = _utc(local)
+        ends = [end for start, end in self.silences if start <= utc < end]
+        return max(ends).astimezone(self.zone) if ends else None
+
+    def next_open(self, local: dt.datetime) -> dt.datetime | None:
+        """Return the first open instant at or after `local`, or None."""
+        hours = self.hours
+        day, last = local.date(), local.date() + dt.timedelta(days=_SEARCH_DAYS)
+        while day <= last:
+            if not _day_reason(day, hours, self.subdiv):
+                # Round-trip through UTC so a start inside a DST gap becomes a real wall time.
+                opening = dt.datetime.combine(day, hours.start, tzinfo=self.zone).astimezone(_UTC).astimezone(self.zone)
+                candidate = max(local, opening, key=_utc)
+                if candidate.date() == day and candidate.time() < hours.end:
+                    if self.end is not None and _utc(candidate) >= self.end:
+                        return None  # no window left: every later one is later still
+                    silence_end = self.silence_end(candidate)
+                    if silence_end is None:
+                        return candidate
+                    # Silence happens once: resume the search from its end, on its own day.
+                    local, day = silence_end, silence_end.date()
+                    continue
+            day += _DAY
         return None
-    for length in (5, 3, 2):
-        if code[:length] in _SUBDIVISIONS:
-            return _SUBDIVISIONS[code[:length]]
-    return None
+
+    def closes_at(self, local: dt.datetime) -> dt.datetime:
+        """Return when the window open at `local` shuts (`local` itself if it is shut)."""
+        if self.closed_reason(local):
+            return local
+        close = dt.datetime.combine(local.date(), self.hours.end, tzinfo=self.zone)
+        # An end of hours inside a DST gap or fold has two readings: the earlier one is the careful one.
+        limits = [min(_utc(close), _utc(close.replace(fold=1)))]
+        utc = _utc(local)
+        limits += [start for start, _ in self.silences if start > utc][:1]
+        if self.end is not None:
+            limits.append(self.end)
+        return min(limits).astimezone(self.zone)
 
 
 @cache
@@ -161,53 +289,3 @@ def _day_reason(day: dt.date, hours: SendingHours, subdiv: str | None) -> str:
     if day.weekday() not in hours.weekdays:
         return _DAY_NAMES[day.weekday()]
     return ""
-
-
-def _in_silence(local: dt.datetime, tz: ZoneInfo, poll_date: PollDates) -> dt.datetime | None:
-    """Return the end of electoral silence if `local` falls inside it (before any of the polls)."""
-    if poll_date is None:
-        return None
-    # Compare in UTC: same-tzinfo comparisons use wall time and ignore DST folds.
-    utc = local.astimezone(_UTC)
-    for day in (poll_date,) if isinstance(poll_date, dt.date) else poll_date:
-        start, end = silence_span(day, tz)
-        if start.astimezone(_UTC) <= utc < end.astimezone(_UTC):
-            return end
-    return None
-
-
-def _closed_reason(
-    local: dt.datetime, tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, subdiv: str | None
-) -> str:
-    # Silence first: it is the legal bar, and the one an operator must see named.
-    if _in_silence(local, tz, poll_date):
-        return "electoral silence"
-    day_reason = _day_reason(local.date(), hours, subdiv)
-    if day_reason:
-        return day_reason
-    wall = local.time()
-    if wall < hours.start:
-        return "before sending hours"
-    if wall >= hours.end:
-        return "after sending hours"
-    return ""
-
-
-def _next_open(
-    local: dt.datetime, tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, subdiv: str | None
-) -> dt.datetime | None:
-    day, last = local.date(), local.date() + dt.timedelta(days=_SEARCH_DAYS)
-    while day <= last:
-        if not _day_reason(day, hours, subdiv):
-            # Round-trip through UTC so a start inside a DST gap becomes a real wall time.
-            opening = dt.datetime.combine(day, hours.start, tzinfo=tz).astimezone(_UTC).astimezone(tz)
-            candidate = max(local, opening, key=lambda moment: moment.astimezone(_UTC))
-            if candidate.date() == day and candidate.time() < hours.end:
-                silence_end = _in_silence(candidate, tz, poll_date)
-                if silence_end is None:
-                    return candidate
-                # Silence happens once: resume the search from its end, on its own day.
-                local, day = silence_end, silence_end.date()
-                continue
-        day += _DAY
-    return None

@@ -12,8 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.flows import Flow, FlowError, load_flow, load_flows
+from bot.sending import validity
+from bot.windows import REGIONS
 
 ROOT = Path(__file__).resolve().parent.parent
+PARIS = ZoneInfo("Europe/Paris")
 # A valid flow, modelled on flows/demo.toml; each case below breaks one thing in it.
 TEMPLATE = """\
 # A valid flow for the tests.
@@ -252,10 +255,10 @@ def test_defaults_expire_in_seven_days_and_send_monday_to_saturday(tmp_path: Pat
 
 @given(st.floats(min_value=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(),
                  max_value=dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp()),
-       st.sampled_from(sorted(load_flows(ROOT / "flows"))))
-def test_the_once_a_minute_window_answer_is_the_full_one(epoch: float, flow_id: str) -> None:
+       st.sampled_from(sorted(load_flows(ROOT / "flows"))), st.sampled_from(sorted(REGIONS)))
+def test_the_once_a_minute_window_answer_is_the_full_one(epoch: float, flow_id: str, region: str) -> None:
     flow = load_flows(ROOT / "flows")[flow_id]
-    assert flow.is_open(epoch) == flow.window(epoch).open
+    assert flow.is_open(epoch, region) == flow.window(epoch, region).open
 
 
 @pytest.mark.parametrize("flow_id", ["demo", "presidentielle-2027"])
@@ -265,7 +268,45 @@ def test_the_window_answer_turns_on_the_minute(flow_id: str) -> None:
     poll = flow.poll_dates[0]
     opening = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.start, flow.timezone)
     silence = dt.datetime.combine(poll - dt.timedelta(days=1), dt.time(0, 0), flow.timezone)
-    for moment in (opening, silence):
+    guadeloupe = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.start, ZoneInfo("America/Guadeloupe"))
+    for moment, region in ((opening, ""), (silence, ""), (guadeloupe, "G"), (silence, "G"), (opening, "G")):
         for offset in (-60.5, -0.001, 0, 0.001, 59.999):
             epoch = moment.timestamp() + offset
-            assert flow.is_open(epoch) == flow.window(epoch).open, (moment, offset)
+            assert flow.is_open(epoch, region) == flow.window(epoch, region).open, (moment, region, offset)
+    assert flow.is_open(guadeloupe.timestamp(), "G") and not flow.is_open(guadeloupe.timestamp() - 1, "G")
+    assert flow.is_open(guadeloupe.timestamp() - 1)  # the same instant is mid-afternoon in Paris
+
+
+@pytest.mark.parametrize("call", [Flow.window, Flow.is_open, validity])
+def test_an_unknown_region_is_a_corrupt_record_and_raises(call) -> None:
+    flow = load_flows(ROOT / "flows")["demo"]
+    with pytest.raises(ValueError, match="unknown region 'x'"):
+        call(flow, dt.datetime(2026, 12, 1, 10, tzinfo=PARIS).timestamp(), "x")
+
+
+EARLY = ('sending_hours = "08:30-20:00"\nsending_days = "mon-sat"',
+         'sending_hours = "01:00-08:00"\nsending_days = "mon-sun"')
+
+
+@pytest.mark.parametrize(("moment", "seconds"), [
+    # 01:00 to 08:00 on the night clocks go forward is six real hours, not seven.
+    (dt.datetime(2027, 3, 28, 1, 0, tzinfo=PARIS), 6 * 3600),
+    # ... and eight on the night they go back.
+    (dt.datetime(2027, 10, 31, 1, 0, tzinfo=PARIS), 8 * 3600),
+    (dt.datetime(2027, 10, 31, 2, 30, fold=1, tzinfo=PARIS), 5 * 3600 + 1800),  # the second 02:30
+    (dt.datetime(2027, 11, 7, 1, 0, tzinfo=PARIS), 7 * 3600),
+])
+def test_validity_counts_the_seconds_that_really_elapse_until_the_window_closes(tmp_path: Path, moment,
+                                                                               seconds) -> None:
+    flow = load_flow(write(tmp_path, *EARLY))
+    assert validity(flow, moment.timestamp()) == seconds
+
+
+def test_validity_ends_when_the_voters_window_does(tmp_path: Path) -> None:
+    flow = load_flow(write(tmp_path, "poll_date = 2030-06-09", "poll_date = 2027-04-11"))
+    guadeloupe = ZoneInfo("America/Guadeloupe")
+    friday = dt.datetime(2027, 4, 9, 17, 0, tzinfo=guadeloupe).timestamp()  # 23:00 in Paris: shut there
+    assert validity(flow, friday) == 0
+    assert validity(flow, friday, "G") == 3600  # the Paris silence begins at 18:00 in Guadeloupe
+    tuesday = dt.datetime(2027, 1, 12, 15, 0, tzinfo=guadeloupe).timestamp()  # 20:00 in Paris
+    assert (validity(flow, tuesday), validity(flow, tuesday, "G")) == (0, 5 * 3600)

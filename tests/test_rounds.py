@@ -117,8 +117,8 @@ def test_dry_run_stores_and_sends_nothing(accord, contacts, twilio, redis_client
      dt.datetime(2026, 12, 2, 8, 30, tzinfo=PARIS)),
     ("presidentielle-2027", dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS),  # a Sunday
      dt.datetime(2026, 12, 7, 8, 30, tzinfo=PARIS)),
-    ("presidentielle-2027", dt.datetime(2027, 7, 14, 12, 0, tzinfo=PARIS),  # Fête nationale
-     dt.datetime(2027, 7, 15, 8, 30, tzinfo=PARIS)),
+    ("presidentielle-2027", dt.datetime(2026, 7, 14, 12, 0, tzinfo=PARIS),  # Fête nationale (before the end date)
+     dt.datetime(2026, 7, 15, 8, 30, tzinfo=PARIS)),
     ("presidentielle-2027", dt.datetime(2027, 4, 10, 12, 0, tzinfo=PARIS),  # eve of the first round
      dt.datetime(2027, 4, 12, 8, 30, tzinfo=PARIS)),
     ("demo", dt.datetime(2026, 12, 1, 23, 1, tzinfo=PARIS), dt.datetime(2026, 12, 2, 7, 0, tzinfo=PARIS)),

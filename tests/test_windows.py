@@ -1,4 +1,4 @@
-"""Sending windows: hours, Sundays, holidays, Alsace-Moselle, electoral silence, DST."""
+"""Sending windows: hours, Sundays, holidays, Alsace-Moselle, overseas voters, electoral silence, DST."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.windows import SendingHours, Window, next_open, read_postcode, sending_window, silence_span
+from bot.windows import (
+    REGIONS,
+    SendingHours,
+    Window,
+    closes_at,
+    next_open,
+    read_postcode,
+    region_of,
+    sending_window,
+    silence_span,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC
@@ -85,10 +95,10 @@ def test_window_follows_hours_days_holidays_and_silence(
     now, postcode, poll_date, is_open, reason, opens_at
 ) -> None:
     tz = now.tzinfo if isinstance(now.tzinfo, ZoneInfo) else PARIS
-    window = sending_window(now, tz=tz, poll_date=poll_date, postcode=postcode)
+    window = sending_window(now, tz=tz, poll_date=poll_date, region=region_of(postcode))
     assert window == Window(is_open, reason, opens_at)
     assert window.opens_at.tzinfo is tz
-    assert next_open(now, tz=tz, poll_date=poll_date, postcode=postcode) == opens_at
+    assert next_open(now, tz=tz, poll_date=poll_date, region=region_of(postcode)) == opens_at
 
 
 def test_opening_times_keep_the_local_offset_across_dst() -> None:
@@ -179,20 +189,25 @@ def test_sending_hours_rejects_inverted_window() -> None:
 
 
 # An independent oracle for the property test: the rules, written out again from the holidays package.
-SUBDIVS = {None: None, "75001": None, "57000": "57", "67000": "6AE", "68100": "6AE", "97200": "972"}
+# Postcode -> (holidays subdivision, the voter's zone); the flow's zone is Paris.
+SUBDIVS = {None: (None, PARIS), "75001": (None, PARIS), "57000": ("57", PARIS), "67000": ("6AE", PARIS),
+           "68100": ("6AE", PARIS), "97200": ("972", MARTINIQUE), "97400": ("974", REUNION),
+           "98800": ("NC", ZoneInfo("Pacific/Noumea"))}
 POLLS = [None, dt.date(2026, 3, 15), dt.date(2027, 4, 10), dt.date(2025, 12, 25)]
 
 
 def oracle_open(now: dt.datetime, postcode: str | None, poll_date: dt.date | None) -> bool:
-    local = now.astimezone(PARIS)
+    subdiv, zone = SUBDIVS[postcode]
+    local = now.astimezone(zone)
     day = local.date()
-    if day in holidays.country_holidays("FR", subdiv=SUBDIVS[postcode], years=day.year):
+    if day in holidays.country_holidays("FR", subdiv=subdiv, years=day.year):
         return False
-    if poll_date is not None:
-        start = dt.datetime.combine(poll_date - dt.timedelta(days=1), dt.time(0), tzinfo=PARIS)
-        end = dt.datetime.combine(poll_date, dt.time(20), tzinfo=PARIS)
-        if start <= now < end:
-            return False
+    for tz in (PARIS, zone):  # silence where the flow is, and where the voter is
+        if poll_date is not None:
+            start = dt.datetime.combine(poll_date - dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+            end = dt.datetime.combine(poll_date, dt.time(20), tzinfo=tz)
+            if start <= now < end:
+                return False
     return local.weekday() < 6 and dt.time(8, 30) <= local.time() < dt.time(20)
 
 
@@ -203,7 +218,7 @@ def oracle_open(now: dt.datetime, postcode: str | None, poll_date: dt.date | Non
     poll_date=st.sampled_from(POLLS),
 )
 def test_open_only_when_every_rule_allows_and_opening_is_open(now, postcode, poll_date) -> None:
-    window = sending_window(now, tz=PARIS, poll_date=poll_date, postcode=postcode)
+    window = sending_window(now, tz=PARIS, poll_date=poll_date, region=region_of(postcode))
     assert window.open == oracle_open(now, postcode, poll_date)
     assert window.open == (window.reason == "")
     assert window.opens_at is not None
@@ -227,5 +242,87 @@ def test_a_postcode_is_read_from_what_a_contacts_file_holds(raw: str, postcode: 
 
 def test_a_postcode_written_with_a_town_still_brings_its_holidays() -> None:
     good_friday = paris(2027, 3, 26, 10)
-    assert not sending_window(good_friday, tz=PARIS, poll_date=None, postcode="67000 Strasbourg").open
-    assert sending_window(good_friday, tz=PARIS, poll_date=None, postcode="Strasbourg").open
+    assert not sending_window(good_friday, tz=PARIS, poll_date=None, region=region_of("67000 Strasbourg")).open
+    assert sending_window(good_friday, tz=PARIS, poll_date=None, region=region_of("Strasbourg")).open
+
+
+@pytest.mark.parametrize(("postcode", "region"), [
+    ("97110", "G"), ("97133", "B"), ("97150", "F"), ("97 150 Marigot", "F"), ("97200", "Q"), ("97300", "Y"),
+    ("97400", "R"), ("97500", "P"), ("97600", "T"), ("98600", "W"), ("98700", "H"), ("98800", "N"),
+    ("57000", "M"), ("67000 Strasbourg", "A"), ("68100", "A"),
+    ("75001", ""), ("98000", ""), ("Strasbourg", ""), ("", ""), (None, ""),
+])
+def test_a_postcode_names_the_voters_region(postcode: str | None, region: str) -> None:
+    assert region_of(postcode) == region
+
+
+def test_every_region_has_a_known_calendar_and_zone() -> None:
+    for code, region in REGIONS.items():
+        assert code == "" or (len(code) == 1 and code.isupper()), code
+        assert region.subdiv is None or region.subdiv in holidays.France.subdivisions, code
+        assert region.zone is None or ZoneInfo(region.zone).utcoffset(dt.datetime(2027, 1, 1)) is not None
+
+
+@pytest.mark.parametrize("region", ["Z", "g", "GG", "75"])
+def test_an_unknown_region_is_refused(region: str) -> None:
+    with pytest.raises(ValueError, match="unknown region"):
+        sending_window(paris(2027, 1, 12, 10), tz=PARIS, poll_date=None, region=region)
+
+
+GUADELOUPE, NOUMEA, TAHITI = ZoneInfo("America/Guadeloupe"), ZoneInfo("Pacific/Noumea"), ZoneInfo("Pacific/Tahiti")
+POLL_2027 = dt.date(2027, 4, 11)  # a Sunday
+LATE = SendingHours(dt.time(8), dt.time(22), frozenset(range(7)))
+
+# A flow in Paris, a voter elsewhere: (now, region, poll_date, hours, reason or "" if open, opens_at)
+OVERSEAS = {
+    "guadeloupe_0500_while_paris_is_at_1000": (
+        paris(2027, 1, 12, 10), "G", None, SendingHours(), BEFORE, at(GUADELOUPE, 2027, 1, 12, 8, 30)),
+    "guadeloupe_1500_while_paris_is_closed_at_2000": (
+        paris(2027, 1, 12, 20), "G", None, SendingHours(), "", at(GUADELOUPE, 2027, 1, 12, 15)),
+    "noumea_0900_while_paris_is_at_2300": (
+        paris(2027, 1, 12, 23), "N", None, SendingHours(), "", at(NOUMEA, 2027, 1, 13, 9)),
+    "noumea_2200_while_paris_is_at_1200": (
+        paris(2027, 1, 12, 12), "N", None, SendingHours(), AFTER, at(NOUMEA, 2027, 1, 13, 8, 30)),
+    "tahiti_saturday_while_paris_is_sunday": (
+        paris(2027, 1, 17, 2), "H", None, SendingHours(), "", at(TAHITI, 2027, 1, 16, 15)),
+    "reunion_abolition_day_in_a_paris_flow": (
+        paris(2027, 12, 20, 10), "R", None, SendingHours(), "public holiday: Abolition de l'esclavage",
+        at(REUNION, 2027, 12, 21, 8, 30)),
+    "reunion_abolition_day_is_no_holiday_in_paris": (
+        paris(2027, 12, 20, 10), "", None, SendingHours(), "", paris(2027, 12, 20, 10)),
+    # Silence runs from the eve's midnight in either zone until the polls close in either zone.
+    "paris_silence_reaches_guadeloupe_on_friday_evening": (
+        at(GUADELOUPE, 2027, 4, 9, 18, 30), "G", POLL_2027, SendingHours(), SILENCE,
+        at(GUADELOUPE, 2027, 4, 12, 8, 30)),
+    "guadeloupe_friday_evening_before_paris_midnight_is_open": (
+        at(GUADELOUPE, 2027, 4, 9, 17, 59), "G", POLL_2027, SendingHours(), "", at(GUADELOUPE, 2027, 4, 9, 17, 59)),
+    "noumea_silence_starts_before_paris": (
+        at(NOUMEA, 2027, 4, 10, 8, 30), "N", POLL_2027, SendingHours(), SILENCE, at(NOUMEA, 2027, 4, 12, 8, 30)),
+    "guadeloupe_polls_still_open_after_paris_closes": (
+        at(GUADELOUPE, 2027, 4, 11, 15), "G", POLL_2027, LATE, SILENCE, at(GUADELOUPE, 2027, 4, 11, 20)),
+    "paris_polls_close_after_noumea": (
+        at(NOUMEA, 2027, 4, 12, 4), "N", POLL_2027, SendingHours(dt.time(0), dt.time(23)), SILENCE,
+        at(NOUMEA, 2027, 4, 12, 5)),
+}
+
+
+@pytest.mark.parametrize(("now", "region", "poll_date", "hours", "reason", "opens_at"), OVERSEAS.values(),
+                         ids=OVERSEAS.keys())
+def test_a_voter_overseas_gets_local_hours_and_holidays_and_both_silences(
+    now, region, poll_date, hours, reason, opens_at
+) -> None:
+    window = sending_window(now, tz=PARIS, poll_date=poll_date, hours=hours, region=region)
+    assert window == Window(not reason, reason, opens_at)
+    assert window.opens_at.tzinfo is (ZoneInfo(REGIONS[region].zone) if REGIONS[region].zone else PARIS)
+    assert next_open(now, tz=PARIS, poll_date=poll_date, hours=hours, region=region) == opens_at
+
+
+@pytest.mark.parametrize(("now", "region", "closes"), [
+    (paris(2027, 1, 12, 15), "", paris(2027, 1, 12, 20)),
+    (paris(2027, 1, 12, 23), "N", at(NOUMEA, 2027, 1, 13, 20)),
+    # The day before the eve: the Paris silence begins at 18:00 in Guadeloupe, before its hours end.
+    (at(GUADELOUPE, 2027, 4, 9, 17), "G", at(GUADELOUPE, 2027, 4, 9, 18)),
+    (at(GUADELOUPE, 2027, 4, 9, 18, 30), "G", at(GUADELOUPE, 2027, 4, 9, 18, 30)),  # shut already
+])
+def test_an_open_window_closes_at_the_end_of_hours_or_when_a_silence_begins(now, region, closes) -> None:
+    assert closes_at(now, tz=PARIS, poll_date=POLL_2027, region=region) == closes

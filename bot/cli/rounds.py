@@ -11,9 +11,19 @@ import click
 from bot import use
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
+from bot.flows import Flow
 from bot.rounds import POSTCODE_NOT_READ, SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
 from bot.workers import broadcast, resume, run_worker
+
+
+def sending_flow(obj: Services, flow_id: str) -> Flow:
+    """Return the flow, or stop with the reason if its end date has passed: nothing more goes for it."""
+    flow = obj.flow(flow_id)
+    if flow.has_ended(obj.accord.store.clock()):
+        raise click.ClickException(f"{flow.id} ended on {flow.end_date} (its end_date): no consent request "
+                                   "or content is sent for it any more.")
+    return flow
 
 
 @main.group("round")
@@ -35,7 +45,7 @@ def round_group() -> None:
 def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate: float | None,
                 source_type: str, broker: str | None, contract: str, operator: str) -> None:
     """Import CONTACTS (a CSV with a phone column) and queue FLOW's consent request to each new number."""
-    flow = obj.flow(flow_id)
+    flow = sending_flow(obj, flow_id)
     accord = obj.accord
     origin = Origin(source_type=source_type, broker=broker or flow.source, contract=contract,
                     operator=operator, file=contacts.name, imported_at=now_iso(accord))
@@ -67,6 +77,9 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
     if not window.open and window.opens_at:
         click.echo(f"The sending window is closed now ({window.reason}); it opens "
                    f"{window.opens_at:%A %d %B %Y %H:%M %Z}.")
+    elif not window.open:
+        click.echo(f"The sending window is closed now ({window.reason}) and opens no more before the "
+                   "flow's end: what is queued will not be sent.")
 
 
 @round_group.command("status")
@@ -127,7 +140,7 @@ def content() -> None:
 @click.pass_obj
 def content_send(obj: Services, flow_id: str, message: int) -> None:
     """Queue content message N of FLOW for every consented number (checked again at sending)."""
-    flow = obj.flow(flow_id)
+    flow = sending_flow(obj, flow_id)
     if message > len(flow.texts.content):
         raise click.BadParameter(f"{flow_id} has {len(flow.texts.content)} content message(s)")
     numbers, batches = broadcast(obj.accord, flow, message)

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from bot.flows import Flow
 from bot.machine import REPLY_TRIGGERS
 from bot.replies import Reply, classify
 from bot.store import Outcome, Store
+from bot.windows import REGIONS
 
 MAX_BODY = 1600  # Twilio's own limit; longer bodies are not SMS and are cut, not refused
 
 
-def window_open(flows: Sequence[Flow], epoch: float) -> bool:
-    """Say whether campaign texts may go now for every flow the message could belong to."""
-    return all(flow.is_open(epoch) for flow in flows)
+def shut_regions(flows: Sequence[Flow], epoch: float) -> frozenset[str]:
+    """Name the calendar regions where campaign texts may not go now for some flow the message could belong to.
+
+    The voter's region is kept beside their state, so the store picks the answer inside its one
+    script: a YES on Good Friday in Alsace is confirmed without content, as the workers would hold it.
+    """
+    return _shut_in_minute(tuple(flows), int(epoch // 60))
+
+
+@lru_cache(maxsize=256)
+def _shut_in_minute(flows: tuple[Flow, ...], minute: int) -> frozenset[str]:
+    # Every limit of a window falls on a whole local minute (see Flow.is_open).
+    return frozenset(region for region in REGIONS if not all(flow.is_open(minute * 60, region) for flow in flows))
 
 
 def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str,
@@ -22,8 +34,7 @@ def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str
     """Classify a voter's text and apply it to the flow that number is talking to."""
     reply = classify(body, flows[0].language)
     return store.step(flows, phone, REPLY_TRIGGERS[reply], body=body[:MAX_BODY],
-                      message_sid=message_sid, inbound=True,
-                      window_open=window_open(flows, store.clock()))
+                      message_sid=message_sid, inbound=True, shut=shut_regions(flows, store.clock()))
 
 
 def handle_carrier_stop(store: Store, flow: Flow, phone: str, code: str,

@@ -7,7 +7,8 @@ number: about 20 bytes a number rather than about 90.
 
 A value is one letter for the state, then when the question was asked (whole seconds) and when
 the number was last touched (milliseconds: it decides which flow a text answers), written in
-base 36: "a" + asked + "." + touched.
+base 36, then the voter's calendar region (bot/windows.py), one upper-case letter or none for
+the national calendar: "a" + asked + "." + touched + region.
 bot/lua/state.lua reads and writes the same layout inside the scripts.
 """
 
@@ -23,7 +24,7 @@ CODES = {"new": "n", "contacted": "c", "asked": "a", "clarified": "l", "consente
          "declined": "d", "opted_out": "o", "expired": "e"}
 NAMES = {code: name for name, code in CODES.items()}
 SUFFIX = 4  # digits naming the hash; 10,000 hashes a flow
-VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)\Z")
+VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)([A-Z]?)\Z")
 assert set(CODES) == set(STATES), "every state needs a letter"
 
 
@@ -46,9 +47,9 @@ def suffixes() -> Iterator[str]:
     return (f"{n:0{SUFFIX}d}" for n in range(10 ** SUFFIX))
 
 
-def encode(state: str, asked_at: float, touched: float) -> str:
+def encode(state: str, asked_at: float, touched: float, region: str = "") -> str:
     """Write a state record; times in seconds (asked at is kept whole, touched to the millisecond)."""
-    return f"{CODES[state]}{base36(int(asked_at))}.{base36(round(touched * 1000))}"
+    return f"{CODES[state]}{base36(int(asked_at))}.{base36(round(touched * 1000))}{region}"
 
 
 def decode(value: bytes | str) -> tuple[str, int, float]:
@@ -58,6 +59,15 @@ def decode(value: bytes | str) -> tuple[str, int, float]:
     if not found or found[1] not in NAMES:
         raise StateRecordError(f"not a state record: {text!r}")
     return NAMES[found[1]], int(found[2], 36), int(found[3], 36) / 1000
+
+
+def region(value: bytes | str) -> str:
+    """Return the calendar region kept in a stored value ('' for the national calendar)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    found = VALUE.match(text)
+    if not found or found[1] not in NAMES:
+        raise StateRecordError(f"not a state record: {text!r}")
+    return found[4]
 
 
 def lua_codes() -> str:

@@ -8,6 +8,7 @@ Only commands Redis 6.2 has are used (the embedded server is 6.2).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import time
@@ -42,12 +43,14 @@ from bot.keys import (
 from bot.phones import FRENCH_MOBILE_E164
 from bot.pseudonyms import Pseudonyms
 
+log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
 ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
-EVERYWHERE = frozenset({"stop", "carrier_stop"})  # objections apply to every flow on the sender
+OBJECTIONS = frozenset({"stop", "carrier_stop"})  # written before anything is read, whatever the state
+EVERYWHERE = OBJECTIONS | {"start"}  # apply to every flow on the sender (START: see _plan)
 STATUS_RANK = {"accepted": 1, "scheduled": 2, "queued": 3, "sending": 4, "sent": 5,
                "partially_delivered": 6, "delivered": 7, "undelivered": 7, "failed": 7,
                "canceled": 7, "read": 8}
@@ -62,6 +65,7 @@ class Outcome:
     dest: str
     texts: tuple[str, ...] = ()
     refused: str = ""
+    unreadable: tuple[str, ...] = ()  # flows whose record of the number could not be read
 
     @property
     def changed(self) -> bool:
@@ -94,30 +98,42 @@ class Store:
 
     def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
-             check_suppressed: bool = False, first: bool = False) -> Outcome:
+             shut: frozenset[str] = frozenset(), check_suppressed: bool = False, first: bool = False,
+             region: str | None = None) -> Outcome:
         """Apply `trigger` to the number in the flow it is talking to, atomically, and log it.
 
         With `first`, the step applies to the first of `flows`, the others being only checked.
+        `shut` names the calendar regions (bot/windows.py) whose window is shut: campaign texts to
+        a number of such a region stay unsaid, as they do everywhere when not `window_open`.
+        `region` is the number's region for the first flow, kept in its record; None keeps the
+        one recorded.
         """
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
-        plan = _plan(tuple(flows), trigger, inbound, window_open, check_suppressed, first)
+        plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first)
         script = self._steps.get(plan)
         if script is None:
             script = self._steps[plan] = self.redis.register_script(f"local plan = {plan}\n{self._step_source}")
         now = self._now()
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
-                                      states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600))])
+                                      states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
+                                      "-" if region is None else region])
         answer = json.loads(raw)
+        unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
+        if unreadable:
+            # Never the number itself in the log: `python -m bot states check` finds the record.
+            log.error("unreadable state record of number %s… in flow(s) %s; %s", self.digest(phone)[:8],
+                      ", ".join(unreadable), answer.get("refused") or f"moved {answer['from']}>{answer['to']}")
         # A replayed MessageSid brings back its first answer, whose flow may not be among these,
         # or may even be retired since: then there is nothing left to say.
         flow = next((f for f in flows if f.id == answer["flow"]), None) or self.flows.get(answer["flow"])
         says = (answer.get("says") or ()) if flow else ()  # an empty Lua table comes back as {}
         return Outcome(answer["flow"], answer["from"], answer["to"],
-                       tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""))
+                       tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""),
+                       unreadable)
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),
               region: str = "") -> Outcome:
@@ -127,7 +143,8 @@ class Store:
         for this voter's answer, the claim is refused, since a YES could not tell them apart.
         """
         flows = [flow, *(other for other in siblings if other.id != flow.id)]
-        return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True)
+        return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True,
+                         region=region)
 
     def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False) -> None:
         """Log a message the gateway accepted and remember it for status callbacks.
@@ -193,7 +210,7 @@ class Store:
         digest = self.digest
         numbers = "".join([phone + digest(phone) for phone in phones])
         return _text(self._admit(keys=keys, args=[self.clock(), ",".join(str(o.expiry_seconds) for o in others),
-                                                  "1" if dry_run else "0", numbers, batch]))
+                                                  "1" if dry_run else "0", numbers, batch, flow.sender]))
 
     def settle(self, flow: Flow, admitted: Sequence[str]) -> None:
         """Say these admitted batches ("letters|batch", as `unsettled` gives them) have their jobs queued."""
@@ -212,7 +229,7 @@ class Store:
         keys = [states.slot(flow.id, phone)[0], suppression_key(flow.controller_id), content_key(flow.id, message),
                 ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest)]
         args = [phone, digest, self._now(), flow.id, flow.content_hash, flow.texts.content[message - 1],
-                message, _salt()]
+                message, _salt(), flow.sender]
         return _text(self._release(keys=keys, args=args))
 
     def count(self, flow: Flow, counts: dict[str, int]) -> None:
@@ -246,7 +263,7 @@ class Store:
             source, _, dest = rest.partition(">")
             if kind == "i" and source == "asked":
                 totals["answered"] = totals.get("answered", 0) + value
-            if source != "new":
+            if source not in ("new", "?"):  # "?": a record found unreadable, in a state nobody knows
                 totals[source] = totals.get(source, 0) - value
             if dest not in ("new", "-"):
                 totals[dest] = totals.get(dest, 0) + value
@@ -260,6 +277,16 @@ class Store:
         for phone, found, _, _ in self.records(flow):
             if found == state:
                 yield phone
+
+    def recipients(self, flow: Flow, state: str) -> Iterator[tuple[str, str]]:
+        """Yield (phone, calendar region) for the numbers in `state` in a flow (a scan, for broadcasts)."""
+        for phone, record in self._scan(flow, 500):
+            try:
+                if states.decode(record)[0] == state:
+                    yield phone, states.region(record)
+            except states.StateRecordError:
+                log.error("flow %s: unreadable state record of number %s… passed over (see `states check`)",
+                          flow.id, self.digest(phone)[:8])
 
     def set_round(self, flow: Flow, **settings: str) -> None:
         """Record a round's settings and origin (rate, broker, contract, operator ...)."""
@@ -306,14 +333,17 @@ class Store:
         record = self.redis.hget(key, field)
         if record is None:
             return "new"
-        state, asked_at, _ = states.decode(record)
+        try:
+            state, asked_at, _ = states.decode(record)
+        except states.StateRecordError:
+            return "unreadable"  # shown as it is: `states check` lists it, an objection still holds
         if state in machine.OPEN and float(self._now()) - asked_at >= flow.expiry_seconds:
             return "expired"
         return state
 
     def is_suppressed(self, flow: Flow, phone: str) -> bool:
-        """Say whether the number objected to this flow's controller."""
-        return bool(self.redis.hexists(suppression_key(flow.controller_id), self.digest(phone)))
+        """Say whether the number's objection to this flow's controller holds on the flow's sender."""
+        return objects(self.redis.hget(suppression_key(flow.controller_id), self.digest(phone)), flow.sender)
 
     def ledger(self, flow_id: str) -> list[tuple[str, dict[str, str]]]:
         """Return the flow's ledger entries in order, each with its personal fields if not erased."""
@@ -369,8 +399,25 @@ class Store:
     def records(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str, int, float]]:
         """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan).
 
-        A record not in the stored layout raises StateRecordError rather than pass unseen.
+        A record not in the stored layout is passed over and logged: one damaged record must not
+        stop a broadcast or a purge. `unreadable` lists them.
         """
+        for phone, record in self._scan(flow, batch):
+            try:
+                yield (phone, *states.decode(record))
+            except states.StateRecordError:
+                log.error("flow %s: unreadable state record of number %s… passed over (see `states check`)",
+                          flow.id, self.digest(phone)[:8])
+
+    def unreadable(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str]]:
+        """Yield (phone, stored value) for every state record of the flow that cannot be read (a scan)."""
+        for phone, record in self._scan(flow, batch):
+            try:
+                states.decode(record)
+            except states.StateRecordError:
+                yield phone, _text(record)
+
+    def _scan(self, flow: Flow, batch: int) -> Iterator[tuple[str, bytes]]:
         suffixes = list(states.suffixes())
         for start in range(0, len(suffixes), batch):
             chunk = suffixes[start:start + batch]
@@ -380,7 +427,7 @@ class Store:
                 found = pipe.execute()
             for suffix, fields in zip(chunk, found, strict=True):
                 for digits, record in fields.items():
-                    yield (states.phone_of(suffix, digits), *states.decode(record))
+                    yield states.phone_of(suffix, digits), record
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""
@@ -410,25 +457,46 @@ def _step_keys(flow: Flow) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=512)
-def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool,
+def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool, shut: frozenset[str],
           check_suppressed: bool, first: bool) -> str:
     """Write what the step script needs as a Lua table; cached, since flows and the machine are fixed.
 
     The table is compiled into the script itself (a script per plan, loaded once), so no call
     spends time decoding it.
     """
-    row = {state: s for state, s in machine.row(trigger, window_open=window_open).items() if s.changes or s.says}
-    steps = {state: f"{s.dest}|{','.join(s.says)}" for state, s in row.items()}  # a string: fewer tables to build
-    said = {say for s in row.values() for say in s.says}  # ship only the texts this step may say
+    rows = {"steps": _row(trigger, window_open), "steps_shut": _row(trigger, False) if shut else {}}
+    if trigger in OBJECTIONS:
+        # A record that cannot be read is no reason to keep sending: it objects like a new number would.
+        for steps in rows.values():
+            if steps:
+                steps["unreadable"] = steps["new"]
+    # The other flows on the sender: an objection stops them all; a START makes those it had
+    # stopped askable by the next round, without asking them now (one open question at a time).
+    others = {"opted_out": "new|"} if trigger == "start" else rows["steps"]
+    said = {say for steps in rows.values() for step in steps.values() for say in step.partition("|")[2].split(",")}
     return lua_value({
         "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
         "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL),
-        "everywhere": trigger in EVERYWHERE,
+        "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
-        "steps": steps,
-        "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds,
-                   "texts": {key: f.texts.say(key) for key in said}} for f in flows],
+        **rows, "others": others, "shut": {region: True for region in sorted(shut)},
+        "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds, "sender": f.sender,
+                   "texts": {key: f.texts.say(key) for key in sorted(said) if key}} for f in flows],
     })
+
+
+def _row(trigger: str, window_open: bool) -> dict[str, str]:
+    """Write what `trigger` does from each state it acts on, as "dest|say,say" (a string: fewer tables to build)."""
+    return {state: f"{s.dest}|{','.join(s.says)}"
+            for state, s in machine.row(trigger, window_open=window_open).items() if s.changes or s.says}
+
+
+def objects(value: bytes | str | None, sender: str) -> bool:
+    """Say whether an objection (a suppression hash's value) holds for `sender` (as `objects` in state.lua).
+
+    The value is when the objection was made, then each sender a START lifted it for.
+    """
+    return value is not None and sender not in _text(value).split("|")[1:]
 
 
 def lua_value(value: object) -> str:

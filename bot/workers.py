@@ -21,11 +21,14 @@ def run_worker(accord: Accord, *, burst: bool = False) -> None:
 
 
 def broadcast(accord: Accord, flow: Flow, message: int) -> tuple[int, int]:
-    """Queue content `message` for every consented number; return (numbers, batches)."""
+    """Queue content `message` for every consented number; return (numbers, batches).
+
+    Each number goes with its calendar region ("phone/A"), so the worker holds it on its own days.
+    """
     numbers = batches = 0
     batch: list[str] = []
-    for phone in accord.store.numbers_in(flow, "consented"):
-        batch.append(phone)
+    for phone, region in accord.store.recipients(flow, "consented"):
+        batch.append(f"{phone}/{region}" if region else phone)
         if len(batch) == BATCH:
             enqueue(accord, "content", flow, batch, message)
             numbers, batches, batch = numbers + len(batch), batches + 1, []

@@ -124,3 +124,28 @@ def migrate_command(obj: Services) -> None:
     for flow_id in found:
         moved = migrate.migrate_states(accord.store, flow_id)
         click.echo(f"{flow_id}: {moved} number state(s) moved to the current layout.")
+
+
+@main.group("states")
+def states_group() -> None:
+    """The numbers' state records."""
+
+
+@states_group.command("check")
+@click.argument("flow_ids", metavar="[FLOW]...", nargs=-1)
+@click.pass_obj
+def states_check(obj: Services, flow_ids: tuple[str, ...]) -> None:
+    """List state records that cannot be read, in every flow or the FLOWs named; exit 1 if any.
+
+    Such a record refuses everything but an objection (which overwrites it): each needs a person's
+    look, e.g. `person show` then `person erase`, or the value restored from a backup.
+    """
+    flows = [obj.flow(flow_id) for flow_id in flow_ids] or list(obj.accord.flows.values())
+    found = 0
+    for flow in flows:
+        for phone, value in obj.accord.store.unreadable(flow):
+            click.echo(f"{flow.id}: {phone}: unreadable state record {value!r}")
+            found += 1
+    click.echo(f"{len(flows)} flow(s): {found} unreadable state record(s)")
+    if found:
+        raise SystemExit(1)

@@ -7,7 +7,8 @@
 -- state hash in each sibling flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
 -- the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32),
--- and the batch as its job will carry it ('phone' or 'phone/postcode', comma-separated).
+-- the batch as its job will carry it ('phone' or 'phone/postcode', comma-separated), and the
+-- flow's sender (an objection lifted there by START lets the number through).
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 -- A batch with numbers queued goes on the admitted list with its letters, until the importer has
 -- queued its job and takes it off (Store.settle); an import cut short in between leaves it there.
@@ -30,7 +31,7 @@ for at = 1, #numbers, 44 do
   local code = 'q'
   -- Marking a number queued tells whether it was already: SETBIT returns the bit it replaces.
   local mark = dry and redis.call('GETBIT', KEYS[1], offset)
-  if suppressed[n + 1] then
+  if objects(suppressed[n + 1], ARGV[6]) then
     code = 's'
   elseif (mark or redis.call('SETBIT', KEYS[1], offset, '1')) == 1 then
     code = 'a'

@@ -26,11 +26,12 @@ for i = 1, flows do
       end
     end
   end
-  local state, asked_at = get_state(skey, phone)
+  local state, asked_at = get_state(skey, phone)  -- false: held, but unreadable
   local held = state ~= nil or erased > 0
-  if state then
+  if state ~= nil then
     del_state(skey, phone)
-    redis.call('HINCRBY', fkey, 'm:' .. state .. '>-', 1)  -- '-': no longer held (see Store.funnel)
+    -- '-': no longer held (see Store.funnel); '?': in a state nobody can read any more
+    redis.call('HINCRBY', fkey, 'm:' .. (state or '?') .. '>-', 1)
     if open[state] then redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1) end
   end
   if whole and offset then

@@ -1,11 +1,13 @@
 -- Release content message N to one number, at most once, and only if it consented and did not object.
 -- KEYS: the number's state hash, suppression hash, content-N bitmap, ledger, head, funnel, subject key.
--- ARGV: phone, suppression hmac, now, flow id, flow hash, text, N, salt.
--- Returns 'ok', or why not: 'suppressed', 'already', 'not a French mobile', or the number's state.
+-- ARGV: phone, suppression hmac, now, flow id, flow hash, text, N, salt, the flow's sender.
+-- Returns 'ok', or why not: 'suppressed', 'already', 'not a French mobile', 'unreadable record', or
+-- the number's state.
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
-local state = get_state(KEYS[1], phone) or 'new'
-if state ~= 'consented' then return state end
-if redis.call('HEXISTS', KEYS[2], digest) == 1 then return 'suppressed' end
+local state = get_state(KEYS[1], phone)
+if state == false then return 'unreadable record' end
+if state ~= 'consented' then return state or 'new' end
+if objects(redis.call('HGET', KEYS[2], digest), ARGV[9]) then return 'suppressed' end
 local offset = bit_of(phone)
 if not offset then return 'not a French mobile' end
 if redis.call('SETBIT', KEYS[3], offset, '1') == 1 then return 'already' end

@@ -1,20 +1,36 @@
 -- A number's state in a flow (see bot/states.py): the flow's hash for the number's last four
 -- digits, field = the digits before them, value = state letter, asked at in whole seconds and
--- touched in milliseconds, base 36 ("a" .. asked .. "." .. touched). CODES and NAMES come from
--- bot/states.py. Times are written in base 36 by the caller (Python), which also hands them to
--- the script: the script only cuts and copies them.
+-- touched in milliseconds, base 36, then the voter's calendar region, an upper-case letter or
+-- nothing ("a" .. asked .. "." .. touched .. region). CODES and NAMES come from bot/states.py.
+-- Times are written in base 36 by the caller (Python), which also hands them to the script: the
+-- script only cuts and copies them.
 local function slot(phone) return string.sub(phone, 2, -5) end
--- Return the state, asked at and touched (seconds), and asked at as stored (base 36), or nil when
--- the flow holds nothing on it.
+-- Return the state, asked at and touched (seconds), asked at as stored (base 36) and the region;
+-- nil when the flow holds nothing on it, false when what it holds cannot be read (each caller
+-- decides what that means: an objection still holds, anything else is refused).
 local function get_state(key, phone)
   local raw = redis.call('HGET', key, slot(phone))
   if not raw then return nil end
-  local code, asked36, touched36 = string.match(raw, '^(%l)(%w+)%.(%w+)$')
-  return NAMES[code], tonumber(asked36, 36), tonumber(touched36, 36) / 1000, asked36
+  local code, asked36, touched36, region = string.match(raw, '^(%l)([%l%d]+)%.([%l%d]+)(%u?)$')
+  local state = code and NAMES[code]
+  if not state then return false end
+  return state, tonumber(asked36, 36), tonumber(touched36, 36) / 1000, asked36, region
 end
--- asked36: whole seconds, touched36: milliseconds, both in base 36.
-local function set_state(key, phone, state, asked36, touched36)
-  redis.call('HSET', key, slot(phone), CODES[state] .. asked36 .. '.' .. touched36)
+-- asked36: whole seconds, touched36: milliseconds, both in base 36; region: '' or a letter.
+local function set_state(key, phone, state, asked36, touched36, region)
+  redis.call('HSET', key, slot(phone), CODES[state] .. asked36 .. '.' .. touched36 .. region)
+end
+-- Whether a controller's objection (its suppression hash's value for the number) holds for a
+-- sender: it does unless the voter texted START to that very sender since. The value is when the
+-- objection was made, then each sender it was lifted for: "when|+33612345678|+33798765432".
+local function objects(value, sender)
+  if not value then return false end
+  return not string.find(value .. '|', '|' .. sender .. '|', 1, true)
+end
+-- Lift the objection in suppression hash `key` for one sender (after START there), if it holds.
+local function lift(key, digest, sender)
+  local value = redis.call('HGET', key, digest)
+  if objects(value, sender) then redis.call('HSET', key, digest, value .. '|' .. sender) end
 end
 local function del_state(key, phone)
   redis.call('HDEL', key, slot(phone))

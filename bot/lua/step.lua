@@ -1,39 +1,56 @@
 -- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
--- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970).
+-- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
+-- the voter's calendar region for the first flow ('-' to keep the one stored).
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local now_s36, now_ms36, now_hour = ARGV[7], ARGV[8], ARGV[9]
+local now_s36, now_ms36, now_hour, given_region = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
 end
 begin(KEYS[2], ARGV[6])
 local open, flows = plan.open, plan.flows
+-- An objection is written before anything else is read: no record, however damaged, can keep it
+-- from holding. Written anew, it also takes back every START since (see `objects` in state.lua).
+if plan.objection then
+  for i = 1, #flows do redis.call('HSET', KEYS[7 * i - 1], digest, now) end
+end
 -- Flow i's keys are KEYS[7 * i - 5 + n], n = 1 (state) .. 7 (queued).
-local states, asked, asked36, chosen, best = {}, {}, {}, 1, -1
+local states, asked, asked36, regions, unreadable, chosen, best = {}, {}, {}, {}, {}, 1, -1
 for i = 1, #flows do
-  local state, asked_at, touched, stored = get_state(KEYS[7 * i - 4], phone)
+  local state, asked_at, touched, stored, region = get_state(KEYS[7 * i - 4], phone)
   if state then
-    states[i], asked[i], asked36[i] = state, asked_at, stored
+    states[i], asked[i], asked36[i], regions[i] = state, asked_at, stored, region
     -- The flow with an open question is the one being answered; else the latest conversation.
     local rank = touched + (open[state] and 1e12 or 0)
     if rank > best then chosen, best = i, rank end
   else
-    states[i], asked[i], asked36[i] = 'new', 0, '0'
+    states[i], asked[i], asked36[i], regions[i] = 'new', 0, '0', ''
+    if state == false then
+      -- Whatever this text answers, it may be that record's question: refused rather than misread.
+      states[i] = 'unreadable'
+      unreadable[#unreadable + 1] = flows[i].id
+      if 2e12 > best then chosen, best = i, 2e12 end
+    end
   end
 end
 if plan.first then chosen = 1 end
+if given_region ~= '-' then regions[1] = given_region end
 local now_seconds = tonumber(now)
+local function refuse(why)
+  local state = states[chosen]
+  return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
+end
+-- Only an objection may move a number whose record cannot be read: anything else waits for a person.
+if states[chosen] == 'unreadable' and not plan.objection then return refuse('unreadable record') end
 if plan.check_suppressed then
-  local function refuse(why)
-    local state = states[chosen]
-    return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why})
+  if objects(redis.call('HGET', KEYS[7 * chosen - 1], digest), flows[chosen].sender) then
+    return refuse('suppressed')
   end
-  if redis.call('HEXISTS', KEYS[7 * chosen - 1], digest) == 1 then return refuse('suppressed') end
   -- Another flow's question still open on this sender: a YES now would be ambiguous.
   for i = 2, #flows do
     if open[states[i]] and now_seconds - asked[i] < flows[i].expiry then
@@ -48,22 +65,27 @@ local offset = bit_of(phone)
 -- Apply the step to flow i; the lead flow is the conversation the text answers.
 local function apply(i, lead)
   local flow, base = flows[i], 7 * i - 5
-  local lkey, hkey, fkey = KEYS[base + 2], KEYS[base + 3], KEYS[base + 5]
+  local lkey, hkey, skey, fkey = KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local before, asked_before = states[i], asked[i]
   local state, stored_asked = before, asked36[i]
   if open[state] and now_seconds - asked_before >= flow.expiry then
     append(lkey, hkey, now, phone, flow.id, flow.hash, 'expire', state .. '>expired', '', '', '')
     state = 'expired'
   end
-  local step = plan.steps[state]  -- "dest|say,say..."
+  -- The voter's own calendar decides whether campaign texts may go now (plan.shut: regions shut).
+  local steps = plan.steps
+  if not lead then steps = plan.others elseif plan.shut[regions[i]] then steps = plan.steps_shut end
+  local step = steps[state]  -- "dest|say,say..."
   local dest, said = state, ''
   if step then dest, said = string.match(step, '^([^|]*)|(.*)$') end
   local says, texts = {}, {}
   if lead and said ~= '' then
     for say in string.gmatch(said, '[^,]+') do
       -- Nobody gets the same content twice: a YES after a NO is confirmed, but content 1 went already.
-      -- Marking it sent answers whether it was: SETBIT returns the bit it replaces.
-      if not (say == 'content' and offset and redis.call('SETBIT', KEYS[base + 6], offset, '1') == 1) then
+      -- Marking it sent answers whether it was: SETBIT returns the bit it replaces. Nor does anyone
+      -- whose objection to the controller still holds on this sender (made on another sender).
+      if not (say == 'content' and (objects(redis.call('HGET', skey, digest), flow.sender)
+                                    or (offset and redis.call('SETBIT', KEYS[base + 6], offset, '1') == 1))) then
         says[#says + 1], texts[#texts + 1] = say, flow.texts[say]
       end
     end
@@ -80,12 +102,18 @@ local function apply(i, lead)
   end
   local renewed = dest == 'asked' and state ~= 'asked'  -- the clock runs from the request
   if renewed then stored_asked = now_s36 end
-  if step or inbound or state ~= before then set_state(KEYS[base + 1], phone, dest, stored_asked, now_ms36) end
+  if step or inbound or state ~= before or (lead and given_region ~= '-') then
+    set_state(KEYS[base + 1], phone, dest, stored_asked, now_ms36, regions[i])
+  end
   -- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
   -- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");
-  -- and open questions per hour asked, for lazy expiry.
+  -- and open questions per hour asked, for lazy expiry. An unreadable record's state was counted
+  -- before it was damaged, under a state nobody knows now: "?".
   if inbound then redis.call('HINCRBY', fkey, 'answers:' .. now_hour, '1') end
-  if before ~= dest then redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. before .. '>' .. dest, '1') end
+  if before ~= dest then
+    local from = before == 'unreadable' and '?' or before
+    redis.call('HINCRBY', fkey, (inbound and 'i:' or 'm:') .. from .. '>' .. dest, '1')
+  end
   -- An open question counts in the hour it was asked: it leaves it when answered, or asked again.
   local was_open, is_open = open[before], open[dest]
   if was_open ~= is_open or renewed then
@@ -96,23 +124,24 @@ local function apply(i, lead)
   if offset then
     -- Asked once is asked for good: the flow remembers it even after retention purges the rest.
     if dest == 'asked' then redis.call('SETBIT', KEYS[base + 7], offset, '1') end
-    -- Unless it goes back to new: its request certainly never went (released), or it texted START
-    -- while the window was shut. Then a later round may queue it again.
+    -- Unless it goes back to new: its request certainly never went (released), or it texted START.
+    -- Then a later round may queue it again.
     if dest == 'new' and state ~= 'new' then redis.call('SETBIT', KEYS[base + 7], offset, '0') end
   end
-  if dest == 'opted_out' and state ~= 'opted_out' then redis.call('HSET', KEYS[base + 4], digest, now) end
-  if state == 'opted_out' and dest ~= 'opted_out' then redis.call('HDEL', KEYS[base + 4], digest) end
+  -- START lifts the controller's objection for this sender only: every other sender keeps it.
+  if state == 'opted_out' and dest ~= 'opted_out' then lift(skey, digest, flow.sender) end
   return state, dest, says
 end
 
 local from, to, says = apply(chosen, true)
 if plan.everywhere then
-  -- An objection ends sending for every flow on this sender and every controller behind them.
+  -- An objection ends sending for every flow on this sender and every controller behind them; a
+  -- START there makes each of them askable again (the lead flow asks at once).
   for i = 1, #flows do
     if i ~= chosen then apply(i, false) end
   end
 end
 save_heads()
-local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says = says})
+local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says = says, unreadable = unreadable})
 if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
 return answer

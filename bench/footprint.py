@@ -8,6 +8,7 @@ from collections import Counter
 import redis
 from rq.job import Job
 
+from bot.keys import batch_key, batches_key
 from bot.sending import QUEUE
 from bot.store import funnel_key, head_key, ledger_key, queued_key, round_key, suppression_key
 
@@ -24,6 +25,8 @@ def memory_split(client: redis.Redis, flow_id: str, controller_id: str) -> tuple
         if key == suppression_key(controller_id):
             continue
         kind = "rq jobs" if key.startswith("rq:job:") else names.get(key, f"other: {key}")
+        if key.startswith((batch_key(flow_id, ""), batches_key(flow_id))):
+            kind = "stored batches (the numbers the jobs name)"
         if key.startswith("accord:person:"):  # the ledger's personal fields (the import entry has none)
             kind = "funnel, ledger"
         if kind == "rq jobs":
@@ -33,14 +36,14 @@ def memory_split(client: redis.Redis, flow_id: str, controller_id: str) -> tuple
 
 
 def job_numbers(client: redis.Redis, flow_id: str, job_ids: list[str]) -> tuple[int, int, int]:
-    """Return the numbers the jobs' arguments hold, how many are distinct, and jobs of another kind."""
+    """Return the numbers the jobs' batches hold, how many are distinct, and jobs of another kind."""
     numbers, seen, other = 0, set(), 0
     for start in range(0, len(job_ids), 500):
         for job in Job.fetch_many(job_ids[start:start + 500], connection=client):
             if job is None or job.func_name != "bot.sending.send_requests" or job.args[0] != flow_id:
                 other += 1
                 continue
-            items = job.args[1].split(",")
+            items = (client.get(batch_key(flow_id, job.args[1])) or b"").decode().split(",")
             numbers += len(items)
             seen.update(item.partition("/")[0] for item in items)
     return numbers, len(seen), other

@@ -31,7 +31,8 @@ from bot import Accord
 from bot.contacts import Row, read_header, read_rows
 from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
 from bot.rounds import start_round
-from bot.sending import BATCH, enqueue, rate_of
+from bot.sending import BATCH, enqueue_stored, rate_of
+from bot.store import new_batch_id
 from bot.windows import read_postcode
 
 WHOLE = "start_round, whole"
@@ -122,7 +123,9 @@ def _stage_times(accord: Accord, path: Path) -> dict[str, float]:
     timed("  Store.digest: HMAC-SHA256 per number (inside admit)", started)
     before = counters.commandstats(client)
     started = time.perf_counter()
-    codes = [store.admit(flow, [phone for phone, _ in batch], siblings) for batch in batches]
+    ids = [new_batch_id() for _ in batches]
+    codes = [store.admit(flow, [f"{phone}/{postcode}" if postcode else phone for phone, postcode in batch], siblings,
+                         batch_id=batch_id) for batch, batch_id in zip(batches, ids, strict=True)]
     timed("Store.admit: digests, args, EVALSHA round trip", started)
     script = (counters.commandstats(client)["evalsha"][1] - before.get("evalsha", (0, 0))[1]) / 1e6
     times["  the admit script running in Redis (INFO commandstats)"] = script
@@ -131,11 +134,10 @@ def _stage_times(accord: Accord, path: Path) -> dict[str, float]:
         rate_of(accord, flow)
     timed("  rate_of: HGETALL of the round per batch (inside enqueue)", started)
     started = time.perf_counter()
-    for batch, letters in zip(batches, codes, strict=True):
-        queued = [f"{phone}/{postcode}" if postcode else phone
-                  for (phone, postcode), code in zip(batch, letters, strict=True) if code == "q"]
-        enqueue(accord, "requests", flow, queued)
-    timed("queued items + enqueue: RQ job (pickle, zlib, MULTI)", started)
+    for batch_id, letters in zip(ids, codes, strict=True):
+        if "q" in letters:  # the admit script stored the numbers queued; the job names the batch
+            enqueue_stored(accord, "requests", flow, [batch_id])
+    timed("enqueue: RQ job naming the stored batch (pickle, zlib, MULTI)", started)
     client.flushall()
     return times
 

@@ -337,7 +337,7 @@ def _report(args: argparse.Namespace, runs: list[dict], redis_version: str) -> d
         counts = run["counts"]
         lines.append(f"checks, {run['rows']:,} rows: imported {counts['imported']:,} = "
                      + " + ".join(f"{name} {counts.get(name, 0):,}" for name in ACCOUNTED)
-                     + f"; jobs' args hold {run['redis']['numbers_in_jobs']:,} numbers, all distinct; "
+                     + f"; the batches the jobs name hold {run['redis']['numbers_in_jobs']:,} numbers, all distinct; "
                      f"counts match the generated mix: {'OK' if not run['problems'] else 'FAILED'}")
     lines += [f"WARNING: {problem}" for problem in problems]
     lines.append(f"reproduce (from {ROOT}): {command}")

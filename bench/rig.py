@@ -25,7 +25,8 @@ from bot import Accord, build
 from bot.config import Config
 from bot.flows import Flow
 from bot.gateway import TwilioGateway
-from bot.sending import enqueue_many
+from bot.sending import enqueue_stored
+from bot.store import new_batch_id
 
 ROOT = servers.ROOT
 TOKEN = "bench-auth-token-0123456789abcdef"
@@ -74,11 +75,14 @@ class Rig:
         print(f"[{time.monotonic() - self.started:5.1f}s] {phase}", file=sys.stderr, flush=True)
 
     def admit(self, phones: list[str], per_batch: int, rate: float) -> list[list[str]]:
-        """Set the round's rate and admit the numbers in batches, as `round start` does."""
+        """Set the round's rate and admit the numbers in batches, as `round start` does (each stored
+        under an id, kept in `self.batch_ids`)."""
         self.accord.store.set_round(self.flow, rate=str(rate))
         batches = [phones[i:i + per_batch] for i in range(0, len(phones), per_batch)]
-        for batch in batches:
-            codes = self.accord.store.admit(self.flow, batch, self.accord.flows_for(self.flow.sender))
+        self.batch_ids = [new_batch_id() for _ in batches]
+        for batch, batch_id in zip(batches, self.batch_ids, strict=True):
+            codes = self.accord.store.admit(self.flow, batch, self.accord.flows_for(self.flow.sender),
+                                            batch_id=batch_id)
             if set(codes) != {"q"}:
                 raise RuntimeError(f"admit answered {Counter(codes)} for new numbers")
         return batches
@@ -86,7 +90,8 @@ class Rig:
     def queue(self, phones: list[str], per_batch: int, rate: float) -> list[list[str]]:
         """Admit the numbers and queue one job per batch for the workers."""
         batches = self.admit(phones, per_batch, rate)
-        enqueue_many(self.accord, "requests", self.flow, batches, rate=rate)
+        enqueue_stored(self.accord, "requests", self.flow, self.batch_ids, rate=rate)
+        self.accord.store.settle(self.flow, self.batch_ids)
         return batches
 
     def start_worker(self, name: str) -> subprocess.Popen:

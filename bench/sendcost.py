@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import Accord, use
+from bot.batches import Batches
 from bot.flows import Flow
 from bot.gateway import Gateway
 from bot.sending import rate_of, send_requests
@@ -64,9 +65,10 @@ def breakdown(accord: Accord, gateway: Gateway, flow: Flow, phones: list[str]) -
     spent: Counter[str] = Counter()
     store = TimedStore(accord.store.redis, accord.store.suppression_secret, clock=accord.store.clock, spent=spent)
     use(Accord(accord.config, store, accord.flows, TimedGateway(gateway, spent)))
+    batch = Batches(accord.store).keep(flow, phones)  # what a job names (its reading is timed with the job)
     started = time.perf_counter()
     try:
-        counts = send_requests(flow.id, ",".join(phones))
+        counts = send_requests(flow.id, batch)
     finally:
         total = time.perf_counter() - started
         use(accord)  # the job's services are this process's again

@@ -115,6 +115,7 @@ def create_server_app(config: Config | None = None, *, gateway: Gateway | None =
 
     try:
         check_layout(accord.store, accord.flows)  # LegacyLayoutError: the data needs `python -m bot migrate`
+        accord.store.remember_versions(list(accord.flows.values()))
     except (RedisConnectionError, RedisTimeoutError):
         logging.getLogger(__name__).warning("Redis unavailable at startup: its data layout is not checked")
     gc.freeze()

@@ -9,7 +9,6 @@ personal field goes to a file: those stay in Redis, where erasure and retention 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import itertools
 import json
 import math
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from bot.files import sha256_of
 from bot.keys import archives_key, base_key, ledger_key
 from bot.ledger import base, entries, entry_order, pages, verify, walk
 
@@ -113,7 +113,7 @@ def archive(redis: Redis, flow_id: str, directory: Path, *, keep: int = 0,
                 path.unlink()
                 raise ArchiveError(f"{path}: read back, it does not hold what was written; nothing archived")
             written = Archive(path.name, first, last, count, start.last, start.hash.decode(), head.decode(),
-                              _sha256(path))
+                              sha256_of(path))
     finally:
         Path(partial).unlink(missing_ok=True)
     return written
@@ -178,7 +178,7 @@ def verify_archived(redis: Redis, flow_id: str, paths: Iterable[Path]) -> str | 
             return str(error)
         if broken:
             return f"broken at entry {broken} (in {recorded.file})"
-        if count != recorded.count or _sha256(path) != recorded.sha256:
+        if count != recorded.count or sha256_of(path) != recorded.sha256:
             return f"archive {recorded.file} is not the file archived (its entries or sha256 differ)"
     if head != base(redis, flow_id).hash:
         return "broken at the base: the archives do not end at the hash recorded in Redis"
@@ -199,7 +199,7 @@ def recorded_entries(redis: Redis, flow_id: str, paths: Iterable[Path],
     for recorded in archives(redis, flow_id):
         if wanted is None or recorded.file in wanted:
             path = _given(recorded, given)
-            if _sha256(path) != recorded.sha256:
+            if sha256_of(path) != recorded.sha256:
                 raise ArchiveError(f"archive {recorded.file} is not the file archived (its sha256 differs)")
             needed.append(path)
     return itertools.chain.from_iterable(map(read_file, needed))
@@ -277,14 +277,6 @@ def _line(entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
     """One archived entry as a JSON line: its id, then its fields exactly as stored."""
     entry = {"id": entry_id.decode()} | {k.decode(): v.decode("utf-8", "surrogateescape") for k, v in fields.items()}
     return json.dumps(entry).encode() + b"\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
-            "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT")  # what from_env reads
+            "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE")  # what from_env reads
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,12 @@ class Config:
     public_url: str | None = None
     port: int = 8000
     secret_key: str = ""  # signs console sessions; from_env always sets one (empty: a key per process)
+    ledger_key_file: Path | None = None  # signs ledger checkpoints; None: instance_dir/ledger-signing.key
+
+    @property
+    def signing_key_path(self) -> Path:
+        """Where the ledger's checkpoint signing key lives: outside Redis, by design."""
+        return self.ledger_key_file or self.instance_dir / "ledger-signing.key"
 
     @property
     def twilio_configured(self) -> bool:
@@ -103,6 +109,7 @@ class Config:
             redis_url=redis_url, twilio_account_sid=sid, twilio_api_url=api_url,
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
+            ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"),
         )
 
 
@@ -150,6 +157,20 @@ def _directory(env: dict[str, str], name: str, default: Path, *, must_exist: boo
         raise ConfigError(name, f"cannot be used as a directory ({error})") from error
     if not usable:
         raise ConfigError(name, f"{path} is not a directory")
+    return path
+
+
+def _key_file(env: dict[str, str], name: str) -> Path | None:
+    """Resolve a key file setting: a file, or a name in an existing directory (made on first use)."""
+    if name not in env:
+        return None
+    try:
+        path = Path(env[name]).resolve()
+        usable = path.is_file() or (not path.exists() and path.parent.is_dir())
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        raise ConfigError(name, f"cannot be used as a key file ({error})") from error
+    if not usable:
+        raise ConfigError(name, f"{path} is neither a file nor a new name in an existing directory")
     return path
 
 

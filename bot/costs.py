@@ -1,9 +1,13 @@
 """The cost report for the campaign's financial agent (COMPLIANCE.md E.18): segments sent, per day.
 
-Outbound messages are those the gateway accepted ("sent" entries: consent requests and content)
-and those answered through TwiML (each text of an answer's "reply"). The ledger is read a page at
-a time, so a flow of millions of entries is summed in flat memory. Entries archived off Redis are
-counted when their archive files are read along (their personal fields stayed in Redis).
+Outbound messages are those the gateway accepted (consent requests, content, and the answers
+reconcile sends late) and those answered through TwiML. Each is counted in the flow's day counts
+in the call that logs it (bot/lua/costs.lua): messages per day, kind and segments, with no number,
+which neither the retention purge nor an erasure touches, so the accounts due after the poll
+(Code électoral L52-12) count what the purge removed. Messages logged before the counts began (by
+an earlier version) are read from the ledger, a page at a time: consent requests and content from
+"sent" entries, and each text of an answer's "reply". Entries archived off Redis are counted when
+their archive files are read along (their personal fields stayed in Redis).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from redis import Redis
 
 from bot import Accord, ledger
 from bot.flows import Flow
+from bot.keys import costs_key
+from bot.ledger import entry_order
 from bot.segments import segments
 
-COLUMNS = ("day", "messages", "segments", "unit_price", "total_eur")
+COLUMNS = ("day", "messages", "segments", "unit_price", "total_eur", "requests", "content", "replies")
+KINDS = ("request", "content", "reply")  # as the day counts name them (bot/lua/costs.lua)
 
 
 @dataclass
@@ -32,6 +39,7 @@ class Day:
 
     messages: int = 0
     segments: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)  # messages per kind
 
 
 @dataclass
@@ -39,39 +47,68 @@ class CostReport:
     """Per-day totals, and what had to be estimated or could not be counted."""
 
     days: dict[dt.date, Day] = field(default_factory=dict)
-    estimated: int = 0  # erased "sent" entries, counted at the consent request's segments
-    unknown_replies: int = 0  # erased answers: whether and what TwiML answered is gone
+    counted: bool = False  # the day counts gave the messages since they began
+    from_ledger: int = 0  # messages logged before the day counts began, read from the ledger
+    estimated: int = 0  # erased "sent" entries of those, counted at the consent request's segments
+    unknown_replies: int = 0  # erased answers of those: whether and what TwiML answered is gone
 
-    def add(self, day: dt.date, parts: int) -> None:
+    def add(self, day: dt.date, parts: int, kind: str, messages: int = 1) -> None:
         totals = self.days.setdefault(day, Day())
-        totals.messages += 1
-        totals.segments += parts
+        totals.messages += messages
+        totals.segments += parts * messages
+        totals.kinds[kind] = totals.kinds.get(kind, 0) + messages
 
 
 def costs(accord: Accord, flow: Flow, archived: Iterable[tuple[bytes, dict[bytes, bytes]]] = ()) -> CostReport:
     """Sum the flow's outbound messages and segments per day, in the flow's timezone.
 
-    `archived` are the entries archived off Redis (see archive.recorded_entries), counted first.
+    The day counts give every message since they began; the ledger, those logged before.
+    `archived` are the entries archived off Redis (see archive.recorded_entries), read first.
     """
     report = CostReport()
-    estimate = segments(flow.texts.consent_request)
     redis = accord.store.redis
-    for fields, personal in _joined(redis, flow.id, itertools.chain(archived, ledger.entries(redis, flow.id))):
-        day = dt.datetime.fromtimestamp(float(fields.get(b"at", b"0")), flow.timezone).date()
-        kind = fields.get(b"kind", b"").decode()
-        if personal is None:
-            if kind == "sent":
-                report.add(day, estimate)
-                report.estimated += 1
-            elif kind == "in":
-                report.unknown_replies += 1
+    since = ""
+    for raw_name, raw_count in redis.hgetall(costs_key(flow.id)).items():
+        name = raw_name.decode()
+        if name == "since":
+            since = raw_count.decode()
             continue
-        if personal.get("event") == "sent":
-            report.add(day, segments(str(personal.get("text", ""))))
-        elif str(personal.get("event", "")).startswith("in:") and personal.get("reply"):
-            for text in json.loads(personal["reply"]):
-                report.add(day, segments(text))
+        day, kind, parts = name.split("|")
+        report.add(dt.date.fromisoformat(day), int(parts), kind, int(raw_count))
+        report.counted = True
+    stream = itertools.chain(archived, ledger.entries(redis, flow.id))
+    if since:  # entry ids grow with time, from the archives to the stream
+        stream = itertools.takewhile(lambda entry: entry_order(entry[0].decode()) < entry_order(since), stream)
+    for fields, personal in _joined(redis, flow.id, stream):
+        _count_logged(report, flow, fields, personal)
     return report
+
+
+def _count_logged(report: CostReport, flow: Flow, fields: dict[bytes, bytes], personal: dict | None) -> None:
+    """Count the messages one ledger entry logged (an entry from before the day counts)."""
+    day = dt.datetime.fromtimestamp(float(fields.get(b"at", b"0")), flow.timezone).date()
+    kind = fields.get(b"kind", b"").decode()
+    if personal is None:
+        if kind == "sent":
+            report.add(day, segments(flow.texts.consent_request), "request")
+            report.estimated += 1
+            report.from_ledger += 1
+        elif kind == "in":
+            report.unknown_replies += 1
+        return
+    if personal.get("event") == "sent":
+        text = str(personal.get("text", ""))
+        report.add(day, segments(text), "content" if text in flow.texts.content else "request")
+        report.from_ledger += 1
+    elif str(personal.get("event", "")).startswith("in:") and personal.get("reply"):
+        for text in json.loads(personal["reply"]):
+            report.add(day, segments(text), _kind(flow, text))
+            report.from_ledger += 1
+
+
+def _kind(flow: Flow, text: str) -> str:
+    """Name what a text answering a voter was, as the day counts do (the flow's current texts)."""
+    return "content" if text in flow.texts.content else "request" if text == flow.texts.consent_request else "reply"
 
 
 def parse_price(text: str) -> Decimal:
@@ -86,16 +123,25 @@ def parse_price(text: str) -> Decimal:
 
 
 def write_csv(report: CostReport, out: IO[str], unit_price: Decimal) -> None:
-    """Write one row per day with outbound messages, a TOTAL row, then notes on what was estimated."""
+    """Write one row per day with outbound messages, a TOTAL row, then notes on where the counts come from."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     total = Day()
     for day in sorted(report.days):
         row = report.days[day]
-        writer.writerow([day.isoformat(), row.messages, row.segments, unit_price, row.segments * unit_price])
+        writer.writerow([day.isoformat(), row.messages, row.segments, unit_price, row.segments * unit_price,
+                         *(row.kinds.get(kind, 0) for kind in KINDS)])
         total.messages += row.messages
         total.segments += row.segments
-    writer.writerow(["TOTAL", total.messages, total.segments, unit_price, total.segments * unit_price])
+        for kind, count in row.kinds.items():
+            total.kinds[kind] = total.kinds.get(kind, 0) + count
+    writer.writerow(["TOTAL", total.messages, total.segments, unit_price, total.segments * unit_price,
+                     *(total.kinds.get(kind, 0) for kind in KINDS)])
+    if report.counted:
+        out.write("# counted as each message was sent, in day counts that hold no number: the retention purge "
+                  "and erasures leave them whole\n")
+    if report.from_ledger:
+        out.write(f"# {report.from_ledger} message(s) logged before the day counts began: read from the ledger\n")
     if report.estimated:
         out.write(f"# {report.estimated} message(s) erased since: segments estimated from the consent request\n")
     if report.unknown_replies:

@@ -20,6 +20,10 @@ class EmbeddedRedisError(RuntimeError):
 # Numbers' states sit in 10,000 hashes a flow (bot/states.py): keep each compact up to 1,024
 # numbers, i.e. flows of about ten million numbers.
 SETTINGS = ("--hash-max-ziplist-entries", "1024")
+# The server's append-only file, its rewrites and its log hold every number: the server runs with
+# this umask, so they are created readable by their owner only, in a folder only the owner opens.
+UMASK = 0o077
+DATA_FILES = ("appendonly", "dump", "temp-", "redis.log")  # how the names of the files it writes start
 
 
 def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
@@ -39,10 +43,10 @@ def spawn(directory: Path, *, timeout: float = 10.0) -> tuple[subprocess.Popen, 
     Its append-only file in `directory` is replayed, so a server started again on the same
     directory finds what the last one acknowledged.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_private(directory)
     socket = directory / "redis.sock"
     process = subprocess.Popen(server_args(directory, socket, daemonize=False),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=UMASK)
     url = f"unix://{socket}"
     deadline = time.monotonic() + timeout
     while not _answers(url):
@@ -59,7 +63,7 @@ def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
     It runs as a daemon so every web worker and CLI command shares it; its data stays in
     `instance_dir` (append-only file) across restarts. `make stop` shuts it down.
     """
-    instance_dir.mkdir(parents=True, exist_ok=True)
+    _make_private(instance_dir)
     socket = instance_dir / "redis.sock"
     url = f"unix://{socket}"
     # One process starts it; the others wait on the lock, then find it answering.
@@ -70,7 +74,7 @@ def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
             return url
         socket.unlink(missing_ok=True)
         result = subprocess.run(server_args(instance_dir, socket, daemonize=True),
-                                capture_output=True, text=True, check=False)
+                                capture_output=True, text=True, check=False, umask=UMASK)
         if result.returncode != 0:
             raise EmbeddedRedisError(f"redis-server failed: {result.stderr or result.stdout}")
         deadline = time.monotonic() + timeout
@@ -79,6 +83,18 @@ def ensure_embedded(instance_dir: Path, *, timeout: float = 10.0) -> str:
                 return url
             time.sleep(0.05)
     raise EmbeddedRedisError(f"redis-server did not answer on {socket}; see {instance_dir}/redis.log")
+
+
+def _make_private(directory: Path) -> None:
+    """Create the data folder for its owner only (0700); narrow what an earlier version left in it to 0600."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        directory.chmod(0o700)
+        for path in directory.iterdir():
+            if path.name.startswith(DATA_FILES) and path.is_file():
+                path.chmod(0o600)
+    except PermissionError:  # a folder someone else owns: the umask still keeps the new files private
+        pass
 
 
 def _apply_settings(url: str) -> None:

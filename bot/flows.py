@@ -20,8 +20,11 @@ LANGUAGES = frozenset({"fr", "en"})
 PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
 TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "clarification")
 REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
-OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "sending_hours", "sending_days",
-                 "texts")
+OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "retention_days", "sending_hours",
+                 "sending_days", "texts")
+# The longest a number is kept after the voter's last contact: the CNIL's three years for
+# prospection data (référentiel "gestion commerciale", 2021). `retention_days` may only shorten it.
+MAX_RETENTION_DAYS = 3 * 365
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
 MAX_TEXT = 1600  # Twilio refuses longer bodies (21617)
@@ -78,6 +81,8 @@ class Flow:
     texts: Texts
     content_hash: str
     path: str
+    canonical: str = ""  # the flow's data as its content_hash hashes it (a proof bundle carries it)
+    retention_days: int = MAX_RETENTION_DAYS  # kept at most this long after the last contact (rights.due)
 
     @property
     def expiry_seconds(self) -> int:
@@ -185,6 +190,10 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     expiry_days = data.get("expiry_days", 7)
     if type(expiry_days) is not int or not 1 <= expiry_days <= 90:
         raise FlowError(path, "expiry_days", "must be a whole number of days between 1 and 90")
+    retention_days = data.get("retention_days", MAX_RETENTION_DAYS)
+    if type(retention_days) is not int or not expiry_days <= retention_days <= MAX_RETENTION_DAYS:
+        raise FlowError(path, "retention_days", f"must be a whole number of days from expiry_days ({expiry_days}) "
+                        f"to {MAX_RETENTION_DAYS}, three years from the last contact (COMPLIANCE.md D.14)")
     try:
         hours = SendingHours.parse(str(data.get("sending_hours", "08:30-20:00")))
     except ValueError as error:
@@ -195,7 +204,8 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     return Flow(
         **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
-        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path),
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), canonical=canonical,
+        retention_days=retention_days,
     )
 
 

@@ -30,6 +30,10 @@ def base_key(flow_id: str) -> str:
     return key_for("ledger-base", flow_id)  # hash: last entry archived off the stream, its hash, count, file
 
 
+def versions_key(flow_id: str) -> str:
+    return key_for("flow-versions", flow_id)  # hash: content hash -> the flow's data it hashes (proof bundles)
+
+
 def archives_key(flow_id: str) -> str:
     return key_for("ledger-archives", flow_id)  # hash: archive file name -> its id range, count, sha256 (JSON)
 
@@ -51,7 +55,19 @@ def content_key(flow_id: str, message: int) -> str:
 
 
 def queued_key(flow_id: str) -> str:
-    return key_for("queued", flow_id)  # bitmap: French mobiles a round has queued for asking
+    return key_for("queued", flow_id)  # bitmap: French mobiles a round has queued for asking, until purged
+
+
+def asked_key(flow_id: str) -> str:
+    return key_for("asked", flow_id)  # set: HMACs of numbers the flow asked, whose bit a purge cleared
+
+
+def batch_key(flow_id: str, batch_id: str) -> str:
+    return key_for("batch", flow_id, batch_id)  # string: a batch's items, comma-separated, until its job ends
+
+
+def batches_key(flow_id: str) -> str:
+    return key_for("batches", flow_id)  # sorted set: the flow's stored batch ids, scored by when stored
 
 
 def round_key(flow_id: str) -> str:
@@ -67,11 +83,11 @@ def paused_key(flow_id: str) -> str:
 
 
 def admitted_key(flow_id: str) -> str:
-    return key_for("admitted", flow_id)  # list: "letters|batch" admitted to a round, until their job is queued
+    return key_for("admitted", flow_id)  # list: ids of batches admitted to a round, until their job is queued
 
 
 def parked_key(flow_id: str) -> str:
-    return key_for("parked", flow_id)  # list: remainders of batches a pause interrupted
+    return key_for("parked", flow_id)  # list: "kind|message|batch id" of what a pause interrupted
 
 
 def subject_key(digest: str) -> str:
@@ -86,6 +102,14 @@ def out_key(message_sid: str) -> str:
     return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
 
 
+def costs_key(flow_id: str) -> str:
+    return key_for("costs", flow_id)  # hash: "day|kind|segments" -> messages sent; no number; purge keeps it
+
+
+def answers_key(message_sid: str) -> str:
+    return key_for("answers", message_sid)  # hash: the answers reconcile sends late to an inbound text, claimed
+
+
 OUTBOX_KEY = key_for("outbox")
 
 
@@ -97,5 +121,16 @@ def failures_key(name: str) -> str:
     return key_for("operator-failures", name)  # failed sign-ins in a row; expires with the lock-out
 
 
+EXPORTS_KEY = key_for("exports")  # hash: path of a file an export wrote -> when, and its sha256 (JSON)
 OPERATORS_KEY = key_for("operators")  # set: every console operator's name
 AUDIT_KEY = key_for("audit")  # stream, capped: who did what in the console
+ACCESS_KEY = key_for("access")  # stream, uncapped: who touched personal data, and on which request (bot/audit.py)
+RIGHTS_KEY = key_for("rights-requests")  # sorted set: rights request refs, by the day received (ordinal)
+
+
+def rights_key(ref: str) -> str:
+    return key_for("rights-request", ref)  # hash: one rights request (bot/rights_requests.py)
+
+
+def rights_actions_key(ref: str) -> str:
+    return key_for("rights-actions", ref)  # list: what was done on a rights request, as JSON, oldest first

@@ -53,9 +53,9 @@ def entry_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
-def entries(redis: Redis, flow_id: str) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
-    """Yield the flow's raw stream entries in order, a page at a time (ledgers grow large)."""
-    start = b"-"
+def entries(redis: Redis, flow_id: str, after: str = "") -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """Yield the flow's raw stream entries in order (those after entry `after`), a page at a time."""
+    start = b"(" + after.encode() if after else b"-"
     while True:
         page = redis.xrange(ledger_key(flow_id), min=start, count=PAGE)
         yield from page
@@ -103,14 +103,36 @@ def latest(redis: Redis, flow_id: str, count: int = 20) -> list[tuple[str, dict[
 def verify(redis: Redis, flow_id: str) -> str | None:
     """Walk the chain from the base and each commitment; return the first entry id that does not fit, or None.
 
-    An entry whose personal fields were erased is checked for its place in the chain only.
+    An entry whose personal fields are gone is checked for its place in the chain, and must be
+    named by an erasure the ledger recorded after it (see `unrecorded_erasure`).
     """
     broken, head, _ = walk(redis, flow_id, pages(entries(redis, flow_id)), base(redis, flow_id).hash)
     if broken:
         return broken
     if (redis.get(head_key(flow_id)) or b"") != head:
         return "head"
-    return None
+    return unrecorded_erasure(redis, flow_id)
+
+
+def unrecorded_erasure(redis: Redis, flow_id: str) -> str | None:
+    """Return the first entry whose personal fields are gone though no erasure in the ledger names it.
+
+    Erasures name the entries they emptied ("3 entries erased: ID ID ID"); those written before
+    they did ("3 entries erased") account for as many emptied entries before them.
+    """
+    emptied: list[str] = []  # in ledger order, not yet accounted for
+    for page in pages(entries(redis, flow_id)):
+        for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
+            if person is None:
+                emptied.append(entry_id.decode())
+            elif fields.get(b"kind") == b"erasure":
+                count, _, named = str(person.get("text", "")).partition(" entries erased")
+                if named.startswith(": "):
+                    listed = set(named[2:].split())
+                    emptied = [entry for entry in emptied if entry not in listed]
+                elif count.isdigit():
+                    del emptied[:int(count)]
+    return emptied[0] if emptied else None
 
 
 def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes) -> tuple[str | None, bytes, int]:

@@ -3,14 +3,25 @@
 Numbers' states used to sit in one hash per flow, `accord:state:FLOW`, phone -> "state|asked|touched".
 They now sit in 10,000 small hashes per flow (bot/states.py). A process that finds the old hash
 refuses to start, naming this command, rather than treat every number in it as new.
+
+Jobs used to carry their numbers, where erasure cannot reach them (RQ keeps a failed job 30
+days). They now carry a stored batch's id (bot/batches.py): `migrate_jobs` moves the numbers of
+jobs still queued, deferred or failed into batches, and deletes finished ones. Until it runs, a
+worker still sends such a job, and `round resume` and `round start` store what an earlier version
+left parked or admitted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot import states
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
+
+from bot import Accord, states
+from bot.batches import Batches
 from bot.keys import legacy_state_key
+from bot.sending import queue_for
 from bot.store import Store
 
 BATCH = 1000
@@ -65,3 +76,37 @@ def _write(store: Store, flow_id: str, records: list[tuple[str, str]]) -> int:
             pipe.hset(*states.slot(flow_id, phone), value)
         pipe.execute()
     return len(records)
+
+
+def migrate_jobs(accord: Accord) -> int:
+    """Store the numbers that jobs of an earlier version carry as batches, each job then naming its
+    batch; delete such jobs once finished. Return how many jobs changed."""
+    queue = queue_for(accord)
+    connection = accord.store.redis
+    batches = Batches(accord.store)
+    changed = 0
+    registries = (ScheduledJobRegistry(queue=queue), FailedJobRegistry(queue=queue))
+    waiting = queue.get_job_ids() + [job_id for registry in registries for job_id in registry.get_job_ids()]
+    for job in Job.fetch_many(waiting, connection=connection):
+        items = _carried(job)
+        if job is None or items is None or job.args[0] not in accord.flows:
+            continue
+        flow = accord.flows[job.args[0]]
+        job.args = (*job.args[:-1], batches.keep(flow, items.split(",")))
+        job.description = job.get_call_string()
+        job.save()
+        changed += 1
+    finished = FinishedJobRegistry(queue=queue)
+    for job in Job.fetch_many(finished.get_job_ids(), connection=connection):
+        if job is not None and _carried(job) is not None:
+            finished.remove(job, delete_job=True)
+            changed += 1
+    return changed
+
+
+def _carried(job: Job | None) -> str | None:
+    """Return the numbers a send job of an earlier version carries as its last argument, else None."""
+    if job is None or job.func_name not in ("bot.sending.send_requests", "bot.sending.send_content"):
+        return None
+    last = job.args[-1] if job.args else None
+    return last if isinstance(last, str) and last.startswith("+") else None

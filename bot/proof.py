@@ -93,8 +93,9 @@ def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], li
             waiting = {"text": entry["text"], "asked_at": iso(entry["at"]), "sent_at": "", "message_sid": "",
                        "entry": entry["entry"]}
             requests.append(waiting)
-        elif event == "sent" and waiting is not None:
-            waiting.update(sent_at=iso(entry["at"]), message_sid=entry["sid"])
+        elif event == "sent" and waiting is not None and waiting["text"] in (entry["text"], ""):
+            # The request's own receipt, not an answer reconcile sent late to another text meanwhile.
+            waiting.update(text=entry["text"], sent_at=iso(entry["at"]), message_sid=entry["sid"])
             waiting = None
         elif event == "send_failed" and waiting is not None:
             waiting["failed"] = entry["text"]
@@ -102,11 +103,17 @@ def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], li
         elif event.startswith("in:"):
             answers.append({"at": iso(entry["at"]), "sid": entry["sid"], "event": event[3:], "text": entry["text"],
                             "state": entry["state"], "entry": entry["entry"]})
-            replies = _json(entry.get("reply", "")) or []
-            if entry["state"].endswith(">asked") and replies:
-                # START: the consent request went back at once, as the answer to this very text.
-                requests.append({"text": replies[0], "asked_at": iso(entry["at"]), "sent_at": iso(entry["at"]),
-                                 "message_sid": "", "in_reply_to": entry["sid"], "entry": entry["entry"]})
+            source, _, dest = entry["state"].partition(">")
+            if dest == "asked" and source != "asked":
+                # START asked again: the request went back at once, as the answer to this very text
+                # (TwiML), or, when reconcile found the text late, in the "sent" entry that follows.
+                # Any other answer (help, a clarification) asks nothing: it is no consent request.
+                replies = _json(entry.get("reply", "")) or []
+                request = {"text": replies[0] if replies else "", "asked_at": iso(entry["at"]),
+                           "sent_at": iso(entry["at"]) if replies else "", "message_sid": "",
+                           "in_reply_to": entry["sid"], "entry": entry["entry"]}
+                requests.append(request)
+                waiting = None if replies else request
         elif entry.get("state"):
             events.append({"at": iso(entry["at"]), "event": event, "state": entry["state"], "text": entry["text"]})
     return requests, answers, events

@@ -1,14 +1,24 @@
-"""Data-subject rights and retention: show what is held on a number, erase it, purge what is due."""
+"""Data-subject rights and retention: show what is held on a number, erase it, purge what is due.
+
+A number lives in few places, and erasure and retention reach each: its state record in each
+flow, the ledger's personal fields, its bit in the flows' bitmaps (the offset is the number),
+the batches still waiting for a worker, an import's rejected lines and exports on disk, and
+Redis's own files (rewritten after). Jobs carry a batch's id, never a number. What stays is
+its keyed HMAC: on a suppression list, and in the asked-before set of each flow that asked it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from pathlib import Path
 
-from bot import Accord
+from bot import Accord, written
+from bot.batches import Batches
 from bot.flows import Flow
 
 RETENTION_DAYS = 60  # non-responders and NO answers, from the request (COMPLIANCE.md D.14)
+REMOVED = "(its flow file was removed)"
 
 
 def show(accord: Accord, phone: str) -> dict:
@@ -25,38 +35,94 @@ def show(accord: Accord, phone: str) -> dict:
             "notice": flow.notice_url, "state": state, "objected": store.is_suppressed(flow, phone),
             "import": store.round_settings(flow).get("origin", ""), "ledger": held.get(flow.id, []),
         }
+    for flow_id in sorted(set(held) - set(flows)):  # a flow whose file was removed: `purge` erases it
+        flows[flow_id] = {"controller": REMOVED, "purpose": REMOVED, "source": REMOVED, "notice": REMOVED,
+                          "state": REMOVED, "objected": False, "import": "", "ledger": held[flow_id]}
     return {"phone": phone, "flows": flows}
 
 
 def erase(accord: Accord, phone: str) -> dict[str, int]:
-    """Erase a number everywhere, keeping only the suppression HMAC so the objection holds (art. 17, 21)."""
-    return accord.store.erase(list(accord.flows.values()), phone, whole=True, objection=True)
+    """Erase a number everywhere, keeping only the suppression HMAC so the objection holds (art. 17, 21).
+
+    Flows whose file was removed are reached too, and the objection goes on every controller's
+    list Redis holds. Return the ledger entries erased per flow that held the number.
+    """
+    store = accord.store
+    retired = store.retired(accord.flows)
+    erased = store.erase([*accord.flows.values(), *retired], phone, whole=True, objection=True,
+                         controllers=store.objection_lists())
+    Batches(store).forget([*accord.flows, *(flow.id for flow in retired)], [phone])
+    store.forget_outbox(phone)
+    written.erase(accord, phone)
+    store.compact()
+    return erased
+
+
+def keep_export(accord: Accord, path: Path) -> None:
+    """Record a file an export wrote, so that retention and erasure reach it (bot/written.py)."""
+    written.record_export(accord, path)
 
 
 def due(flow: Flow, state: str, asked_at: float, touched: float, now: float) -> str | None:
-    """Say why a number's data in a flow must go now, or None (COMPLIANCE.md D.14)."""
+    """Say why a number's data in a flow must go now, or None (COMPLIANCE.md D.14).
+
+    Nothing stays beyond the flow's `retention_days` (at most three years) after the voter's last
+    contact, whatever the state; a flow with no end date keeps consented numbers that long.
+    """
     if state == "opted_out":
         return "opted out: reduced to the suppression HMAC"
     if state == "consented":
         end = flow.end_date
         if end and dt.datetime.fromtimestamp(now, flow.timezone).date() > end:
             return "consented: the flow's end date has passed"
+        if now - touched >= flow.retention_days * 86400:
+            return f"consented: {flow.retention_days} days after the last contact (retention_days)"
         return None
+    days = min(RETENTION_DAYS, flow.retention_days)
     since = asked_at if state in ("asked", "clarified", "expired", "declined") else touched
-    if now - since >= RETENTION_DAYS * 86400:
-        return f"{'declined' if state == 'declined' else 'no answer'}: {RETENTION_DAYS} days after the request"
+    if now - since >= days * 86400:
+        return f"{'declined' if state == 'declined' else 'no answer'}: {days} days after the request"
     return None
 
 
 def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
-    """Apply the retention rules to every flow; return what was (or would be) removed, by reason."""
-    store, removed = accord.store, Counter()
+    """Apply the retention rules to every flow, and to files; return what was (or would be) removed, by reason.
+
+    A flow whose file was removed keeps nothing but its ledger's chain: no end date or notice
+    covers its numbers any more. A flow past its end date keeps no batch and no bitmap.
+    """
+    store, removed = accord.store, Counter[str]()
+    batches = Batches(store)
     now = store.clock()
     for flow in accord.flows.values():
+        gone = []
         for phone, state, asked_at, touched in list(store.records(flow)):
             reason = due(flow, state, asked_at, touched, now)
             if reason:
                 removed[f"{flow.id}: {reason}"] += 1
+                gone.append(phone)
                 if not dry_run:
                     store.erase([flow], phone, whole=False, objection=state == "opted_out")
+        ended = flow.has_ended(now)
+        if not dry_run:
+            batches.forget([flow.id], gone)
+        stale = batches.expire(flow.id, None if ended else now - RETENTION_DAYS * 86400, dry_run=dry_run)
+        if stale:
+            removed[f"{flow.id}: batches not sent, " + ("after its end date" if ended else
+                                                         f"{RETENTION_DAYS} days after they were queued")] += stale
+        if ended and not dry_run and store.retire(flow.id):
+            removed[f"{flow.id}: its bitmaps, after its end date (who was asked is kept as HMACs)"] += 1
+    for retired in store.retired(accord.flows):
+        for phone in store.numbers_held(retired):
+            removed[f"{retired.id}: {REMOVED}"] += 1
+            if not dry_run:
+                store.erase([retired], phone, whole=False, objection=False)
+        stale = batches.expire(retired.id, dry_run=dry_run)
+        if stale:
+            removed[f"{retired.id}: batches not sent {REMOVED}"] += stale
+        if not dry_run and store.retire(retired.id):
+            removed[f"{retired.id}: its bitmaps {REMOVED} (who was asked is kept as HMACs)"] += 1
+    removed.update(written.purge(accord, dry_run=dry_run))
+    if removed and not dry_run:
+        store.compact()
     return removed

@@ -13,11 +13,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot import Accord
+from bot import Accord, written
 from bot.contacts import ContactsError, Row, read_header, read_rows
+from bot.files import create_private
 from bot.flows import Flow
 from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
-from bot.sending import BATCH, enqueue_many, rate_of
+from bot.sending import BATCH, enqueue_many, enqueue_stored, rate_of
+from bot.store import new_batch_id
 from bot.windows import read_postcode
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
@@ -79,7 +81,7 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
     origin.check()
     header = read_header(path)  # refuses sensitive or unknown columns before anything is stored
     report = ImportReport()
-    rejects = _Rejects(path.with_name(path.name + ".rejects.csv"), report)
+    rejects = _Rejects(written.rejects_path(accord, path), report, accord)
     try:
         if not dry_run:
             settings = {"rate": str(rate)} if rate else {}
@@ -218,12 +220,13 @@ class _Admission:
                 continue
             if len(items) < len(given):
                 batch = ",".join(items)
-            codes = self.accord.store.admit(self.flow, items, self.siblings, dry_run=self.dry_run)
+            batch_id = new_batch_id()  # the admit script stores the numbers it queues under it
+            codes = self.accord.store.admit(self.flow, items, self.siblings, dry_run=self.dry_run, batch_id=batch_id)
             counts.update({name: codes.count(code) for code, name in CODES.items()})
             if "q" in codes and not self.dry_run:
-                admitted.append(f"{codes}|{batch}")
+                admitted.append(batch_id)
         if admitted:
-            enqueue_many(self.accord, "requests", self.flow, [_queued(entry) for entry in admitted], rate=self.rate)
+            enqueue_stored(self.accord, "requests", self.flow, admitted, rate=self.rate)
             self.accord.store.settle(self.flow, admitted)
             counts["job"] = len(admitted)
         return counts
@@ -238,7 +241,7 @@ class _Admission:
 
 
 def _queued(admitted: str) -> list[str]:
-    """Return the numbers an admitted batch ("letters|batch") queued."""
+    """Return the numbers an admitted batch of an earlier version ("letters|batch") queued."""
     codes, _, batch = admitted.partition("|")
     return [item for item, code in zip(batch.split(","), codes, strict=True) if code == "q"]
 
@@ -252,10 +255,12 @@ def queue_admitted(accord: Accord, flow: Flow) -> int:
     admitted = accord.store.unsettled(flow)
     if not admitted:
         return 0
-    batches = [_queued(entry) for entry in admitted]
-    enqueue_many(accord, "requests", flow, batches)
+    stored = [entry for entry in admitted if "|" not in entry]
+    enqueue_stored(accord, "requests", flow, stored)
+    # An earlier version kept the numbers themselves on the list ("letters|batch"): stored now.
+    enqueue_many(accord, "requests", flow, [_queued(entry) for entry in admitted if "|" in entry])
     accord.store.settle(flow, admitted)
-    return len(batches)
+    return len(admitted)
 
 
 _served: _Admission | None = None  # in a forked admission process: the admission it works for
@@ -273,14 +278,18 @@ def _admit_served(batches: list[str]) -> Counter[str]:
 
 
 class _Rejects:
-    """Write rejected lines next to the input as they come (a million-line file keeps memory flat)."""
+    """Write rejected lines to the instance directory as they come (a million-line file keeps memory flat).
 
-    def __init__(self, path: Path, report: ImportReport) -> None:
+    They hold numbers and names: readable by the owner only, and kept FILES_DAYS (bot/written.py).
+    """
+
+    def __init__(self, path: Path, report: ImportReport, accord: Accord) -> None:
         """Open the file before anything is stored: a place it cannot be written refuses the import
         whole, not half-way; and an earlier import's rejects, replaced, cannot pass for this one's."""
-        self.path, self.report = path, report
+        self.path, self.report, self.accord = path, report, accord
         try:
-            self.file = path.open("w", newline="", encoding="utf-8")
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.file = create_private(path)
         except OSError as error:
             raise ContactsError(f"{path}: cannot write the rejected lines ({error.strerror})") from error
         self.writer = csv.writer(self.file)
@@ -304,6 +313,8 @@ class _Rejects:
             self.file.close()
             if self.report.rejects_file is None:
                 self.path.unlink()
+            else:
+                written.dated(self.accord, self.path)
         except OSError as error:
             raise ContactsError(f"{self.path}: cannot write the rejected lines ({error.strerror})") from error
 

@@ -9,9 +9,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import redis
+from redis.client import Pipeline
 from rq import Queue
 
 from bot import Accord, current
+from bot.batches import Batches
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
 from bot.gateway import SendError
@@ -43,22 +45,40 @@ def enqueue(accord: Accord, kind: str, flow: Flow, items: list[str], message: in
 
 def enqueue_many(accord: Accord, kind: str, flow: Flow, batches: list[list[str]], message: int = 0,
                  rate: float | None = None) -> None:
-    """Queue several batches in one round trip (a large import queues thousands)."""
+    """Store several batches and queue a job for each, in one transaction (a job carries the batch's id)."""
+    if not batches:
+        return
     rate = rate or rate_of(accord, flow)
-    jobs = [Queue.prepare_data(*_job(kind, flow, items, message), timeout=int(len(items) / rate * 3) + 300,
-                               result_ttl=86400, failure_ttl=30 * 86400)
-            for items in batches]
-    queue = queue_for(accord)
+    stored = Batches(accord.store)
     with accord.store.redis.pipeline() as pipe:
-        queue.enqueue_many(jobs, pipeline=pipe)
+        ids = [stored.keep(flow, items, pipe) for items in batches]
+        _queue(accord, kind, flow, ids, message, [len(items) for items in batches], rate, pipe)
         pipe.execute()
 
 
-def _job(kind: str, flow: Flow, items: list[str], message: int) -> tuple[Callable[..., dict[str, int]], tuple]:
-    """Return the job function and arguments that send `items` for `kind` (requests or content)."""
+def enqueue_stored(accord: Accord, kind: str, flow: Flow, batch_ids: list[str], message: int = 0,
+                   rate: float | None = None) -> None:
+    """Queue a job for each of these stored batches (admitted by an import, or parked), in one round trip."""
+    if not batch_ids:
+        return
+    with accord.store.redis.pipeline() as pipe:
+        _queue(accord, kind, flow, batch_ids, message, [BATCH] * len(batch_ids), rate or rate_of(accord, flow), pipe)
+        pipe.execute()
+
+
+def _queue(accord: Accord, kind: str, flow: Flow, batch_ids: list[str], message: int, sizes: list[int],
+           rate: float, pipe: Pipeline) -> None:
+    jobs = [Queue.prepare_data(*_job(kind, flow, batch_id, message), timeout=int(size / rate * 3) + 300,
+                               result_ttl=86400, failure_ttl=30 * 86400)
+            for batch_id, size in zip(batch_ids, sizes, strict=True)]
+    queue_for(accord).enqueue_many(jobs, pipeline=pipe)
+
+
+def _job(kind: str, flow: Flow, batch_id: str, message: int) -> tuple[Callable[..., dict[str, int]], tuple]:
+    """Return the job function and arguments that send a stored batch for `kind` (requests or content)."""
     if kind == "requests":
-        return send_requests, (flow.id, ",".join(items))
-    return send_content, (flow.id, message, ",".join(items))
+        return send_requests, (flow.id, batch_id)
+    return send_content, (flow.id, message, batch_id)
 
 
 def rate_of(accord: Accord, flow: Flow) -> float:
@@ -66,24 +86,33 @@ def rate_of(accord: Accord, flow: Flow) -> float:
     return float(accord.store.round_settings(flow).get("rate") or DEFAULT_RATE)
 
 
-def send_requests(flow_id: str, items: str) -> dict[str, int]:
-    """Job: ask each number of a batch for consent (claim, then send, at most once each)."""
-    return _work("requests", flow_id, items.split(","), lambda a, f, p, r: ask(a, f, p, region=r))
+def send_requests(flow_id: str, batch: str) -> dict[str, int]:
+    """Job: ask each number of a stored batch for consent (claim, then send, at most once each)."""
+    return _work("requests", flow_id, batch, lambda a, f, p, r: ask(a, f, p, region=r))
 
 
-def send_content(flow_id: str, message: int, items: str) -> dict[str, int]:
-    """Job: send content message `message` to each consented number of a batch."""
-    return _work("content", flow_id, items.split(","), lambda a, f, p, r: deliver(a, f, p, message, region=r),
-                 message)
+def send_content(flow_id: str, message: int, batch: str) -> dict[str, int]:
+    """Job: send content message `message` to each consented number of a stored batch."""
+    return _work("content", flow_id, batch, lambda a, f, p, r: deliver(a, f, p, message, region=r), message)
 
 
-def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord, Flow, str, str], str],
+def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow, str, str], str],
           message: int = 0) -> dict[str, int]:
     accord = current()
     flow = accord.flows[flow_id]
+    stored = Batches(accord.store)
+    if batch.startswith("+"):  # a job an earlier version queued carries its numbers (`python -m bot migrate`)
+        log.warning("flow %s: a job carries its numbers, as before this version; run `python -m bot migrate`",
+                    flow.id)
+        items: list[str] | None = batch.split(",")
+    else:
+        items = stored.read(flow.id, batch)
+    if items is None:
+        return {}  # done by an earlier run of this job, or emptied by erasure or retention
     interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
     counts: Counter[str] = Counter()
     later: dict[float, list[str]] = defaultdict(list)  # seconds to wait -> numbers
+    parked: list[str] = []
     for index, item in enumerate(items):
         if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
             interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
@@ -106,15 +135,25 @@ def _work(kind: str, flow_id: str, items: list[str], send_one: Callable[[Accord,
             continue
         wait = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
         if wait is None:
-            accord.store.park(flow, f"{kind}|{message}|{','.join(items[index:])}")
-            counts["parked"] += len(items) - index
+            parked = items[index:]
+            counts["parked"] += len(parked)
             break
         time.sleep(wait)
         counts[send_one(accord, flow, phone, region)] += 1
-    for delay, waiting in later.items():
-        function, args = _job(kind, flow, waiting, message)
-        queue_for(accord).enqueue_in(dt.timedelta(seconds=delay), function, *args,
-                                     result_ttl=86400, failure_ttl=30 * 86400)
+    # What waits goes on as new batches, each with its job (deferred) or on the parked list, in one
+    # transaction; then this batch goes. Dying in between, this job runs again: claims and
+    # releases send nothing twice.
+    queue = queue_for(accord)
+    with accord.store.redis.pipeline() as pipe:
+        for delay, waiting in later.items():
+            function, args = _job(kind, flow, stored.keep(flow, waiting, pipe), message)
+            queue.enqueue_in(dt.timedelta(seconds=delay), function, *args, result_ttl=86400,
+                             failure_ttl=30 * 86400, pipeline=pipe)
+        if parked:
+            accord.store.park(flow, f"{kind}|{message}|{stored.keep(flow, parked, pipe)}", pipe)
+        pipe.execute()
+    if not batch.startswith("+"):
+        stored.done(flow.id, batch)
     return dict(counts)
 
 

@@ -7,17 +7,21 @@ Only commands Redis 6.2 has are used (the embedded server is 6.2).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
+import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from redis import Redis
+from redis import Redis, ResponseError
+from redis.client import Pipeline
 from redis.commands.core import Script
 
 from bot import ledger, machine, states
@@ -25,10 +29,17 @@ from bot.flows import Flow
 from bot.keys import (
     OUTBOX_KEY,
     admitted_key,
+    answers_key,
+    asked_key,
+    batch_key,
+    batches_key,
     content_key,
+    costs_key,
     funnel_key,
     head_key,
+    key_for,
     ledger_key,
+    legacy_state_key,
     out_key,
     pace_key,
     parked_key,
@@ -39,15 +50,20 @@ from bot.keys import (
     sid_key,
     subject_key,
     suppression_key,
+    versions_key,
 )
 from bot.phones import FRENCH_MOBILE_E164
 from bot.pseudonyms import Pseudonyms
+from bot.segments import segments
 
 log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
 OUT_TTL = 35 * 86400
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
+COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
+BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
+NONZERO = re.compile(rb"[^\x00]")  # a byte of a bitmap with some bit set
 ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
 OBJECTIONS = frozenset({"stop", "carrier_stop"})  # written before anything is read, whatever the state
 EVERYWHERE = OBJECTIONS | {"start"}  # apply to every flow on the sender (START: see _plan)
@@ -72,6 +88,15 @@ class Outcome:
         return self.source != self.dest
 
 
+@dataclass(frozen=True)
+class Retired:
+    """A flow whose file was removed while Redis still holds its numbers: what erasing them needs."""
+
+    id: str
+    content_hash: str  # of its latest ledger entry, for the erasure entries
+    contents: int  # the highest content message with a bitmap
+
+
 @dataclass
 class Store:
     """The project's only door to Redis."""
@@ -83,9 +108,9 @@ class Store:
 
     def __post_init__(self) -> None:
         self.digest = Pseudonyms(self.suppression_secret)  # the keyed HMAC that stands for a number
-        self._step_source = lua("state", "ledger", "step")
+        self._step_source = lua("state", "ledger", "costs", "answers", "step")
         self._steps: dict[str, Script] = {}  # one compiled script per plan (see _plan)
-        self._append = self.redis.register_script(lua("ledger", "append"))
+        self._append = self.redis.register_script(lua("ledger", "costs", "append"))
         self._status = self.redis.register_script(lua("status"))
         self._admit = self.redis.register_script(lua("state", "admit"))
         self._release = self.redis.register_script(lua("state", "ledger", "release"))
@@ -99,28 +124,31 @@ class Store:
     def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
              shut: frozenset[str] = frozenset(), check_suppressed: bool = False, first: bool = False,
-             region: str | None = None) -> Outcome:
+             region: str | None = None, at: float | None = None, twiml: bool = True) -> Outcome:
         """Apply `trigger` to the number in the flow it is talking to, atomically, and log it.
 
         With `first`, the step applies to the first of `flows`, the others being only checked.
         `shut` names the calendar regions (bot/windows.py) whose window is shut: campaign texts to
         a number of such a region stay unsaid, as they do everywhere when not `window_open`.
         `region` is the number's region for the first flow, kept in its record; None keeps the
-        one recorded.
+        one recorded. `at` is when the text came, if not now (one reconcile brings back). Without
+        `twiml`, the texts said are not the entry's reply: the caller sends them and logs each.
         """
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
-        plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first)
+        keys += [costs_key(flow.id) for flow in flows]  # last: see bot/lua/answers.lua
+        plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first, twiml)
         script = self._steps.get(plan)
         if script is None:
             script = self._steps[plan] = self.redis.register_script(f"local plan = {plan}\n{self._step_source}")
-        now = self._now()
+        now = self._now() if at is None else f"{at:.3f}"
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
-                                      "-" if region is None else region])
+                                      "-" if region is None else region,
+                                      *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
         if unreadable:
@@ -146,16 +174,44 @@ class Store:
         return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True,
                          region=region)
 
-    def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False) -> None:
-        """Log a message the gateway accepted and remember it for status callbacks.
+    def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False,
+                    reply: bool = False) -> None:
+        """Log a message the gateway accepted, count it in the day's costs, remember it for status callbacks.
 
-        The funnel counts consent requests ("sent") apart from content ("sent:content").
+        The funnel counts consent requests ("sent") apart from content ("sent:content") and from
+        the service texts reconcile answers late ("sent:reply").
         """
+        kind = "content" if content else "reply" if reply else "request"
         self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid),
-                  counter="sent:content" if content else "sent")
+                  counter="sent" if kind == "request" else f"sent:{kind}", cost=kind)
+
+    def answer_late(self, message_sid: str) -> bool | None:
+        """Take on answering an inbound text late (reconcile): True the first time, False once taken.
+
+        None when the webhook processed it: its TwiML carried the answer.
+        """
+        key = answers_key(message_sid)
+        if self.redis.exists(key):
+            return False
+        if self.redis.exists(sid_key(message_sid)):
+            return None
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "by", "reconcile")
+            pipe.expire(key, SID_TTL)
+            taken, _ = pipe.execute()
+        return bool(taken)
+
+    def claim_answer(self, message_sid: str, index: int) -> bool:
+        """Claim the `index`th text answering an inbound text before sending it late: at most once."""
+        return bool(self.redis.hsetnx(answers_key(message_sid), str(index), "claimed"))
+
+    def unclaim_answer(self, message_sid: str, index: int) -> None:
+        """Give back a claimed answer the provider certainly did not send, for a later reconcile."""
+        self.redis.hdel(answers_key(message_sid), str(index))
 
     def record_import(self, flow: Flow, origin: str) -> None:
         """Log where a round's numbers came from, in the flow's ledger (A.6, C.13)."""
+        self.remember_versions([flow])
         self._log(flow, "", "import", origin, "", ledger_key(flow.id))
 
     def record_export(self, flow: Flow, text: str) -> None:
@@ -167,11 +223,16 @@ class Store:
         self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
-             counter: str | None = None) -> None:
+             counter: str | None = None, cost: str = "") -> None:
         subject = subject_key(self.digest(phone) if phone else "-")
-        self._append(keys=[ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject],
-                     args=[self._now(), phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt(),
-                           counter or event])
+        keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject]
+        now = self._now()
+        args: list[str | int] = [now, phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt(),
+                                 counter or event]
+        if cost:  # a message sent: one more in the day's cost counts (bot/lua/costs.lua)
+            keys.append(costs_key(flow.id))
+            args.append(f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}")
+        self._append(keys=keys, args=args)
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""
@@ -184,25 +245,27 @@ class Store:
         return _text(flow_id), _text(phone)
 
     def admit(self, flow: Flow, items: Sequence[str], siblings: Sequence[Flow] = (), *,
-              dry_run: bool = False) -> str:
+              dry_run: bool = False, batch_id: str | None = None) -> str:
         """Mark new numbers queued for a round; return a letter per item (see admit.lua).
 
         `items` are French mobiles in E.164, each alone or as 'phone/postcode'. Unless it is a dry
-        run, the batch and its letters also go on the flow's list of admitted batches, in the same
-        script, until `settle` says their job is queued: Redis failing in between loses no number
-        (see `unsettled`).
+        run, the numbers queued are stored as batch `batch_id` (a fresh one if None) and the id
+        goes on the flow's list of admitted batches, in the same script, until `settle` says its
+        job is queued: Redis failing in between loses no number (see `unsettled`).
         """
         if any(not FRENCH_MOBILE_E164.match(item)
                or (len(item) != ADMITTED_PHONE and item[ADMITTED_PHONE:ADMITTED_PHONE + 1] != "/") for item in items):
             raise ValueError("only French mobiles in E.164 (+33 6/7 and 8 digits) are admitted to a round")
         if len(items) > ADMIT_AT_MOST:
             raise ValueError(f"at most {ADMIT_AT_MOST} numbers are admitted at once, not {len(items)}")
-        batch = ",".join(items)  # as the job carries it, so a comma within an item would split it
+        batch = ",".join(items)  # as the batch is stored, so a comma within an item would split it
         if items and batch.count(",") != len(items) - 1:
             raise ValueError("a postcode admitted with a number holds no comma")
         phones = [item[:ADMITTED_PHONE] for item in items]
         others = [other for other in siblings if other.id != flow.id]
-        keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id), admitted_key(flow.id)]
+        batch_id = batch_id or new_batch_id()
+        keys = [queued_key(flow.id), suppression_key(flow.controller_id), funnel_key(flow.id), admitted_key(flow.id),
+                batch_key(flow.id, batch_id), batches_key(flow.id), asked_key(flow.id)]
         if others:
             keys += [states.slot(other.id, phone)[0] for phone in phones for other in others]
         # One argument for the numbers, each mobile (12 characters) then its digest (32): redis-py
@@ -210,17 +273,17 @@ class Store:
         digest = self.digest
         numbers = "".join([phone + digest(phone) for phone in phones])
         return _text(self._admit(keys=keys, args=[self.clock(), ",".join(str(o.expiry_seconds) for o in others),
-                                                  "1" if dry_run else "0", numbers, batch, flow.sender]))
+                                                  "1" if dry_run else "0", numbers, batch, flow.sender, batch_id]))
 
     def settle(self, flow: Flow, admitted: Sequence[str]) -> None:
-        """Say these admitted batches ("letters|batch", as `unsettled` gives them) have their jobs queued."""
+        """Say these admitted batches (their ids, as `unsettled` gives them) have their jobs queued."""
         with self.redis.pipeline(transaction=False) as pipe:
             for entry in admitted:
                 pipe.lrem(admitted_key(flow.id), 1, entry)
             pipe.execute()
 
     def unsettled(self, flow: Flow) -> list[str]:
-        """Return the admitted batches whose jobs were never queued, as "letters|batch"."""
+        """Return the ids of the admitted batches whose jobs were never queued."""
         return [_text(entry) for entry in self.redis.lrange(admitted_key(flow.id), 0, -1)]
 
     def release(self, flow: Flow, phone: str, message: int) -> str:
@@ -292,6 +355,17 @@ class Store:
         """Record a round's settings and origin (rate, broker, contract, operator ...)."""
         self.redis.hset(round_key(flow.id), mapping=settings)
 
+    def remember_versions(self, flows: Sequence[Flow]) -> None:
+        """Keep each flow's data under its content hash, so a proof names the texts a hash stands for."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for flow in flows:
+                pipe.hsetnx(versions_key(flow.id), flow.content_hash, flow.canonical)
+            pipe.execute()
+
+    def versions(self, flow_id: str) -> dict[str, str]:
+        """Return the flow's data by content hash, for every version this deployment ran."""
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(versions_key(flow_id)).items()}
+
     def round_settings(self, flow: Flow) -> dict[str, str]:
         """Return what was recorded when the flow's rounds were started."""
         return {_text(k): _text(v) for k, v in self.redis.hgetall(round_key(flow.id)).items()}
@@ -311,9 +385,9 @@ class Store:
     def is_paused(self, flow: Flow) -> bool:
         return bool(self.redis.exists(paused_key(flow.id)))
 
-    def park(self, flow: Flow, work: str) -> None:
-        """Keep the rest of a batch a pause interrupted, for `round resume`."""
-        self.redis.rpush(parked_key(flow.id), work)
+    def park(self, flow: Flow, work: str, pipe: Pipeline | None = None) -> None:
+        """Keep the rest of a batch a pause interrupted ("kind|message|batch id"), for `round resume`."""
+        (pipe or self.redis).rpush(parked_key(flow.id), work)
 
     def unpark(self, flow: Flow) -> list[str]:
         """Take back every parked remainder, atomically."""
@@ -376,12 +450,14 @@ class Store:
             entries.sort(key=lambda entry: ledger.entry_order(entry["entry"]))
         return held
 
-    def erase(self, flows: Sequence[Flow], phone: str, *, whole: bool, objection: bool) -> dict[str, int]:
+    def erase(self, flows: Sequence[Flow | Retired], phone: str, *, whole: bool, objection: bool,
+              controllers: Sequence[str] = ()) -> dict[str, int]:
         """Delete what is held on a number in `flows`, keeping its suppression HMAC; log the erasure.
 
-        `whole` also forgets that the number was ever queued or sent content (an erasure request);
-        without it (retention), the flows still remember not to ask it again. `objection` puts the
-        number on each controller's suppression list.
+        No bit of the number stays in the flows' bitmaps. `whole` also forgets that the number
+        was ever queued (an erasure request); without it (retention), each flow that asked it
+        keeps its HMAC in its asked-before set, so it is never asked again. `objection` puts the
+        number on the suppression list of each flow's controller and of `controllers`.
         """
         digest = self.digest(phone)
         sids = {entry["sid"] for entries in self.person(phone).values() for entry in entries if entry.get("sid")}
@@ -389,12 +465,64 @@ class Store:
         args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
-                     queued_key(flow.id), suppression_key(flow.controller_id)]
-            args += [flow.id, flow.content_hash, len(flow.texts.content)]
+                     queued_key(flow.id), asked_key(flow.id)]
+            args += [flow.id, flow.content_hash,
+                     len(flow.texts.content) if isinstance(flow, Flow) else flow.contents]
+        owners = [flow.controller_id for flow in flows if isinstance(flow, Flow)] + list(controllers)
+        objected = [suppression_key(owner) for owner in dict.fromkeys(owners)] if objection else []
+        keys += objected
+        args.append(len(objected))
         keys += [out_key(sid) for sid in sorted(sids)]
         report = _text(self._erase(keys=keys, args=args))
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}
+
+    def retired(self, loaded: Collection[str]) -> list[Retired]:
+        """Return the flows not in `loaded` (their file removed) whose numbers Redis still holds.
+
+        A flow that ever held a number has a funnel: one SCAN of the keyspace finds them all.
+        """
+        found = []
+        for name in self.redis.scan_iter(match=funnel_key("*"), count=10_000):
+            flow_id = _text(name).rpartition(":")[2]
+            if flow_id in loaded:
+                continue
+            held = [legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id), admitted_key(flow_id),
+                    parked_key(flow_id)] + [states.state_key(flow_id, suffix) for suffix in states.suffixes()]
+            contents = sorted(int(_text(key).rpartition(":")[2])
+                              for key in self.redis.scan_iter(match=key_for("content", flow_id, "*"), count=10_000))
+            if not self.redis.exists(*held) and not contents:
+                continue
+            last = self.redis.xrevrange(ledger_key(flow_id), count=1)
+            found.append(Retired(flow_id, _text(last[0][1].get(b"flow_hash")) if last else "",
+                                 contents[-1] if contents else 0))
+        return sorted(found, key=lambda flow: flow.id)
+
+    def objection_lists(self) -> list[str]:
+        """Return every controller id with a suppression list in Redis (a SCAN)."""
+        return sorted(_text(name).rpartition(":")[2]
+                      for name in self.redis.scan_iter(match=suppression_key("*"), count=10_000))
+
+    def retire(self, flow_id: str) -> int:
+        """Drop the bitmaps of a flow that sends no more (ended, or its file removed); return the
+        numbers marked queued, each kept as its HMAC in the asked-before set.
+
+        No offset is left to read a number from, and still no round of the flow asks a number
+        twice, should it come back. A state hash of an earlier layout goes too (its numbers erased).
+        """
+        queued, kept = queued_key(flow_id), 0
+        size = self.redis.strlen(queued)
+        for start in range(0, size, BITMAP_CHUNK):
+            chunk = self.redis.getrange(queued, start, start + BITMAP_CHUNK - 1)
+            digests = [self.digest(_bit_phone((start + at) * 8 + bit))
+                       for at in (match.start() for match in NONZERO.finditer(chunk))
+                       for bit in range(8) if chunk[at] & (0x80 >> bit)]
+            for first in range(0, len(digests), 10_000):
+                self.redis.sadd(asked_key(flow_id), *digests[first:first + 10_000])
+            kept += len(digests)
+        contents = [key for key in self.redis.scan_iter(match=key_for("content", flow_id, "*"), count=10_000)]
+        self.redis.delete(queued, legacy_state_key(flow_id), *contents)
+        return kept
 
     def records(self, flow: Flow, *, batch: int = 500) -> Iterator[tuple[str, str, int, float]]:
         """Yield (phone, state, asked at, last touched) for every number the flow holds (a scan).
@@ -417,7 +545,12 @@ class Store:
             except states.StateRecordError:
                 yield phone, _text(record)
 
-    def _scan(self, flow: Flow, batch: int) -> Iterator[tuple[str, bytes]]:
+    def numbers_held(self, flow: Retired) -> list[str]:
+        """Return every number a retired flow holds a state of, in this layout or an earlier one (a scan)."""
+        phones = [phone for phone, _ in self._scan(flow, 500)]
+        return phones + [_text(phone) for phone, _ in self.redis.hscan_iter(legacy_state_key(flow.id), count=1000)]
+
+    def _scan(self, flow: Flow | Retired, batch: int) -> Iterator[tuple[str, bytes]]:
         suffixes = list(states.suffixes())
         for start in range(0, len(suffixes), batch):
             chunk = suffixes[start:start + batch]
@@ -428,6 +561,35 @@ class Store:
             for suffix, fields in zip(chunk, found, strict=True):
                 for digits, record in fields.items():
                     yield states.phone_of(suffix, digits), record
+
+    def forget_outbox(self, phone: str) -> int:
+        """Delete the local outbox's messages to a number (erasure); return how many."""
+        ids = [entry_id for entry_id, fields in self.redis.xrange(OUTBOX_KEY) if fields.get(b"to") == phone.encode()]
+        return self.redis.xdel(OUTBOX_KEY, *ids) if ids else 0
+
+    def compact(self) -> bool:
+        """Have Redis rewrite its files from what it holds now, so what was erased leaves the disk too.
+
+        Redis's append-only file logs every write since its last rewrite, an erased number's
+        included. A rewrite already running began before the erasure: it is waited out, then
+        another is asked for. Say whether one was; a Redis that refuses (managed services may)
+        rewrites on its own schedule, and its backups are the operator's to rotate.
+        """
+        info = self.redis.info("persistence")
+        deadline = time.monotonic() + COMPACT_PATIENCE
+        while info.get("aof_rewrite_in_progress") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            info = self.redis.info("persistence")
+        rewritten = False
+        try:
+            if info.get("aof_enabled"):
+                self.redis.bgrewriteaof()
+                rewritten = True
+            if any(_text(value) for value in self.redis.config_get("save").values()):
+                self.redis.bgsave(schedule=True)  # a snapshot file holds the erased number too
+        except ResponseError as error:  # refused (CONFIG may be), or a rewrite still running after the wait
+            log.warning("Redis's files may hold an erased number until it rewrites them: %s", error)
+        return rewritten
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""
@@ -458,7 +620,7 @@ def _step_keys(flow: Flow) -> tuple[str, ...]:
 
 @lru_cache(maxsize=512)
 def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool, shut: frozenset[str],
-          check_suppressed: bool, first: bool) -> str:
+          check_suppressed: bool, first: bool, twiml: bool = True) -> str:
     """Write what the step script needs as a Lua table; cached, since flows and the machine are fixed.
 
     The table is compiled into the script itself (a script per plan, loaded once), so no call
@@ -476,13 +638,27 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     said = {say for steps in rows.values() for step in steps.values() for say in step.partition("|")[2].split(",")}
     return lua_value({
         "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
-        "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL),
+        "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL), "twiml": twiml,
         "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds, "sender": f.sender,
-                   "texts": {key: f.texts.say(key) for key in sorted(said) if key}} for f in flows],
+                   "texts": {key: f.texts.say(key) for key in sorted(said) if key},
+                   # What each text costs, by the text a reply holds (bot/lua/answers.lua).
+                   "parts": {f.texts.say(key): f"{_cost_kind(key)}|{segments(f.texts.say(key))}"
+                             for key in sorted(said) if key}} for f in flows],
     })
+
+
+def _cost_kind(say: str) -> str:
+    """Name what a text the machine says is, in the cost counts: a consent request, content, or a reply."""
+    return "request" if say == "consent_request" else say if say == "content" else "reply"
+
+
+@lru_cache(maxsize=1024)
+def _day(timezone: ZoneInfo, minute: int) -> str:
+    """Return the day, in `timezone`, of a minute since 1970 (days change on a whole minute)."""
+    return dt.datetime.fromtimestamp(minute * 60, timezone).date().isoformat()
 
 
 def _row(trigger: str, window_open: bool) -> dict[str, str]:
@@ -523,6 +699,16 @@ def lua(*names: str) -> str:
 
 def _salt() -> str:
     return secrets.token_hex(8)  # fresh per script call: ledger salts, new person ids
+
+
+def _bit_phone(offset: int) -> str:
+    """Return the French mobile at `offset` of a flow's bitmaps (see mobile_bit in state.lua)."""
+    return f"+336{offset:08d}" if offset < 100_000_000 else f"+337{offset - 100_000_000:08d}"
+
+
+def new_batch_id() -> str:
+    """Name a new batch of numbers (random: its id tells nothing of what it holds)."""
+    return secrets.token_hex(8)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -12,11 +12,12 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from bot import Accord
 from bot.flows import Flow
 from bot.rounds import queue_admitted
-from bot.sending import BATCH, enqueue, queue_for
+from bot.sending import BATCH, enqueue, enqueue_stored, queue_for
 
 
 def run_worker(accord: Accord, *, burst: bool = False) -> None:
     """Work the queue; the scheduler in it starts deferred batches when their window opens."""
+    accord.store.remember_versions(list(accord.flows.values()))  # the texts a proof names by their hash
     Worker([queue_for(accord)], connection=accord.store.redis).work(burst=burst, with_scheduler=True)
 
 
@@ -47,8 +48,11 @@ def resume(accord: Accord, flow: Flow) -> tuple[int, int]:
     accord.store.unpause(flow)
     parked = accord.store.unpark(flow)
     for work in parked:
-        kind, message, items = work.split("|", 2)
-        enqueue(accord, kind, flow, items.split(","), int(message))
+        kind, message, batch = work.split("|", 2)
+        if batch.startswith("+"):  # parked by an earlier version, with its numbers: stored now
+            enqueue(accord, kind, flow, batch.split(","), int(message))
+        else:
+            enqueue_stored(accord, kind, flow, [batch], int(message))
     return len(parked), requeue_interrupted(accord, flow) + queue_admitted(accord, flow)
 
 

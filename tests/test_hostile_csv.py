@@ -1,7 +1,8 @@
 """Contacts files as brokers and spreadsheets really make them: every line accounted for, or a clear error.
 
 The promise (README, "Running a consent round"): imported = queued + rejected + duplicates +
-suppressed + already asked + waiting, and every rejected line goes to FILE.rejects.csv with its
+suppressed + already asked + waiting, and every rejected line goes to FILE.rejects.csv (in the
+instance directory) with its
 line number and reason. Each file below goes through `start_round` on a real Redis (and one
 through the `round start` command), and the rejects file is read back line by line.
 """
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from rq import Queue
 
+from bot.batches import Batches
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
 from bot.rounds import ImportReport, Origin, start_round
@@ -42,9 +44,15 @@ def run_round(accord, flow, path: Path, data: bytes) -> ImportReport:
     return start_round(accord, flow, path, origin, rate=1000)
 
 
+def rejects_file(path: Path) -> Path:
+    """Where an import of `path` writes its rejected lines: the instance directory (tests/conftest.py's
+    `config` puts it in the test's tmp_path, beside the file)."""
+    return path.parent / "instance" / "rejects" / (path.name + ".rejects.csv")
+
+
 def rejects(path: Path) -> dict[int, str]:
     """Read FILE.rejects.csv back: line number -> reason (none when the file is absent)."""
-    written = path.with_name(path.name + ".rejects.csv")
+    written = rejects_file(path)
     if not written.exists():
         return {}
     with written.open(encoding="utf-8", newline="") as file:
@@ -83,9 +91,10 @@ def assert_accounted(report: ImportReport, path: Path) -> dict[int, str]:
 
 
 def queued_numbers(accord) -> list[str]:
-    """Every number the import queued for the workers, from the jobs themselves."""
+    """Every number the import queued for the workers, from the batches the jobs name."""
     queue: Queue = queue_for(accord)
-    return [item.partition("/")[0] for job in queue.get_jobs() for item in job.args[1].split(",")]
+    batches = Batches(accord.store)
+    return [item.partition("/")[0] for job in queue.get_jobs() for item in batches.read(*job.args) or ()]
 
 
 # (name, file bytes, {line: reason substring} rejected, numbers queued)
@@ -168,7 +177,7 @@ def test_a_file_without_a_usable_header_is_refused_whole(accord, flow, tmp_path,
     with pytest.raises(ContactsError, match=message):
         run_round(accord, flow, path, data)
     assert list(redis_client.scan_iter()) == []
-    assert not path.with_name("contacts.csv.rejects.csv").exists()
+    assert not rejects_file(path).exists()
 
 
 def test_the_round_command_refuses_an_unreadable_header_with_a_message_not_a_traceback(accord, flow, tmp_path):
@@ -273,7 +282,7 @@ def test_the_round_command_reports_a_hostile_file_line_by_line(accord, flow, tmp
                                                                      re.MULTILINE)}
     assert counts["imported"] == 600 == sum(counts[part] for part in PARTS)
     assert counts["rejected"] == len(rejected) and counts["queued"] == len(queued)
-    assert f"{len(rejected)} rejected line(s) written to {path}.rejects.csv" in result.output
+    assert f"{len(rejected)} rejected line(s) written to {rejects_file(path)}" in result.output
     assert sorted(rejects(path)) == sorted(rejected)
 
 
@@ -288,7 +297,7 @@ def test_an_earlier_imports_rejects_do_not_outlive_a_clean_file(accord, flow, tm
 def test_a_rejects_file_that_cannot_be_written_refuses_the_import_before_anything_is_stored(
         accord, flow, tmp_path, redis_client):
     path = tmp_path / "contacts.csv"
-    path.with_name("contacts.csv.rejects.csv").mkdir()
+    rejects_file(path).mkdir(parents=True)
     with pytest.raises(ContactsError, match="cannot write the rejected lines"):
         run_round(accord, flow, path, b"telephone\nn/a\n0612980001\n")
     assert list(redis_client.scan_iter()) == []
@@ -297,7 +306,7 @@ def test_a_rejects_file_that_cannot_be_written_refuses_the_import_before_anythin
 def test_a_rejected_value_never_reaches_a_spreadsheet_as_a_formula(accord, flow, tmp_path):
     path = tmp_path / "contacts.csv"
     run_round(accord, flow, path, b"telephone\n=1+1\n@SUM(1+1)*cmd|' /C calc'!A0\n-2+3\n+44 7911 123456\n-\n")
-    with path.with_name("contacts.csv.rejects.csv").open(encoding="utf-8", newline="") as file:
+    with rejects_file(path).open(encoding="utf-8", newline="") as file:
         values = [value for _, value, _ in list(csv.reader(file))[1:]]
     assert values == ["'=1+1", "'@SUM(1+1)*cmd|' /C calc'!A0", "'-2+3", "+44 7911 123456", "-"]
 

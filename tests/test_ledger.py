@@ -89,10 +89,18 @@ def test_an_entry_edited_into_invalid_utf8_is_named_not_crashed_on(accord, flow,
     assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
 
 
-def test_personal_fields_removed_leave_a_chain_that_verifies(accord, flow, conversation, redis_client):
+def test_personal_fields_removed_without_a_recorded_erasure_are_caught(accord, flow, conversation, redis_client):
     redis_client.delete(person_of(accord, redis_client))
     entries = accord.store.ledger(flow.id)
     assert entries and all(fields.get("erased") == "1" for _, fields in entries)
+    assert accord.store.verify_ledger(flow.id) == entries[0][0]  # the first entry emptied, and no erasure says so
+
+
+def test_personal_fields_erased_leave_a_chain_that_verifies(accord, flow, conversation):
+    accord.store.erase([flow], VOTER, whole=True, objection=True)
+    entries = accord.store.ledger(flow.id)
+    assert [fields.get("erased") for _, fields in entries[:3]] == ["1", "1", "1"]
+    assert entries[-1][1]["text"].startswith("3 entries erased: ")
     assert accord.store.verify_ledger(flow.id) is None
 
 

@@ -1,4 +1,4 @@
-"""Texts the webhook missed come back from Twilio's API and are replayed once, never answered late."""
+"""Texts the webhook missed come back from Twilio's API, are replayed once at the time they came, and answered once."""
 
 from __future__ import annotations
 
@@ -73,15 +73,28 @@ def test_missed_answers_are_replayed_once(accord, flow, missed, twilio):
     assert accord.store.verify_ledger("demo") is None
 
 
-def test_replayed_answers_are_not_sent_late(accord, missed, twilio):
+def test_replayed_answers_are_sent_once_as_their_twiml_would_have_been(accord, flow, missed, twilio):
+    reconcile_cli(accord)
+    assert [(m["to"], m["body"]) for m in twilio.messages[2:]] == [
+        (VOTER, flow.texts.confirmation), (VOTER, flow.texts.content[0]), (OTHER, flow.texts.stopped)]
+    reconcile_cli(accord)
+    assert len(twilio.messages) == 5
+
+
+def test_out_of_hours_the_content_a_yes_is_owed_is_held_and_said_so(accord, flow, missed, twilio, clock):
+    clock.set(at(23, 30))  # the demo flow sends 07:00-23:00: the confirmations go, the content waits
     result = reconcile_cli(accord)
-    assert [m["to"] for m in twilio.messages] == [VOTER, OTHER]  # the two consent requests, nothing since
-    assert "2 answer(s) the bot would have sent at the time were not sent" in result.output
+    assert [(m["to"], m["body"]) for m in twilio.messages[2:]] == [
+        (VOTER, flow.texts.confirmation), (OTHER, flow.texts.stopped)]
+    assert "1 answer(s) the bot would have sent at the time were not sent" in result.output
     assert "`content send demo`" in result.output
 
 
-def test_a_yes_found_by_reconcile_gets_content_with_the_next_content_send(accord, flow, missed, twilio):
+def test_a_yes_found_by_reconcile_out_of_hours_gets_content_with_the_next_content_send(accord, flow, missed,
+                                                                                       twilio, clock):
+    clock.set(at(23, 30))
     reconcile_cli(accord)
+    clock.set(dt.datetime(2026, 12, 2, 9, 0, tzinfo=PARIS))
     twilio.reset()
     assert "queued for 1 consented" in run(accord, "content", "send", "demo").output
     SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)

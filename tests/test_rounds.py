@@ -15,6 +15,7 @@ from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
 from bot import Accord, build, create_app, rounds, sending
+from bot.batches import Batches
 from bot.cli import Services, main
 from bot.rounds import Origin
 from bot.sending import ask, queue_for
@@ -225,9 +226,12 @@ def test_numbers_outside_metropolitan_france_are_rejected_with_the_reason(accord
     assert "its time zone may differ" in result.output and "queued: 0" in result.output
 
 
-def test_rejected_lines_are_written_next_to_the_file(accord, contacts):
-    start(accord, "demo", contacts)
-    rejects = contacts.with_name("contacts.csv.rejects.csv").read_text(encoding="utf-8").splitlines()
+def test_rejected_lines_are_written_to_the_instance_directory_for_its_owner_only(accord, contacts):
+    result = start(accord, "demo", contacts)
+    path = accord.config.instance_dir / "rejects" / "contacts.csv.rejects.csv"
+    assert f"2 rejected line(s) written to {path}" in result.output
+    assert path.stat().st_mode & 0o777 == 0o600 and not contacts.with_name("contacts.csv.rejects.csv").exists()
+    rejects = path.read_text(encoding="utf-8").splitlines()
     assert rejects[0] == "line,value,reason"
     assert rejects[1].startswith("7,01 45 67 89 10,not a mobile")
     assert rejects[2].startswith("8,n/a,")
@@ -335,8 +339,9 @@ def long_list(tmp_path: Path, count: int) -> Path:
 
 
 def queued_numbers(accord: Accord) -> list[str]:
-    jobs = queue_for(accord).get_jobs()
-    return [item for job in jobs for item in job.args[1].split(",")]
+    """Every number queued, from the batches the jobs name (a job carries no number)."""
+    batches = Batches(accord.store)
+    return [item for job in queue_for(accord).get_jobs() for item in batches.read(*job.args) or ()]
 
 
 @pytest.mark.parametrize("parallel_after", [0, 3])
@@ -392,21 +397,21 @@ def test_an_import_cut_short_between_admitting_and_queueing_loses_no_number(
         accord, tmp_path, monkeypatch, parallel_after, then):
     monkeypatch.setattr(rounds, "BATCH", 7)
     monkeypatch.setattr(rounds._Admission, "PARALLEL_AFTER", parallel_after)
-    enqueue_many, calls = rounds.enqueue_many, []
+    enqueue_stored, calls = rounds.enqueue_stored, []
 
     def enqueue_until_redis_goes(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:  # admitted, marked queued in Redis, but its job never made it
             raise redis.ConnectionError("Redis went away")
-        return enqueue_many(*args, **kwargs)
+        return enqueue_stored(*args, **kwargs)
 
-    monkeypatch.setattr(rounds, "enqueue_many", enqueue_until_redis_goes)
+    monkeypatch.setattr(rounds, "enqueue_stored", enqueue_until_redis_goes)
     flow, path = accord.flows["demo"], long_list(tmp_path, 200)
     origin = Origin("supporters", "", "", "camille", path.name, "")
     with pytest.raises(redis.ConnectionError):
         rounds.start_round(accord, flow, path, origin)
     assert accord.store.unsettled(flow)  # the batch admitted but not queued is still on file
-    monkeypatch.setattr(rounds, "enqueue_many", enqueue_many)
+    monkeypatch.setattr(rounds, "enqueue_stored", enqueue_stored)
     if then == "resume":
         assert resume(accord, flow)[1] >= 1
     report = rounds.start_round(accord, flow, path, origin)  # the rest of the file, if the first run stopped early

@@ -89,4 +89,4 @@ def count_lines(path: Path) -> int:
 
 
 # The families of commands register themselves on `main` when imported.
-from bot.cli import compliance, local, rounds  # noqa: E402, F401
+from bot.cli import compliance, local, rights, rounds  # noqa: E402, F401

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from bot import archive, ledger, lint, proof, rights
+from bot import archive, audit, bundle, checkpoints, ledger, lint, proof, rights, rights_requests
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, write_csv
+from bot.files import create_private
 from bot.flows import FlowError, flow_paths, load_flow
 from bot.gateway import SendError
 from bot.reconcile import ReconcileError, parse_since, reconcile
@@ -91,12 +95,23 @@ def _archive_option(purpose: str) -> Callable[[Callable], Callable]:
                         help=f"Archive files of FLOW, or folders holding them: {purpose}. Repeatable.")
 
 
+_request_option = click.option("--request", metavar="REF",
+                               help="The rights request this answers (`rights add`); kept in the audit trail.")
+
+
 @consent.command("verify")
 @click.argument("flow_id", metavar="FLOW")
 @_archive_option("walk the chain from its very start")
+@click.option("--checkpoints", "checkpoint_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The flow's checkpoints file, e.g. a copy kept away from this server "
+                   "[default: instance/checkpoints/FLOW.jsonl].")
+@click.option("--key", "trusted_key", help="The public key checkpoints must be signed with (base64) "
+                                            "[default: this server's].")
 @click.pass_obj
-def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None:
-    """Walk FLOW's ledger hash chain and report the first entry that does not fit."""
+def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...], checkpoint_file: Path | None,
+                   trusted_key: str | None) -> None:
+    """Walk FLOW's ledger hash chain and report the first entry that does not fit; check it against
+    the latest signed checkpoint."""
     store = obj.accord.store
     flow = obj.flow(flow_id)
     base = ledger.base(store.redis, flow.id)
@@ -110,11 +125,47 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None
         click.echo(f"ledger of {flow_id}: {broken}")
         sys.exit(1)
     click.echo(f"ledger of {flow_id}: {len(store.ledger(flow_id))} entries, chain intact")
+    _check_checkpoint(obj, flow_id, paths, checkpoint_file, trusted_key)
     if base.count and paths:
         click.echo(f"  from its start: {base.count} archived entries, checked in their files, then those in Redis")
     elif base.count:
         click.echo(f"  starting after {base.count} archived entries (the last, {base.last}, in {base.file}); "
                    f"--archive DIR checks them too")
+
+
+def _check_checkpoint(obj: Services, flow_id: str, paths: tuple[Path, ...], checkpoint_file: Path | None,
+                      trusted_key: str | None) -> None:
+    """Check the ledger against the latest signed checkpoint; exit 1 on anything that does not hold."""
+    keeper = _keeper(obj)
+    redis = obj.accord.store.redis
+    try:
+        signed = keeper.latest(flow_id, checkpoint_file)
+        if signed is None:
+            click.echo(f"  no signed checkpoint yet: `ledger checkpoint {flow_id}` fixes the ledger as it stands")
+            return
+        signed.check(trusted_key or keeper.public_key())
+        first = ledger.base(redis, flow_id).count
+        stream = ledger.entries(redis, flow_id)
+        if paths:  # the archived entries too: the whole tree is rebuilt
+            stream, first = iter([*bundle.archived_entries(obj.accord, obj.flow(flow_id), paths), *stream]), 0
+        wrong = checkpoints.check(signed, stream, first=first)
+    except (checkpoints.CheckpointError, archive.ArchiveError) as error:
+        click.echo(f"ledger of {flow_id}: checkpoint: {error}")
+        sys.exit(1)
+    checkpoint = signed.checkpoint
+    if wrong:
+        click.echo(f"ledger of {flow_id}: not as the checkpoint of {checkpoint.at} signed it: {wrong}")
+        sys.exit(1)
+    after = ledger.base(redis, flow_id).count + redis.xlen(ledger.ledger_key(flow_id)) - checkpoint.size
+    how = "Merkle root rebuilt from the first entry" if first == 0 else "chain head matched, archives not given"
+    click.echo(f"  as signed in the checkpoint of {checkpoint.at} ({checkpoint.size} entries, root "
+               f"{checkpoint.root[:16]}…, {how}); {after} entr{'y' if after == 1 else 'ies'} since, not yet "
+               "checkpointed")
+
+
+def _keeper(obj: Services) -> checkpoints.Keeper:
+    config = obj.accord.config
+    return checkpoints.keeper_for(obj.accord.store.redis, config.instance_dir, config.signing_key_path)
 
 
 @consent.command("export")
@@ -124,10 +175,19 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> None
 @click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="File to write [default: stdout].")
 @_archive_option("the times and flow hashes of the entries archived off Redis are read from them")
+@click.option("--bundle", "bundle_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="With --phone: write the voter's proof bundle here, checkable without Accord (docs/PROOF.md).")
+@_request_option
 @click.pass_obj
 def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, output: Path | None,
-                   paths: tuple[Path, ...]) -> None:
+                   paths: tuple[Path, ...], bundle_path: Path | None, request: str | None) -> None:
     """Export the proof of consent of FLOW's numbers (A.6): request, answers, origin; the export is logged."""
+    target = bundle_path or output
+    _trace(obj, "consent export", phone, flow=obj.flow(flow_id).id, request=request,
+           detail=f"{'bundle' if bundle_path else fmt} to {target.name if target else 'stdout'}")
+    if bundle_path is not None:
+        _export_bundle(obj, flow_id, phone, paths, bundle_path)
+        return
 
     flow = obj.flow(flow_id)
     number = phone_argument(phone) if phone else None
@@ -139,11 +199,36 @@ def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, out
     if output is None:
         count = proof.export(obj.accord, flow, sys.stdout, fmt, number, archived=archived)
     else:
-        with output.open("w", encoding="utf-8", newline="") as file:
+        with create_private(output) as file:  # it holds numbers and answers: for its owner only
             count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name, archived=archived)
+        rights.keep_export(obj.accord, output)  # purged after 30 days, reached by erasure (bot/written.py)
     click.echo(f"{count} record(s) of {flow_id} exported; the export is logged in the ledger.", err=True)
     if not paths:
         _say_archived(obj, flow_id, "their times (asked_at, sent_at, answers, events) and flow hashes show blank here")
+
+
+def _export_bundle(obj: Services, flow_id: str, phone: str | None, paths: tuple[Path, ...], path: Path) -> None:
+    """Checkpoint the ledger, then write one voter's entries with their proofs against that checkpoint."""
+    if not phone:
+        raise click.UsageError("--bundle proves one voter's entries: give --phone too")
+    flow, number = obj.flow(flow_id), phone_argument(phone)
+    keeper = _keeper(obj)
+    try:
+        archived = bundle.archived_entries(obj.accord, flow, paths)
+        made = bundle.build(obj.accord, flow, number, keeper, keeper.make(flow.id, obj.accord.store.clock()),
+                            archived)
+    except (checkpoints.CheckpointError, bundle.BundleError, archive.ArchiveError) as error:
+        raise click.ClickException(str(error)) from error
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the voter's personal data
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(made, file, ensure_ascii=False, indent=1)
+    rights.keep_export(obj.accord, path)  # purged after 30 days, reached by erasure (bot/written.py)
+    obj.accord.store.record_export(flow, json.dumps({"operator": getpass.getuser(), "scope": "one number",
+                                                     "format": "bundle", "count": len(made["entries"]),
+                                                     "output": path.name}))
+    click.echo(f"{len(made['entries'])} entries of {number} in {flow_id}, proven against the checkpoint of "
+               f"{made['checkpoint']['at']}, written to {path}; the export is logged in the ledger.", err=True)
+    click.echo(f"Check it anywhere: python bot/verifier.py {path} --key {made['key']}", err=True)
 
 
 def _say_archived(obj: Services, flow_id: str, missing: str) -> None:
@@ -162,6 +247,20 @@ def _say_unrecorded(obj: Services, flow_id: str, paths: tuple[Path, ...], *, err
                    err=err)
 
 
+def _trace(obj: Services, action: str, phone: str | None = None, *, flow: str = "", request: str | None = None,
+           detail: str = "") -> None:
+    """Record who is about to run `action` on personal data, on which number (its HMAC) and request."""
+    store = obj.accord.store
+    subject = store.digest(phone_argument(phone)) if phone else ""
+    try:
+        linked = rights_requests.record_access(store.redis, store.clock(), audit.user(), action, subject=subject,
+                                               flow=flow, request=request or "", detail=detail)
+    except rights_requests.RequestError as error:
+        raise click.ClickException(str(error)) from error
+    if request and linked is None:
+        click.echo(f"Note: {request} is not in the rights register (`rights add`); recorded as given.", err=True)
+
+
 @main.group()
 def person() -> None:
     """What is held on one voter (GDPR art. 15, 17, 21)."""
@@ -169,9 +268,11 @@ def person() -> None:
 
 @person.command("show")
 @click.argument("phone")
+@_request_option
 @click.pass_obj
-def person_show(obj: Services, phone: str) -> None:
+def person_show(obj: Services, phone: str, request: str | None) -> None:
     """Show everything held on PHONE across flows, with where it came from."""
+    _trace(obj, "person show", phone, request=request)
     held = rights.show(obj.accord, phone_argument(phone))
     if not held["flows"]:
         click.echo(f"{held['phone']}: nothing held.")
@@ -193,12 +294,14 @@ def person_show(obj: Services, phone: str) -> None:
 @person.command("erase")
 @click.argument("phone")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_request_option
 @click.pass_obj
-def person_erase(obj: Services, phone: str, yes: bool) -> None:
+def person_erase(obj: Services, phone: str, yes: bool, request: str | None) -> None:
     """Erase PHONE everywhere, keeping only the suppression HMAC so the objection still works."""
     phone = phone_argument(phone)
     if not yes:
         click.confirm(f"Erase everything held on {phone}?", abort=True)
+    _trace(obj, "person erase", phone, request=request)
     erased = rights.erase(obj.accord, phone)
     if not erased:
         click.echo(f"{phone}: nothing held; its HMAC is on the suppression lists.")
@@ -208,9 +311,11 @@ def person_erase(obj: Services, phone: str, yes: bool) -> None:
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@_request_option
 @click.pass_obj
-def purge(obj: Services, dry_run: bool) -> None:
+def purge(obj: Services, dry_run: bool, request: str | None) -> None:
     """Apply the retention rules (COMPLIANCE.md D.14); safe to run daily from cron."""
+    _trace(obj, "purge", request=request, detail="dry run" if dry_run else "")
     removed = rights.purge(obj.accord, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for reason, count in sorted(removed.items()):
@@ -224,8 +329,9 @@ def purge(obj: Services, dry_run: bool) -> None:
 @click.option("--since", required=True, help="ISO 8601 moment; without an offset, in the flow's timezone.")
 @click.option("--limit", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Read at most this many texts (the newest).")
+@_request_option
 @click.pass_obj
-def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> None:
+def reconcile_command(obj: Services, flow_id: str, since: str, limit: int, request: str | None) -> None:
     """Replay the texts Twilio received on FLOW's sender since --since that the webhook missed."""
 
     flow = obj.flow(flow_id)
@@ -233,6 +339,7 @@ def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> No
         moment = parse_since(since, flow.timezone)
     except ValueError as error:
         raise click.BadParameter(f"{since!r}: not an ISO 8601 date and time", param_hint="--since") from error
+    _trace(obj, "reconcile", flow=flow.id, request=request, detail=f"since {moment.isoformat()}")
     try:
         done = reconcile(obj.accord, flow, moment, limit)
     except ReconcileError as error:
@@ -241,8 +348,13 @@ def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> No
         raise click.ClickException(f"Twilio refused the list of received texts: {error}") from error
     click.echo(f"Reconcile of {flow_id} since {moment.isoformat()}:")
     for label, count in (("fetched", done.fetched), ("replayed", done.replayed),
-                         ("already processed", done.already), ("skipped (sender not E.164)", done.skipped)):
+                         ("already processed", done.already), ("skipped (sender not E.164)", done.skipped),
+                         ("answers sent", done.sent)):
         click.echo(f"{label:>28}: {count}")
+    if done.failed:
+        click.echo(f"{done.failed} answer(s) failed, logged as failed sends: those the provider refused unprocessed "
+                   "(throttled) go with the next reconcile; the others, possibly sent, are never sent twice.",
+                   err=True)
     if done.unsent:
         click.echo(f"{done.unsent} answer(s) the bot would have sent at the time were not sent (the voters wrote "
                    f"earlier); consented numbers get content with the next `content send {flow_id}`.")
@@ -253,7 +365,7 @@ def reconcile_command(obj: Services, flow_id: str, since: str, limit: int) -> No
 
 @main.group()
 def report() -> None:
-    """Reports for the campaign's financial agent."""
+    """Reports: costs for the campaign's financial agent, the record of processing."""
 
 
 @report.command("costs")
@@ -278,13 +390,37 @@ def report_costs(obj: Services, flow_id: str, unit_price: str | None, paths: tup
         raise click.ClickException(str(error)) from error
     _say_unrecorded(obj, flow_id, paths, err=True)
     write_csv(report, sys.stdout, price)
-    if not paths:
-        _say_archived(obj, flow_id, "the messages among them are not counted here")
+    if not paths and (report.from_ledger or not report.counted):  # the day counts hold the rest
+        _say_archived(obj, flow_id, "the messages among them logged before the day counts began are not counted "
+                                    "here")
 
 
 @main.group("ledger")
 def ledger_group() -> None:
     """The consent ledger's life off Redis."""
+
+
+@ledger_group.command("checkpoint")
+@click.argument("flow_ids", metavar="[FLOW]...", nargs=-1)
+@click.pass_obj
+def ledger_checkpoint(obj: Services, flow_ids: tuple[str, ...]) -> None:
+    """Sign the ledger of every flow (or those named) as it stands, file it and print it.
+
+    Run it often (e.g. every 10 minutes from cron): `consent verify` catches any rewrite of what a
+    checkpoint covers, even by someone with Redis access. Keep the printed lines, or the files
+    under instance/checkpoints/, somewhere this server cannot write.
+    """
+    keeper = _keeper(obj)
+    flows = [obj.flow(flow_id) for flow_id in flow_ids] or list(obj.accord.flows.values())
+    for flow in flows:
+        try:
+            signed = keeper.make(flow.id, obj.accord.store.clock())
+        except checkpoints.CheckpointError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"{flow.id}: {signed.checkpoint.size} entries, root {signed.checkpoint.root}, "
+                   f"filed in {keeper.path(flow.id)}")
+        click.echo(signed.line())
+    click.echo(f"signing key (public, base64): {keeper.public_key()}")
 
 
 @ledger_group.command("archive")
@@ -307,6 +443,10 @@ def ledger_archive(obj: Services, flow_id: str, directory: Path, before: dt.date
     redis = obj.accord.store.redis
     cutoff = dt.datetime.combine(before.date(), dt.time(), flow.timezone).timestamp() if before else None
     directory.mkdir(parents=True, exist_ok=True)
+    try:  # what leaves Redis is checkpointed first, so the tree goes on from the files
+        _keeper(obj).make(flow.id, obj.accord.store.clock())
+    except checkpoints.CheckpointError as error:
+        raise click.ClickException(str(error)) from error
     try:
         written = archive.archive(redis, flow.id, directory, keep=keep, before=cutoff)
         if written is None:

@@ -117,7 +117,12 @@ def operator_unlock(obj: Services, name: str) -> None:
 def migrate_command(obj: Services) -> None:
     """Convert data an earlier version wrote into this version's layout; run it with the bot stopped."""
     accord = obj.built
+    jobs = migrate.migrate_jobs(accord)
+    if jobs:
+        click.echo(f"{jobs} job(s) carrying numbers now name a stored batch instead (or, finished, are gone).")
     found = migrate.legacy_flows(accord.store, accord.flows)
+    if not found and jobs:
+        return
     if not found:
         click.echo("Nothing to migrate: the data is already in this version's layout.")
         return

@@ -12,6 +12,7 @@ from bot import use
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
 from bot.flows import Flow
+from bot.replies import normalize
 from bot.rounds import POSTCODE_NOT_READ, SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
 from bot.workers import broadcast, resume, run_worker
@@ -38,7 +39,7 @@ def round_group() -> None:
 @click.option("--rate", type=click.FloatRange(min=1), help="Messages per second from the sender, for all workers.")
 @click.option("--source-type", default="broker", show_default=True,
               help=f"Where the list comes from: {', '.join(SOURCE_TYPES)}.")
-@click.option("--broker", help="Who supplied the list [default: the flow's source].")
+@click.option("--broker", help="Who supplied the list, as the flow's source names it [default: the flow's source].")
 @click.option("--contract", default="", help="Reference of the contract with the broker (required for broker).")
 @click.option("--operator", default=getpass.getuser, help="Who starts this round [default: your login].")
 @click.pass_obj
@@ -47,6 +48,13 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
     """Import CONTACTS (a CSV with a phone column) and queue FLOW's consent request to each new number."""
     flow = sending_flow(obj, flow_id)
     accord = obj.accord
+    if broker is not None and not names(flow.source, broker):
+        # The consent request tells each voter where their number came from (GDPR art. 14): the
+        # ledger's origin must be that same source, or the proof contradicts the SMS.
+        raise click.ClickException(
+            f"--broker {broker!r}: {flow.id}'s consent request tells voters their number comes from "
+            f"{flow.source!r} (the flow's `source`), which does not name {broker!r}. The SMS and the ledger would "
+            "name different sources: give the broker the flow names, or use a flow whose `source` names this one.")
     origin = Origin(source_type=source_type, broker=broker or flow.source, contract=contract,
                     operator=operator, file=contacts.name, imported_at=now_iso(accord))
     lines = max(0, count_lines(contacts) - 1)
@@ -80,6 +88,12 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
     elif not window.open:
         click.echo(f"The sending window is closed now ({window.reason}) and opens no more before the "
                    "flow's end: what is queued will not be sent.")
+
+
+def names(source: str, broker: str) -> bool:
+    """Say whether a flow's `source` names `broker` (whole words, whatever the case, accents and punctuation)."""
+    wanted = normalize(broker)
+    return bool(wanted) and f" {wanted} " in f" {normalize(source)} "
 
 
 @round_group.command("status")

@@ -1,9 +1,10 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
--- KEYS: subject key, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, suppression
--- hash; then the provider-message keys of the number's sent texts.
+-- KEYS: subject key, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
+-- set; then the suppression hashes the objection goes to; then the provider-message keys of the number's
+-- sent texts.
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
--- their flows) or '0' for only these flows, '1' to also record an objection, then per flow: flow
--- id, flow hash, number of content messages.
+-- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
+-- flow: flow id, flow hash, number of content messages; then the number of suppression hashes.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 begin(KEYS[1], ARGV[4])
@@ -14,15 +15,16 @@ local offset = bit_of(phone)
 local open = {asked = true, clarified = true}
 local report = {}
 for i = 1, flows do
-  local skey, lkey, hkey, fkey, qkey, supkey = KEYS[1 + 6 * (i - 1) + 1], KEYS[1 + 6 * (i - 1) + 2],
+  local skey, lkey, hkey, fkey, qkey, akey = KEYS[1 + 6 * (i - 1) + 1], KEYS[1 + 6 * (i - 1) + 2],
     KEYS[1 + 6 * (i - 1) + 3], KEYS[1 + 6 * (i - 1) + 4], KEYS[1 + 6 * (i - 1) + 5], KEYS[1 + 6 * (i - 1) + 6]
   local flow_id, flow_hash, contents = ARGV[8 + 3 * (i - 1)], ARGV[9 + 3 * (i - 1)], tonumber(ARGV[10 + 3 * (i - 1)])
-  local erased = 0
+  local erased, ids = 0, {}
   if pkey then
     for _, field in ipairs(redis.call('HKEYS', pkey)) do
       if string.sub(field, 1, #flow_id + 1) == flow_id .. '|' then
         redis.call('HDEL', pkey, field)
         erased = erased + 1
+        ids[erased] = string.sub(field, #flow_id + 2)
       end
     end
   end
@@ -34,19 +36,36 @@ for i = 1, flows do
     redis.call('HINCRBY', fkey, 'm:' .. (state or '?') .. '>-', 1)
     if open[state] then redis.call('HINCRBY', fkey, 'h:' .. math.floor(tonumber(asked_at) / 3600), -1) end
   end
-  if whole and offset then
-    redis.call('SETBIT', qkey, offset, '0')
-    for n = 1, contents do redis.call('SETBIT', 'accord:content:' .. flow_id .. ':' .. n, offset, '0') end
+  -- No bit of the number is left anywhere: a bit's offset is the number itself. Retention (not
+  -- whole) keeps that the flow asked it as its HMAC in the asked-before set, so no round asks it
+  -- again. GETBIT first: setting a bit to 0 would create megabytes of bitmap where there is none.
+  if offset then
+    if redis.call('GETBIT', qkey, offset) == 1 then
+      redis.call('SETBIT', qkey, offset, '0')
+      if not whole then redis.call('SADD', akey, digest) end
+      held = true
+    end
+    if whole then redis.call('SREM', akey, digest) end
+    for n = 1, contents do
+      local ckey = 'accord:content:' .. flow_id .. ':' .. n
+      if redis.call('GETBIT', ckey, offset) == 1 then redis.call('SETBIT', ckey, offset, '0') end
+    end
   end
-  -- The objection holds even where nothing was held yet: a request may still wait in a queued job.
-  if object then redis.call('HSET', supkey, digest, now) end
   if held then
-    -- The erasure itself is recorded, without the number.
-    append(lkey, hkey, now, '', flow_id, flow_hash, 'erasure', '', erased .. ' entries erased', '', '')
+    -- The erasure itself is recorded, without the number but with the entries it emptied: an entry
+    -- whose personal fields are gone and that no erasure names was tampered with (ledger.verify).
+    table.sort(ids)
+    append(lkey, hkey, now, '', flow_id, flow_hash, 'erasure', '', erased .. ' entries erased' ..
+      (erased > 0 and (': ' .. table.concat(ids, ' ')) or ''), '', '')
     report[#report + 1] = flow_id .. '=' .. erased
   end
 end
-for n = 1 + 6 * flows + 1, #KEYS do redis.call('DEL', KEYS[n]) end
+-- The objection holds even where nothing was held yet: a request may still wait in a queued job.
+local objections = tonumber(ARGV[8 + 3 * flows])
+if object then
+  for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call('HSET', KEYS[n], digest, now) end
+end
+for n = 1 + 6 * flows + objections + 1, #KEYS do redis.call('DEL', KEYS[n]) end
 if pkey and (whole or redis.call('HLEN', pkey) <= 1) then
   redis.call('DEL', pkey)
   redis.call('DEL', KEYS[1])

@@ -1,0 +1,392 @@
+"""An erased or purged number is readable nowhere: keys, bitmaps, jobs, files. Only its HMAC stays.
+
+One voter goes all the way: imported from a CSV (one of its lines rejected), asked by a worker
+whose batch then fails on another number, delivered, answering OUI through the signed webhook,
+exported to a file, sent content that the provider refuses. Then `person erase` (or `purge`,
+the clock past the flow's end date), and every Redis key of every type is read back, RQ's
+compressed job data included, and the bit at the number's offset of every string, and every
+file the bot wrote, Redis's own append-only file too: none holds the number in any format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+from rq import SimpleWorker
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from bot import Accord, create_app, sending
+from bot.batches import Batches
+from bot.cli import Services, main
+from bot.flows import FlowError, load_flows
+from bot.sending import enqueue, queue_for
+from tests.conftest import PARIS, SMS, Clock
+
+VOTER, OTHER = "+33612980001", "+33612980002"
+OFFSET = 12_980_001  # the voter's bit in a flow's bitmaps: +33 6 00 00 00 00 is bit 0
+FORMS = [VOTER, "0612980001", "06 12 98 00 01", "612980001", "33612980001", "06.12.98.00.01"]
+CAMPAIGN = "presidentielle-2027"  # two content messages, an end date (2027-04-25), sender 38123
+CONTACTS = f"""telephone;prenom;code postal
+06 12 98 00 01;Camille;69007
+{OTHER};Dominique;75011
+06 12 98 00 01 (travail);Camille;69007
+"""
+
+
+def run(accord: Accord, *args: str) -> Result:
+    result = CliRunner().invoke(main, list(args), obj=Services(accord), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def work(accord: Accord) -> None:
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+
+
+class BrokenLine:
+    """A gateway whose connection to the provider breaks on one number: the job raises and fails."""
+
+    def __init__(self, gateway, broken: str) -> None:
+        self.gateway, self.broken = gateway, broken
+
+    def send(self, to: str, *args, **kwargs) -> str:
+        if to == self.broken:
+            raise RuntimeError("connection to the provider lost")  # not a SendError: the job fails
+        return self.gateway.send(to, *args, **kwargs)
+
+
+@pytest.fixture
+def redis_files(redis_client: redis.Redis) -> Iterator[Path]:
+    """The test Redis's directory, its append-only file rewritten in plain commands (no RDB preamble,
+    whose compression could hide a number)."""
+    before = redis_client.config_get("aof-use-rdb-preamble")["aof-use-rdb-preamble"]
+    redis_client.config_set("aof-use-rdb-preamble", "no")
+    yield Path(redis_client.config_get("dir")["dir"])
+    redis_client.config_set("aof-use-rdb-preamble", before)
+
+
+def journey(accord: Accord, twilio, tmp_path: Path) -> None:
+    """Take the voter through import, asking, a failed job, answering, an export and content."""
+    flow = accord.flows[CAMPAIGN]
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "contacts.csv").write_text(CONTACTS, encoding="utf-8")
+    start = run(accord, "round", "start", CAMPAIGN, str(given / "contacts.csv"), "--contract", "DV-2027-001",
+                "--operator", "camille", "--rate", "1000")
+    assert "queued: 2" in start.output and "rejected: 1" in start.output
+    gateway = accord.gateway
+    accord.gateway = BrokenLine(gateway, OTHER)
+    work(accord)
+    accord.gateway = gateway
+    assert FailedJobRegistry(queue=queue_for(accord)).count == 1  # its batch holds the voter too
+    (request,) = twilio.messages
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    sms.status(request["sid"], "delivered", to=VOTER)
+    sms.send(VOTER, "OUI", to=flow.sender)
+    assert accord.store.state(flow, VOTER) == "consented"
+    (tmp_path / "out").mkdir()
+    run(accord, "consent", "export", CAMPAIGN, "--phone", VOTER, "--output", str(tmp_path / "out" / "proof.jsonl"))
+    twilio.fail_to(VOTER, status=400, code=21614)  # the provider refuses the next content
+    assert "for 1 consented number" in run(accord, "content", "send", CAMPAIGN, "--message", "2").output
+    work(accord)
+    assert [f["event"] for f in accord.store.person(VOTER)[CAMPAIGN]][-2:] == ["content:2", "send_failed"]
+    assert mentions(accord.store.redis, tmp_path, None)  # the scan sees the number before
+
+
+def readable(value: bytes) -> Iterator[bytes]:
+    """Yield a stored value as it is and as RQ may encode it: zlib-compressed, base64."""
+    yield value
+    for decode in (zlib.decompress, base64.b64decode, lambda raw: zlib.decompress(base64.b64decode(raw))):
+        try:
+            yield decode(value)
+        except (zlib.error, binascii.Error, ValueError):
+            continue
+
+
+def key_contents(client: redis.Redis, key: bytes) -> list[bytes]:
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [part for pair in client.hgetall(key).items() for part in pair]
+    if kind == b"list":
+        return client.lrange(key, 0, -1)
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+    if kind == b"stream":
+        return [part for entry_id, fields in client.xrange(key) for part in (entry_id, *fields, *fields.values())]
+    raise AssertionError(f"{key!r}: a key of type {kind!r} this scan does not read")
+
+
+def wait_for_rewrite(client: redis.Redis) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        info = client.info("persistence")
+        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+            break
+        assert time.monotonic() < deadline, "Redis's append-only file rewrite did not end"
+        time.sleep(0.05)
+    assert info["aof_last_bgrewrite_status"] == "ok"
+
+
+def mentions(client: redis.Redis, tmp_path: Path, redis_dir: Path | None) -> list[str]:
+    """Say where the voter's number can still be read: key names and contents, bits, files."""
+    found = []
+    for key in client.scan_iter(count=1000):
+        for value in [key, *key_contents(client, key)]:
+            found += [f"{key!r}: {form}" for raw in readable(value) for form in FORMS if form.encode() in raw]
+        if client.type(key) == b"string" and client.getbit(key, OFFSET):
+            found.append(f"{key!r}: the bit at the number's offset")
+    given = tmp_path / "given" / "contacts.csv"  # the operator's file, not the bot's
+    places = [path for path in tmp_path.rglob("*") if path.is_file() and path != given]
+    if redis_dir is not None:
+        wait_for_rewrite(client)
+        places += [path for path in redis_dir.iterdir() if path.is_file() and not path.is_socket()]
+    for path in places:
+        data = path.read_bytes()
+        found += [f"{path}: {form}" for form in FORMS if form.encode() in data]
+    return found
+
+
+def test_an_erased_number_is_readable_nowhere_but_as_its_suppression_hmac(twilio_accord, twilio, tmp_path,
+                                                                          redis_client, redis_files):
+    accord = twilio_accord
+    journey(accord, twilio, tmp_path)
+
+    output = run(accord, "person", "erase", VOTER, "--yes").output
+    assert f"{CAMPAIGN}: " in output and "erasure recorded" in output
+
+    assert mentions(redis_client, tmp_path, redis_files) == []
+    flow = accord.flows[CAMPAIGN]
+    digest = accord.store.digest(VOTER)
+    assert accord.store.is_suppressed(flow, VOTER)  # the HMAC, that keeps the objection
+    assert any(digest.encode() in value for key in redis_client.scan_iter()
+               for value in key_contents(redis_client, key))
+    assert accord.store.admit(flow, [VOTER], dry_run=True) == "s"
+    assert accord.store.verify_ledger(CAMPAIGN) is None
+
+
+def test_a_purged_number_is_readable_nowhere_and_never_asked_again(twilio_accord, twilio, tmp_path, clock: Clock,
+                                                                  redis_client, redis_files):
+    accord = twilio_accord
+    journey(accord, twilio, tmp_path)
+
+    clock.set(dt.datetime(2027, 4, 26, 10, 0, tzinfo=PARIS))  # the day after the flow's end date
+    output = run(accord, "purge").output
+    assert "consented: the flow's end date has passed" in output and "import rejects files" in output
+
+    assert mentions(redis_client, tmp_path, redis_files) == []
+    flow = accord.flows[CAMPAIGN]
+    assert not accord.store.is_suppressed(flow, VOTER)  # retention is no objection
+    assert accord.store.admit(flow, [VOTER], dry_run=True) == "a"  # the flow still knows, by the HMAC only
+    assert accord.store.verify_ledger(CAMPAIGN) is None
+
+
+# Where a number lives while it waits: a stored batch, named by the job.
+
+def held_items(accord: Accord, job) -> list[str] | None:
+    return Batches(accord.store).read(job.args[0], job.args[-1])
+
+
+def test_jobs_carry_a_batch_id_and_a_finished_one_keeps_nothing_else(twilio_accord, twilio, tmp_path, redis_client):
+    accord = twilio_accord
+    path = tmp_path / "contacts.csv"
+    path.write_text(f"telephone;code postal\n{VOTER};69007\n{OTHER};\n", encoding="utf-8")
+    run(accord, "round", "start", "demo", str(path), "--source-type", "supporters", "--operator", "camille")
+    (job,) = queue_for(accord).get_jobs()
+    assert job.args[0] == "demo" and "+33" not in job.args[1] and "+33" not in job.description
+    assert held_items(accord, job) == [f"{VOTER}/69007", OTHER]
+    work(accord)
+    assert sorted(m["to"] for m in twilio.messages) == [VOTER, OTHER]
+    assert held_items(accord, job) is None and redis_client.zcard("accord:batches:demo") == 0
+    assert Job.fetch(job.id, connection=redis_client).get_status() == "finished"
+
+
+def test_a_deferred_batch_waits_by_reference_in_one_job(twilio_accord, twilio, clock: Clock):
+    accord = twilio_accord
+    clock.set(dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS))  # the demo window is shut until 07:00
+    enqueue(accord, "requests", accord.flows["demo"], [VOTER, OTHER, "+33612980003"])
+    work(accord)
+    (deferred,) = ScheduledJobRegistry(queue=queue_for(accord)).get_job_ids()
+    job = Job.fetch(deferred, connection=accord.store.redis)
+    assert "+33" not in job.args[1] and held_items(accord, job) == [VOTER, OTHER, "+33612980003"]
+    assert accord.store.redis.zcard("accord:batches:demo") == 1  # the first batch went with its job
+
+
+def test_erasure_reaches_a_batch_a_pause_parked_and_resume_sends_the_rest(twilio_accord, twilio):
+    accord = twilio_accord
+    flow = accord.flows["demo"]
+    enqueue(accord, "requests", flow, [VOTER, OTHER])
+    run(accord, "round", "pause", "demo")
+    work(accord)
+    (parked,) = accord.store.redis.lrange("accord:parked:demo", 0, -1)
+    assert b"+33" not in parked
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert Batches(accord.store).read("demo", parked.decode().rpartition("|")[2]) == [OTHER]
+    assert "1 parked batch(es)" in run(accord, "round", "resume", "demo").output
+    work(accord)
+    assert [m["to"] for m in twilio.messages] == [OTHER]
+
+
+def test_a_job_an_earlier_version_queued_with_its_numbers_is_migrated(twilio_accord, twilio):
+    accord = twilio_accord
+    legacy = queue_for(accord).enqueue(sending.send_requests, "demo", f"{VOTER},{OTHER}/75011")
+    assert "1 job(s) carrying numbers" in run(accord, "migrate").output
+    job = Job.fetch(legacy.id, connection=accord.store.redis)
+    assert "+33" not in job.args[1] and "+33" not in job.description
+    assert held_items(accord, job) == [VOTER, f"{OTHER}/75011"]
+    work(accord)
+    assert sorted(m["to"] for m in twilio.messages) == [VOTER, OTHER]
+
+
+# Bitmaps: a purge leaves no bit, only the HMAC of who was asked.
+
+def test_purge_moves_who_was_asked_from_the_bitmap_to_hmacs(accord, sms: SMS, clock: Clock, redis_client):
+    flow = accord.flows["demo"]
+    for phone in (VOTER, OTHER):
+        accord.store.claim(flow, phone, window_open=True)
+    sms.send(VOTER, "oui")  # content 1 goes with the thanks: its bit is set
+    clock.advance(days=61)
+    run(accord, "purge")
+    assert accord.store.state(flow, OTHER) == "new"
+    assert not redis_client.getbit("accord:queued:demo", OFFSET + 1)
+    assert redis_client.smembers("accord:asked:demo") == {accord.store.digest(OTHER).encode()}
+    assert accord.store.admit(flow, [OTHER, "+33612980003"], dry_run=True) == "aq"
+    clock.advance(days=3 * 365)  # demo has no end date: consented numbers go 3 years after the last contact
+    assert "consented: 1095 days after the last contact" in run(accord, "purge").output
+    assert not redis_client.getbit("accord:queued:demo", OFFSET) and not redis_client.getbit("accord:content:demo:1",
+                                                                                               OFFSET)
+    assert accord.store.admit(flow, [VOTER], dry_run=True) == "a"
+
+
+# Retention without an end date.
+
+FLOW = """\
+id = "{id}"
+controller_id = "{id}-controller"
+controller = "Liste {id}"
+purpose = "recevoir les SMS de la campagne {id}"
+source = "le courtier DataTest"
+notice_url = "https://example.org/{id}"
+poll_date = 2030-06-09
+sender = "{sender}"
+sending_days = "mon-sun"
+{extra}
+[texts]
+consent_request = "{{controller}} : acceptez-vous de {{purpose}} ? Source : {{source}}. OUI ou STOP. {{notice_url}}"
+confirmation = "Merci ! STOP pour annuler. {{controller}}"
+declined = "C'est note. {{controller}}"
+stopped = "Opposition enregistree. {{controller}}"
+help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
+clarification = "Repondez OUI ou STOP. {{controller}}"
+content = ["{{controller}} : message de campagne {id}. STOP pour ne plus recevoir"]
+"""
+
+
+def flows_dir(tmp_path: Path, name: str, **flows: str) -> Path:
+    """Write flows (id -> extra TOML lines) in tmp_path/name, each on its own sender."""
+    directory = tmp_path / name
+    directory.mkdir()
+    for n, (flow_id, extra) in enumerate(flows.items()):
+        (directory / f"{flow_id}.toml").write_text(FLOW.format(id=flow_id, sender=f"3800{n}", extra=extra),
+                                                   encoding="utf-8")
+    return directory
+
+
+def services(config, clock: Clock, directory: Path) -> tuple[Accord, SMS]:
+    app = create_app(dataclasses.replace(config, flows_dir=directory), clock=clock)
+    return app.extensions["accord"], SMS(app.test_client())
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ("retention_days = 1096", "retention_days: must be a whole number of days from expiry_days (7) to 1095"),
+    ("retention_days = 6", "retention_days: must be a whole number of days from expiry_days (7)"),
+    ('retention_days = "30"', "retention_days: must be a whole number"),
+])
+def test_a_retention_beyond_three_years_or_shorter_than_a_question_is_refused(tmp_path, extra, problem):
+    with pytest.raises(FlowError, match=re.escape(problem)):
+        load_flows(flows_dir(tmp_path, "flows", alpha=extra))
+
+
+def test_retention_days_bounds_every_state_of_a_flow_without_end_date(config, clock: Clock, redis_client, tmp_path):
+    accord, sms = services(config, clock, flows_dir(tmp_path, "flows", alpha="retention_days = 30"))
+    flow = accord.flows["alpha"]
+    assert flow.end_date is None and flow.retention_days == 30
+    for phone in (VOTER, OTHER):
+        accord.store.claim(flow, phone, window_open=True)
+    sms.send(VOTER, "oui", to=flow.sender)
+    clock.advance(days=29)
+    assert "nothing is due" in run(accord, "purge").output
+    clock.advance(days=1)
+    output = run(accord, "purge").output
+    assert "removed 1: alpha: consented: 30 days after the last contact (retention_days)" in output
+    assert "removed 1: alpha: no answer: 30 days after the request" in output
+    assert accord.store.person(VOTER) == {} and accord.store.person(OTHER) == {}
+
+
+# A flow whose file was removed.
+
+def test_a_removed_flows_numbers_are_shown_erased_and_purged(config, clock: Clock, redis_client, tmp_path):
+    before, sms = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    beta = before.flows["beta"]
+    for phone in (VOTER, OTHER):
+        before.store.admit(beta, [phone])
+        before.store.claim(beta, phone, window_open=True)
+        before.store.record_sent(beta, phone, "SM" + phone[-8:] * 4, beta.texts.consent_request)
+    sms.send(VOTER, "oui", to=beta.sender)
+    stranded = ["+33612980003", "+33739980004"]  # queued, never asked: only their bits say so
+    assert before.store.admit(beta, stranded) == "qq"
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+    assert "beta" not in after.flows
+
+    assert f"{VOTER} in beta: (its flow file was removed)" in run(after, "person", "show", VOTER).output
+    output = run(after, "person", "erase", VOTER, "--yes").output
+    assert "nothing held" not in output and "beta: 3 ledger entries erased" in output  # ask, sent, OUI
+    assert mentions(redis_client, tmp_path, None) == []  # the other number is +33612980002
+
+    dry = run(after, "purge", "--dry-run").output
+    assert "would remove 1: beta: (its flow file was removed)" in dry
+    run(after, "purge")
+    assert after.store.retired(after.flows) == []
+    assert not [key for key in redis_client.scan_iter("accord:state:beta:*")]
+    assert not redis_client.exists("accord:queued:beta", "accord:content:beta:1", f"accord:subject:"
+                                   f"{after.store.digest(OTHER)}")
+    assert redis_client.smembers("accord:asked:beta") == {after.store.digest(phone).encode()
+                                                          for phone in (OTHER, *stranded)}
+    assert after.store.verify_ledger("beta") is None  # the chain stays, tied to no one
+    assert "nothing is due" in run(after, "purge").output
+
+
+# Files: an import's rejected lines and exports, 30 days.
+
+def test_rejects_and_exports_on_disk_go_after_30_days(accord, sms: SMS, clock: Clock, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text(f"telephone\n{VOTER}\n01 45 67 89 10\n", encoding="utf-8")
+    run(accord, "round", "start", "demo", str(path), "--source-type", "supporters", "--operator", "camille")
+    rejects = accord.config.instance_dir / "rejects" / "contacts.csv.rejects.csv"
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    exports = [tmp_path / "proof.jsonl", tmp_path / "edited.jsonl"]
+    for export in exports:
+        run(accord, "consent", "export", "demo", "--output", str(export))
+    exports[1].write_text("the operator's own notes\n", encoding="utf-8")  # no longer the bot's file
+    clock.advance(days=29, hours=23)
+    assert "files" not in run(accord, "purge").output
+    clock.advance(hours=1)
+    output = run(accord, "purge").output
+    assert "removed 1: import rejects files, 30 days after the import" in output
+    assert "removed 1: export files, 30 days after the export" in output
+    assert not rejects.exists() and not exports[0].exists() and exports[1].exists()

@@ -29,12 +29,13 @@ class Batches:
         self._keep = self.redis.register_script(_source("state", "batch"))
         self._unbatch = self.redis.register_script(_source("unbatch"))
 
-    def keep(self, flow: Flow, items: Sequence[str], pipe: Pipeline | None = None) -> str:
+    def keep(self, flow: Flow, items: Sequence[str], pipe: Pipeline | None = None, origin: str = "") -> str:
         """Store `items` as a new batch of `flow` (in `pipe`, if given); return its id.
 
-        Numbers whose objection holds on the flow's sender are left out (see batch.lua).
+        Numbers whose objection holds on the flow's sender are left out (see batch.lua). `origin`
+        is the import they came from, carried on in the id (see store.new_batch_id).
         """
-        batch_id = new_batch_id()
+        batch_id = new_batch_id(origin)
         digest = self.store.digest
         digests = "".join([digest(item.partition("/")[0]) for item in items])
         self._keep(keys=[batch_key(flow.id, batch_id), batches_key(flow.id), suppression_key(flow.controller_id)],

@@ -76,7 +76,9 @@ def record(accord: Accord, flow: Flow, phone: str, imports: Imports,
         if request["message_sid"]:
             request["status"] = accord.store.message_status(request["message_sid"]) or ""
     first = requests[0]["entry"] if requests else (entries[0]["entry"] if entries else "")
-    origin = origin_before(imports, first) or fallback_origin
+    # The import that queued it, as its claim names it; else (claims before imports were named)
+    # the latest import before its first request.
+    origin = import_named(imports, entries) or origin_before(imports, first) or fallback_origin
     return {"phone": phone, "flow": flow.id, "outcome": outcome, "requests": requests, "answers": answers,
             "events": events, "origin": origin, "operator": (origin or {}).get("operator", "")}
 
@@ -89,9 +91,9 @@ def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], li
     waiting: dict | None = None  # the request whose provider receipt ("sent") has not come yet
     for entry in entries:
         event = entry.get("event", "")
-        if event == "ask":
+        if event.partition(":")[0] == "ask":  # "ask:ID": the import that queued the number
             waiting = {"text": entry["text"], "asked_at": iso(entry["at"]), "sent_at": "", "message_sid": "",
-                       "entry": entry["entry"]}
+                       "entry": entry["entry"], "import": event.partition(":")[2]}
             requests.append(waiting)
         elif event == "sent" and waiting is not None and waiting["text"] in (entry["text"], ""):
             # The request's own receipt, not an answer reconcile sent late to another text meanwhile.
@@ -150,6 +152,12 @@ def archived_times(accord: Accord, flow: Flow, paths: Iterable[Path], phone: str
         if fields.get(b"kind", b"") not in UNSHOWN:
             found.add(entry_id, fields)
     return found
+
+
+def import_named(imports: Imports, entries: Iterable[dict[str, str]]) -> dict[str, Any] | None:
+    """Return the origin of the import a number's first claim names ("ask:ID"), or None."""
+    named = next((e["event"].partition(":")[2] for e in entries if e.get("event", "").startswith("ask:")), "")
+    return next((origin for _, origin in imports if named and origin.get("id") == named), None)
 
 
 def origin_before(imports: Imports, entry_id: str) -> dict[str, Any] | None:

@@ -10,10 +10,11 @@ its keyed HMAC: on a suppression list, and in the asked-before set of each flow 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from pathlib import Path
 
-from bot import Accord, written
+from bot import Accord, proof, written
 from bot.batches import Batches
 from bot.flows import Flow
 
@@ -33,12 +34,18 @@ def show(accord: Accord, phone: str) -> dict:
         flows[flow.id] = {
             "controller": flow.controller, "purpose": flow.purpose, "source": flow.source,
             "notice": flow.notice_url, "state": state, "objected": store.is_suppressed(flow, phone),
-            "import": store.round_settings(flow).get("origin", ""), "ledger": held.get(flow.id, []),
+            "import": _import_of(accord, flow, held.get(flow.id, [])), "ledger": held.get(flow.id, []),
         }
     for flow_id in sorted(set(held) - set(flows)):  # a flow whose file was removed: `purge` erases it
         flows[flow_id] = {"controller": REMOVED, "purpose": REMOVED, "source": REMOVED, "notice": REMOVED,
                           "state": REMOVED, "objected": False, "import": "", "ledger": held[flow_id]}
     return {"phone": phone, "flows": flows}
+
+
+def _import_of(accord: Accord, flow: Flow, entries: list[dict[str, str]]) -> str:
+    """Name the import that brought the number (its claim says which), else the flow's latest."""
+    named = proof.import_named(proof.import_origins(accord, flow), entries) if entries else None
+    return json.dumps(named, ensure_ascii=False) if named else accord.store.round_settings(flow).get("origin", "")
 
 
 def erase(accord: Accord, phone: str) -> dict[str, int]:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import multiprocessing
 import re
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -49,6 +50,9 @@ class Origin:
     operator: str
     file: str
     imported_at: str
+    # Names this import in the ledger, in its batches' ids and in each number's "ask:ID" entry, so
+    # every number is credited to the import that queued it, whatever came after.
+    id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     def check(self) -> None:
         """Refuse a source type the law rules out, or a broker list without its contract."""
@@ -88,7 +92,7 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
             accord.store.set_round(flow, **settings, origin=json.dumps(asdict(origin)))
             accord.store.record_import(flow, json.dumps(asdict(origin), ensure_ascii=False))
             report.recovered = queue_admitted(accord, flow)  # what an import cut short left admitted
-        admit = _Admission(accord, flow, report, dry_run, rate)
+        admit = _Admission(accord, flow, report, dry_run, rate, origin.id)
         imported = 0
         try:
             for row in read_rows(path, header):
@@ -148,8 +152,9 @@ class _Admission:
     PER_TASK = 4  # batches handed over at once: the cost per task is paid a quarter as often
     IN_FLIGHT = 4  # tasks
 
-    def __init__(self, accord: Accord, flow: Flow, report: ImportReport, dry_run: bool, rate: float | None) -> None:
-        self.accord, self.flow, self.report, self.dry_run = accord, flow, report, dry_run
+    def __init__(self, accord: Accord, flow: Flow, report: ImportReport, dry_run: bool, rate: float | None,
+                 origin: str) -> None:
+        self.accord, self.flow, self.report, self.dry_run, self.origin = accord, flow, report, dry_run, origin
         self.rate = rate or rate_of(accord, flow)
         self.siblings = accord.flows_for(flow.sender)
         # Without fork (Windows), every batch is admitted here.
@@ -220,7 +225,7 @@ class _Admission:
                 continue
             if len(items) < len(given):
                 batch = ",".join(items)
-            batch_id = new_batch_id()  # the admit script stores the numbers it queues under it
+            batch_id = new_batch_id(self.origin)  # the admit script stores the numbers it queues under it
             codes = self.accord.store.admit(self.flow, items, self.siblings, dry_run=self.dry_run, batch_id=batch_id)
             counts.update({name: codes.count(code) for code, name in CODES.items()})
             if "q" in codes and not self.dry_run:

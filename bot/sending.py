@@ -17,6 +17,7 @@ from bot.batches import Batches
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
 from bot.gateway import SendError
+from bot.store import origin_of
 from bot.windows import REGIONS, region_of
 
 QUEUE = "accord"
@@ -88,7 +89,8 @@ def rate_of(accord: Accord, flow: Flow) -> float:
 
 def send_requests(flow_id: str, batch: str) -> dict[str, int]:
     """Job: ask each number of a stored batch for consent (claim, then send, at most once each)."""
-    return _work("requests", flow_id, batch, lambda a, f, p, r: ask(a, f, p, region=r))
+    origin = origin_of(batch)  # the import that queued the batch: each claim names it
+    return _work("requests", flow_id, batch, lambda a, f, p, r: ask(a, f, p, region=r, origin=origin))
 
 
 def send_content(flow_id: str, message: int, batch: str) -> dict[str, int]:
@@ -146,22 +148,23 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
     queue = queue_for(accord)
     with accord.store.redis.pipeline() as pipe:
         for delay, waiting in later.items():
-            function, args = _job(kind, flow, stored.keep(flow, waiting, pipe), message)
+            function, args = _job(kind, flow, stored.keep(flow, waiting, pipe, origin_of(batch)), message)
             queue.enqueue_in(dt.timedelta(seconds=delay), function, *args, result_ttl=86400,
                              failure_ttl=30 * 86400, pipeline=pipe)
         if parked:
-            accord.store.park(flow, f"{kind}|{message}|{stored.keep(flow, parked, pipe)}", pipe)
+            accord.store.park(flow, f"{kind}|{message}|{stored.keep(flow, parked, pipe, origin_of(batch))}", pipe)
         pipe.execute()
     if not batch.startswith("+"):
         stored.done(flow.id, batch)
     return dict(counts)
 
 
-def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "",
+def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "", origin: str = "",
         sleep: Callable[[float], None] = time.sleep) -> str:
-    """Claim the number of a voter of `region`, then send its consent request; return what happened."""
+    """Claim the number of a voter of `region`, queued by import `origin`, then send its consent request;
+    return what happened."""
     outcome = accord.store.claim(flow, phone, window_open=True, siblings=accord.flows_for(flow.sender),
-                                 region=region)
+                                 region=region, origin=origin)
     if outcome.refused:
         return outcome.refused
     if not outcome.changed:

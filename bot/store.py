@@ -124,7 +124,7 @@ class Store:
     def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
              shut: frozenset[str] = frozenset(), check_suppressed: bool = False, first: bool = False,
-             region: str | None = None, at: float | None = None, twiml: bool = True) -> Outcome:
+             region: str | None = None, at: float | None = None, twiml: bool = True, detail: str = "") -> Outcome:
         """Apply `trigger` to the number in the flow it is talking to, atomically, and log it.
 
         With `first`, the step applies to the first of `flows`, the others being only checked.
@@ -133,6 +133,7 @@ class Store:
         `region` is the number's region for the first flow, kept in its record; None keeps the
         one recorded. `at` is when the text came, if not now (one reconcile brings back). Without
         `twiml`, the texts said are not the entry's reply: the caller sends them and logs each.
+        `detail` follows the event of a step no text brought ("ask:DETAIL": the import that queued it).
         """
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
@@ -147,7 +148,7 @@ class Store:
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
-                                      "-" if region is None else region,
+                                      "-" if region is None else region, detail,
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -164,15 +165,16 @@ class Store:
                        unreadable)
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),
-              region: str = "") -> Outcome:
+              region: str = "", origin: str = "") -> Outcome:
         """Move a number from new to asked before its consent request is sent (at most once).
 
         `siblings` are the other flows sending from the same number: while one of them waits
         for this voter's answer, the claim is refused, since a YES could not tell them apart.
+        `origin` is the id of the import that queued it: the ledger's entry says "ask:ORIGIN".
         """
         flows = [flow, *(other for other in siblings if other.id != flow.id)]
         return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True,
-                         region=region)
+                         region=region, detail=origin)
 
     def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False,
                     reply: bool = False) -> None:
@@ -706,9 +708,18 @@ def _bit_phone(offset: int) -> str:
     return f"+336{offset:08d}" if offset < 100_000_000 else f"+337{offset - 100_000_000:08d}"
 
 
-def new_batch_id() -> str:
-    """Name a new batch of numbers (random: its id tells nothing of what it holds)."""
-    return secrets.token_hex(8)
+def new_batch_id(origin: str = "") -> str:
+    """Name a new batch of numbers: the import it came from, if any, then a random part.
+
+    Nothing in it tells what the batch holds; the import's id lets each claim name its import.
+    """
+    return f"{origin}.{secrets.token_hex(8)}" if origin else secrets.token_hex(8)
+
+
+def origin_of(batch_id: str) -> str:
+    """Return the id of the import a batch came from ("" for none: a broadcast's, or an earlier version's)."""
+    origin, dot, _ = batch_id.partition(".")
+    return origin if dot else ""
 
 
 def _text(value: bytes | str | None) -> str:

@@ -4,6 +4,7 @@ was sent and paid for, even after the retention purge."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -14,12 +15,14 @@ import pytest
 from click.testing import CliRunner, Result
 from rq import SimpleWorker
 
-from bot import Accord, create_app
+from bot import Accord, create_app, use
 from bot.cli import Services, main
 from bot.keys import costs_key
+from bot.rounds import start_round
 from bot.segments import segments
 from bot.sending import ask, queue_for
 from tests.conftest import PARIS, SMS, Clock
+from tests.test_proof import ORIGIN
 from tests.twilio_server import TwilioServer, num_segments
 
 VOTER, OTHER = "+33612980001", "+33612980002"
@@ -245,3 +248,23 @@ def test_messages_logged_before_the_day_counts_began_are_still_counted_from_the_
     before = cost_rows(accord)
     accord.store.redis.delete(costs_key("demo"))  # as a version without the counts left them
     assert cost_rows(accord) == before
+
+
+def test_each_number_is_credited_to_the_import_that_queued_it(accord, tmp_path):
+    """Two imports before any worker sends: each number names its own import, not the later one."""
+    use(accord)
+    flow = accord.flows["demo"]
+    first = dataclasses.replace(ORIGIN, file="first.csv", contract="DV-1")
+    second = dataclasses.replace(ORIGIN, file="second.csv", contract="DV-2", id="b" * 8)
+    for origin, phone in ((first, "+33612980001"), (second, "+33612980002")):
+        path = tmp_path / origin.file
+        path.write_text(f"telephone\n{phone}\n", encoding="utf-8")
+        start_round(accord, flow, path, origin, rate=1000)
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+
+    exported = CliRunner().invoke(main, ["consent", "export", "demo"], obj=Services(accord), catch_exceptions=False)
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    contracts = {record["phone"]: record["origin"]["contract"] for record in records}
+    assert contracts == {"+33612980001": "DV-1", "+33612980002": "DV-2"}
+    shown = CliRunner().invoke(main, ["person", "show", "+33612980001"], obj=Services(accord)).output
+    assert "DV-1" in shown and "DV-2" not in shown

@@ -2,12 +2,14 @@
 -- suppression, funnel, first content, queued.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
 -- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
--- the voter's calendar region for the first flow ('-' to keep the one stored).
+-- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
+-- follows the event of a step no text brought ('' for none: see Store.claim), then the days of
+-- bot/lua/answers.lua.
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local now_s36, now_ms36, now_hour, given_region = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local now_s36, now_ms36, now_hour, given_region, detail = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
@@ -97,7 +99,9 @@ local function apply(i, lead)
     append(lkey, hkey, now, phone, flow.id, flow.hash, plan.inbound_event, state .. '>' .. dest, body, message_sid,
       reply)
   elseif step then
-    append(lkey, hkey, now, phone, flow.id, flow.hash, plan.trigger, state .. '>' .. dest, texts[1] or body,
+    local event = plan.trigger
+    if lead and detail ~= '' then event = event .. ':' .. detail end
+    append(lkey, hkey, now, phone, flow.id, flow.hash, event, state .. '>' .. dest, texts[1] or body,
       message_sid, '')
   end
   local renewed = dest == 'asked' and state ~= 'asked'  -- the clock runs from the request

@@ -255,3 +255,18 @@ def test_a_voter_overseas_answering_before_their_sending_hours_gets_content_late
     assert received(twilio, VOTER, "alpha", accord) == [alpha.texts.consent_request]
     clock.set(dt.datetime(2026, 12, 2, 10, 0, tzinfo=PARIS))  # 05:00 in Guadeloupe
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [alpha.texts.confirmation]
+
+
+def test_the_retention_purge_keeps_a_start_the_voter_made_on_another_sender(accord, sms: SMS, clock, tmp_path):
+    alpha, beta = accord.flows["alpha"], accord.flows["beta"]
+    sms.send(VOTER, "STOP", to=beta.sender)
+    sms.send(VOTER, "STOP", to=alpha.sender)
+    asked = answers(sms.send(VOTER, "START", to=alpha.sender))
+    lead = alpha if asked == [alpha.texts.consent_request] else accord.flows["alpha-bis"]
+    assert answers(sms.send(VOTER, "OUI", to=alpha.sender))[1:] == [lead.texts.content[0]]
+    clock.advance(days=61)
+    clock.set(dt.datetime.fromtimestamp(clock(), PARIS).replace(hour=10))
+    result = run(accord, "purge")
+    assert result.exit_code == 0 and "beta: opted out" in result.output
+    assert accord.store.is_suppressed(beta, VOTER)
+    assert not accord.store.is_suppressed(lead, VOTER)  # the START on alpha's sender still holds

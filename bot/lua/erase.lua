@@ -62,8 +62,11 @@ for i = 1, flows do
 end
 -- The objection holds even where nothing was held yet: a request may still wait in a queued job.
 local objections = tonumber(ARGV[8 + 3 * flows])
+-- An erasure request objects anew (every START before it taken back); retention only makes sure the
+-- objection is there, keeping the senders a START lifted it for.
 if object then
-  for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call('HSET', KEYS[n], digest, now) end
+  local write = whole and 'HSET' or 'HSETNX'
+  for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call(write, KEYS[n], digest, now) end
 end
 for n = 1 + 6 * flows + objections + 1, #KEYS do redis.call('DEL', KEYS[n]) end
 if pkey and (whole or redis.call('HLEN', pkey) <= 1) then

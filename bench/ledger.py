@@ -35,7 +35,7 @@ import redis
 from bench import servers
 from bench.pipeline import accord_for, machine_line
 from bench.states import memory_bytes
-from bot import Accord, archive, ledger
+from bot import Accord, archive, checkpoints, ledger
 from bot.conversation import handle_inbound
 from bot.keys import archives_key, base_key, head_key, key_for, ledger_key
 
@@ -62,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         split = {"stream": memory_bytes(client, [ledger_key(FLOW), head_key(FLOW)]),
                  "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subject"))}
         one_stream, raw = _baselines(client)
+        # A signed checkpoint over every entry, beside the chain walk `consent verify` makes anyway.
+        started = time.perf_counter()
+        walked = ledger.verify(client, FLOW)
+        walk_seconds = time.perf_counter() - started
+        keeper = checkpoints.Keeper(client, Path(scratch) / "signing.key", Path(scratch) / "checkpoints")
+        started = time.perf_counter()
+        signed = keeper.make(FLOW, time.time())
+        checkpoint_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        unfit = checkpoints.check(signed, ledger.entries(client, FLOW), first=0)
+        recheck_seconds = time.perf_counter() - started
         archive_dir = Path(scratch) / "archive"
         archive_dir.mkdir()
         started = time.perf_counter()
@@ -95,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             ("archive file (gzipped JSON lines)", per["file"])]
     for label, value in rows:
         lines.append(f"{label:<44} {value:>8.1f} {value / per['one_stream']:>12.2f} {value / per['raw']:>6.2f}")
-    lines += ["", f"archive: {written.count:,} entries ({trimmed:,} trimmed) in {archive_seconds:.1f} s, "
+    lines += ["", f"chain walk (ledger.verify: links, commitments, erasures): {walk_seconds:.2f} s, "
+              f"{'intact' if walked is None else walked}",
+              f"signed checkpoint (SHA-256 Merkle tree + Ed25519) over {signed.checkpoint.size:,} entries: "
+              f"{checkpoint_seconds:.2f} s, {checkpoint_seconds / walk_seconds:.2f}x the chain walk; tree rebuilt "
+              f"and compared in {recheck_seconds:.2f} s, {recheck_seconds / walk_seconds:.2f}x: "
+              f"{'as signed' if unfit is None else unfit}"]
+    lines += [f"archive: {written.count:,} entries ({trimmed:,} trimmed) in {archive_seconds:.1f} s, "
               f"{written.count / archive_seconds:,.0f}/s; verified from the file through the stream in "
               f"{verify_seconds:.1f} s: {'intact' if broken is None else broken}",
               f"reproduce (from {servers.ROOT}): .venv/bin/python -m bench.ledger --numbers {args.numbers} "
@@ -104,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"numbers": len(phones), "entries": entries, "bytes_per_entry": per,
                                    "archive_s": archive_seconds, "verify_s": verify_seconds, "broken": broken,
+                                   "walk_s": walk_seconds, "checkpoint_s": checkpoint_seconds,
+                                   "checkpoint_check_s": recheck_seconds,
                                    "machine": machine_line()}, indent=2) + "\n")
     print(f"\nwrote {RESULTS.relative_to(servers.ROOT)}")
-    return 0 if broken is None and trimmed == entries else 1
+    return 0 if broken is None and trimmed == entries and walked is None and unfit is None else 1
 
 
 def _converse(accord: Accord, phone: str) -> None:

@@ -55,6 +55,7 @@ from bot.keys import (
 from bot.phones import FRENCH_MOBILE_E164
 from bot.pseudonyms import Pseudonyms
 from bot.segments import segments
+from bot.windows import REGIONS
 
 log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
@@ -628,7 +629,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     The table is compiled into the script itself (a script per plan, loaded once), so no call
     spends time decoding it.
     """
-    rows = {"steps": _row(trigger, window_open), "steps_shut": _row(trigger, False) if shut else {}}
+    rows = {"steps": _row(trigger, window_open), "steps_shut": _row(trigger, False)}
     if trigger in OBJECTIONS:
         # A record that cannot be read is no reason to keep sending: it objects like a new number would.
         for steps in rows.values():
@@ -644,6 +645,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
         "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE,
         "open": {state: True for state in machine.OPEN},
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
+        "known": {region: True for region in REGIONS},
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds, "sender": f.sender,
                    "texts": {key: f.texts.say(key) for key in sorted(said) if key},
                    # What each text costs, by the text a reply holds (bot/lua/answers.lua).

@@ -270,3 +270,36 @@ def test_the_retention_purge_keeps_a_start_the_voter_made_on_another_sender(acco
     assert result.exit_code == 0 and "beta: opted out" in result.output
     assert accord.store.is_suppressed(beta, VOTER)
     assert not accord.store.is_suppressed(lead, VOTER)  # the START on alpha's sender still holds
+
+
+def test_start_after_the_purge_reduced_the_number_to_its_hmac_asks_again(accord, sms: SMS, clock, tmp_path):
+    alpha = accord.flows["alpha"]
+    sms.send(VOTER, "STOP", to=alpha.sender)
+    clock.advance(days=1)
+    assert run(accord, "purge").exit_code == 0  # opted out: only the HMAC is left
+    key, field = slot("alpha", VOTER)
+    assert accord.store.redis.hget(key, field) is None
+    asked = answers(sms.send(VOTER, "START", to=alpha.sender))
+    lead = alpha if asked == [alpha.texts.consent_request] else accord.flows["alpha-bis"]
+    assert asked == [lead.texts.consent_request]
+    assert not accord.store.is_suppressed(lead, VOTER)
+    assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [lead.texts.confirmation, lead.texts.content[0]]
+
+
+def test_start_to_a_sender_the_objection_reached_from_another_asks_there_again(accord, sms: SMS, twilio, tmp_path):
+    beta = accord.flows["beta"]
+    round_for(accord, "beta", tmp_path, VOTER)
+    sms.send(VOTER, "OUI", to=beta.sender)
+    sms.send(VOTER, "STOP", to=accord.flows["alpha"].sender)  # the controller's objection reaches beta too
+    assert answers(sms.send(VOTER, "START", to=beta.sender)) == [beta.texts.consent_request]  # consent asked anew
+    assert accord.store.state(beta, VOTER) == "asked"
+    assert not accord.store.is_suppressed(beta, VOTER)
+    assert accord.store.is_suppressed(accord.flows["alpha"], VOTER)  # where the STOP was sent, it holds
+
+
+def test_a_region_this_version_does_not_know_gets_no_campaign_text(accord, sms: SMS, tmp_path):
+    alpha = accord.flows["alpha"]
+    round_for(accord, "alpha", tmp_path, VOTER)
+    key, field = slot("alpha", VOTER)
+    accord.store.redis.hset(key, field, accord.store.redis.hget(key, field) + b"Z")
+    assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [alpha.texts.confirmation]

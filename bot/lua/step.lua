@@ -42,6 +42,17 @@ for i = 1, #flows do
 end
 if plan.first then chosen = 1 end
 if given_region ~= '-' then regions[1] = given_region end
+-- START answers the objection that holds on this sender, whatever the record says: a record the
+-- retention purge reduced to the HMAC, or a flow stopped by a STOP sent to another sender.
+local objected = {}
+if plan.trigger == 'start' then
+  for i = 1, #flows do
+    if states[i] ~= 'opted_out' and states[i] ~= 'unreadable'
+        and objects(redis.call('HGET', KEYS[7 * i - 1], digest), flows[i].sender) then
+      objected[i] = true
+    end
+  end
+end
 local now_seconds = tonumber(now)
 local function refuse(why)
   local state = states[chosen]
@@ -70,13 +81,16 @@ local function apply(i, lead)
   local lkey, hkey, skey, fkey = KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local before, asked_before = states[i], asked[i]
   local state, stored_asked = before, asked36[i]
+  if objected[i] then state = 'opted_out' end
   if open[state] and now_seconds - asked_before >= flow.expiry then
     append(lkey, hkey, now, phone, flow.id, flow.hash, 'expire', state .. '>expired', '', '', '')
     state = 'expired'
   end
   -- The voter's own calendar decides whether campaign texts may go now (plan.shut: regions shut).
   local steps = plan.steps
-  if not lead then steps = plan.others elseif plan.shut[regions[i]] then steps = plan.steps_shut end
+  -- A region this version does not know is shut: the workers send it nothing either.
+  if not lead then steps = plan.others
+  elseif plan.shut[regions[i]] or not plan.known[regions[i]] then steps = plan.steps_shut end
   local step = steps[state]  -- "dest|say,say..."
   local dest, said = state, ''
   if step then dest, said = string.match(step, '^([^|]*)|(.*)$') end

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -138,8 +139,15 @@ class Keeper:
         """Extend the flow's last checkpoint with the entries since, sign it and file it.
 
         Refuses, naming it, if the ledger no longer holds what the last checkpoint fixed: that is
-        what a checkpoint is for.
+        what a checkpoint is for. One at a time per flow (a lock beside the file): two made at once
+        would both follow the same one, and the file would no longer read as one history.
         """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / f".{flow_id}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._make(flow_id, now)
+
+    def _make(self, flow_id: str, now: float) -> Signed:
         last = self.latest(flow_id)
         if last is not None:
             last.check(self.public_key())
@@ -218,14 +226,23 @@ def leaves(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[bytes]:
     return [merkle.leaf_hash(leaf_data(entry_id, fields)) for entry_id, fields in entries]
 
 
-def check(signed: Signed, entries: Iterable[tuple[bytes, dict[bytes, bytes]]], *, first: int) -> str | None:
+def check(signed: Signed, entries: Iterable[tuple[bytes, dict[bytes, bytes]]], *, first: int,
+          base: ledger.Base | None = None) -> str | None:
     """Check the ledger against a checkpoint; return what does not fit, or None.
 
     `entries` are the flow's entries from number `first` on (0 when they start at the first entry:
     then the tree is rebuilt and its root compared; else the chain hash of the last entry
-    checkpointed is, the chain up to it being walked by `ledger.verify`).
+    checkpointed is, the chain up to it being walked by `ledger.verify`). `base`, the recorded
+    start of the stream in Redis, is held to what the checkpoint fixed: archiving checkpoints
+    first, so the stream never legitimately starts after the last checkpointed entry.
     """
     checkpoint = signed.checkpoint
+    if base is not None and base.count > checkpoint.size:
+        return (f"Redis says {base.count} entries were archived, more than the {checkpoint.size} checkpointed: "
+                "give the archive files (--archive) to check them")
+    if base is not None and base.count == checkpoint.size and checkpoint.size and \
+            (base.last, base.hash.decode()) != (checkpoint.last, checkpoint.head):
+        return f"the archived part ends at {base.last}, not at the entry checkpointed ({checkpoint.last})"
     frontier, seen, last = merkle.Frontier(), first, ("", "")
     for entry_id, fields in entries:
         if seen >= checkpoint.size:

@@ -15,10 +15,10 @@ from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import Accord, merkle
+from bot import Accord, checkpoints, merkle
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
-from bot.keys import head_key, ledger_key, person_key, subject_key
+from bot.keys import base_key, head_key, ledger_key, person_key, subject_key
 from bot.ledger import lp, sha1
 from tests.conftest import SMS
 
@@ -280,3 +280,24 @@ def test_a_signing_key_setting_that_is_no_file_is_named(tmp_path):
                "FLOWS_DIR": str(ROOT / "flows")}
     with pytest.raises(ConfigError, match="LEDGER_KEY_FILE"):
         Config.from_env(environ, dotenv=tmp_path / "absent.env")
+
+
+def test_a_forged_archive_count_does_not_hide_a_rewrite(accord, flow, talked, redis_client):
+    assert run(accord, "ledger", "checkpoint", flow.id).exit_code == 0
+    person, fields = personal(accord, redis_client)
+    forge(redis_client, flow.id, person, entry_with(fields, "in:NO"),
+          lambda v: {**v, "event": "in:YES", "state": "asked>consented", "text": "oui"})
+    redis_client.hset(base_key(flow.id), mapping={"last": "0-1", "hash": "", "count": 10_000, "file": "x.gz"})
+    result = run(accord, "consent", "verify", flow.id)
+    assert result.exit_code == 1
+    assert "more than the" in result.output or "broken" in result.output
+
+
+def test_checkpoints_made_at_once_keep_one_history(accord, flow, talked):
+    from concurrent.futures import ThreadPoolExecutor
+
+    keeper = checkpoints.keeper_for(accord.store.redis, accord.config.instance_dir, accord.config.signing_key_path)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: keeper.make(flow.id, accord.store.clock()), range(8)))
+    assert len(list(keeper.history(flow.id))) == 8  # each follows the one before it
+    assert run(accord, "consent", "verify", flow.id).exit_code == 0

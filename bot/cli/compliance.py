@@ -144,11 +144,12 @@ def _check_checkpoint(obj: Services, flow_id: str, paths: tuple[Path, ...], chec
             click.echo(f"  no signed checkpoint yet: `ledger checkpoint {flow_id}` fixes the ledger as it stands")
             return
         signed.check(trusted_key or keeper.public_key())
-        first = ledger.base(redis, flow_id).count
+        base = ledger.base(redis, flow_id)
+        first = base.count
         stream = ledger.entries(redis, flow_id)
         if paths:  # the archived entries too: the whole tree is rebuilt
             stream, first = iter([*bundle.archived_entries(obj.accord, obj.flow(flow_id), paths), *stream]), 0
-        wrong = checkpoints.check(signed, stream, first=first)
+        wrong = checkpoints.check(signed, stream, first=first, base=None if paths else base)
     except (checkpoints.CheckpointError, archive.ArchiveError) as error:
         click.echo(f"ledger of {flow_id}: checkpoint: {error}")
         sys.exit(1)

@@ -155,3 +155,16 @@ def test_person_show_reports_raw_json_safely(accord, flow, sms: SMS):
     held = accord.store.person(VOTER)["demo"]
     assert held[-1]["text"] == '"}{\\ 🗳️ oui ?'
     assert json.dumps(held)
+
+
+def test_purging_one_flow_keeps_what_another_flow_holds_on_the_number(accord, sms, clock, tmp_path):
+    demo, presidentielle = accord.flows["demo"], accord.flows["presidentielle-2027"]
+    assert accord.store.claim(demo, VOTER, window_open=True).dest == "asked"
+    sms.send(VOTER, "non", to=demo.sender)
+    clock.advance(days=30)
+    sms.send(VOTER, "bonjour", to=presidentielle.sender)  # who wrote first: one entry in that flow
+    clock.advance(days=31)
+    run(accord, "purge")
+    assert accord.store.state(presidentielle, VOTER) == "contacted"
+    assert list(accord.store.person(VOTER)) == ["presidentielle-2027"]
+    assert accord.store.verify_ledger("presidentielle-2027") is None

@@ -69,7 +69,10 @@ if object then
   for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call(write, KEYS[n], digest, now) end
 end
 for n = 1 + 6 * flows + objections + 1, #KEYS do redis.call('DEL', KEYS[n]) end
-if pkey and (whole or redis.call('HLEN', pkey) <= 1) then
+-- The person goes once nothing of theirs is left: another flow's entry still there keeps them (only
+-- a 'pid' field, which earlier versions wrote, may be left over).
+local left = pkey and redis.call('HLEN', pkey) or 0
+if pkey and (whole or left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) then
   redis.call('DEL', pkey)
   redis.call('DEL', KEYS[1])
 end

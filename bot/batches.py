@@ -91,6 +91,11 @@ class Batches:
         if dry_run or not ids:
             return len(ids)
         gone = set(ids)
+        held: set[str] = set()  # the numbers of the batches dropped
+        for start in range(0, len(ids), READ_AT_ONCE):
+            chunk = ids[start:start + READ_AT_ONCE]
+            for value in self.redis.mget([batch_key(flow_id, batch_id) for batch_id in chunk]):
+                held.update(item.partition("/")[0] for item in (value or b"").decode().split(",") if item)
         parked = [raw.decode() for raw in self.redis.lrange(parked_key(flow_id), 0, -1)]
         with self.redis.pipeline(transaction=True) as pipe:
             for start in range(0, len(ids), 1000):
@@ -103,6 +108,7 @@ class Batches:
                 if entry.rpartition("|")[2] in gone:
                     pipe.lrem(parked_key(flow_id), 0, entry)
             pipe.execute()
+        self.store.unqueue_unasked(flow_id, held)  # never sent: nothing may say they were on the list
         return len(ids)
 
 

@@ -506,6 +506,24 @@ class Store:
         return sorted(_text(name).rpartition(":")[2]
                       for name in self.redis.scan_iter(match=suppression_key("*"), count=10_000))
 
+    def unqueue_unasked(self, flow_id: str, phones: Collection[str]) -> int:
+        """Clear the queued bit of those numbers the flow never asked (no state record); return how many.
+
+        Their batch went unsent, or their claim was refused: the bit would be all that says they
+        were on a list.
+        """
+        mobiles = sorted({phone for phone in phones if FRENCH_MOBILE_E164.match(phone)})
+        with self.redis.pipeline(transaction=False) as pipe:
+            for phone in mobiles:
+                pipe.hexists(*states.slot(flow_id, phone))
+            held = pipe.execute()
+        unasked = [phone for phone, found in zip(mobiles, held, strict=True) if not found]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for phone in unasked:
+                pipe.setbit(queued_key(flow_id), int(phone[3:12]) - 600_000_000, 0)
+            pipe.execute()
+        return len(unasked)
+
     def retire(self, flow_id: str) -> int:
         """Drop the bitmaps of a flow that sends no more (ended, or its file removed); return the
         numbers marked queued, each kept as its HMAC in the asked-before set.

@@ -365,8 +365,8 @@ def test_a_removed_flows_numbers_are_shown_erased_and_purged(config, clock: Cloc
     assert not [key for key in redis_client.scan_iter("accord:state:beta:*")]
     assert not redis_client.exists("accord:queued:beta", "accord:content:beta:1", f"accord:subject:"
                                    f"{after.store.digest(OTHER)}")
-    assert redis_client.smembers("accord:asked:beta") == {after.store.digest(phone).encode()
-                                                          for phone in (OTHER, *stranded)}
+    # Who was asked stays as HMACs; numbers queued but never asked leave nothing at all.
+    assert redis_client.smembers("accord:asked:beta") == {after.store.digest(OTHER).encode()}
     assert after.store.verify_ledger("beta") is None  # the chain stays, tied to no one
     assert "nothing is due" in run(after, "purge").output
 
@@ -390,3 +390,12 @@ def test_rejects_and_exports_on_disk_go_after_30_days(accord, sms: SMS, clock: C
     assert "removed 1: import rejects files, 30 days after the import" in output
     assert "removed 1: export files, 30 days after the export" in output
     assert not rejects.exists() and not exports[0].exists() and exports[1].exists()
+
+
+def test_no_bit_is_left_for_a_number_never_asked(accord, clock, redis_client):
+    """A batch dropped unsent leaves no queued bit spelling the number."""
+    demo = accord.flows["demo"]
+    assert accord.store.admit(demo, ["+33612980001"]) == "q"
+    clock.advance(days=61)
+    assert CliRunner().invoke(main, ["purge"], obj=Services(accord)).exit_code == 0
+    assert not redis_client.getbit(f"accord:queued:{demo.id}", 12_980_001)

@@ -303,3 +303,11 @@ def test_a_region_this_version_does_not_know_gets_no_campaign_text(accord, sms: 
     key, field = slot("alpha", VOTER)
     accord.store.redis.hset(key, field, accord.store.redis.hget(key, field) + b"Z")
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [alpha.texts.confirmation]
+
+
+def test_a_claim_refused_for_an_objection_leaves_no_bit_of_the_number(accord, sms: SMS):
+    alpha = accord.flows["alpha"]
+    assert accord.store.admit(alpha, [VOTER]) == "q"
+    sms.send(VOTER, "STOP", to=accord.flows["beta"].sender)  # the controller's objection, made elsewhere
+    assert accord.store.claim(alpha, VOTER, window_open=True).refused == "suppressed"
+    assert not accord.store.redis.getbit("accord:queued:alpha", 12_980_001)

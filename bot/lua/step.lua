@@ -61,13 +61,20 @@ end
 -- Only an objection may move a number whose record cannot be read: anything else waits for a person.
 if states[chosen] == 'unreadable' and not plan.objection then return refuse('unreadable record') end
 if plan.check_suppressed then
+  -- A claim refused leaves a number never asked unqueued: no bit may say it was on a list, and a
+  -- later round may queue it again (the objection, or the other question, is checked again then).
+  local function unqueue(why)
+    local offset = states[chosen] == 'new' and bit_of(phone)
+    if offset then redis.call('SETBIT', KEYS[7 * chosen + 2], offset, '0') end
+    return refuse(why)
+  end
   if objects(redis.call('HGET', KEYS[7 * chosen - 1], digest), flows[chosen].sender) then
-    return refuse('suppressed')
+    return unqueue('suppressed')
   end
   -- Another flow's question still open on this sender: a YES now would be ambiguous.
   for i = 2, #flows do
     if open[states[i]] and now_seconds - asked[i] < flows[i].expiry then
-      return refuse('waiting: open question from ' .. flows[i].id)
+      return unqueue('waiting: open question from ' .. flows[i].id)
     end
   end
 end

@@ -4,10 +4,12 @@ A replay is the same atomic step the webhook takes, recognised by its MessageSid
 reconcile twice changes nothing, and logged at the time Twilio received the text. What the step
 answers is then sent, as TwiML would have sent it at the time: service texts (help, the
 confirmations, a clarification) whatever the hour, since the voter is still owed them; campaign
-texts only where the voter's window is open now. Otherwise a YES gets content with the next
-`content send`, and a START waits for the next round. Each answer is claimed before it goes, so
-none goes twice, and is logged as sent with the provider's id (and counted in the day's costs);
-the inbound entry itself records no reply, since none went with it.
+texts only if they still fit when they go, which may be a later run's moment (the provider
+throttled the first): the voter's window open, no objection, content to a consented number
+(released as `content send` releases it), the request to the question it opens. Otherwise a YES
+gets content with the next `content send`, and a START waits for the next round. Each answer is
+claimed before it goes, so none goes twice, and is logged as sent with the provider's id (and
+counted in the day's costs); the inbound entry itself records no reply, since none went with it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bot.phones import E164
 from bot.replies import classify
 from bot.sending import validity
 from bot.store import SID_TTL, Outcome
+from bot.windows import REGIONS
 
 LIMIT = 10_000
 
@@ -42,7 +45,7 @@ class Reconciled:
     replayed: int = 0
     already: int = 0
     skipped: int = 0
-    unsent: int = 0  # campaign texts the answers held back, the voter's window being shut now
+    unsent: int = 0  # campaign texts the answers held back: shut window, objection, or a state they no longer fit
     sent: int = 0  # answers sent now
     failed: int = 0  # answers the provider refused, or whose sending is in doubt: not sent again
     limited: bool = False  # the limit was reached: older texts may remain
@@ -87,11 +90,12 @@ def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT
         body = (message.get("body") or "")[:MAX_BODY]
         trigger = REPLY_TRIGGERS[classify(body, flows[0].language)]
         now = store.clock()
+        at = min(_received(message, now), now)
         # As handle_inbound does, at the time Twilio received the text, with the window as it is
         # now, when the answers go. Taken before (a reconcile cut short), the step gives back its
-        # answer unchanged, and only what was never claimed is sent.
+        # answer unchanged, and only what was never claimed is sent, if it still fits.
         outcome = store.step(flows, phone, trigger, body=body, message_sid=sid, inbound=True,
-                             shut=shut_regions(flows, now), at=min(_received(message, now), now), twiml=False)
+                             shut=shut_regions(flows, now), at=at, twiml=False)
         answering = next((f for f in flows if f.id == outcome.flow), None)
         if first:
             done.replayed += 1
@@ -99,7 +103,7 @@ def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT
         else:
             done.already += 1
         if answering:
-            _answer(accord, answering, phone, sid, outcome.texts, done)
+            _answer(accord, answering, phone, sid, outcome.texts, done, at)
     return done
 
 
@@ -118,8 +122,8 @@ def _held(flow: Flow, outcome: Outcome, trigger: str) -> int:
 
 
 def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tuple[str, ...],
-            done: Reconciled) -> None:
-    """Send the answers to one text that no run has claimed yet, each at most once, in order."""
+            done: Reconciled, at: float) -> None:
+    """Send the answers to the text received `at` that no run has claimed yet, each at most once, in order."""
     store = accord.store
     public = accord.config.public_url
     for index, text in enumerate(texts):
@@ -127,12 +131,18 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             continue  # sent, or tried, by an earlier run
         content, request = text in flow.texts.content, text == flow.texts.consent_request
         now = store.clock()
+        region = _region(accord, flow, phone)
+        if content and not _release(accord, flow, phone, flow.texts.content.index(text) + 1, now, region):
+            done.unsent += 1  # claimed for good: `content send` delivers it, if it ever fits
+            continue
+        if request and not _still_asking(accord, flow, phone, now, region, at):
+            done.unsent += 1
+            continue
         try:
             # A campaign text expires with the voter's window; a service text goes whatever the hour.
             provider_sid = accord.gateway.send(
                 phone, text, sender=flow.sender,
-                validity_period=max(1, validity(flow, now, _region(accord, flow, phone))) if content or request
-                else None,
+                validity_period=max(1, validity(flow, now, region)) if content or request else None,
                 status_callback=f"{public}/sms/status" if public else None)
         except SendError as error:
             store.record_failure(flow, phone, error.code, error.message)
@@ -140,13 +150,56 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             if error.opted_out:
                 handle_carrier_stop(store, flow, phone, str(error.code), accord.flows_for(flow.sender))
             if error.unprocessed:
-                store.unclaim_answer(message_sid, index)  # certainly not sent: the next run sends it
+                store.unclaim_answer(message_sid, index)  # certainly not sent: the next run sends it, if it fits
             else:
                 for later in range(index + 1, len(texts)):  # nor will the rest: content without its thanks
                     store.claim_answer(message_sid, later)
             return
         store.record_sent(flow, phone, provider_sid, text, content=content, reply=not (content or request))
         done.sent += 1
+
+
+def _release(accord: Accord, flow: Flow, phone: str, message: int, now: float, region: str) -> bool:
+    """Release content `message` to the number as `content send` does, if its window is open now.
+
+    The step set the message's bit when it said the content, and this answer was never sent (it is
+    claimed only now, or was given back unsent), so the bit is reconcile's: handed back first, it
+    goes to whichever comes first, this run (release.lua re-checks consent and objection) or a
+    later `content send`. Never both, never twice.
+    """
+    accord.store.unrelease(flow, phone, message)
+    return _open(flow, now, region) and accord.store.release(flow, phone, message) == "ok"
+
+
+def _still_asking(accord: Accord, flow: Flow, phone: str, now: float, region: str, at: float) -> bool:
+    """Say whether the consent request the text received `at` opened may go now; if not, withdraw it.
+
+    It fits while that very question is open (not one a later START asked by TwiML) and the voter
+    has not objected. Held, the number goes back to new, as a START outside the window leaves it:
+    the next round asks it.
+    """
+    store = accord.store
+    asked_at = _asked_at(accord, flow, phone)
+    ours = store.state(flow, phone) == "asked" and asked_at is not None and abs(asked_at - at) < 1
+    if ours and _open(flow, now, region) and not store.is_suppressed(flow, phone):
+        return True
+    if ours:
+        store.step([flow], phone, "release", body="consent request held by reconcile")
+    return False
+
+
+def _open(flow: Flow, now: float, region: str) -> bool:
+    """Say whether campaign texts may go now to a voter of `region` (an unknown region: no)."""
+    return region in REGIONS and flow.is_open(now, region)
+
+
+def _asked_at(accord: Accord, flow: Flow, phone: str) -> int | None:
+    """Return when the number's open question was asked, from its record (None without a readable one)."""
+    record = accord.store.redis.hget(*states.slot(flow.id, phone))
+    try:
+        return states.decode(record)[1] if record else None
+    except states.StateRecordError:
+        return None
 
 
 def _region(accord: Accord, flow: Flow, phone: str) -> str:

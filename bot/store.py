@@ -298,6 +298,12 @@ class Store:
                 message, _salt(), flow.sender]
         return _text(self._release(keys=keys, args=args))
 
+    def unrelease(self, flow: Flow, phone: str, message: int) -> None:
+        """Hand back content `message` of a number it was never sent to (an answer left unsent), for a
+        later release: the bit the step set when it said the content."""
+        if FRENCH_MOBILE_E164.fullmatch(phone):  # the only numbers with a bit (bit_of in state.lua)
+            self.redis.setbit(content_key(flow.id, message), int(phone[3:]) - 600_000_000, 0)
+
     def count(self, flow: Flow, counts: dict[str, int]) -> None:
         """Add to the flow's funnel counters (import outcomes decided outside Redis)."""
         if counts:

@@ -46,6 +46,12 @@ REGIONS = {
     "H": Region("PF", "Pacific/Tahiti"),  # Polynésie française
     "N": Region("NC", "Pacific/Noumea"),  # Nouvelle-Calédonie
 }
+# The regions that vote on the Saturday, the day before metropolitan France, in presidential,
+# legislative and European elections and referendums (exceptions to the Sunday of Code électoral
+# art. L. 55: loi n° 62-1292 art. 3 II for the presidential election, as in 2022 on Saturday 9 April).
+# Their eve, and so their silence (art. L. 49), starts on Friday at 00:00 local (Conseil
+# constitutionnel, 2012). Kept for every poll date, whichever the election: the careful side.
+VOTES_THE_DAY_BEFORE = frozenset("GBFQYPH")
 # Postcode prefix -> region. Saint-Barthélemy and Saint-Martin share Guadeloupe's 971 prefix,
 # hence the longer prefixes, which are matched first.
 _POSTCODE_REGIONS = {
@@ -119,7 +125,8 @@ def sending_window(
     """Say whether a campaign message may be sent at `now` (aware datetime, any tz) to a voter of `region`.
 
     `tz` is the flow's zone, where its end date is read. Hours, days and holidays are the voter's
-    own, in the region's zone; electoral silence is kept in both zones (the union: the careful side).
+    own, in the region's zone; electoral silence is kept in both zones (the union: the careful side),
+    from a day earlier where the voter's region votes on the Saturday (VOTES_THE_DAY_BEFORE).
     """
     rules = _rules(tz, poll_date, hours, region, end_date)
     local = _local(now, rules.zone)
@@ -201,8 +208,11 @@ def _rules(tz: ZoneInfo, poll_date: PollDates, hours: SendingHours, region: str,
         raise ValueError(f"unknown region {region!r}: expected one of {', '.join(map(repr, REGIONS))}")
     zone = ZoneInfo(place.zone) if place.zone else tz
     polls = () if poll_date is None else (poll_date,) if isinstance(poll_date, dt.date) else poll_date
-    silences = tuple(sorted((_utc(start), _utc(end)) for day in polls
-                            for start, end in {silence_span(day, tz), silence_span(day, zone)}))
+    # Silence where the flow is, where the voter is, and a day earlier where the voter votes a day earlier.
+    spans = {silence_span(day, place) for day in polls for place in (tz, zone)}
+    if region in VOTES_THE_DAY_BEFORE:
+        spans |= {silence_span(day - _DAY, zone) for day in polls}
+    silences = tuple(sorted({(_utc(start), _utc(end)) for start, end in spans}))
     end = None if end_date is None else _utc(dt.datetime.combine(end_date + _DAY, dt.time(0), tzinfo=tz))
     return _Rules(zone, hours, place.subdiv, silences, end_date, end)
 

@@ -307,6 +307,8 @@ def test_validity_ends_when_the_voters_window_does(tmp_path: Path) -> None:
     guadeloupe = ZoneInfo("America/Guadeloupe")
     friday = dt.datetime(2027, 4, 9, 17, 0, tzinfo=guadeloupe).timestamp()  # 23:00 in Paris: shut there
     assert validity(flow, friday) == 0
-    assert validity(flow, friday, "G") == 3600  # the Paris silence begins at 18:00 in Guadeloupe
+    assert validity(flow, friday, "G") == 0  # Guadeloupe votes on Saturday: its silence began Friday 00:00
+    thursday = dt.datetime(2027, 4, 8, 17, 0, tzinfo=guadeloupe).timestamp()  # 23:00 in Paris
+    assert (validity(flow, thursday), validity(flow, thursday, "G")) == (0, 3 * 3600)
     tuesday = dt.datetime(2027, 1, 12, 15, 0, tzinfo=guadeloupe).timestamp()  # 20:00 in Paris
     assert (validity(flow, tuesday), validity(flow, tuesday, "G")) == (0, 5 * 3600)

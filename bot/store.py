@@ -115,6 +115,7 @@ class Store:
         self._status = self.redis.register_script(lua("status"))
         self._admit = self.redis.register_script(lua("state", "admit"))
         self._release = self.redis.register_script(lua("state", "ledger", "release"))
+        self._give_back = self.redis.register_script(lua("state", "ledger", "give_back"))
         self._erase = self.redis.register_script(lua("state", "ledger", "erase"))
         self._pace = self.redis.register_script(lua("pace"))
 
@@ -224,6 +225,14 @@ class Store:
     def record_failure(self, flow: Flow, phone: str, code: int | None, message: str) -> None:
         """Log a send the provider refused."""
         self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
+
+    def give_back(self, flow: Flow, phone: str, message: int, why: str) -> bool:
+        """Give back content `message` released to a number the provider certainly did not send it to,
+        so that a later try may release it; False if its bit was already clear (see give_back.lua)."""
+        keys = [content_key(flow.id, message), ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
+                subject_key(self.digest(phone))]
+        return bool(self._give_back(keys=keys, args=[phone, self._now(), flow.id, flow.content_hash, message, why,
+                                                     _salt()]))
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
              counter: str | None = None, cost: str = "") -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from bot import build, use
 from bot.config import Config
 from bot.gateway import TwilioGateway
-from bot.workers import run_worker
+from bot.workers import PICK_UP_EVERY, run_worker
 
 
 def main() -> None:
@@ -23,7 +23,8 @@ def main() -> None:
     now = float(env["TEST_NOW"])
     accord = build(config, gateway=gateway, clock=lambda: now)
     use(accord)
-    run_worker(accord, burst=env.get("TEST_BURST") == "1")
+    run_worker(accord, burst=env.get("TEST_BURST") == "1",
+               pick_up_every=int(env.get("TEST_PICK_UP_EVERY", PICK_UP_EVERY)))
 
 
 if __name__ == "__main__":

@@ -297,7 +297,7 @@ class Workers:
         """Start `count` workers and wait until each listens on the queue."""
         crew = [self.start(pick_up_every=pick_up_every) for _ in range(count)]
         queue = queue_for(accord)
-        assert wait_for(lambda: Worker.count(queue=queue) == count, timeout=30), self.log.read_text()[-3000:]
+        assert wait_for(lambda: Worker.count(queue=queue) == count, timeout=120), self.log.read_text()[-3000:]
         return crew
 
     def run_burst(self) -> None:
@@ -331,7 +331,7 @@ def crash_mid_round(accord: Accord, twilio, workers: Workers, phones: list[str],
     twilio.delay(0.05)  # each send takes a while: the kills land in the middle of the batches
     start_round(accord, accord.flows["demo"], contacts(tmp_path, phones), ORIGIN, rate=1000)
     try:
-        assert wait_for(lambda: len(started_jobs(accord)) == 3 and len(twilio.messages) >= 9, timeout=30)
+        assert wait_for(lambda: len(started_jobs(accord)) == 3 and len(twilio.messages) >= 9, timeout=120)
     finally:
         for process in crew:
             kill_hard(process)
@@ -341,10 +341,17 @@ def crash_mid_round(accord: Accord, twilio, workers: Workers, phones: list[str],
     return held
 
 
-def asked_once_each(accord: Accord, twilio, phones: list[str]) -> None:
-    # The texts in flight at the kills reached the provider: their claims stand, and they are not resent.
-    assert Counter(message["to"] for message in twilio.messages) == dict.fromkeys(phones, 1)
+def asked_once_each(accord: Accord, twilio, phones: list[str], *, killed: int) -> None:
+    """Every number asked, none twice, but those a kill caught between their claim and their send.
+
+    A text in flight at a kill that reached the provider keeps its claim and is not resent. A kill
+    that lands between a claim and its request leaves that number claimed and unsent: at most one
+    per process killed (at most once is kept; exactly once needs the provider as witness).
+    """
+    sent = Counter(message["to"] for message in twilio.messages)
+    assert set(sent.values()) == {1} and set(sent) <= set(phones)
     flow = accord.flows["demo"]
+    assert len(set(phones) - set(sent)) <= killed
     assert all(accord.store.state(flow, phone) == "asked" for phone in phones)
     assert accord.store.verify_ledger(flow.id) is None
 
@@ -357,7 +364,7 @@ def test_a_new_worker_picks_up_the_batches_killed_workers_left_without_round_res
     crash_mid_round(accord, twilio, workers, phones, monkeypatch, tmp_path)
     age_rq(accord.store.redis, later)  # 100 s: RQ's own housekeeping fails them as abandoned first
     workers.run_burst()
-    asked_once_each(accord, twilio, phones)
+    asked_once_each(accord, twilio, phones, killed=3)
 
 
 @pytest.mark.slow
@@ -373,7 +380,7 @@ def test_round_resume_after_a_crash_requeues_every_abandoned_batch(
     assert not StartedJobRegistry(queue=queue).get_job_ids() and not FailedJobRegistry(queue=queue).get_job_ids()
     assert queue.count == held
     workers.run_burst()
-    asked_once_each(accord, twilio, phones)
+    asked_once_each(accord, twilio, phones, killed=3)
 
 
 @pytest.mark.slow
@@ -384,7 +391,7 @@ def test_a_running_worker_picks_up_a_batch_abandoned_after_it_started(
     workers.ready(accord, 2, pick_up_every=1)  # looking every second, for the test's sake
     twilio.delay(0.05)
     start_round(accord, accord.flows["demo"], contacts(tmp_path, phones), ORIGIN, rate=1000)
-    assert wait_for(lambda: len(started_jobs(accord)) == 1 and len(twilio.messages) >= 10, timeout=30)
+    assert wait_for(lambda: len(started_jobs(accord)) == 1 and len(twilio.messages) >= 10, timeout=120)
     holder = workers.holding(started_jobs(accord)[0])
     if killed == "worker":
         kill_hard(holder)
@@ -392,10 +399,12 @@ def test_a_running_worker_picks_up_a_batch_abandoned_after_it_started(
         (horse,) = [pid for pid in children(holder.pid) if os.getpgid(pid) == pid]  # its own process group
         os.kill(horse, signal.SIGKILL)
     twilio.delay(0)
-    assert wait_for(lambda: len({message["to"] for message in twilio.messages}) == len(phones), timeout=30), \
+    # Every number sent, but at most the one the kill may have caught between its claim and its send.
+    assert wait_for(lambda: len({message["to"] for message in twilio.messages}) >= len(phones) - 1
+                    and not started_jobs(accord) and not queue_for(accord).count, timeout=120), \
         workers.log.read_text()[-3000:]
     workers.stop()
-    asked_once_each(accord, twilio, phones)
+    asked_once_each(accord, twilio, phones, killed=1)
 
 
 # -- The guards of picking up -------------------------------------------------------------------------------------

@@ -227,7 +227,8 @@ def _export_bundle(obj: Services, flow_id: str, phone: str | None, paths: tuple[
     obj.accord.store.record_export(flow, json.dumps({"operator": getpass.getuser(), "scope": "one number",
                                                      "format": "bundle", "count": len(made["entries"]),
                                                      "output": path.name}))
-    click.echo(f"{len(made['entries'])} entries of {number} in {flow_id}, proven against the checkpoint of "
+    count = len(made["entries"])
+    click.echo(f"{count} entr{'y' if count == 1 else 'ies'} of {number} in {flow_id}, proven against the checkpoint of "
                f"{made['checkpoint']['at']}, written to {path}; the export is logged in the ledger.", err=True)
     click.echo(f"Check it anywhere: python bot/verifier.py {path} --key {made['key']}", err=True)
 

@@ -33,6 +33,7 @@ from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.sending import enqueue, queue_for
 from tests.conftest import PARIS, SMS, Clock
+from tests.flowfiles import TEXTS
 
 VOTER, OTHER = "+33612980001", "+33612980002"
 OFFSET = 12_980_001  # the voter's bit in a flow's bitmaps: +33 6 00 00 00 00 is bit 0
@@ -286,13 +287,7 @@ poll_date = 2030-06-09
 sender = "{sender}"
 sending_days = "mon-sun"
 {extra}
-[texts]
-consent_request = "{{controller}} : acceptez-vous de {{purpose}} ? Source : {{source}}. OUI ou STOP. {{notice_url}}"
-confirmation = "Merci ! STOP pour annuler. {{controller}}"
-declined = "C'est note. {{controller}}"
-stopped = "Opposition enregistree. {{controller}}"
-help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
-clarification = "Repondez OUI ou STOP. {{controller}}"
+""" + TEXTS + """\
 content = ["{{controller}} : message de campagne {id}. STOP pour ne plus recevoir"]
 """
 

@@ -23,6 +23,7 @@ from bot.cli import Services, main
 from bot.gateway import TwilioGateway
 from bot.sending import queue_for
 from tests.conftest import SMS, answers
+from tests.flowfiles import TEXTS
 from tests.twilio_server import TwilioServer
 
 WITHDRAWS = "+33612980001"
@@ -40,13 +41,7 @@ notice_url = "https://example.org/donnees"
 poll_date = 2030-06-09
 sender = "{sender}"
 
-[texts]
-consent_request = "{{controller}} : acceptez-vous de {{purpose}} ? Source : {{source}}. OUI ou STOP. {{notice_url}}"
-confirmation = "Merci ! STOP pour annuler. {{controller}}"
-declined = "C'est note. {{controller}}"
-stopped = "Opposition enregistree. {{controller}}"
-help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
-clarification = "Repondez OUI ou STOP. {{controller}}"
+""" + TEXTS + """\
 content = [
     "{{controller}} : premier message ({id}). STOP pour ne plus recevoir",
     "{{controller}} : second message ({id}). STOP pour ne plus recevoir",

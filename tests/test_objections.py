@@ -19,6 +19,7 @@ from bot.gateway import TwilioGateway
 from bot.sending import queue_for
 from bot.states import slot
 from tests.conftest import PARIS, SMS, answers
+from tests.flowfiles import TEXTS
 
 VOTER = "+33612980001"
 OTHER = "+33612980002"
@@ -32,13 +33,7 @@ notice_url = "https://example.org/{id}"
 poll_date = 2030-06-09
 sender = "{sender}"
 
-[texts]
-consent_request = "{{controller}} : acceptez-vous de {{purpose}} ? Source : {{source}}. OUI ou STOP. {{notice_url}}"
-confirmation = "Merci ! STOP pour annuler. {{controller}}"
-declined = "C'est note. {{controller}}"
-stopped = "Opposition enregistree. {{controller}}"
-help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
-clarification = "Repondez OUI ou STOP. {{controller}}"
+""" + TEXTS + """\
 content = ["{{controller}} : message de campagne {name}. STOP pour ne plus recevoir"]
 """
 # Two flows of one controller texting from two senders, a third flow on the first sender, and a

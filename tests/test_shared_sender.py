@@ -9,6 +9,7 @@ import pytest
 
 from bot import Accord, create_app
 from tests.conftest import SMS, answers
+from tests.flowfiles import TEXTS
 
 VOTER = "+33612980001"
 FLOW = """\
@@ -22,13 +23,7 @@ poll_date = 2030-06-09
 sender = "38000"
 sending_days = "mon-sun"
 
-[texts]
-consent_request = "{{controller}} : acceptez-vous de {{purpose}} ? Source : {{source}}. OUI ou STOP. {{notice_url}}"
-confirmation = "Merci ! STOP pour annuler. {{controller}}"
-declined = "C'est note. {{controller}}"
-stopped = "Opposition enregistree. {{controller}}"
-help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
-clarification = "Repondez OUI ou STOP. {{controller}}"
+""" + TEXTS + """\
 content = ["{{controller}} : message de campagne {name}. STOP pour ne plus recevoir"]
 """
 

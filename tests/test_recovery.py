@@ -328,15 +328,20 @@ def crash_mid_round(accord: Accord, twilio, workers: Workers, phones: list[str],
     how many batches they held."""
     monkeypatch.setattr(rounds, "BATCH", 20)
     crew = workers.ready(accord, 3)  # each takes a batch as it comes
-    twilio.delay(0.05)  # each send takes a while: the kills land in the middle of the batches
+    # Each send takes a while (a batch of 20 about 10 s), so the kills land mid-batch, even on a
+    # loaded machine.
+    twilio.delay(0.5)
     start_round(accord, accord.flows["demo"], contacts(tmp_path, phones), ORIGIN, rate=1000)
     try:
-        assert wait_for(lambda: len(started_jobs(accord)) == 3 and len(twilio.messages) >= 9, timeout=120)
+        # All three mid-batch, as a rule; a loaded machine may start one late: then those started.
+        if not wait_for(lambda: len(started_jobs(accord)) == 3 and len(twilio.messages) >= 9, timeout=8):
+            assert wait_for(lambda: started_jobs(accord) and len(twilio.messages) >= 3, timeout=120), \
+                (len(twilio.messages), queue_for(accord).count, workers.log.read_text()[-3000:])
     finally:
         for process in crew:
             kill_hard(process)
     held = len(started_jobs(accord))
-    assert held == 3 and len(twilio.messages) < len(phones)
+    assert held >= 1 and len(twilio.messages) < len(phones)
     twilio.delay(0)
     return held
 
@@ -372,13 +377,14 @@ def test_round_resume_after_a_crash_requeues_every_abandoned_batch(
         accord, twilio, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     phones = numbers(60, 1281)
     held = crash_mid_round(accord, twilio, workers, phones, monkeypatch, tmp_path)
+    waiting = queue_for(accord).count
     # Resumed later than 90 s after the crash: the executions' records are gone, RQ still lists them.
     age_rq(accord.store.redis, 100)
     result = run(accord, "round", "resume", "demo")
     assert result.exit_code == 0 and f"{held} interrupted batch(es)" in result.output
     queue = queue_for(accord)
     assert not StartedJobRegistry(queue=queue).get_job_ids() and not FailedJobRegistry(queue=queue).get_job_ids()
-    assert queue.count == held
+    assert queue.count == held + waiting  # those never started wait in the queue as they were
     workers.run_burst()
     asked_once_each(accord, twilio, phones, killed=3)
 

@@ -311,7 +311,7 @@ class Store:
         """Hand back content `message` of a number it was never sent to (an answer left unsent), for a
         later release: the bit the step set when it said the content."""
         if FRENCH_MOBILE_E164.fullmatch(phone):  # the only numbers with a bit (bit_of in state.lua)
-            self.redis.setbit(content_key(flow.id, message), int(phone[3:]) - 600_000_000, 0)
+            self.redis.setbit(content_key(flow.id, message), _bit_of(phone), 0)
 
     def count(self, flow: Flow, counts: dict[str, int]) -> None:
         """Add to the flow's funnel counters (import outcomes decided outside Redis)."""
@@ -361,13 +361,9 @@ class Store:
 
     def recipients(self, flow: Flow, state: str) -> Iterator[tuple[str, str]]:
         """Yield (phone, calendar region) for the numbers in `state` in a flow (a scan, for broadcasts)."""
-        for phone, record in self._scan(flow, 500):
-            try:
-                if states.decode(record)[0] == state:
-                    yield phone, states.region(record)
-            except states.StateRecordError:
-                log.error("flow %s: unreadable state record of number %s… passed over (see `states check`)",
-                          flow.id, self.digest(phone)[:8])
+        for phone, record, (found, _, _) in self._readable(flow, 500):
+            if found == state:
+                yield phone, states.region(record)
 
     def set_round(self, flow: Flow, **settings: str) -> None:
         """Record a round's settings and origin (rate, broker, contract, operator ...)."""
@@ -535,7 +531,7 @@ class Store:
         unasked = [phone for phone, found in zip(mobiles, held, strict=True) if not found]
         with self.redis.pipeline(transaction=False) as pipe:
             for phone in unasked:
-                pipe.setbit(queued_key(flow_id), int(phone[3:12]) - 600_000_000, 0)
+                pipe.setbit(queued_key(flow_id), _bit_of(phone), 0)
             pipe.execute()
         return len(unasked)
 
@@ -566,9 +562,14 @@ class Store:
         A record not in the stored layout is passed over and logged: one damaged record must not
         stop a broadcast or a purge. `unreadable` lists them.
         """
+        for phone, _, decoded in self._readable(flow, batch):
+            yield (phone, *decoded)
+
+    def _readable(self, flow: Flow, batch: int) -> Iterator[tuple[str, bytes, tuple[str, int, float]]]:
+        """Yield (phone, stored value, decoded) for the flow's readable records; log the others."""
         for phone, record in self._scan(flow, batch):
             try:
-                yield (phone, *states.decode(record))
+                yield phone, record, states.decode(record)
             except states.StateRecordError:
                 log.error("flow %s: unreadable state record of number %s… passed over (see `states check`)",
                           flow.id, self.digest(phone)[:8])
@@ -736,6 +737,11 @@ def lua(*names: str) -> str:
 
 def _salt() -> str:
     return secrets.token_hex(8)  # fresh per script call: ledger salts, new person ids
+
+
+def _bit_of(phone: str) -> int:
+    """Return where a French mobile sits in a flow's bitmaps (mobile_bit in state.lua; `_bit_phone` reverses it)."""
+    return int(phone[3:12]) - 600_000_000
 
 
 def _bit_phone(offset: int) -> str:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
-from bot import Accord, archive, merkle
+from bot import Accord, archive, merkle, references
 from bot.checkpoints import Keeper, Signed, leaf_data
 from bot.flows import Flow
 from bot.keys import person_key, subject_key
@@ -60,10 +60,13 @@ def build(accord: Accord, flow: Flow, phone: str, keeper: Keeper, signed: Signed
         raise BundleError(f"{phone}: no entry of {flow.id} holds this number up to the checkpoint")
     versions = accord.store.versions(flow.id) | {flow.content_hash: flow.canonical}  # the version loaded now
     named = sorted({entry["stream"].get("flow_hash", "") for entry in proven} - {""})
+    texts = references.table(redis)
+    said = sorted(set().union(*(references.named(entry["personal"]) for entry in proven)))
     return {
         "format": FORMAT, "flow": flow.id, "controller": flow.controller, "phone": phone,
         "entries": proven,
         "flow_versions": {flow_hash: versions.get(flow_hash) for flow_hash in named},
+        "texts": {ref: texts.get(ref) for ref in said},  # the words each reference stands for
         "checkpoint": asdict(checkpoint), "signature": signed.signature, "key": signed.key,
     }
 

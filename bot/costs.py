@@ -23,7 +23,7 @@ from typing import IO
 
 from redis import Redis
 
-from bot import Accord, ledger
+from bot import Accord, ledger, references
 from bot.flows import Flow
 from bot.keys import costs_key
 from bot.ledger import entry_order
@@ -150,6 +150,8 @@ def write_csv(report: CostReport, out: IO[str], unit_price: Decimal) -> None:
 
 def _joined(redis: Redis, flow_id: str, stream: Iterable[tuple[bytes, dict[bytes, bytes]]]
             ) -> Iterator[tuple[dict[bytes, bytes], dict | None]]:
-    """Yield each entry with its personal fields (None where erased), a page at a time."""
+    """Yield each entry with its personal fields (None where erased, texts in full), a page at a time."""
+    texts = references.table(redis)
     for page in ledger.pages(stream):
-        yield from zip((f for _, f in page), ledger.personal(redis, flow_id, page), strict=True)
+        for fields, personal in zip((f for _, f in page), ledger.personal(redis, flow_id, page), strict=True):
+            yield fields, personal and references.resolve(personal, texts)

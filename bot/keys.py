@@ -121,6 +121,7 @@ def failures_key(name: str) -> str:
     return key_for("operator-failures", name)  # failed sign-ins in a row; expires with the lock-out
 
 
+TEXTS_KEY = key_for("texts")  # hash: reference -> a flow's text the ledger names by it (bot/references.py)
 EXPORTS_KEY = key_for("exports")  # hash: path of a file an export wrote -> when, and its sha256 (JSON)
 OPERATORS_KEY = key_for("operators")  # set: every console operator's name
 AUDIT_KEY = key_for("audit")  # stream, capped: who did what in the console

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from bot import references
 from bot.keys import base_key, head_key, ledger_key, person_key
 
 SEALED = ("at", "flow", "flow_hash", "kind", "pid", "commit", "prev")
@@ -76,13 +77,14 @@ def personal(redis: Redis, flow_id: str, page: list[tuple[bytes, dict[bytes, byt
 def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:
     """Return the flow's entries in Redis in order, joined with their personal fields; erased ones say so.
 
-    Entries archived off Redis are not among them: see `archives`.
+    Entries archived off Redis are not among them: see `archives`. Texts named by reference
+    (bot/references.py) come back in full.
     """
-    joined = []
+    joined, texts = [], references.table(redis)
     for page in pages(entries(redis, flow_id)):
         for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
             entry = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
-            entry.update(person or {"erased": "1"})
+            entry.update(references.resolve(person, texts) if person else {"erased": "1"})
             entry.pop("salt", None)
             joined.append((entry_id.decode(), entry))
     return joined
@@ -91,10 +93,10 @@ def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:
 def latest(redis: Redis, flow_id: str, count: int = 20) -> list[tuple[str, dict[str, str]]]:
     """Return the flow's newest entries, newest first, joined with their personal fields (one page)."""
     page = redis.xrevrange(ledger_key(flow_id), count=count)
-    joined = []
+    joined, texts = [], references.table(redis)
     for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
         entry = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
-        entry.update({k: str(v) for k, v in (person or {"erased": "1"}).items()})
+        entry.update({k: str(v) for k, v in (references.resolve(person, texts) if person else {"erased": "1"}).items()})
         entry.pop("salt", None)
         joined.append((entry_id.decode(), entry))
     return joined

@@ -24,7 +24,7 @@ from redis import Redis, ResponseError
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from bot import ledger, machine, states
+from bot import ledger, machine, references, states
 from bot.flows import Flow
 from bot.keys import (
     OUTBOX_KEY,
@@ -106,6 +106,7 @@ class Store:
     suppression_secret: bytes
     clock: Callable[[], float] = time.time
     flows: dict[str, Flow] = field(default_factory=dict)  # every flow loaded, by id
+    _named: set[str] = field(default_factory=set, repr=False)  # content hashes whose texts resolve (_name)
 
     def __post_init__(self) -> None:
         self.digest = Pseudonyms(self.suppression_secret)  # the keyed HMAC that stands for a number
@@ -143,6 +144,7 @@ class Store:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
         keys += [costs_key(flow.id) for flow in flows]  # last: see bot/lua/answers.lua
         plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first, twiml)
+        self._name(flows)
         script = self._steps.get(plan)
         if script is None:
             script = self._steps[plan] = self.redis.register_script(f"local plan = {plan}\n{self._step_source}")
@@ -186,8 +188,10 @@ class Store:
         the service texts reconcile answers late ("sent:reply").
         """
         kind = "content" if content else "reply" if reply else "request"
+        self._name([flow])
         self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid),
-                  counter="sent" if kind == "request" else f"sent:{kind}", cost=kind)
+                  counter="sent" if kind == "request" else f"sent:{kind}", cost=kind,
+                  stored=references.of(flow).get(text, text))
 
     def answer_late(self, message_sid: str) -> bool | None:
         """Take on answering an inbound text late (reconcile): True the first time, False once taken.
@@ -235,12 +239,13 @@ class Store:
                                                      _salt()]))
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
-             counter: str | None = None, cost: str = "") -> None:
+             counter: str | None = None, cost: str = "", stored: str | None = None) -> None:
+        """Append an entry no state change brings; `stored` is the text as the ledger holds it, if not `text`."""
         subject = subject_key(self.digest(phone) if phone else "-")
         keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject]
         now = self._now()
-        args: list[str | int] = [now, phone, flow.id, flow.content_hash, event, text, sid, OUT_TTL, _salt(),
-                                 counter or event]
+        args: list[str | int] = [now, phone, flow.id, flow.content_hash, event, text if stored is None else stored,
+                                 sid, OUT_TTL, _salt(), counter or event]
         if cost:  # a message sent: one more in the day's cost counts (bot/lua/costs.lua)
             keys.append(costs_key(flow.id))
             args.append(f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}")
@@ -303,8 +308,9 @@ class Store:
         digest = self.digest(phone)
         keys = [states.slot(flow.id, phone)[0], suppression_key(flow.controller_id), content_key(flow.id, message),
                 ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest)]
-        args = [phone, digest, self._now(), flow.id, flow.content_hash, flow.texts.content[message - 1],
-                message, _salt(), flow.sender]
+        self._name([flow])
+        args = [phone, digest, self._now(), flow.id, flow.content_hash,
+                references.of(flow)[flow.texts.content[message - 1]], message, _salt(), flow.sender]
         return _text(self._release(keys=keys, args=args))
 
     def unrelease(self, flow: Flow, phone: str, message: int) -> None:
@@ -374,7 +380,23 @@ class Store:
         with self.redis.pipeline(transaction=False) as pipe:
             for flow in flows:
                 pipe.hsetnx(versions_key(flow.id), flow.content_hash, flow.canonical)
+            references.register(flows, pipe)
             pipe.execute()
+        self._named.update(flow.content_hash for flow in flows)
+
+    def _name(self, flows: Sequence[Flow]) -> None:
+        """Make sure the references the ledger is about to hold for these flows' texts resolve.
+
+        The first time, every flow loaded is named with them: a replayed webhook, which changes
+        nothing, finds its flows' texts there already.
+        """
+        new = list({flow.content_hash: flow for flow in (*self.flows.values(), *flows)
+                    if flow.content_hash not in self._named}.values())
+        if new:
+            with self.redis.pipeline(transaction=False) as pipe:
+                references.register(new, pipe)
+                pipe.execute()
+            self._named.update(flow.content_hash for flow in new)
 
     def versions(self, flow_id: str) -> dict[str, str]:
         """Return the flow's data by content hash, for every version this deployment ran."""
@@ -451,11 +473,12 @@ class Store:
         held: dict[str, list[dict[str, str]]] = {}
         if pid is None:
             return held
+        texts = references.table(self.redis)
         for name, raw in sorted(self.redis.hgetall(person_key(pid.decode())).items()):
             if name == b"pid":
                 continue
             flow_id, _, entry_id = name.decode().partition("|")
-            fields = json.loads(raw.decode("utf-8", "surrogateescape"))
+            fields = references.resolve(json.loads(raw.decode("utf-8", "surrogateescape")), texts)
             fields.pop("salt", None)
             at = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
             fields["at"] = _text(at[0][1].get(b"at")) if at else ""
@@ -681,9 +704,10 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
         "known": {region: True for region in REGIONS},
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds, "sender": f.sender,
-                   "texts": {key: f.texts.say(key) for key in sorted(said) if key},
-                   # What each text costs, by the text a reply holds (bot/lua/answers.lua).
-                   "parts": {f.texts.say(key): f"{_cost_kind(key)}|{segments(f.texts.say(key))}"
+                   # The ledger names them (bot/references.py).
+                   "texts": {key: references.of(f)[f.texts.say(key)] for key in sorted(said) if key},
+                   # What each text costs, by the reference a reply holds (bot/lua/answers.lua).
+                   "parts": {references.of(f)[f.texts.say(key)]: f"{_cost_kind(key)}|{segments(f.texts.say(key))}"
                              for key in sorted(said) if key}} for f in flows],
     })
 

@@ -6,8 +6,10 @@ This file stands alone: copy it anywhere. The bundle's format is in docs/PROOF.m
 personal fields (number, event, state, texts, message ids) are bound to it by a salted SHA-1
 commitment; the entry is bound to the ledger's order by its chain hash, and to the tree the
 checkpoint fixes by its SHA-256 leaf and inclusion proof (RFC 6962); the checkpoint is bound to
-the campaign by its Ed25519 signature. Give `--key` the public key the campaign published, or the
-bundle's own key is used and printed so you can compare it with theirs.
+the campaign by its Ed25519 signature. A text Accord sent may be named by reference ("=" and the
+first 32 hex digits of its SHA-256): the bundle's "texts" give the words, checked against it.
+Give `--key` the public key the campaign published, or the bundle's own key is used and printed
+so you can compare it with theirs.
 """
 
 from __future__ import annotations
@@ -89,7 +91,18 @@ def problems(bundle: dict, trusted_key: str | None = None) -> list[str]:
     for flow_hash, data in (bundle.get("flow_versions") or {}).items():
         if data is not None and hashlib.sha256(data.encode()).hexdigest()[:16] != flow_hash:
             found.append(f"flow version {flow_hash}: its data does not hash to it")
+    for ref, words in (bundle.get("texts") or {}).items():
+        if words is None or "=" + hashlib.sha256(text(words)).hexdigest()[:32] != ref:
+            found.append(f"text {ref}: its words do not hash to it")
     return found
+
+
+def words(personal: dict, texts: dict) -> str:
+    """Return the text of an entry as sent or received: a reference resolved through the bundle's texts."""
+    said = str(personal.get("text", ""))
+    if str(personal.get("event", "")).startswith("in:"):
+        return said  # the voter's own words, never a reference
+    return texts.get(said) or said
 
 
 def main(argv: list[str]) -> int:
@@ -107,7 +120,8 @@ def main(argv: list[str]) -> int:
     for entry in bundle.get("entries", []):
         personal = entry.get("personal", {})
         print(f"  {entry['stream'].get('at')}  {personal.get('event'):<16} {personal.get('state'):<22} "
-              f"{personal.get('text')!r}" + (f"  [{personal['sid']}]" if personal.get("sid") else ""))
+              f"{words(personal, bundle.get('texts') or {})!r}"
+              + (f"  [{personal['sid']}]" if personal.get("sid") else ""))
     for problem in found:
         print(f"FAIL: {problem}")
     print("OK: every check passed" if not found else f"{len(found)} check(s) failed")

@@ -21,7 +21,7 @@ from bot.flows import Flow
 from bot.phones import FRENCH_MOBILE_PREFIXES, MobileBits, PhoneError, normalize
 from bot.sending import BATCH, enqueue_many, enqueue_stored, rate_of
 from bot.store import new_batch_id
-from bot.windows import read_postcode
+from bot.windows import read_postcode, region_of
 
 # Where a list may come from (COMPLIANCE.md C.13): HR, patient and public-registry files never.
 SOURCE_TYPES = {"broker": "rented or bought from a data broker", "supporters": "the campaign's own supporters",
@@ -113,7 +113,10 @@ def start_round(accord: Accord, flow: Flow, path: Path, origin: Origin, *, dry_r
                 if not row.postcode:
                     admit.add(phone)  # deduped where admitted
                 elif postcode := read_postcode(row.postcode):
-                    admit.add(f"{phone}/{postcode}")
+                    # The calendar region is all the worker needs of it: one letter, none in the metropole
+                    # (13 bytes a number waiting in its batch, not 19).
+                    region = region_of(postcode)
+                    admit.add(f"{phone}/{region}" if region else phone)
                 else:  # not one: the number follows the national holidays, like one with no postcode
                     report.counts[POSTCODE_NOT_READ] += 1
                     admit.add(phone)
@@ -159,7 +162,7 @@ class _Admission:
         self.siblings = accord.flows_for(flow.sender)
         # Without fork (Windows), every batch is admitted here.
         self.parallel_after = self.PARALLEL_AFTER if "fork" in multiprocessing.get_all_start_methods() else -1
-        self.items: list[str] = []  # 'phone' or 'phone/postcode'
+        self.items: list[str] = []  # 'phone' or 'phone/region'
         self.seen: MobileBits | None = MobileBits()  # the numbers met so far, where batches are admitted
         self.batches: list[str] = []  # for the pool's next task
         self.admitted = 0  # batches admitted in this process
@@ -167,7 +170,7 @@ class _Admission:
         self.pending: deque[Future[Counter[str]]] = deque()
 
     def add(self, item: str) -> None:
-        """Take a number for the next batch: 'phone', or 'phone/postcode'."""
+        """Take a number for the next batch: 'phone', or 'phone/region' (bot/windows.py's REGIONS)."""
         self.items.append(item)
         if len(self.items) == BATCH:
             self._batch()

@@ -265,7 +265,7 @@ class Store:
               dry_run: bool = False, batch_id: str | None = None) -> str:
         """Mark new numbers queued for a round; return a letter per item (see admit.lua).
 
-        `items` are French mobiles in E.164, each alone or as 'phone/postcode'. Unless it is a dry
+        `items` are French mobiles in E.164, each alone or as 'phone/region'. Unless it is a dry
         run, the numbers queued are stored as batch `batch_id` (a fresh one if None) and the id
         goes on the flow's list of admitted batches, in the same script, until `settle` says its
         job is queued: Redis failing in between loses no number (see `unsettled`).

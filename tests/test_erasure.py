@@ -206,11 +206,11 @@ def held_items(accord: Accord, job) -> list[str] | None:
 def test_jobs_carry_a_batch_id_and_a_finished_one_keeps_nothing_else(twilio_accord, twilio, tmp_path, redis_client):
     accord = twilio_accord
     path = tmp_path / "contacts.csv"
-    path.write_text(f"telephone;code postal\n{VOTER};69007\n{OTHER};\n", encoding="utf-8")
+    path.write_text(f"telephone;code postal\n{VOTER};67000\n{OTHER};\n", encoding="utf-8")
     run(accord, "round", "start", "demo", str(path), "--source-type", "supporters", "--operator", "camille")
     (job,) = queue_for(accord).get_jobs()
     assert job.args[0] == "demo" and "+33" not in job.args[1] and "+33" not in job.description
-    assert held_items(accord, job) == [f"{VOTER}/69007", OTHER]
+    assert held_items(accord, job) == [f"{VOTER}/A", OTHER]  # the region of 67000 (Alsace)
     work(accord)
     assert sorted(m["to"] for m in twilio.messages) == [VOTER, OTHER]
     assert held_items(accord, job) is None and redis_client.zcard("accord:batches:demo") == 0

@@ -206,6 +206,19 @@ def test_regional_holidays_follow_the_postcode(accord, twilio, clock, tmp_path):
     assert len(scheduled(accord)) == 1
 
 
+def test_a_waiting_number_keeps_its_calendar_region_not_its_postcode(accord, clock, tmp_path):
+    """What a round stores per waiting number is the number and a region letter: at most 16 bytes a number."""
+    path = tmp_path / "regions.csv"
+    path.write_text("telephone;code postal\n0612980001;67000\n0612980002;97100\n0612980003;75001\n"
+                    "0612980004;\n")
+    start(accord, "presidentielle-2027", path)
+    stored = Batches(accord.store)
+    batches = [stored.read("presidentielle-2027", raw.decode())
+               for raw in accord.store.redis.zrange("accord:batches:presidentielle-2027", 0, -1)]
+    assert sorted(item for items in batches for item in items) == [
+        "+33612980001/A", "+33612980002/G", "+33612980003", "+33612980004"]
+
+
 def test_a_postcode_is_read_from_what_the_column_holds_and_never_splits_a_batch(accord, twilio, clock, tmp_path):
     clock.set(dt.datetime(2027, 3, 26, 10, 0, tzinfo=PARIS))  # Good Friday: a holiday in Alsace-Moselle
     path = tmp_path / "towns.csv"
@@ -331,7 +344,7 @@ def test_round_status_shows_the_funnel(accord, contacts, twilio):
 
 def long_list(tmp_path: Path, count: int) -> Path:
     """Write a file of `count` distinct mobiles, then every tenth again."""
-    lines = ["telephone;code_postal"] + [f"06 12 {n // 10000:02d} {n // 100 % 100:02d} {n % 100:02d};69007"
+    lines = ["telephone;code_postal"] + [f"06 12 {n // 10000:02d} {n // 100 % 100:02d} {n % 100:02d};67000"
                                          for n in range(count)]
     path = tmp_path / "long.csv"
     path.write_text("\n".join(lines + lines[1::10]) + "\n", encoding="utf-8")
@@ -363,7 +376,7 @@ def test_a_long_list_admitted_beside_the_reading_counts_and_queues_the_same(
     report = rounds.start_round(accord, flow, path, Origin("supporters", "", "", "camille", path.name, ""))
     assert dict(report.counts) == {"imported": 220, "queued": 198, "duplicate": 20, "suppressed": 1,
                                    "already asked": 1, "waiting for another flow's answer": 0}
-    expected = [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/69007" for n in range(200)
+    expected = [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/A" for n in range(200)
                 if n not in (3, 4)]
     assert sorted(queued_numbers(accord)) == expected
     assert report.batches == len(queue_for(accord).get_jobs())
@@ -419,7 +432,7 @@ def test_an_import_cut_short_between_admitting_and_queueing_loses_no_number(
     assert report.counts["queued"] + report.counts["already asked"] == 200
     assert accord.store.unsettled(flow) == []
     numbers = queued_numbers(accord)
-    assert sorted(numbers) == [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/69007" for n in range(200)]
+    assert sorted(numbers) == [f"+33612{n // 10000:02d}{n // 100 % 100:02d}{n % 100:02d}/A" for n in range(200)]
 
 
 def test_a_dry_run_leaves_no_admitted_batch(accord, contacts):

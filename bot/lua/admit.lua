@@ -9,7 +9,7 @@
 -- flow (the flows sharing the sender).
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
 -- the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32),
--- the batch ('phone' or 'phone/postcode', comma-separated), the flow's sender (an objection lifted
+-- the batch ('phone' or 'phone/region', comma-separated), the flow's sender (an objection lifted
 -- there by START lets the number through), and the batch's id.
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 -- The numbers queued are stored under the batch's id, which goes on the admitted list until the

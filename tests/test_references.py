@@ -106,3 +106,14 @@ def test_the_verifier_refuses_words_that_are_not_the_referenced_ones(flow, bundl
     done = verify(tmp_path, bundle)
     assert done.returncode == 1
     assert f"text {ref}: its words do not hash to it" in done.stdout
+
+
+def test_a_person_s_ledger_fields_stay_a_compact_hash(accord, flow, sms: SMS):
+    """Two entries of about 180 bytes each: packed, as the embedded Redis and the README's settings keep them."""
+    accord.store.claim(flow, VOTER, window_open=True)
+    accord.store.record_sent(flow, VOTER, "SM" + "4" * 32, flow.texts.consent_request)
+    sms.send(VOTER, "oui")
+    redis = accord.store.redis
+    key = person_key(redis.get(subject_key(accord.store.digest(VOTER))).decode())
+    assert max(len(raw) for raw in redis.hvals(key)) > 64  # past Redis's default for a packed value
+    assert redis.object("encoding", key) in (b"ziplist", b"listpack")

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
-            "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE")  # what from_env reads
+            "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE",
+            "LEDGER_ARCHIVE_DIR")  # what from_env reads
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,7 @@ class Config:
     port: int = 8000
     secret_key: str = ""  # signs console sessions; from_env always sets one (empty: a key per process)
     ledger_key_file: Path | None = None  # signs ledger checkpoints; None: instance_dir/ledger-signing.key
+    archive_dir: Path | None = None  # where workers archive the ledger (bot/archivist.py); None: they do not
 
     @property
     def signing_key_path(self) -> Path:
@@ -109,7 +111,7 @@ class Config:
             redis_url=redis_url, twilio_account_sid=sid, twilio_api_url=api_url,
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
-            ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"),
+            ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"), archive_dir=_archive_dir(env, instance),
         )
 
 
@@ -157,6 +159,23 @@ def _directory(env: dict[str, str], name: str, default: Path, *, must_exist: boo
         raise ConfigError(name, f"cannot be used as a directory ({error})") from error
     if not usable:
         raise ConfigError(name, f"{path} is not a directory")
+    return path
+
+
+def _archive_dir(env: dict[str, str], instance: Path) -> Path | None:
+    """Read LEDGER_ARCHIVE_DIR: the folder workers archive the ledger to ("off": they do not)."""
+    value = env.get("LEDGER_ARCHIVE_DIR")
+    if value is None:
+        return instance / "ledger-archive"
+    if value.strip().lower() == "off":
+        return None
+    try:
+        path = Path(value).resolve()
+        usable = path.is_dir() or (not path.exists() and path.parent.is_dir())
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        raise ConfigError("LEDGER_ARCHIVE_DIR", f"cannot be used as a folder ({error})") from error
+    if not usable:
+        raise ConfigError("LEDGER_ARCHIVE_DIR", f"{path} is neither a folder nor a new name in an existing one")
     return path
 
 

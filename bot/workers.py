@@ -12,7 +12,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import BaseRegistry, FailedJobRegistry, StartedJobRegistry
 
-from bot import Accord
+from bot import Accord, archivist
 from bot.flows import Flow
 from bot.rounds import queue_admitted
 from bot.sending import BATCH, enqueue, enqueue_stored, queue_for
@@ -28,13 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class SendingWorker(Worker):
-    """An RQ worker that also picks up the batches dead workers abandoned: at start, then every few minutes."""
+    """An RQ worker that also picks up the batches dead workers abandoned, and archives the ledger's
+    older entries (bot/archivist.py): at start, then every few minutes."""
 
-    def __init__(self, accord: Accord, *, pick_up_every: int = PICK_UP_EVERY) -> None:
+    def __init__(self, accord: Accord, *, pick_up_every: int = PICK_UP_EVERY,
+                 archive_above: int = archivist.ARCHIVE_ABOVE, archive_keep: int = archivist.ARCHIVE_KEEP) -> None:
         # An idle worker wakes when its wait for a job times out, 15 s short of its time to live.
         super().__init__([queue_for(accord)], connection=accord.store.redis, maintenance_interval=pick_up_every,
                          worker_ttl=pick_up_every + 15)
         self.accord = accord
+        self.archive_above, self.archive_keep = archive_above, archive_keep
 
     def run_maintenance_tasks(self) -> None:
         """Do RQ's housekeeping (which fails the jobs whose heartbeat ran out), then pick up abandoned batches."""
@@ -42,6 +45,7 @@ class SendingWorker(Worker):
         picked = requeue_interrupted(self.accord, self.accord.flows, abandoned_only=True)
         if picked:
             log.warning("picked up %d batch(es) abandoned by a dead worker", picked)
+        archivist.keep_up(self.accord, above=self.archive_above, keep=self.archive_keep)
 
 
 def run_worker(accord: Accord, *, burst: bool = False, pick_up_every: int = PICK_UP_EVERY) -> None:

@@ -38,6 +38,14 @@ def test_defaults_run_locally_without_twilio(tmp_path: Path) -> None:
     assert config.instance_dir == tmp_path / "instance"
 
 
+def test_workers_archive_the_ledger_under_the_instance_unless_told_otherwise(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    assert settings(tmp_path, INSTANCE_DIR=str(instance)).archive_dir == instance / "ledger-archive"
+    assert settings(tmp_path, INSTANCE_DIR=str(instance), LEDGER_ARCHIVE_DIR="off").archive_dir is None
+    shared = tmp_path / "shared"
+    assert settings(tmp_path, INSTANCE_DIR=str(instance), LEDGER_ARCHIVE_DIR=str(shared)).archive_dir == shared
+
+
 def test_local_secrets_are_private_files_kept_across_starts(tmp_path: Path) -> None:
     first, second = settings(tmp_path), settings(tmp_path)
     instance = tmp_path / "instance"
@@ -104,6 +112,9 @@ MALFORMED = {
     "suppression key of undecodable bytes": ({"SUPPRESSION_KEY": "\udcff" * 32}, "SUPPRESSION_KEY"),
     "flows directory of a name too long": ({"FLOWS_DIR": "a" * 300}, "FLOWS_DIR"),
     "flows directory with a NUL": ({"FLOWS_DIR": "flows\x00"}, "FLOWS_DIR"),
+    "archive folder under a file": ({"LEDGER_ARCHIVE_DIR": str(ROOT / "README.md" / "archive")},
+                                    "LEDGER_ARCHIVE_DIR"),
+    "archive folder with a NUL": ({"LEDGER_ARCHIVE_DIR": "archive\x00"}, "LEDGER_ARCHIVE_DIR"),
     "instance directory under a file": ({"INSTANCE_DIR": str(ROOT / "README.md" / "instance"),
                                          "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "SECRET_KEY": KEY},
                                         "INSTANCE_DIR"),

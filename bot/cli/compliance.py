@@ -92,7 +92,17 @@ def consent() -> None:
 def _archive_option(purpose: str) -> Callable[[Callable], Callable]:
     """The --archive option: FLOW's archive files, or folders holding them, read for `purpose`."""
     return click.option("--archive", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
-                        help=f"Archive files of FLOW, or folders holding them: {purpose}. Repeatable.")
+                        help=f"Archive files of FLOW, or folders holding them: {purpose}. Repeatable "
+                             "[default: the folder the workers archive to, LEDGER_ARCHIVE_DIR].")
+
+
+def _or_kept(obj: Services, flow_id: str, paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """Return the archives given; else, once FLOW has entries archived off Redis, the folder the
+    workers archive to (bot/archivist.py), if there is one."""
+    folder = obj.accord.config.archive_dir
+    if paths or folder is None or not folder.is_dir() or not ledger.base(obj.accord.store.redis, flow_id).count:
+        return paths
+    return (folder,)
 
 
 _request_option = click.option("--request", metavar="REF",
@@ -115,6 +125,7 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...], checkpo
     store = obj.accord.store
     flow = obj.flow(flow_id)
     base = ledger.base(store.redis, flow.id)
+    paths = _or_kept(obj, flow.id, paths)
     if paths:
         broken = archive.verify_archived(store.redis, flow.id, paths)
         _say_unrecorded(obj, flow_id, paths)
@@ -184,6 +195,7 @@ def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, out
                    paths: tuple[Path, ...], bundle_path: Path | None, request: str | None) -> None:
     """Export the proof of consent of FLOW's numbers (A.6): request, answers, origin; the export is logged."""
     target = bundle_path or output
+    paths = _or_kept(obj, obj.flow(flow_id).id, paths)
     _trace(obj, "consent export", phone, flow=obj.flow(flow_id).id, request=request,
            detail=f"{'bundle' if bundle_path else fmt} to {target.name if target else 'stdout'}")
     if bundle_path is not None:
@@ -381,6 +393,7 @@ def report_costs(obj: Services, flow_id: str, unit_price: str | None, paths: tup
     """Print FLOW's outbound messages and segments per day (its timezone) as CSV, with totals (E.18)."""
 
     flow = obj.flow(flow_id)
+    paths = _or_kept(obj, flow.id, paths)
     try:
         price = parse_price(unit_price or "0")
     except ValueError as error:

@@ -1,0 +1,65 @@
+"""Keep each flow's ledger stream short: its older entries go to archive files as the workers go.
+
+A number asked and sent leaves two stream entries of about 250 bytes each: 17 GB of Redis for 34
+million numbers, for entries nobody reads again but to verify the chain. So every few minutes a
+worker moves a flow's entries beyond the newest ARCHIVE_KEEP to a file in the deployment's archive
+folder, as `ledger archive` does by hand: a checkpoint signed first, the file written, fsynced and
+read back, then recorded as the chain's new start and the entries trimmed, in one step. Personal
+fields stay in Redis, where access and erasure reach them. `consent verify`, `consent export` and
+`report costs` read the folder's files by themselves.
+
+The folder must outlive the machine and be the same for every worker that archives (shared or
+backed-up storage): a file missing there is a hole in the chain `consent verify` will name.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bot import Accord, archive, checkpoints
+from bot.keys import key_for, ledger_key
+
+ARCHIVE_ABOVE = 20_000  # stream entries a flow keeps in Redis before the oldest go to a file
+ARCHIVE_KEEP = 1_000  # the newest entries left in Redis (the console lists 20)
+LOCK_SECONDS = 600  # one worker archives a flow at a time; a dead one's lock runs out
+log = logging.getLogger(__name__)
+
+
+def lock_key(flow_id: str) -> str:
+    return key_for("archiving", flow_id)  # present while a worker archives the flow
+
+
+def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_KEEP) -> dict[str, int]:
+    """Archive the flows whose stream holds more than `above` entries, all but the newest `keep`;
+    return the entries trimmed off Redis, by flow. Nothing happens without an archive folder."""
+    directory = accord.config.archive_dir
+    if directory is None:
+        return {}
+    redis, trimmed = accord.store.redis, {}
+    for flow in accord.flows.values():
+        if redis.xlen(ledger_key(flow.id)) <= above:
+            continue
+        if not redis.set(lock_key(flow.id), "1", nx=True, ex=LOCK_SECONDS):
+            continue  # another worker is at it
+        try:
+            trimmed[flow.id] = _archive(accord, flow.id, directory, keep)
+        except (archive.ArchiveError, checkpoints.CheckpointError, OSError) as error:
+            # The entries stay in Redis, whole; the next round of upkeep tries again.
+            log.error("ledger of %s not archived: %s", flow.id, error)
+        finally:
+            redis.delete(lock_key(flow.id))
+    return trimmed
+
+
+def _archive(accord: Accord, flow_id: str, directory: Path, keep: int) -> int:
+    redis = accord.store.redis
+    directory.mkdir(parents=True, exist_ok=True)
+    keeper = checkpoints.keeper_for(redis, accord.config.instance_dir, accord.config.signing_key_path)
+    keeper.make(flow_id, accord.store.clock())  # what leaves Redis is checkpointed first
+    written = archive.archive(redis, flow_id, directory, keep=keep)
+    if written is None:
+        return 0
+    done = archive.seal(redis, flow_id, written)
+    log.info("ledger of %s: %d entries archived to %s", flow_id, written.count, directory / written.file)
+    return done

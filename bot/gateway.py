@@ -50,12 +50,17 @@ class SendError(Exception):
 
 
 class Gateway(Protocol):
-    """Anything that sends one text and returns the provider's message sid."""
+    """Anything that sends one text and returns the provider's message sid, and says which texts it took."""
 
     def send(
         self, to: str, body: str, *, sender: str, validity_period: int | None = None,
         status_callback: str | None = None,
     ) -> str: ...
+
+    def sent_to(self, to: str, sender: str, since: datetime) -> list[tuple[str, datetime, str]]:
+        """Return (sid, when taken, body) of each text the provider took for `to` from `sender` since
+        `since`, sent or still queued, oldest first; SendError if it cannot say (bot/witness.py)."""
+        ...
 
 
 class TwilioGateway:
@@ -112,6 +117,29 @@ class TwilioGateway:
             if m.direction == "inbound"
         ]
         return sorted(received, key=lambda m: (m["date_sent"], m["sid"]))
+
+    def sent_to(self, to: str, sender: str, since: datetime, *, at_most: int = 100) -> list[tuple[str, datetime, str]]:
+        """Return (sid, date created, body) of each text Twilio took for `to` from `sender` (number,
+        short code or MG... Messaging Service) since `since`, oldest first.
+
+        No DateSent filter: a text still in Twilio's queue has no date_sent yet, and it is the one
+        that must not be missed (the witness would send it again). A number gets a few texts from
+        a sender: its newest `at_most` are all it got since.
+        """
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        service = sender.startswith("MG")
+        try:
+            # A Messaging Service picks the number each text goes from: its texts are found by their service.
+            messages = self.client.messages.list(to=to, from_=None if service else sender, limit=at_most,
+                                                 page_size=at_most)
+        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+            raise _send_error(exc) from exc
+        taken = [(str(m.sid), m.date_created, m.body or "") for m in messages
+                 if (m.direction or "").startswith("outbound") and m.date_created is not None
+                 and m.date_created >= since and (m.messaging_service_sid == sender if service else m.from_ == sender)]
+        return sorted(taken, key=lambda m: (m[1], m[0]))
+
 
 
 def _send_error(exc: Exception) -> SendError:

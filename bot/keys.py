@@ -70,6 +70,12 @@ def batches_key(flow_id: str) -> str:
     return key_for("batches", flow_id)  # sorted set: the flow's stored batch ids, scored by when stored
 
 
+def in_flight_key(flow_id: str) -> str:
+    # hash: "phone|message" (0: the consent request) -> "claimed at|region|import" while its send is in
+    # flight (bot/witness.py); it names numbers, so erase.lua builds this name too and empties it
+    return key_for("in-flight", flow_id)
+
+
 def round_key(flow_id: str) -> str:
     return key_for("round", flow_id)  # hash: rate and import origin of the flow's rounds
 

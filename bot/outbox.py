@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 from bot.store import Store
 
@@ -19,3 +20,9 @@ class OutboxGateway:
         sid = "SM" + secrets.token_hex(16)
         self.store.outbox_add(sender, to, body, sid)
         return sid
+
+    def sent_to(self, to: str, sender: str, since: datetime) -> list[tuple[str, datetime, str]]:
+        """Return (sid, when kept, body) of each message kept for `to` from `sender` since `since`, oldest first."""
+        kept = [(message["sid"], datetime.fromtimestamp(float(message["at"]), UTC), message["body"])
+                for message in self.store.outbox(to) if message["from"] == sender]
+        return [message for message in kept if message[1] >= since]

@@ -2,9 +2,10 @@
 
 A number lives in few places, and erasure and retention reach each: its state record in each
 flow, the ledger's personal fields, its bit in the flows' bitmaps (the offset is the number),
-the batches still waiting for a worker, an import's rejected lines and exports on disk, and
-Redis's own files (rewritten after). Jobs carry a batch's id, never a number. What stays is
-its keyed HMAC: on a suppression list, and in the asked-before set of each flow that asked it.
+its claims whose send is in flight (bot/witness.py), the batches still waiting for a worker, an
+import's rejected lines and exports on disk, and Redis's own files (rewritten after). Jobs carry
+a batch's id, never a number. What stays is its keyed HMAC: on a suppression list, and in the
+asked-before set of each flow that asked it.
 """
 
 from __future__ import annotations

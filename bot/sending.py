@@ -229,7 +229,7 @@ def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "", origin: str
 def deliver(accord: Accord, flow: Flow, phone: str, message: int, *, region: str = "",
             sleep: Callable[[float], None] = time.sleep) -> str:
     """Send content message `message` if, at this very moment, the number consented and did not object."""
-    verdict = accord.store.release(flow, phone, message)
+    verdict = accord.store.release(flow, phone, message, region=region)
     if verdict != "ok":
         return "skipped: " + verdict
     return _send(accord, flow, phone, flow.texts.content[message - 1], region=region, sleep=sleep,
@@ -241,7 +241,9 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
     """Send a claimed consent request (or released content `message`); return what happened.
 
     BUSY: the provider certainly did not take it, and the claim (or release) is given back, so
-    that sending it again later goes through the same at-most-once claim.
+    that sending it again later goes through the same at-most-once claim. The claim is in flight
+    until its outcome is recorded here; what cannot be known here (a timeout, a 5xx, the process
+    killed meanwhile), the witness asks the provider later (bot/witness.py).
     """
     attempt = 0
     while True:
@@ -254,7 +256,11 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
                 sleep(RETRY_PAUSE * 2 ** attempt)
                 attempt += 1
                 continue
-            accord.store.record_failure(flow, phone, error.code, error.message)
+            # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it, so
+            # it stays in flight for the witness; a send given back stays so until it is given back.
+            unknown = error.status is None or error.status >= 500
+            accord.store.record_failure(flow, phone, error.code, error.message,
+                                        in_flight=None if unknown or error.unprocessed else message)
             if error.opted_out:
                 handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"
@@ -263,25 +269,29 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
                 if message:
                     accord.store.give_back(flow, phone, message, why)
                 else:
-                    accord.store.step([flow], phone, "release", body=why)
+                    accord.store.step([flow], phone, "release", body=why, in_flight="")
                 return BUSY
-            # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it.
-            return "undeliverable" if error.undeliverable else "claimed, outcome unknown"
-        _record_sent(accord, flow, phone, sid, text, content=bool(message), sleep=sleep)
+            if unknown:
+                return "claimed, outcome unknown"
+            return "undeliverable" if error.undeliverable else "refused by the provider"
+        _record_sent(accord, flow, phone, sid, text, message=message, sleep=sleep)
         return "sent"
 
 
-def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *, content: bool,
+def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *, message: int,
                  sleep: Callable[[float], None]) -> None:
-    """Record a text the provider took, waiting out a Redis restart: it went out, so it must be on file."""
+    """Record a text the provider took (content `message`, or 0: the consent request), waiting out a
+    Redis restart: it went out, so it must be on file."""
     waited, pause = 0.0, 0.1
     while True:
         try:
-            accord.store.record_sent(flow, phone, sid, text, content=content)  # idempotent per sid
+            # Idempotent per sid; it settles the claim's in-flight entry in the same step.
+            accord.store.record_sent(flow, phone, sid, text, content=bool(message), in_flight=message)
             return
         except (redis.ConnectionError, redis.TimeoutError):
             if waited >= STORE_PATIENCE:
-                # The claim stands, so it is never sent again; the sid finds the number at the provider.
+                # The claim stands, so it is never sent again; it is still in flight, and the witness
+                # finds the text at the provider and records it (bot/witness.py).
                 log.error("flow %s: message %s went out but Redis is away; it is not in the ledger", flow.id, sid)
                 raise
             sleep(pause)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from redis import Redis, ResponseError
+from redis import Redis, ResponseError, WatchError
 from redis.client import Pipeline
 from redis.commands.core import Script
 
@@ -37,6 +37,7 @@ from bot.keys import (
     costs_key,
     funnel_key,
     head_key,
+    in_flight_key,
     key_for,
     ledger_key,
     legacy_state_key,
@@ -127,7 +128,8 @@ class Store:
     def step(self, flows: Sequence[Flow], phone: str, trigger: str, *, body: str = "",
              message_sid: str = "", inbound: bool = False, window_open: bool = True,
              shut: frozenset[str] = frozenset(), check_suppressed: bool = False, first: bool = False,
-             region: str | None = None, at: float | None = None, twiml: bool = True, detail: str = "") -> Outcome:
+             region: str | None = None, at: float | None = None, twiml: bool = True, detail: str = "",
+             in_flight: str | None = None) -> Outcome:
         """Apply `trigger` to the number in the flow it is talking to, atomically, and log it.
 
         With `first`, the step applies to the first of `flows`, the others being only checked.
@@ -137,13 +139,18 @@ class Store:
         one recorded. `at` is when the text came, if not now (one reconcile brings back). Without
         `twiml`, the texts said are not the entry's reply: the caller sends them and logs each.
         `detail` follows the event of a step no text brought ("ask:DETAIL": the import that queued it).
+        With `in_flight` ("", or the entry the witness read), the first flow's consent request is in
+        flight from a claim until a release (bot/witness.py; step.lua says how).
         """
         digest = self.digest(phone)
         keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
+        if in_flight is not None:
+            keys.append(in_flight_key(flows[0].id))
         keys += [costs_key(flow.id) for flow in flows]  # last: see bot/lua/answers.lua
-        plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first, twiml)
+        plan = _plan(tuple(flows), trigger, inbound, window_open, shut, check_suppressed, first, twiml,
+                     in_flight is not None)
         self._name(flows)
         script = self._steps.get(plan)
         if script is None:
@@ -152,7 +159,7 @@ class Store:
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
-                                      "-" if region is None else region, detail,
+                                      "-" if region is None else region, detail, in_flight or "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -174,24 +181,30 @@ class Store:
 
         `siblings` are the other flows sending from the same number: while one of them waits
         for this voter's answer, the claim is refused, since a YES could not tell them apart.
-        `origin` is the id of the import that queued it: the ledger's entry says "ask:ORIGIN".
+        `origin` is the id of the import that queued it: the ledger's entry says "ask:ORIGIN". The
+        claim is in flight until its outcome is recorded (bot/witness.py).
         """
         flows = [flow, *(other for other in siblings if other.id != flow.id)]
         return self.step(flows, phone, "ask", window_open=window_open, check_suppressed=True, first=True,
-                         region=region, detail=origin)
+                         region=region, detail=origin, in_flight="")
 
     def record_sent(self, flow: Flow, phone: str, provider_sid: str, text: str, *, content: bool = False,
-                    reply: bool = False) -> None:
-        """Log a message the gateway accepted, count it in the day's costs, remember it for status callbacks.
+                    reply: bool = False, in_flight: int | None = None, found: str = "") -> bool:
+        """Log a message the gateway accepted, count it in the day's costs, remember it for status callbacks;
+        False if its sid was logged already.
 
         The funnel counts consent requests ("sent") apart from content ("sent:content") and from
-        the service texts reconcile answers late ("sent:reply").
+        the service texts reconcile answers late ("sent:reply"). `in_flight`: the message whose
+        in-flight entry this settles (0: the consent request). `found`: when the provider took a
+        text the witness found there (bot/witness.py), as the entry says.
         """
         kind = "content" if content else "reply" if reply else "request"
+        counter = "sent" if kind == "request" else f"sent:{kind}"
         self._name([flow])
-        self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid),
-                  counter="sent" if kind == "request" else f"sent:{kind}", cost=kind,
-                  stored=references.of(flow).get(text, text))
+        return self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid), cost=kind,
+                         counter=f"{counter},witness:found" if found else counter,
+                         stored=references.of(flow).get(text, text), in_flight=in_flight,
+                         move=f"found at the provider, taken {found}" if found else "")
 
     def answer_late(self, message_sid: str) -> bool | None:
         """Take on answering an inbound text late (reconcile): True the first time, False once taken.
@@ -226,30 +239,71 @@ class Store:
         """Log an export of the flow's data, without any number in it (C.12)."""
         self._log(flow, "", "export", text, "", ledger_key(flow.id))
 
-    def record_failure(self, flow: Flow, phone: str, code: int | None, message: str) -> None:
-        """Log a send the provider refused."""
-        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id))
+    def record_failure(self, flow: Flow, phone: str, code: int | None, message: str, *,
+                       in_flight: int | None = None) -> None:
+        """Log a send the provider refused; `in_flight`: the message whose in-flight entry it settles."""
+        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id), in_flight=in_flight)
 
-    def give_back(self, flow: Flow, phone: str, message: int, why: str) -> bool:
+    def give_back(self, flow: Flow, phone: str, message: int, why: str, *, in_flight: str = "") -> bool:
         """Give back content `message` released to a number the provider certainly did not send it to,
-        so that a later try may release it; False if its bit was already clear (see give_back.lua)."""
+        so that a later try may release it; False if its bit was already clear (see give_back.lua).
+
+        `in_flight`: the entry the witness read, which must still be there (bot/witness.py).
+        """
         keys = [content_key(flow.id, message), ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
-                subject_key(self.digest(phone))]
+                subject_key(self.digest(phone)), in_flight_key(flow.id)]
         return bool(self._give_back(keys=keys, args=[phone, self._now(), flow.id, flow.content_hash, message, why,
-                                                     _salt()]))
+                                                     _salt(), in_flight]))
+
+    def in_flight(self, flow: Flow) -> list[tuple[str, int, str]]:
+        """Return (phone, message, entry) for each claim or release of the flow whose send is in flight
+        (message 0: the consent request; the entry: see bot/keys.py's in_flight_key).
+
+        A hash read whole: an entry lives from its claim to its outcome, so they are about as many
+        as the sends running at once.
+        """
+        found = []
+        for name, entry in self.redis.hgetall(in_flight_key(flow.id)).items():
+            phone, _, message = _text(name).rpartition("|")
+            found.append((phone, int(message), _text(entry)))
+        return found
+
+    def queue_in_flight(self, flow: Flow, phone: str, message: int, entry: str,
+                        queue: Callable[[Pipeline], None]) -> bool:
+        """Queue a number whose claim (or release) the witness gave back, once: `queue` writes its batch
+        and job in the transaction that drops the entry and counts it; False if the entry moved meanwhile."""
+        key, name = in_flight_key(flow.id), f"{phone}|{message}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if _text(pipe.hget(key, name)) != entry:
+                        return False
+                    pipe.multi()
+                    queue(pipe)
+                    pipe.hdel(key, name)
+                    pipe.hincrby(funnel_key(flow.id), "witness:again", 1)
+                    pipe.execute()
+                    return True
+                except WatchError:  # another claim or outcome of the flow meanwhile: read the entry again
+                    continue
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
-             counter: str | None = None, cost: str = "", stored: str | None = None) -> None:
-        """Append an entry no state change brings; `stored` is the text as the ledger holds it, if not `text`."""
+             counter: str | None = None, cost: str = "", stored: str | None = None, in_flight: int | None = None,
+             move: str = "") -> bool:
+        """Append an entry no state change brings; `stored` is the text as the ledger holds it, if not `text`.
+
+        `in_flight` names the message whose in-flight entry the outcome settles (see append.lua).
+        """
         subject = subject_key(self.digest(phone) if phone else "-")
-        keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject]
+        keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject, costs_key(flow.id),
+                in_flight_key(flow.id)]
         now = self._now()
-        args: list[str | int] = [now, phone, flow.id, flow.content_hash, event, text if stored is None else stored,
-                                 sid, OUT_TTL, _salt(), counter or event]
-        if cost:  # a message sent: one more in the day's cost counts (bot/lua/costs.lua)
-            keys.append(costs_key(flow.id))
-            args.append(f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}")
-        self._append(keys=keys, args=args)
+        # A message sent: one more in the day's cost counts (bot/lua/costs.lua).
+        cost_field = f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}" if cost else ""
+        return bool(self._append(keys=keys, args=[
+            now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid, OUT_TTL, _salt(),
+            counter or event, cost_field, "" if in_flight is None else f"{phone}|{in_flight}", move]))
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""
@@ -303,14 +357,20 @@ class Store:
         """Return the ids of the admitted batches whose jobs were never queued."""
         return [_text(entry) for entry in self.redis.lrange(admitted_key(flow.id), 0, -1)]
 
-    def release(self, flow: Flow, phone: str, message: int) -> str:
-        """Claim content message `message` (1-based) for a consented number; 'ok' or why not."""
+    def release(self, flow: Flow, phone: str, message: int, *, region: str | None = None) -> str:
+        """Claim content message `message` (1-based) for a consented number; 'ok' or why not.
+
+        Given the voter's calendar `region`, as a worker sending it does, the release is in flight
+        until its outcome is recorded (bot/witness.py).
+        """
         digest = self.digest(phone)
         keys = [states.slot(flow.id, phone)[0], suppression_key(flow.controller_id), content_key(flow.id, message),
-                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest)]
+                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest),
+                in_flight_key(flow.id)]
         self._name([flow])
         args = [phone, digest, self._now(), flow.id, flow.content_hash,
-                references.of(flow)[flow.texts.content[message - 1]], message, _salt(), flow.sender]
+                references.of(flow)[flow.texts.content[message - 1]], message, _salt(), flow.sender,
+                "-" if region is None else region]
         return _text(self._release(keys=keys, args=args))
 
     def unrelease(self, flow: Flow, phone: str, message: int) -> None:
@@ -680,7 +740,7 @@ def _step_keys(flow: Flow) -> tuple[str, ...]:
 
 @lru_cache(maxsize=512)
 def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: bool, shut: frozenset[str],
-          check_suppressed: bool, first: bool, twiml: bool = True) -> str:
+          check_suppressed: bool, first: bool, twiml: bool = True, inflight: bool = False) -> str:
     """Write what the step script needs as a Lua table; cached, since flows and the machine are fixed.
 
     The table is compiled into the script itself (a script per plan, loaded once), so no call
@@ -699,7 +759,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     return lua_value({
         "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
         "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL), "twiml": twiml,
-        "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE,
+        "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE, "inflight": inflight,
         "open": {state: True for state in machine.OPEN},
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
         "known": {region: True for region in REGIONS},

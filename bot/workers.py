@@ -12,7 +12,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import BaseRegistry, FailedJobRegistry, StartedJobRegistry
 
-from bot import Accord, archivist
+from bot import Accord, archivist, witness
 from bot.flows import Flow
 from bot.rounds import queue_admitted
 from bot.sending import BATCH, enqueue, enqueue_stored, queue_for
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class SendingWorker(Worker):
-    """An RQ worker that also picks up the batches dead workers abandoned, and archives the ledger's
-    older entries (bot/archivist.py): at start, then every few minutes."""
+    """An RQ worker that also picks up the batches dead workers abandoned, settles with the provider
+    the claims they left in flight (bot/witness.py), and archives the ledger's older entries
+    (bot/archivist.py): at start, then every few minutes."""
 
     def __init__(self, accord: Accord, *, pick_up_every: int = PICK_UP_EVERY,
                  archive_above: int = archivist.ARCHIVE_ABOVE, archive_keep: int = archivist.ARCHIVE_KEEP) -> None:
@@ -45,6 +46,7 @@ class SendingWorker(Worker):
         picked = requeue_interrupted(self.accord, self.accord.flows, abandoned_only=True)
         if picked:
             log.warning("picked up %d batch(es) abandoned by a dead worker", picked)
+        witness.sweep(self.accord)
         archivist.keep_up(self.accord, above=self.archive_above, keep=self.archive_keep)
 
 

@@ -8,6 +8,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +53,13 @@ def num_segments(body: str) -> int:
     return 1 if units <= single else math.ceil(units / part)
 
 
+class _Listener(ThreadingHTTPServer):
+    """socketserver listens with a backlog of 5: a worker's sending threads connecting at once would
+    overflow it, and a connection dropped there waits a second to try again."""
+
+    request_queue_size = 1024
+
+
 def new_sid(prefix: str) -> str:
     """Return a fresh Twilio-shaped sid such as SM + 32 hex digits."""
     return prefix + secrets.token_hex(16)
@@ -82,6 +90,8 @@ class TwilioServer:
         self._lock = threading.Lock()
         self._fail_next: list[tuple[int, int, str | None]] = []
         self._fail_to: dict[str, tuple[int, int, str | None]] = {}
+        self._held: set[str] = set()  # numbers whose texts stay in the queue: no date_sent
+        self.clock: Callable[[], float] = time.time  # when a text is taken; a test may give its own
         self._delay = 0.0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -101,7 +111,7 @@ class TwilioServer:
 
     def start(self) -> Self:
         """Listen on a free loopback port in a daemon thread."""
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd = _Listener(("127.0.0.1", 0), _Handler)
         httpd.daemon_threads = True
         # Keep-alive handler threads wait on idle sockets: do not join them on close.
         httpd.block_on_close = False
@@ -135,7 +145,9 @@ class TwilioServer:
             self._store.clear()
             self._fail_next.clear()
             self._fail_to.clear()
+            self._held.clear()
             self._delay = 0.0
+            self.clock = time.time
 
     def fail_next(self, n: int = 1, status: int = 429, code: int = 20429, message: str | None = None) -> None:
         """Answer the next `n` POSTs with this Twilio error instead of sending."""
@@ -146,6 +158,12 @@ class TwilioServer:
         """Answer every POST to `phone` with this Twilio error (21610, 21614, 21211 ...)."""
         with self._lock:
             self._fail_to[phone] = (status, code, message)
+
+    def hold(self, phone: str) -> None:
+        """Keep the texts taken for `phone` queued, never sent: listed with no date_sent, as Twilio lists
+        what waits in a sender's queue."""
+        with self._lock:
+            self._held.add(phone)
 
     def delay(self, seconds: float) -> None:
         """Wait `seconds` before every answer; a POST's message is recorded before the wait."""
@@ -220,10 +238,14 @@ class TwilioServer:
         status = "queued" if from_ else "accepted"
         resource = self._resource(
             to=to, from_=from_, body=body, service=service, status=status, direction="outbound-api",
-            created=datetime.now(UTC).replace(microsecond=0),
+            created=datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0),
         )
         with self._lock:
-            self._store.append(resource)
+            # The answer says queued; the list shows it sent at once, dated then (DateSent filters find
+            # it), unless held in the queue.
+            held = to in self._held
+            self._store.append(resource if held else {**resource, "status": "sent",
+                                                      "date_sent": resource["date_created"]})
             self.messages.append({**resource, "params": dict(form)})
         return 201, resource
 

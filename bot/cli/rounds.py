@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bot import use
+from bot import use, witness
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
 from bot.flows import Flow
@@ -114,6 +114,10 @@ def round_status(obj: Services, flow_id: str) -> None:
         ("pending answer", "pending"), ("consented", "consented"), ("declined", "declined"),
         ("opted out", "opted_out"), ("expired", "expired"))]
     rows += [(f"content {name[8:]} sent", n) for name, n in sorted(funnel.items()) if name.startswith("content:")]
+    # Claims whose send a crash, a timeout or a 5xx left unknown, settled with the provider (bot/witness.py).
+    rows += [("found sent at the provider", funnel.get("witness:found", 0)),
+             ("not found there, sent again", funnel.get("witness:again", 0)),
+             ("in flight now", len(store.in_flight(flow)))]
     for label, count in rows:
         click.echo(f"{label:>28}: {count}")
     requests = segments(flow.texts.consent_request)
@@ -140,6 +144,10 @@ def round_resume(obj: Services, flow_id: str) -> None:
     flow = obj.flow(flow_id)
     parked, recovered = resume(obj.accord, flow)
     click.echo(f"{flow_id}: resumed; {parked} parked batch(es) and {recovered} interrupted batch(es) queued again.")
+    settled = witness.sweep(obj.accord, [flow])
+    if settled:
+        click.echo(f"Claims in flight for over {witness.GRACE / 60:g} minutes, settled with the provider: "
+                   + ", ".join(f"{count} {how}" for how, count in sorted(settled.items())) + ".")
 
 
 @main.group()

@@ -1,7 +1,7 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
 -- KEYS: subject key, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
 -- set; then the suppression hashes the objection goes to; then the provider-message keys of the number's
--- sent texts.
+-- sent texts. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id.
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
 -- flow: flow id, flow hash, number of content messages; then the number of suppression hashes.
@@ -51,6 +51,10 @@ for i = 1, flows do
       if redis.call('GETBIT', ckey, offset) == 1 then redis.call('SETBIT', ckey, offset, '0') end
     end
   end
+  -- Its in-flight entries (bot/witness.py): the consent request's, and each content message's.
+  local fields = {phone .. '|0'}
+  for n = 1, contents do fields[n + 1] = phone .. '|' .. n end
+  if redis.call('HDEL', 'accord:in-flight:' .. flow_id, unpack(fields)) > 0 then held = true end
   if held then
     -- The erasure itself is recorded, without the number but with the entries it emptied: an entry
     -- whose personal fields are gone and that no erasure names was tampered with (ledger.verify).

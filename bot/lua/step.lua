@@ -1,10 +1,11 @@
 -- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
--- suppression, funnel, first content, queued.
+-- suppression, funnel, first content, queued; then, with plan.inflight, the first flow's in-flight hash;
+-- then the cost counts of bot/lua/answers.lua.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
 -- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
 -- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
--- follows the event of a step no text brought ('' for none: see Store.claim), then the days of
--- bot/lua/answers.lua.
+-- follows the event of a step no text brought ('' for none: see Store.claim), the in-flight entry a
+-- release expects ('' for none: see below), then the days of bot/lua/answers.lua.
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
@@ -60,6 +61,17 @@ local function refuse(why)
 end
 -- Only an objection may move a number whose record cannot be read: anything else waits for a person.
 if states[chosen] == 'unreadable' and not plan.objection then return refuse('unreadable record') end
+-- The consent request's in-flight entry (bot/witness.py): a claim writes it, and a release takes it
+-- back. A release the witness asks for names the entry it read: it holds only while that very claim
+-- does (nobody claimed the number again since, nor moved it on: an answer, a STOP).
+local ikey, ifield, expected = plan.inflight and KEYS[7 * #flows + 3], phone .. '|0', ARGV[12]
+if plan.inflight and expected ~= '' then
+  if redis.call('HGET', ikey, ifield) ~= expected then return refuse('claimed again') end
+  if states[chosen] ~= 'asked' or asked[chosen] ~= tonumber(string.match(expected, '^%d+')) then
+    redis.call('HDEL', ikey, ifield)
+    return refuse('moved on')
+  end
+end
 if plan.check_suppressed then
   -- A claim refused leaves a number never asked unqueued: no bit may say it was on a list, and a
   -- later round may queue it again (the objection, or the other question, is checked again then).
@@ -159,6 +171,18 @@ local function apply(i, lead)
 end
 
 local from, to, says = apply(chosen, true)
+if plan.inflight then
+  if to == 'asked' and from ~= 'asked' then
+    redis.call('HSET', ikey, ifield, now .. '|' .. regions[chosen] .. '|' .. detail)
+  elseif from == 'asked' and to == 'new' then
+    -- Given back by the witness, the number still has to go on a batch again: the entry says so until then.
+    if expected == '' then
+      redis.call('HDEL', ikey, ifield)
+    else
+      redis.call('HSET', ikey, ifield, 'again|' .. expected)
+    end
+  end
+end
 if plan.everywhere then
   -- An objection ends sending for every flow on this sender and every controller behind them; a
   -- START there makes each of them askable again (the lead flow asks at once).

@@ -2,8 +2,11 @@
 
 Apart from the benchmark, its HTTP parsing has its own interpreter and GIL, and its CPU time can
 be read to check it is not what caps a run. `python -m bench.provider` prints its account and
-URL as one JSON line, then answers each `arrivals` line on stdin with the arrivals so far (and
-forgets them on `reset`), until stdin closes.
+URL as one JSON line, then answers each `arrivals` line on stdin with the arrivals so far, each
+`sent` line with the sid and recipient of each message accepted (and forgets them on `reset`),
+until stdin closes. After a `latency SECONDS` line, it answers each request that long after it
+arrived, until the next `reset`: each connection has a thread of its own, so requests on
+different connections wait together, as at a provider.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, Self
 
 from bench import servers
 from tests.twilio_server import TwilioServer, _Handler
+
+BACKLOG = 1024  # connections waiting to be accepted (Linux caps it at net.core.somaxconn)
 
 
 class _NoDelayHandler(_Handler):
@@ -39,6 +44,9 @@ class TimedTwilioServer(TwilioServer):
         super().start()
         assert self._httpd is not None
         self._httpd.RequestHandlerClass = _NoDelayHandler  # read per connection; none served yet
+        # socketserver listens with a backlog of 5: workers opening their pools of connections at
+        # once overflow it, and a connection dropped there may be reset mid-send ("outcome unknown").
+        self._httpd.socket.listen(BACKLOG)
         return self
 
     def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -66,6 +74,14 @@ class Provider:
     def reset(self) -> None:
         """Forget every message so far."""
         self._ask("reset")
+
+    def sent(self) -> list[tuple[str, str]]:
+        """Return (sid, To) of every accepted message, in the order accepted: what status callbacks name."""
+        return [(sid, to) for sid, to in self._ask("sent")]
+
+    def latency(self, seconds: float) -> None:
+        """Answer each request `seconds` after it arrived (its arrival noted at once), until the next reset."""
+        self._ask(f"latency {seconds!r}")
 
     def cpu_seconds(self) -> float:
         """Return the CPU time the server process used so far."""
@@ -114,6 +130,13 @@ def main() -> None:
                 with server._lock:
                     arrivals = list(server.arrivals)
                 print(json.dumps(arrivals), flush=True)
+            elif line.startswith("latency "):
+                server.delay(float(line.split()[1]))
+                print("null", flush=True)
+            elif line.strip() == "sent":
+                with server._lock:
+                    sent = [(message["sid"], message["to"]) for message in server.messages]
+                print(json.dumps(sent), flush=True)
 
 
 if __name__ == "__main__":

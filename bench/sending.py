@@ -16,8 +16,13 @@ when each message arrived. Workers are real `python -m tests.worker_process` pro
               batch started on another worker, as a second `round start --rate 10` would.
   limiter     Store.next_slot alone in N processes, nothing sent: when each reserved slot fell due
               admitted hit, and when the hit came back (bench/limiter.py).
+  latency     the fake answering each request LATENCY seconds after it came: the baseline, one text
+              at a time from the bench process (as a worker sent before it had threads); then one
+              worker, and 2..4, sharing the round's rate RATE for `--latency-seconds` each: texts/s
+              against RATE and against the baseline, and every 10-s window against RATE.
 
     .venv/bin/python -m bench.sending [--numbers 3000] [--pacing 1x20,2x20,4x20,4x100] [--seconds 12] ...
+        [--latency 0.2] [--latency-rate 100] [--latency-workers 1,2,3,4] [--latency-seconds 15]
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,9 @@ from bot.sending import BATCH, validity
 
 RESULTS = ROOT / "bench" / "results" / "sending.json"
 UNLIMITED = 100_000  # messages/s: far above one worker, so the limiter never makes it wait
+# With answers that take a while, the shared pace holds when every 10-s window is within 2% of the
+# rate and no sliding second of the steady part holds more than rate + 1 texts.
+HELD_WITHIN = 0.02
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [bench.pacing(workers, rate) for workers, rate in args.pacing]
         change = bench.rate_change(*args.rate_change) if args.rate_change else None
         alone = [bench.limiter_only(workers, rate) for workers, rate in args.limiter]
+        slow = None if args.latency is None else bench.latency(args.latency, args.latency_rate, args.latency_workers)
         redis_version = client.info("server")["redis_version"]
-    report = _report(args, throughput, runs, change, alone, redis_version, bench.problems)
+    report = _report(args, throughput, runs, change, alone, slow, redis_version, bench.problems)
     print(report["text"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report["json"], indent=2, ensure_ascii=False) + "\n")
@@ -130,7 +139,9 @@ class Bench:
         """Time the parts of a consent request: the job runs in this process (see bench/sendcost.py)."""
         self.rig.fresh("breakdown (in-process)")
         batches = self.rig.admit(self.rig.phones(self.args.breakdown), self.args.breakdown, UNLIMITED)
-        found = sendcost.breakdown(self.rig.accord, self.rig.gateway(), self.rig.flow, batches[0])
+        # One send at a time, so that the parts add up to the whole.
+        accord = replace(self.rig.accord, config=replace(self.rig.accord.config, send_concurrency=1))
+        found = sendcost.breakdown(accord, self.rig.gateway(), self.rig.flow, batches[0])
         if found["answers"] != {"sent": len(batches[0])}:
             self.problems.append(f"breakdown: send_requests answered {found['answers']}")
         self.rig.arrived("breakdown", batches)
@@ -147,15 +158,21 @@ class Bench:
                 "by_command": {k: v / BATCH for k, v in sent.most_common()},
                 "inside_scripts": {k: v / BATCH for k, v in inside.most_common()}}
 
-    def pacing(self, workers: int, rate: float) -> dict[str, Any]:
-        """Send rate x seconds numbers from `workers` processes sharing the round's rate."""
-        self.rig.fresh(f"pacing {workers}x{rate:g}")
-        count = round(rate * self.args.seconds)
-        batches = self.rig.queue(self.rig.phones(count), min(BATCH, math.ceil(count / workers)), rate)
+    def pacing(self, workers: int, rate: float, *, latency: float = 0.0, seconds: float | None = None,
+               per_batch: int | None = None) -> dict[str, Any]:
+        """Send rate x seconds numbers from `workers` processes sharing the round's rate, the fake
+        answering each after `latency` seconds, in batches of `per_batch` (default: an even share
+        of the numbers for each worker, at most BATCH)."""
+        seconds = seconds or self.args.seconds
+        self.rig.fresh(f"pacing {workers}x{rate:g}" + (f", {latency:g}s answers" if latency else ""))
+        if latency:
+            self.rig.fake.latency(latency)
+        count = round(rate * seconds)
+        batches = self.rig.queue(self.rig.phones(count), per_batch or min(BATCH, math.ceil(count / workers)), rate)
         evalsha = self.rig.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
         names = [f"pacing-{workers}x{rate:g}-{n}" for n in range(workers)]
         spawned = time.time()
-        self.rig.finish([self.rig.start_worker(name) for name in names], names, timeout=self.args.seconds * 3 + 60)
+        self.rig.finish([self.rig.start_worker(name) for name in names], names, timeout=seconds * 3 + 60)
         arrivals = self.rig.arrived(f"{workers}x{rate:g}", batches)
         evalsha = self.rig.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - evalsha
         summary = pacing.summary([t for t, _ in arrivals], rate)
@@ -164,9 +181,42 @@ class Bench:
         # Each message costs claim + record_sent + one admitted hit; each refused hit adds a
         # get_window_stats: (evalsha - 3 per message) / 2 refused hits, polled while waiting.
         refused = (evalsha - 3 * len(arrivals)) / 2
+        times = [t for t, _ in arrivals]
+        gaps = [later[0] - earlier[-1] for earlier, later in zip(by_batch, by_batch[1:], strict=False)]
+        together = (max(b[0] for b in by_batch), min(b[-1] for b in by_batch))  # every batch sending
+        span = together if together[1] - together[0] >= 10 else (times[0], times[-1])
         return {"workers": workers, "rate": rate, **summary, "start_to_first_s": arrivals[0][0] - spawned,
-                "all_sending_s": min(b[-1] for b in by_batch) - max(b[0] for b in by_batch),
-                "share_per_batch": [len(b) for b in by_batch], "refused_hits_per_message": refused / len(arrivals)}
+                "all_sending_s": together[1] - together[0],
+                "share_per_batch": [len(b) for b in by_batch], "refused_hits_per_message": refused / len(arrivals),
+                "first_to_last_per_second": (len(times) - 1) / (times[-1] - times[0]),
+                "between_batches_s": gaps,
+                "windows_10s": _windows([t for t in times if span[0] <= t <= span[1]], rate, 10.0),
+                "windows_over": "every batch sending" if span == together else "the whole run"}
+
+    def latency(self, latency: float, rate: float, workers: list[int]) -> dict[str, Any]:
+        """At a fake answering in `latency` seconds: one text at a time from this process (the baseline);
+        each number of workers sending rate x `--latency-seconds` numbers at the round's rate, one
+        batch each, so that the shared pace is read without a worker switching jobs; then one worker
+        sending three batches of BATCH, to read what each switch to the next job costs."""
+        self.rig.fresh(f"one at a time, {latency:g}s answers")
+        self.rig.fake.latency(latency)
+        flow, epoch, gateway = self.rig.flow, TUESDAY_MORNING.timestamp(), self.rig.gateway()
+        phones = self.rig.phones(max(5, min(200, math.ceil(2 / max(latency, 0.01)))))  # about 2 s of sending
+        started = time.perf_counter()
+        for phone in phones:
+            gateway.send(phone, flow.texts.consent_request, sender=flow.sender, validity_period=validity(flow, epoch))
+        baseline = len(phones) / (time.perf_counter() - started)
+        self.rig.arrived("one at a time", [phones])
+        count = round(rate * self.args.latency_seconds)
+        runs = [self.pacing(n, rate, latency=latency, seconds=self.args.latency_seconds, per_batch=math.ceil(count / n))
+                for n in workers]
+        switching = self.pacing(1, rate, latency=latency, seconds=3 * BATCH / rate, per_batch=BATCH)
+        one = next((run for run in runs if run["workers"] == 1), None)
+        return {"latency_s": latency, "rate": rate, "one_at_a_time_per_second": baseline, "runs": runs,
+                "switching": switching,
+                "one_worker": None if one is None else {
+                    "steady_per_second": one["achieved"], "first_to_last_per_second": one["first_to_last_per_second"],
+                    "of_rate": one["achieved"] / rate, "of_one_at_a_time": one["achieved"] / baseline}}
 
     def rate_change(self, first: float, second: float) -> dict[str, Any]:
         """Start a batch at `first`/s, then set the round's rate to `second` and start another batch."""
@@ -214,6 +264,24 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _windows(times: list[float], rate: float, width: float) -> dict[str, Any] | None:
+    """Return the fewest and most arrivals in any `width`-second window [t, t + width) starting at an
+    arrival and ending by the last one, and their deviations from `rate`; None if the run is shorter."""
+    counts = []
+    end = 0
+    for start, t in enumerate(times):
+        if t + width > times[-1]:
+            break
+        while end < len(times) and times[end] < t + width:
+            end += 1
+        counts.append(end - start)
+    if not counts:
+        return None
+    fewest, most = min(counts), max(counts)
+    return {"width_s": width, "fewest": fewest, "most": most, "fewest_pct": (fewest / (rate * width) - 1) * 100,
+            "most_pct": (most / (rate * width) - 1) * 100}
+
+
 def _scenario(text: str) -> tuple[int, float]:
     workers, _, rate = text.partition("x")
     return int(workers), float(rate)
@@ -234,18 +302,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate-change", type=lambda s: tuple(float(x) for x in s.split(",")) if s else None,
                         default=(20.0, 10.0),
                         help="FIRST,SECOND: a batch at FIRST/s, then the round's rate set to SECOND (empty: skip)")
+    parser.add_argument("--latency", type=lambda s: float(s) if s else None, default=0.2,
+                        help="seconds the fake takes to answer each text, for the latency runs (default 0.2; "
+                             "empty: skip them)")
+    parser.add_argument("--latency-rate", type=float, default=100, help="the round's rate in the latency runs")
+    parser.add_argument("--latency-workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3, 4],
+                        help="worker processes of each latency run, comma separated (default 1,2,3,4)")
+    parser.add_argument("--latency-seconds", type=float, default=15,
+                        help="seconds of sending per latency run (at least 10, for a 10-s window)")
     return parser
 
 
 def _report(args: argparse.Namespace, throughput: dict[str, Any], runs: list[dict[str, Any]],
-            change: dict[str, Any] | None, alone: list[dict[str, Any]], redis_version: str,
-            problems: list[str]) -> dict[str, Any]:
+            change: dict[str, Any] | None, alone: list[dict[str, Any]], slow: dict[str, Any] | None,
+            redis_version: str, problems: list[str]) -> dict[str, Any]:
     command = shlex.join([".venv/bin/python", "-m", "bench.sending", "--numbers", str(args.numbers),
                           "--breakdown", str(args.breakdown),
                           "--pacing", ",".join(f"{w}x{r:g}" for w, r in args.pacing), "--seconds", f"{args.seconds:g}",
                           "--rate-change", ",".join(f"{r:g}" for r in args.rate_change or ()),
                           "--limiter", ",".join(f"{w}x{r:g}" for w, r in args.limiter),
-                          "--limiter-seconds", f"{args.limiter_seconds:g}"])
+                          "--limiter-seconds", f"{args.limiter_seconds:g}",
+                          "--latency", "" if args.latency is None else f"{args.latency:g}",
+                          "--latency-rate", f"{args.latency_rate:g}",
+                          "--latency-workers", ",".join(str(n) for n in args.latency_workers),
+                          "--latency-seconds", f"{args.latency_seconds:g}"])
     ceiling, worker, parts = throughput["ceiling"], throughput["worker"], throughput["breakdown"]
     trips, cpu = throughput["round_trips"], worker["cpu_us_per_message"]
     lines = [
@@ -306,12 +386,55 @@ def _report(args: argparse.Namespace, throughput: dict[str, Any], runs: list[dic
                              f"({found['deviation_pct']:+.2f}%), max {found['max_1s_window']} in a sliding second, "
                              f"max {found['max_100ms_window']} in 100 ms, tightest {limit + 1}: "
                              f"{f'{tight:.4f}s' if tight else '-'}")
+    if slow:
+        lines += ["", *_latency_lines(slow)]
     lines += [f"WARNING: {problem}" for problem in problems]
     lines.append(f"reproduce (from {ROOT}): {command}")
     return {"text": "\n".join(lines), "json": {
         "command": command, "machine": machine(), "redis": redis_version,
         "settings": {k: v for k, v in vars(args).items()}, "throughput": throughput, "pacing": runs,
-        "rate_change": change, "limiter_alone": alone, "problems": problems}}
+        "rate_change": change, "limiter_alone": alone, "latency": slow, "problems": problems}}
+
+
+def _latency_lines(slow: dict[str, Any]) -> list[str]:
+    """Say how one worker, and several, keep the round's rate when each answer takes a while."""
+    rate, one, switching = slow["rate"], slow["one_worker"], slow["switching"]
+    lines = [f"The fake answering each text after {slow['latency_s']:g}s (requests overlapping), the round's rate "
+             f"{rate:g}/s:",
+             f"  baseline, one text at a time from one process (a worker before its threads): "
+             f"{slow['one_at_a_time_per_second']:7.1f} texts/s"]
+    if one:
+        lines.append(f"  one worker process, steady part: {one['steady_per_second']:7.1f} texts/s "
+                     f"(first to last arrival {one['first_to_last_per_second']:.1f}/s) = {one['of_rate']:.3f} of the "
+                     f"rate, {one['of_one_at_a_time']:.1f}x the baseline")
+    lines += ["  The shared pace, one batch per worker (10-s windows while every worker sends):",
+              f"{'workers':>9} {'achieved':>9} {'deviation':>9} {'first-last':>10} {'max 1-s':>8} {'(steady)':>8} "
+              f"{'tightest N+1':>13} {'10-s windows, fewest..most':>27}  verdict"]
+    for run in slow["runs"]:
+        lines.append(_latency_row(run))
+    lines.append(f"  (10-s windows: arrivals in every [t, t+10) from an arrival; held when each is within "
+                 f"{HELD_WITHIN:.0%} of the rate and no sliding second of the steady part holds more than rate + 1)")
+    for run in slow["runs"]:
+        lines.append(f"  {run['workers']} worker(s): per whole second (steady) {run['per_second_steady']}; "
+                     f"shares {run['share_per_batch']}")
+    gaps = ", ".join(f"{gap:.2f}s" for gap in switching["between_batches_s"])
+    lines += [f"  One worker, {len(switching['share_per_batch'])} batches of {BATCH} (a job each; 10-s windows over "
+              f"the whole run):", _latency_row(switching),
+              f"  from one job's last text to the next job's first: {gaps} (its last answers, then RQ starting "
+              f"the next job); per whole second (steady) {switching['per_second_steady']}"]
+    return lines
+
+
+def _latency_row(run: dict[str, Any]) -> str:
+    window, limit = run["windows_10s"], max(1, int(run["rate"]))
+    spread = "-" if window is None else (f"{window['fewest']}..{window['most']} "
+                                          f"({window['fewest_pct']:+.1f}%..{window['most_pct']:+.1f}%)")
+    held = (window is not None and max(abs(window["fewest_pct"]), abs(window["most_pct"])) <= HELD_WITHIN * 100
+            and run["max_1s_window_steady"] <= limit + 1)
+    tight = run["tightest_over_limit_s"]
+    return (f"{run['workers']:>9} {run['achieved']:>9.2f} {run['deviation_pct']:>+8.2f}% "
+            f"{run['first_to_last_per_second']:>10.2f} {run['max_1s_window']:>8} {run['max_1s_window_steady']:>8} "
+            f"{f'{limit + 1} in {tight:.4f}s' if tight else '-':>13} {spread:>27}  {'held' if held else 'NOT HELD'}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def build(config: Config | None = None, *, gateway: Gateway | None = None,
     store = Store(client, config.suppression_key, clock=clock, flows=flows)
     if gateway is None:
         gateway = (TwilioGateway(config.twilio_account_sid, config.auth_token,
-                                 api_url=config.twilio_api_url)
+                                 api_url=config.twilio_api_url, concurrency=config.send_concurrency)
                    if config.twilio_account_sid else OutboxGateway(store))
     return Accord(config, store, flows, gateway)
 

@@ -18,7 +18,11 @@ TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
             "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE",
-            "LEDGER_ARCHIVE_DIR")  # what from_env reads
+            "SEND_CONCURRENCY", "LEDGER_ARCHIVE_DIR")  # what from_env reads
+# Texts a worker has in flight at once: 100 texts/s against answers in 0.2 s keep 20 waiting, and
+# answers slower than that now and then need room too. More than MOST_SENDS is a typo.
+SEND_CONCURRENCY = 32
+MOST_SENDS = 256
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,7 @@ class Config:
     port: int = 8000
     secret_key: str = ""  # signs console sessions; from_env always sets one (empty: a key per process)
     ledger_key_file: Path | None = None  # signs ledger checkpoints; None: instance_dir/ledger-signing.key
+    send_concurrency: int = SEND_CONCURRENCY  # texts one worker has in flight at once
     archive_dir: Path | None = None  # where workers archive the ledger (bot/archivist.py); None: they do not
 
     @property
@@ -103,6 +108,7 @@ class Config:
         port = int(port_text)
         if not 1 <= port <= 65535:
             raise ConfigError("PORT", "must be between 1 and 65535")
+        sends = _count(env, "SEND_CONCURRENCY", SEND_CONCURRENCY, MOST_SENDS, "texts a worker has in flight")
 
         return cls(
             flows_dir=flows, instance_dir=instance,
@@ -111,7 +117,8 @@ class Config:
             redis_url=redis_url, twilio_account_sid=sid, twilio_api_url=api_url,
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
-            ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"), archive_dir=_archive_dir(env, instance),
+            ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"), send_concurrency=sends,
+            archive_dir=_archive_dir(env, instance),
         )
 
 
@@ -124,6 +131,16 @@ def _secret(env: dict[str, str], name: str, purpose: str, *, required: bool) -> 
     if value is not None and len(value) < 32:
         raise ConfigError(name, "must be at least 32 characters")
     return value
+
+
+def _count(env: dict[str, str], name: str, default: int, most: int, what: str) -> int:
+    """Read a whole number setting from 1 to `most`."""
+    text = env.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text.lstrip("0")[:4] or "0") <= most:
+        raise ConfigError(name, f"must be a number of {what} from 1 to {most}, not {text[:20]!r}")
+    return int(text)
 
 
 def read_dotenv(path: Path) -> dict[str, str | None]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
+
+from bot.config import SEND_CONCURRENCY
 
 _OPTED_OUT = frozenset({21610})
 _UNDELIVERABLE = frozenset({21614, 21211})
@@ -63,14 +68,42 @@ class Gateway(Protocol):
         ...
 
 
+class _SharedHttpClient(TwilioHttpClient):
+    """Twilio's HTTP client, for the sending threads of a worker to share.
+
+    Its `request` keeps each response on the client, then returns the one kept: in between,
+    another thread's response could take its place, and its sid be recorded for the wrong number.
+    Here each thread keeps its own.
+    """
+
+    def __init__(self, *, timeout: float) -> None:
+        self._kept = threading.local()
+        super().__init__(timeout=timeout)
+
+    @property  # type: ignore[override]
+    def _test_only_last_response(self) -> Response | None:
+        return getattr(self._kept, "response", None)
+
+    @_test_only_last_response.setter
+    def _test_only_last_response(self, response: Response | None) -> None:
+        self._kept.response = response
+
+
 class TwilioGateway:
     """Send through Twilio's REST API with the official client."""
 
     def __init__(
         self, account_sid: str, auth_token: str, *, api_url: str = "https://api.twilio.com",
-        timeout: float = 10.0,
+        timeout: float = 10.0, concurrency: int = SEND_CONCURRENCY,
     ) -> None:
-        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        http = _SharedHttpClient(timeout=timeout)
+        # One pool of connections as large as the sends in flight: past its size, a connection
+        # would be closed after one use ("Connection pool is full, discarding connection").
+        assert http.session is not None
+        adapter = HTTPAdapter(pool_maxsize=concurrency)
+        http.session.mount("https://", adapter)
+        http.session.mount("http://", adapter)
+        self.client = Client(account_sid, auth_token, http_client=http)
         # Every api.twilio.com URL (create, list, and each next_page_uri list follows) is built from this.
         self.client.api.base_url = api_url
         # The client also reads TWILIO_EDGE/TWILIO_REGION from the environment and rewrites the host
@@ -139,7 +172,6 @@ class TwilioGateway:
                  if (m.direction or "").startswith("outbound") and m.date_created is not None
                  and m.date_created >= since and (m.messaging_service_sid == sender if service else m.from_ == sender)]
         return sorted(taken, key=lambda m: (m[1], m[0]))
-
 
 
 def _send_error(exc: Exception) -> SendError:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import redis
 from redis.client import Pipeline
@@ -130,34 +131,44 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
     # `attempt`, from the end of this job); keyed by moment, not by wait, so each makes one batch.
     later: dict[tuple[float | None, int], list[str]] = defaultdict(list)
     parked: list[str] = []
-    for index, item in enumerate(items):
-        if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
-            interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
-        phone, _, where = item.partition("/")
-        # After the number: the postcode an import read, or the region a broadcast found beside the state.
-        region = region_of(where) if where.isdigit() else where
-        if region not in REGIONS:  # a damaged record: the voter's hours are unknown, so nothing goes
-            counts["unknown region"] += 1
-            continue
-        epoch = accord.store.clock()
-        opens = _opens_at(flow, epoch, region)
-        if opens is None:
-            counts["no window left"] += 1
-            continue
-        if opens > epoch:  # a later window: its count of attempts starts afresh
-            later[(opens, 0)].append(item)
-            counts["deferred"] += 1
-            continue
-        slot = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
-        if slot is None:
-            parked = items[index:]
-            counts["parked"] += len(parked)
-            break
-        time.sleep(slot)
-        outcome = send_one(accord, flow, phone, region)
+
+    def settle(outcome: str, item: str, region: str) -> None:  # in this thread only: `later`, `counts`
         if outcome == BUSY:
             outcome = _again(flow, item, region, attempt, accord.store.clock(), later)
         counts[outcome] += 1
+
+    # The sends wait for the provider's answers on threads of their own, so that one worker keeps
+    # the pace; this thread alone takes their slots, and settles them.
+    with _Sends(accord, flow, settle) as sends:
+        for index, item in enumerate(items):
+            if not sends.room():  # a send raised: no more, as its exception would have stopped the batch
+                break
+            if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
+                interval, rate_read = PACE_MARGIN / rate_of(accord, flow), time.monotonic()
+            phone, _, where = item.partition("/")
+            # After the number: the postcode an import read, or the region a broadcast found beside the state.
+            region = region_of(where) if where.isdigit() else where
+            if region not in REGIONS:  # a damaged record: the voter's hours are unknown, so nothing goes
+                counts["unknown region"] += 1
+                continue
+            epoch = accord.store.clock()
+            opens = _opens_at(flow, epoch, region)
+            if opens is None:
+                counts["no window left"] += 1
+                continue
+            if opens > epoch:  # a later window: its count of attempts starts afresh
+                later[(opens, 0)].append(item)
+                counts["deferred"] += 1
+                continue
+            slot = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
+            if slot is None:  # paused: those started end, the rest waits for `round resume`
+                parked = items[index:]
+                counts["parked"] += len(parked)
+                break
+            time.sleep(slot)
+            sends.start(item, region, send_one, accord, flow, phone, region)  # its claim, then its send
+    if sends.failure is not None:  # the job fails, as it did when one send at a time raised
+        raise sends.failure
     # What waits goes on as new batches, each with its job (deferred) or on the parked list, in one
     # transaction; then this batch goes. Dying in between, this job runs again: claims and
     # releases send nothing twice.
@@ -175,6 +186,57 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
     if not batch.startswith("+"):
         stored.done(flow.id, batch)
     return dict(counts)
+
+
+class _Sends:
+    """Sends on threads of their own, at most SEND_CONCURRENCY at once, settled by the thread that
+    started them, in the order it started them.
+
+    In that order, the numbers the provider was too busy for wait in batch order, as they did one
+    send at a time. A send that raised is logged, and the first exception kept in `failure`.
+    """
+
+    def __init__(self, accord: Accord, flow: Flow, settle: Callable[[str, str, str], None]) -> None:
+        self.accord, self.flow, self.settle = accord, flow, settle
+        self.most = accord.config.send_concurrency
+        self.pool = ThreadPoolExecutor(self.most, thread_name_prefix=f"send-{flow.id}")
+        self.started: deque[tuple[Future[str], str, str]] = deque()  # (outcome, item, region), oldest first
+        self.failure: BaseException | None = None
+
+    def __enter__(self) -> _Sends:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Wait for every send started and settle it, even when the batch stops on an exception."""
+        try:
+            self._settle(running=0)
+        finally:
+            self.pool.shutdown()
+
+    def room(self) -> bool:
+        """Wait until another send may start, settling those ended; say whether none raised."""
+        self._settle(running=self.most - 1)
+        return self.failure is None
+
+    def start(self, item: str, region: str, send: Callable[..., str], *args: object) -> None:
+        """Start `send(*args)` on a free thread, for `item` of the batch (in `region`)."""
+        self.started.append((self.pool.submit(send, *args), item, region))
+
+    def _settle(self, *, running: int) -> None:
+        """Wait until at most `running` sends still run; settle those ended, oldest first, up to the first running."""
+        while len(busy := [future for future, _, _ in self.started if not future.done()]) > running:
+            wait(busy, return_when=FIRST_COMPLETED)
+        while self.started and self.started[0][0].done():
+            future, item, region = self.started.popleft()
+            error = future.exception()
+            if error is None:
+                self.settle(future.result(), item, region)
+                continue
+            # Never the number itself in the log. A claim it made stands: the number is never sent twice.
+            log.error("flow %s: the send to number %s… raised %s; the batch stops", self.flow.id,
+                      self.accord.store.digest(item.partition("/")[0])[:8], type(error).__name__, exc_info=error)
+            if self.failure is None:
+                self.failure = error
 
 
 def _opens_at(flow: Flow, epoch: float, region: str) -> float | None:

@@ -187,6 +187,8 @@ class SlowGateway:
 def test_a_batch_stops_sending_when_the_window_closes_under_it(accord, twilio, clock, tmp_path):
     clock.set(dt.datetime(2026, 12, 1, 22, 56, tzinfo=PARIS))  # the demo window closes at 23:00
     accord.gateway = SlowGateway(accord.gateway, clock)
+    # One send at a time: each moves the clock as it starts, and the next looks at the clock after it.
+    accord.config = dataclasses.replace(accord.config, send_concurrency=1)
     path = tmp_path / "ten.csv"
     path.write_text("phone\n" + "".join(f"06129800{n:02d}\n" for n in range(10)))
     start(accord, "demo", path)

@@ -46,6 +46,7 @@ bench: $(VENV)/.dev
 	$(PYTHON) -m bench.states
 	$(PYTHON) -m bench.ledger
 	$(PYTHON) -m bench.sending
+	$(PYTHON) -m bench.national
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check bot tests bench

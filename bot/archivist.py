@@ -22,6 +22,9 @@ from bot.keys import key_for, ledger_key
 
 ARCHIVE_ABOVE = 20_000  # stream entries a flow keeps in Redis before the oldest go to a file
 ARCHIVE_KEEP = 1_000  # the newest entries left in Redis (the console lists 20)
+# Entries moved in one upkeep: about 20 s of work, well within the lock, so a stream an earlier
+# version filled goes off Redis over several upkeeps, a file each, rather than in one long hold.
+ARCHIVE_AT_ONCE = 200_000
 LOCK_SECONDS = 600  # one worker archives a flow at a time; a dead one's lock runs out
 log = logging.getLogger(__name__)
 
@@ -30,20 +33,23 @@ def lock_key(flow_id: str) -> str:
     return key_for("archiving", flow_id)  # present while a worker archives the flow
 
 
-def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_KEEP) -> dict[str, int]:
-    """Archive the flows whose stream holds more than `above` entries, all but the newest `keep`;
-    return the entries trimmed off Redis, by flow. Nothing happens without an archive folder."""
+def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_KEEP,
+            at_once: int = ARCHIVE_AT_ONCE) -> dict[str, int]:
+    """Archive the flows whose stream holds more than `above` entries, all but the newest `keep`,
+    at most `at_once` each; return the entries trimmed off Redis, by flow. Nothing happens without
+    an archive folder."""
     directory = accord.config.archive_dir
     if directory is None:
         return {}
     redis, trimmed = accord.store.redis, {}
     for flow in accord.flows.values():
-        if redis.xlen(ledger_key(flow.id)) <= above:
+        held = redis.xlen(ledger_key(flow.id))
+        if held <= above:
             continue
         if not redis.set(lock_key(flow.id), "1", nx=True, ex=LOCK_SECONDS):
             continue  # another worker is at it
         try:
-            trimmed[flow.id] = _archive(accord, flow.id, directory, keep)
+            trimmed[flow.id] = _archive(accord, flow.id, directory, max(keep, held - at_once))
         except (archive.ArchiveError, checkpoints.CheckpointError, OSError) as error:
             # The entries stay in Redis, whole; the next round of upkeep tries again.
             log.error("ledger of %s not archived: %s", flow.id, error)

@@ -48,6 +48,15 @@ def test_upkeep_moves_all_but_the_newest_entries_to_the_folder(accord, talked, c
     assert archivist.keep_up(accord, above=5, keep=3) == {}
 
 
+def test_a_long_stream_goes_off_redis_a_file_at_a_time(accord, talked, config):
+    assert archivist.keep_up(accord, above=5, keep=3, at_once=4) == {"demo": 4}  # the oldest 4
+    assert archivist.keep_up(accord, above=5, keep=3, at_once=4) == {"demo": 4}
+    assert archivist.keep_up(accord, above=4, keep=3, at_once=4) == {"demo": 2}  # down to the newest 3
+    assert accord.store.redis.xlen(ledger_key("demo")) == 3
+    assert len(list(config.archive_dir.iterdir())) == 3
+    assert run(accord, "consent", "verify", "demo").exit_code == 0
+
+
 def test_the_proof_tools_read_the_archive_folder_by_themselves(accord, talked, tmp_path):
     archivist.keep_up(accord, above=5, keep=3)
     verified = run(accord, "consent", "verify", "demo").output

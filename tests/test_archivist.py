@@ -85,3 +85,10 @@ def test_a_worker_s_upkeep_archives(accord, talked, config):
     SendingWorker(accord, archive_above=5, archive_keep=3).run_maintenance_tasks()
     assert accord.store.redis.xlen(ledger_key("demo")) == 3
     assert len(list(config.archive_dir.iterdir())) == 1
+
+
+def test_an_access_request_shows_the_times_of_archived_entries(accord, talked):
+    archivist.keep_up(accord, above=5, keep=3)
+    shown = run(accord, "person", "show", VOTERS[0]).output
+    assert "archived" not in shown
+    assert "2026-12-01T" in shown and "in:YES" in shown and "ask" in shown

@@ -295,7 +295,10 @@ def person_show(obj: Services, phone: str, request: str | None) -> None:
         click.echo(f"  controller: {flow['controller']}; purpose: {flow['purpose']}")
         click.echo(f"  source: {flow['source']}; import: {flow['import'] or '-'}; notice: {flow['notice']}")
         archived = archive.archives(obj.accord.store.redis, flow_id)
+        sealed = _times_kept(obj, flow_id, held["phone"]) if archived else None
         for entry in flow["ledger"]:
+            if not entry["at"] and sealed is not None and (found := sealed.get(entry["entry"])):
+                entry = {**entry, "at": found[0]}  # read back from the archive folder
             # An entry archived off Redis keeps its personal fields here; its time went with it to the file.
             moved = None if entry["at"] else archive.holding(archived, entry["entry"])
             at = (dt.datetime.fromtimestamp(float(entry["at"]), dt.UTC).isoformat(timespec="seconds") if entry["at"]
@@ -303,6 +306,19 @@ def person_show(obj: Services, phone: str, request: str | None) -> None:
             click.echo(f"  {at:<25}  {entry['event']:<18} {entry['state']:<22} {entry['text']!r}"
                        + (f"  [{entry['sid']}]" if entry.get("sid") else "")
                        + (f"  (time in {moved.file}, entry {entry['entry']})" if moved else ""))
+
+
+def _times_kept(obj: Services, flow_id: str, phone: str) -> archive.Sealed | None:
+    """Return the times of the number's entries the workers archived, read from their folder; None
+    when the folder or one of its files is not at hand (the times then show as archived)."""
+    flow = obj.accord.flows.get(flow_id)
+    paths = _or_kept(obj, flow_id, ()) if flow else ()
+    if not paths:
+        return None
+    try:
+        return proof.archived_times(obj.accord, flow, paths, phone)
+    except archive.ArchiveError:
+        return None
 
 
 @person.command("erase")

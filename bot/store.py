@@ -450,13 +450,14 @@ class Store:
         The first time, every flow loaded is named with them: a replayed webhook, which changes
         nothing, finds its flows' texts there already.
         """
+        if all(flow.content_hash in self._named for flow in flows):
+            return  # every text after the first: no more than this on the webhook's path
         new = list({flow.content_hash: flow for flow in (*self.flows.values(), *flows)
                     if flow.content_hash not in self._named}.values())
-        if new:
-            with self.redis.pipeline(transaction=False) as pipe:
-                references.register(new, pipe)
-                pipe.execute()
-            self._named.update(flow.content_hash for flow in new)
+        with self.redis.pipeline(transaction=False) as pipe:
+            references.register(new, pipe)
+            pipe.execute()
+        self._named.update(flow.content_hash for flow in new)
 
     def versions(self, flow_id: str) -> dict[str, str]:
         """Return the flow's data by content hash, for every version this deployment ran."""

@@ -23,8 +23,6 @@ from typing import Any, Self
 from bench import servers
 from tests.twilio_server import TwilioServer, _Handler
 
-BACKLOG = 1024  # connections waiting to be accepted (Linux caps it at net.core.somaxconn)
-
 
 class _NoDelayHandler(_Handler):
     # The stock handler writes the headers, then the body, with Nagle on: the body waits for the
@@ -44,9 +42,6 @@ class TimedTwilioServer(TwilioServer):
         super().start()
         assert self._httpd is not None
         self._httpd.RequestHandlerClass = _NoDelayHandler  # read per connection; none served yet
-        # socketserver listens with a backlog of 5: workers opening their pools of connections at
-        # once overflow it, and a connection dropped there may be reset mid-send ("outcome unknown").
-        self._httpd.socket.listen(BACKLOG)
         return self
 
     def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:

@@ -46,14 +46,6 @@ class NotingTwilio(ScriptedTwilio):
         self.arrivals: list[tuple[float, str, bool]] = []  # (monotonic time, To, claimed by then)
         self.claimed = lambda phone: True  # the test says how to read a claim
 
-    def start(self) -> NotingTwilio:
-        super().start()
-        assert self._httpd is not None
-        # socketserver listens with a backlog of 5: a worker opening a connection per thread at once
-        # would overflow it, and a connection dropped there waits a second for its SYN to go again.
-        self._httpd.socket.listen(128)
-        return self
-
     def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         arrived, to = time.monotonic(), form.get("To", "")
         claimed = self.claimed(to)

@@ -24,7 +24,7 @@ from bench.apps import FixedClock
 from bot import Accord, build
 from bot.config import Config
 from bot.flows import Flow
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.sending import enqueue_stored
 from bot.store import new_batch_id
 

@@ -19,8 +19,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bot.config import Config
 from bot.embedded import ensure_embedded
 from bot.flows import Flow, load_flows
-from bot.gateway import Gateway, TwilioGateway
-from bot.outbox import OutboxGateway
+from bot.gateways.outbox import OutboxGateway
+from bot.gateways.twilio import Gateway, TwilioGateway
 from bot.signatures import Validator
 from bot.store import Store
 

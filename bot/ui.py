@@ -9,7 +9,7 @@ from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot import console, csrf, devphone
-from bot.outbox import OutboxGateway
+from bot.gateways.outbox import OutboxGateway
 
 # Paths that never use a session: Twilio's webhooks and the health check carry no cookie worth reading.
 SESSIONLESS = ("/sms/", "/healthz")

@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from bot import Accord, create_app, use
 from bot.config import Config
 from bot.embedded import spawn
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from tests.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent

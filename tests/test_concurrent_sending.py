@@ -23,7 +23,7 @@ from bot import Accord, create_app, use
 from bot.batches import Batches
 from bot.config import SEND_CONCURRENCY, Config, ConfigError
 from bot.flows import Flow
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.sending import RETRIES, enqueue, queue_for
 from bot.workers import resume
 from tests.conftest import Clock

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bot import create_app
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.webhook import MESSAGE_SID
 
 VOTER = "+33612340001"

@@ -28,7 +28,7 @@ from bot import Accord, create_app, machine, use
 from bot.config import Config
 from bot.embedded import spawn
 from bot.flows import Flow
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.rounds import Origin, start_round
 from bot.sending import LATER_FIRST, STORE_PATIENCE, ask, queue_for
 from bot.store import Store

@@ -10,7 +10,7 @@ import pytest
 import requests
 from twilio_server import TwilioServer
 
-from bot.gateway import SendError, TwilioGateway
+from bot.gateways.twilio import SendError, TwilioGateway
 
 OUR_NUMBER = "+33612345678"
 SHORT_CODE = "38123"

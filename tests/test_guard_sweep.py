@@ -21,7 +21,7 @@ from rq.registry import ScheduledJobRegistry
 
 from bot import Accord, create_app, rounds, use
 from bot.cli import Services, main
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.keys import content_key, queued_key
 from bot.sending import queue_for
 from tests.conftest import PARIS, ROOT, SMS, answers

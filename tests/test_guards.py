@@ -20,7 +20,7 @@ from rq.registry import FinishedJobRegistry
 
 from bot import Accord, create_app, use
 from bot.cli import Services, main
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.sending import queue_for
 from tests.conftest import SMS, answers
 from tests.flowfiles import TEXTS

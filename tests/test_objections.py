@@ -15,7 +15,7 @@ from rq import SimpleWorker
 
 from bot import Accord, create_app, use
 from bot.cli import Services, main
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.sending import queue_for
 from bot.states import slot
 from tests.conftest import PARIS, SMS, answers

@@ -28,7 +28,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 
 from bot import Accord, create_app, rounds, sending, use, witness
 from bot.batches import Batches
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.rounds import Origin, start_round
 from bot.sending import BUSY, LATER_AT_MOST, LATER_FIRST, LATER_LONGEST, RETRIES, enqueue, queue_for
 from bot.workers import PICK_UPS_AT_MOST, requeue_interrupted, resume

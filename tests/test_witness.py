@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from bot import Accord, create_app, witness
 from bot.cli import Services, main
-from bot.gateway import SendError, TwilioGateway
+from bot.gateways.twilio import SendError, TwilioGateway
 from bot.keys import in_flight_key
 from bot.sending import ask, deliver
 from bot.workers import SendingWorker

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot import build, use
 from bot.config import Config
-from bot.gateway import TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.workers import PICK_UP_EVERY, run_worker
 
 

@@ -1,0 +1,1 @@
+"""The providers Accord sends through, each behind the same protocol."""

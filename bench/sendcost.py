@@ -15,7 +15,7 @@ from typing import Any
 from bot import Accord, use
 from bot.batches import Batches
 from bot.flows import Flow
-from bot.gateways.twilio import Gateway
+from bot.gateways import Gateway
 from bot.sending import rate_of, send_requests
 from bot.store import Store
 

@@ -19,8 +19,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bot.config import Config
 from bot.embedded import ensure_embedded
 from bot.flows import Flow, load_flows
+from bot.gateways import Gateway
 from bot.gateways.outbox import OutboxGateway
-from bot.gateways.twilio import Gateway, TwilioGateway
+from bot.gateways.twilio import TwilioGateway
 from bot.signatures import Validator
 from bot.store import Store
 

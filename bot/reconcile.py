@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from bot import Accord, states
 from bot.conversation import MAX_BODY, handle_carrier_stop, shut_regions
 from bot.flows import Flow
-from bot.gateways.twilio import SendError
+from bot.gateways import SendError
 from bot.machine import CAMPAIGN_TEXTS, REPLY_TRIGGERS
 from bot.machine import step as machine_step
 from bot.phones import E164

@@ -17,7 +17,7 @@ from bot import Accord, current
 from bot.batches import Batches
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
-from bot.gateways.twilio import SendError
+from bot.gateways import SendError
 from bot.store import origin_of
 from bot.windows import REGIONS, region_of
 

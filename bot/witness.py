@@ -25,7 +25,7 @@ from rq import Queue
 from bot import Accord
 from bot.batches import Batches
 from bot.flows import Flow
-from bot.gateways.twilio import SendError
+from bot.gateways import SendError
 from bot.sending import queue_for, send_content, send_requests
 
 # Seconds a claim may be in flight before the provider is asked: longer than any send takes (four

@@ -10,7 +10,8 @@ import pytest
 import requests
 from twilio_server import TwilioServer
 
-from bot.gateways.twilio import SendError, TwilioGateway
+from bot.gateways import SendError
+from bot.gateways.twilio import TwilioGateway
 
 OUR_NUMBER = "+33612345678"
 SHORT_CODE = "38123"

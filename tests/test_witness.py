@@ -17,7 +17,8 @@ from click.testing import CliRunner, Result
 
 from bot import Accord, create_app, witness
 from bot.cli import Services, main
-from bot.gateways.twilio import SendError, TwilioGateway
+from bot.gateways import SendError
+from bot.gateways.twilio import TwilioGateway
 from bot.keys import in_flight_key
 from bot.sending import ask, deliver
 from bot.workers import SendingWorker

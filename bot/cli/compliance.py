@@ -18,7 +18,7 @@ from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, write_csv
 from bot.files import create_private
 from bot.flows import FlowError, flow_paths, load_flow
-from bot.gateways.twilio import SendError
+from bot.gateways import SendError
 from bot.reconcile import ReconcileError, parse_since, reconcile
 
 

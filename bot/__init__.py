@@ -89,10 +89,10 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
     from bot.webhook import bp
 
     accord = build(config, gateway=gateway, clock=clock)
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["accord"] = accord
     app.register_blueprint(bp)
-    from bot.ui import init_ui  # the console, and the dev phone with the local outbox
+    from bot.web import init_ui  # the console, and the dev phone with the local outbox
 
     init_ui(app)
     if not accord.config.public_url:

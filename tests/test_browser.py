@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import dashboard, use
+from bot import use
 from bot.operators import Operators
 from bot.rounds import Origin, start_round
 from bot.sending import queue_for
+from bot.web import dashboard
 from tests.browser import MISSING, available, chromium, serve
 
 pytestmark = pytest.mark.skipif(not available(), reason=MISSING)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from bot import charts, dashboard
 from bot.flows import load_flow
+from bot.web import charts, dashboard
 from tests.conftest import PARIS, ROOT
 
 PRESIDENTIELLE = load_flow(ROOT / "flows" / "presidentielle-2027.toml")

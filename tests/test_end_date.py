@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from rq.job import Job
 
-from bot import Accord, dashboard, sending
+from bot import Accord, sending
 from bot.sending import queue_for
+from bot.web import dashboard
 from bot.windows import Window, closes_at, sending_window
 from tests.conftest import PARIS, SMS, Clock, answers
 from tests.test_rounds import ORIGIN, run, scheduled

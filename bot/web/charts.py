@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from bot.dashboard import count
+from bot.web.dashboard import count
 
 WIDTH = 640
 COLOURS = {"consented": "#2e7d4f", "declined": "#b7791f", "opted out": "#b83232", "expired": "#8a8f98"}

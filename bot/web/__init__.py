@@ -8,8 +8,8 @@ import secrets
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from bot import console, csrf, devphone
 from bot.gateways.outbox import OutboxGateway
+from bot.web import console, csrf, devphone
 
 # Paths that never use a session: Twilio's webhooks and the health check carry no cookie worth reading.
 SESSIONLESS = ("/sms/", "/healthz")

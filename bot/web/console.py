@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from bot import Accord, audit, charts, csrf, dashboard, lint
+from bot import Accord, audit, lint
 from bot.flows import Flow
 from bot.operators import Operators
+from bot.web import charts, csrf, dashboard
 from bot.workers import resume
 
 bp = Blueprint("console", __name__, url_prefix="/console")

@@ -21,7 +21,9 @@ PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
 TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "clarification")
 REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
 OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "retention_days", "sending_hours",
-                 "sending_days", "texts")
+                 "sending_days", "texts", "gateway")
+# The providers a flow may name; without one, it sends through the one the settings configure.
+GATEWAYS = ("twilio", "ovh")
 # The longest a number is kept after the voter's last contact: the CNIL's three years for
 # prospection data (référentiel "gestion commerciale", 2021). `retention_days` may only shorten it.
 MAX_RETENTION_DAYS = 3 * 365
@@ -83,6 +85,7 @@ class Flow:
     path: str
     canonical: str = ""  # the flow's data as its content_hash hashes it (a proof bundle carries it)
     retention_days: int = MAX_RETENTION_DAYS  # kept at most this long after the last contact (rights.due)
+    gateway: str = ""  # one of GATEWAYS, or "" for the settings' own provider
 
     @property
     def expiry_seconds(self) -> int:
@@ -199,13 +202,16 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     except ValueError as error:
         raise FlowError(path, "sending_hours", str(error)) from error
     hours = replace(hours, weekdays=_days(str(data.get("sending_days", "mon-sat")), path))
+    gateway = data.get("gateway", "")
+    if "gateway" in data and gateway not in GATEWAYS:
+        raise FlowError(path, "gateway", f"{gateway!r} is not one of {list(GATEWAYS)}"[:200])
     texts = _texts(data.get("texts"), fields, path)
     canonical = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return Flow(
         **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
         content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), canonical=canonical,
-        retention_days=retention_days,
+        retention_days=retention_days, gateway=gateway,
     )
 
 

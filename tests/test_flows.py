@@ -131,6 +131,7 @@ BROKEN = {
     "help without STOP": ("STOP pour refuser.", "Merci.", "texts.help", "STOP"),
     "clarification without controller": ("OUI ou STOP. {controller}", "OUI ou STOP.", "texts.clarification",
                                          "{controller}"),
+    "a gateway no deployment has": (TEXTS, '\ngateway = "orange"' + TEXTS, "gateway", "not one of"),
     "STOP reply without controller": ("Opposition enregistree. {controller}", "Opposition enregistree.",
                                       "texts.stopped", "{controller}"),
 }
@@ -168,6 +169,12 @@ def test_a_one_way_alphanumeric_sender_is_refused(tmp_path: Path) -> None:
                          ids=["E.164", "short code", "messaging service"])
 def test_a_reply_capable_sender_is_accepted(tmp_path: Path, sender: str) -> None:
     assert load_flow(write(tmp_path, '"38000"', f'"{sender}"')).sender == sender
+
+
+@pytest.mark.parametrize("gateway", ["twilio", "ovh"])
+def test_a_flow_names_the_provider_it_sends_through(tmp_path: Path, gateway: str) -> None:
+    assert load_flow(write(tmp_path, TEXTS, f'\ngateway = "{gateway}"' + TEXTS)).gateway == gateway
+    assert load_flow(write(tmp_path, "", "")).gateway == ""
 
 
 def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:

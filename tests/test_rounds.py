@@ -344,6 +344,15 @@ def test_round_status_shows_the_funnel(accord, contacts, twilio):
         assert line in output, line
 
 
+def test_round_status_says_why_nothing_goes_at_night_and_when_it_will(accord, clock) -> None:
+    clock.set(dt.datetime(2026, 12, 1, 23, 30, tzinfo=PARIS))  # the demo window shuts at 23:00
+    output = run(accord, "round", "status", "demo").output
+    assert "The sending window is closed now (after sending hours); it opens Wednesday 02 December 2026 07:00" in output
+    clock.set(dt.datetime(2026, 12, 1, 10, 0, tzinfo=PARIS))
+    assert "The sending window is open now; it closes Tuesday 01 December 2026 23:00" in run(
+        accord, "round", "status", "demo").output
+
+
 def long_list(tmp_path: Path, count: int) -> Path:
     """Write a file of `count` distinct mobiles, then every tenth again."""
     lines = ["telephone;code_postal"] + [f"06 12 {n // 10000:02d} {n // 100 % 100:02d} {n % 100:02d};67000"

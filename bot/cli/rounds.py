@@ -81,13 +81,21 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
     if report.batches:
         click.echo(f"{report.batches} batch(es) queued: workers (`python -m bot worker`) send them within "
                    "the sending window.")
-    window = flow.window(accord.store.clock())
-    if not window.open and window.opens_at:
-        click.echo(f"The sending window is closed now ({window.reason}); it opens "
-                   f"{window.opens_at:%A %d %B %Y %H:%M %Z}.")
-    elif not window.open:
-        click.echo(f"The sending window is closed now ({window.reason}) and opens no more before the "
-                   "flow's end: what is queued will not be sent.")
+    if not flow.is_open(accord.store.clock()):
+        click.echo(window_line(flow, accord.store.clock()))
+
+
+def window_line(flow: Flow, now: float) -> str:
+    """Say whether FLOW may send now (in mainland France's calendar) and, if not, why and when it may."""
+    window = flow.window(now)
+    if window.open:
+        closes = flow.closes_at(now)
+        return f"The sending window is open now; it closes {closes:%A %d %B %Y %H:%M %Z}."
+    if window.opens_at:
+        return (f"The sending window is closed now ({window.reason}); it opens "
+                f"{window.opens_at:%A %d %B %Y %H:%M %Z}.")
+    return (f"The sending window is closed now ({window.reason}) and opens no more before the "
+            "flow's end: what is queued will not be sent.")
 
 
 def names(source: str, broker: str) -> bool:
@@ -125,6 +133,7 @@ def round_status(obj: Services, flow_id: str) -> None:
     click.echo(f"{'segments (estimate)':>28}: {sent * requests} for {sent} messages "
                f"({requests} per consent request; {'GSM-7' if is_gsm7(flow.texts.consent_request) else 'UCS-2'})")
     click.echo(f"{'paused':>28}: {'yes' if store.is_paused(flow) else 'no'}")
+    click.echo(window_line(flow, store.clock()))
 
 
 @round_group.command("pause")

@@ -89,4 +89,11 @@ def test_the_hourly_chart_draws_a_column_per_hour_with_answers():
     start = int(dt.datetime(2026, 12, 1, 0, 0, tzinfo=PARIS).timestamp())
     svg = str(charts.hourly([(start + h * 3600, h % 3) for h in range(48)], PARIS))
     assert svg.count('class="hour"') == 32 and 'data-hour="2026-12-01 02:00" data-value="2"' in svg
-    assert "No answers" in str(charts.hourly([(start, 0)], PARIS))
+    assert re.findall(r'class="tick"[^>]*text-anchor="end">([^<]+)<', svg) == ["2", "0"]  # the scale's two ends
+
+
+def test_an_empty_hourly_chart_says_so_and_labels_no_scale():
+    start = int(dt.datetime(2026, 12, 1, 0, 0, tzinfo=PARIS).timestamp())
+    svg = str(charts.hourly([(start + h * 3600, 0) for h in range(48)], PARIS))
+    assert "No answers in the last 48 hours" in svg
+    assert re.findall(r'class="tick"[^>]*text-anchor="end">([^<]+)<', svg) == ["0"]

@@ -44,7 +44,8 @@ def hourly(series: list[tuple[int, int]], tz: ZoneInfo, *, title: str = "Answers
     total = sum(value for _, value in series)
     parts = [_open(WIDTH, height, f"{title}: {count(total)} in the last {len(series)} hours", "chart hourly")]
     parts.append(f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{WIDTH - 4}" y2="{height - bottom}"/>')
-    parts.append(f'<text class="tick" x="{left - 6}" y="{top_pad + 4}" text-anchor="end">{count(top)}</text>')
+    if top:  # an empty chart has no scale: its top labelled 0 like its bottom would say nothing
+        parts.append(f'<text class="tick" x="{left - 6}" y="{top_pad + 4}" text-anchor="end">{count(top)}</text>')
     parts.append(f'<text class="tick" x="{left - 6}" y="{height - bottom}" text-anchor="end">0</text>')
     for index, (start, value) in enumerate(series):
         x = left + index * step

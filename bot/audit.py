@@ -1,11 +1,13 @@
 """The audit trail: who did what in the console, and who touched personal data, on which request.
 
-It is two streams. The console's one (sign-ins, failed ones included, sign-outs, pause, resume) is
-capped: anyone who reaches the sign-in form can add to it. Access to personal data (`person show`
-and `erase`, `consent export`, `purge`, `reconcile`, the rights register) goes to a stream of its
-own with no cap. Only people with a shell on the machine write there, a few lines a day, and what
-they did must still be there when a voter or the CNIL asks, however many failed sign-ins came
-meanwhile. It never holds a number: the keyed HMAC of the suppression list stands for it.
+Only people who proved who they are write to the trail: operators signed in to the console
+(sign-in, sign-out, pause, resume) and people with a shell on the machine (operator accounts).
+Its entries are dropped after KEEP_DAYS, by age, never by how many came since. Failed sign-ins,
+which anyone reaching the form can cause, stay out of it: they are counted per client address
+and hour, with a cap on the addresses kept per hour, so no flood can push out what operators did.
+Access to personal data (`person show` and `erase`, `consent export`, `purge`, `reconcile`, the
+rights register) goes to a stream of its own that nothing trims: it must still be there when a
+voter or the CNIL asks. It never holds a number: the keyed HMAC of the suppression list stands for it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,31 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.client import Pipeline
 
-from bot.keys import ACCESS_KEY, AUDIT_KEY
+from bot.keys import ACCESS_KEY, AUDIT_KEY, sign_in_failures_key
 
-KEEP = 10_000  # console entries kept (about; Redis trims whole nodes)
+# A year, the top of the six months to a year the CNIL recommends for access logs (recommendation
+# on logging, 2021): long enough to answer for any action taken during a campaign.
+KEEP_DAYS = 365
+FAILED_KEEP_DAYS = 90  # counts of failed sign-ins per address: long enough to see and report an attack
+ADDRESSES_PER_HOUR = 1_000  # addresses counted apart in one hour; the rest share OTHERS' count
+OTHERS = "(other addresses)"
+FAILED_KINDS = ("failed", "locked", "throttled")  # wrong password or name; name locked; address over its limit
+# Append an action, then drop what is older than ARGV[1] ms by the stream's own clock (its ids).
+APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+local oldest = tonumber(string.match(id, '^%d+')) - tonumber(ARGV[1])
+redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', oldest))
+return id
+"""
+# Count one failed sign-in; a new address past the hour's cap is counted under OTHERS instead.
+COUNT_FAILURE = """
+local field = ARGV[1] .. ' ' .. ARGV[2]
+if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  field = ARGV[4] .. ' ' .. ARGV[2]
+end
+redis.call('HINCRBY', KEYS[1], field, 1)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+"""
 SHOWN_DIGEST = 12  # hex digits of a number's HMAC shown: enough to tell numbers apart, and to search
 
 
@@ -35,10 +59,50 @@ class Entry:
     detail: str
 
 
-def record(redis: Redis, at: float, operator: str, action: str, *, flow: str = "", detail: str = "") -> None:
-    """Append one action to the audit stream."""
-    redis.xadd(AUDIT_KEY, {"at": f"{at:.3f}", "operator": operator, "action": action, "flow": flow,
-                           "detail": detail}, maxlen=KEEP, approximate=True)
+def record(redis: Redis | Pipeline, at: float, operator: str, action: str, *, flow: str = "",
+           detail: str = "") -> None:
+    """Append one operator's action to the trail, dropping entries older than KEEP_DAYS."""
+    # Entry ids are Redis's clock in milliseconds, so trimming by id is trimming by age, exactly.
+    redis.eval(APPEND, 1, AUDIT_KEY, KEEP_DAYS * 86_400_000, "at", f"{at:.3f}", "operator", operator,
+               "action", action, "flow", flow, "detail", detail)
+
+
+@dataclass(frozen=True)
+class FailedSignIns:
+    """Failed sign-ins from one client address over some hours."""
+
+    address: str
+    failed: int  # wrong name or password
+    locked: int  # refused unchecked: the name had used up its tries
+    throttled: int  # refused unchecked: the address had used up its tries
+
+    @property
+    def total(self) -> int:
+        return self.failed + self.locked + self.throttled
+
+
+def failed_sign_in(redis: Redis, at: float, address: str, kind: str) -> None:
+    """Count one failed sign-in from a client address, in the hour it came."""
+    assert kind in FAILED_KINDS, kind
+    redis.eval(COUNT_FAILURE, 1, sign_in_failures_key(int(at // 3600)), address, kind, ADDRESSES_PER_HOUR,
+               OTHERS, FAILED_KEEP_DAYS * 86_400)
+
+
+def failed_sign_ins(redis: Redis, now: float, hours: int = 24) -> list[FailedSignIns]:
+    """Return the failed sign-ins per address over the last `hours` hours, most first."""
+    hour = int(now // 3600)
+    with redis.pipeline(transaction=False) as pipe:
+        for past in range(hour - hours + 1, hour + 1):
+            pipe.hgetall(sign_in_failures_key(past))
+        counts: dict[str, dict[str, int]] = {}
+        for fields in pipe.execute():
+            for field, value in fields.items():
+                address, _, kind = field.decode().rpartition(" ")
+                per_kind = counts.setdefault(address, dict.fromkeys(FAILED_KINDS, 0))
+                per_kind[kind] = per_kind.get(kind, 0) + int(value)
+    found = [FailedSignIns(address, kinds["failed"], kinds["locked"], kinds["throttled"])
+             for address, kinds in counts.items()]
+    return sorted(found, key=lambda item: (-item.total, item.address))
 
 
 @dataclass(frozen=True)

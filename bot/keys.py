@@ -124,13 +124,18 @@ def operator_key(name: str) -> str:
 
 
 def failures_key(name: str) -> str:
-    return key_for("operator-failures", name)  # failed sign-ins in a row; expires with the lock-out
+    return key_for("operator-failures", name)  # sign-in attempts failed (or being checked) in the lock's window
+
+
+def sign_in_failures_key(hour: int) -> str:
+    return key_for("sign-in-failures", str(hour))  # hash: "address kind" -> failed sign-ins that hour
 
 
 TEXTS_KEY = key_for("texts")  # hash: reference -> a flow's text the ledger names by it (bot/references.py)
 EXPORTS_KEY = key_for("exports")  # hash: path of a file an export wrote -> when, and its sha256 (JSON)
 OPERATORS_KEY = key_for("operators")  # set: every console operator's name
-AUDIT_KEY = key_for("audit")  # stream, capped: who did what in the console
+AUDIT_KEY = key_for("audit")  # stream: what operators did in the console, kept a year (bot/audit.py)
+LIMITS_KEY = key_for("limits")  # prefix of the sign-in throttle's keys, one per client address (the `limits` library)
 ACCESS_KEY = key_for("access")  # stream, uncapped: who touched personal data, and on which request (bot/audit.py)
 RIGHTS_KEY = key_for("rights-requests")  # sorted set: rights request refs, by the day received (ordinal)
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from bot import Accord, audit
 from bot.cli import Services, main
 from bot.embedded import ensure_embedded, spawn
-from bot.keys import ACCESS_KEY
+from bot.keys import ACCESS_KEY, AUDIT_KEY
 from tests.conftest import PARIS, SMS, Clock
 from tests.test_reconcile import inbound
 from tests.test_rights import VOTER, ask, keys_mentioning
@@ -91,16 +91,27 @@ def test_export_purge_and_reconcile_are_traced(twilio_accord: Accord, twilio, cl
     assert details == ["jsonl to proof.jsonl", "csv to stdout", "dry run", "since 2026-12-01T09:30:00+01:00"]
 
 
-def test_failed_sign_ins_cannot_evict_who_touched_personal_data(accord, flow):
+def test_failed_sign_ins_cannot_evict_who_touched_personal_data_or_what_operators_did(accord, flow, clock):
     run(accord, "person", "show", VOTER, "--request", "R-1")
+    audit.record(accord.store.redis, clock(), "camille", "pause", flow="demo")
     with accord.store.redis.pipeline(transaction=False) as pipe:  # what anyone reaching the sign-in form can add
-        for n in range(audit.KEEP + 2_000):
-            audit.record(pipe, 0.0, f"nobody{n}", "sign-in failed", detail="wrong name or password")
+        for n in range(12_000):
+            audit.failed_sign_in(pipe, clock(), f"203.0.{n >> 8}.{n & 255}", "failed")
         pipe.execute()
     assert [(a.action, a.request) for a in audit.accesses(accord.store.redis)] == [("person show", "R-1")]
     assert "person show" in run(accord, "rights", "log").output
-    console = audit.latest(accord.store.redis, 20_000)
-    assert len(console) > audit.KEEP // 2 and console[-1].action == "person show"  # the console lists it too
+    assert [entry.action for entry in audit.latest(accord.store.redis, 20_000)] == ["pause", "person show"]
+
+
+def test_the_trail_drops_operator_actions_after_a_year_by_age_never_by_count(accord, clock, redis_client):
+    seconds, _ = redis_client.time()  # entry ids are Redis's clock
+    day, now = 86_400_000, seconds * 1000
+    for age, action in ((audit.KEEP_DAYS + 1, "older than the rule"), (audit.KEEP_DAYS - 1, "within the rule")):
+        redis_client.xadd(AUDIT_KEY, {"at": "0", "operator": "camille", "action": action}, id=f"{now - age * day}-0")
+    for n in range(3):
+        audit.record(redis_client, clock(), "camille", "pause", flow="demo", detail=str(n))
+    assert [entry.action for entry in reversed(audit.latest(redis_client))] == [
+        "within the rule", "pause", "pause", "pause"]
 
 
 # The register of rights requests

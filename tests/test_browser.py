@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot import use
-from bot.operators import Operators
+from bot.operators import VIEWER, Operators
 from bot.rounds import Origin, start_round
 from bot.sending import queue_for
 from bot.web import dashboard
@@ -74,11 +74,11 @@ def test_the_dev_phone_shows_the_request_and_answering_oui_brings_confirmation_a
     assert browser.find_element(By.ID, "body").get_attribute("value") == ""
 
 
-def sign_in(browser, site: str, password: str) -> None:
+def sign_in(browser, site: str, password: str, name: str = "camille") -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{site}/console/login")
-    browser.find_element(By.NAME, "name").send_keys("camille")
+    browser.find_element(By.NAME, "name").send_keys(name)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
@@ -95,7 +95,9 @@ def test_the_console_refuses_a_wrong_password_and_signs_in_with_the_right_one(si
     sign_in(browser, site, PASSWORD)
     wait_for(browser, lambda b: b.current_url == f"{site}/console/")
     assert browser.find_element(By.CSS_SELECTOR, ".signout .who").text == "camille"
-    assert "sign-in failed" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    assert "sign-in" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    failed = browser.find_element(By.CSS_SELECTOR, "#failed-sign-ins table.failed tbody tr").text
+    assert failed.split() == ["127.0.0.1", "1", "0", "0"]  # counted apart from the trail, for admins
 
 
 def test_the_console_funnel_shows_what_the_store_holds_and_pause_resume_work(site, browser, accord):
@@ -133,3 +135,32 @@ def test_a_console_post_without_the_csrf_token_is_refused(site, browser, accord)
         ".then(answer => done(answer.status), () => done(0));")
     assert status == 400
     assert not accord.store.is_paused(accord.flows["demo"])
+
+
+def test_a_viewer_sees_the_flow_without_pause_or_resume_and_an_admin_sees_them(site, browser, accord):
+    from selenium.webdriver.common.by import By
+
+    operators = Operators(accord.store.redis)
+    operators.add("dominique", PASSWORD, VIEWER)
+    operators.add("camille", PASSWORD)
+    sign_in(browser, site, PASSWORD, "dominique")
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    assert browser.find_element(By.CSS_SELECTOR, ".signout .role").text == "viewer"
+    assert not browser.find_elements(By.ID, "failed-sign-ins")
+    browser.find_element(By.LINK_TEXT, "demo").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "read-only"))
+    assert not browser.find_elements(By.ID, "pause") and not browser.find_elements(By.ID, "resume")
+    status = browser.execute_async_script(  # the form is hidden, and the action refused all the same
+        "const done = arguments[arguments.length - 1];"
+        "const form = new FormData(); form.append('csrf_token', arguments[0]);"
+        "fetch('/console/flows/demo/pause', {method: 'POST', body: form, credentials: 'same-origin'})"
+        ".then(answer => done(answer.status), () => done(0));",
+        browser.find_element(By.CSS_SELECTOR, ".signout input[name=csrf_token]").get_attribute("value"))
+    assert status == 403 and not accord.store.is_paused(accord.flows["demo"])
+
+    browser.find_element(By.CSS_SELECTOR, ".signout button").click()
+    wait_for(browser, lambda b: b.current_url.startswith(f"{site}/console/login"))
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    browser.get(f"{site}/console/flows/demo")
+    assert browser.find_element(By.ID, "pause").is_displayed() and not browser.find_elements(By.ID, "read-only")

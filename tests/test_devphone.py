@@ -98,3 +98,30 @@ def test_a_send_without_the_csrf_token_is_refused(client, accord, flow, token):
 def test_a_bad_send_is_refused_with_the_reason(client, token, form, problem):
     answer = client.post("/dev/phone/send", data=form, headers={"X-CSRF-Token": token})
     assert answer.status_code == 400 and problem in answer.json["error"]
+
+
+@pytest.mark.parametrize("address", ["192.0.2.10", "10.0.0.1", "::ffff:192.0.2.10", "2001:db8::1", ""])
+def test_a_client_on_another_machine_gets_404_from_every_dev_route(client, accord, flow, address):
+    ask(accord, flow)
+    for method, path in ROUTES:
+        answer = getattr(client, method)(path, environ_base={"REMOTE_ADDR": address})
+        assert answer.status_code == 404, path
+    assert accord.store.state(flow, VOTER) == "asked"
+    assert "Dev phone" not in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(
+        as_text=True)
+
+
+def test_x_forwarded_for_neither_opens_nor_closes_the_dev_phone(client):
+    remote = client.get("/dev/phone", environ_base={"REMOTE_ADDR": "192.0.2.10"},
+                        headers={"X-Forwarded-For": "127.0.0.1"})
+    assert remote.status_code == 404  # ProxyFix made remote_addr 127.0.0.1; the socket's peer still counts
+    local = client.get("/dev/phone", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                       headers={"X-Forwarded-For": "192.0.2.10"})
+    assert local.status_code == 200
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_loopback_clients_reach_the_dev_phone(client, address):
+    page = client.get("/dev/phone", environ_base={"REMOTE_ADDR": address})
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert "Dev phone" in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)

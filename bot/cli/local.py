@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from bot import audit, migrate
 from bot.cli import Services, main
 from bot.config import Config
-from bot.operators import OperatorError, Operators
+from bot.operators import ROLES, OperatorError, Operators
 from bot.phones import PhoneError, normalize
 
 
@@ -63,21 +63,39 @@ def operator() -> None:
     """Console operators (sign-in accounts)."""
 
 
+ROLE_HELP = "admin: pauses and resumes sending; viewer: reads the console, changes nothing."
+
+
 @operator.command("add")
 @click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), prompt="Role (admin or viewer)", help=ROLE_HELP)
 @click.password_option("--password", prompt="Password", confirmation_prompt="Repeat the password",
                        help="Asked twice without echo when not given.")
 @click.pass_obj
-def operator_add(obj: Services, name: str, password: str) -> None:
-    """Create console operator NAME; the password is kept as an argon2 hash."""
+def operator_add(obj: Services, name: str, role: str, password: str) -> None:
+    """Create console operator NAME with a role; the password is kept as an argon2 hash."""
 
     store = obj.accord.store
     try:
-        Operators(store.redis).add(name, password)
+        Operators(store.redis).add(name, password, role)
     except OperatorError as error:
         raise click.ClickException(str(error)) from error
-    audit.record(store.redis, store.clock(), getpass.getuser(), "operator added", detail=name)
-    click.echo(f"operator {name} added; sign in at /console/login")
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator added", detail=f"{name}, {role}")
+    click.echo(f"operator {name} ({role}) added; sign in at /console/login")
+
+
+@operator.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@click.pass_obj
+def operator_role(obj: Services, name: str, role: str) -> None:
+    """Give console operator NAME another ROLE (admin or viewer), from their next page on."""
+
+    store = obj.accord.store
+    if not Operators(store.redis).set_role(name, role):
+        raise click.ClickException(f"no operator {name!r}")
+    audit.record(store.redis, store.clock(), getpass.getuser(), "operator role", detail=f"{name}, {role}")
+    click.echo(f"operator {name} is now {role}")
 
 
 @operator.command("remove")
@@ -96,10 +114,12 @@ def operator_remove(obj: Services, name: str) -> None:
 @operator.command("list")
 @click.pass_obj
 def operator_list(obj: Services) -> None:
-    """List console operators."""
+    """List console operators and their roles."""
 
-    names = Operators(obj.accord.store.redis).names()
-    click.echo("\n".join(names) if names else "no operator yet: python -m bot operator add NAME")
+    roles = Operators(obj.accord.store.redis).roles()
+    width = max((len(name) for name, _ in roles), default=0)
+    click.echo("\n".join(f"{name:<{width}}  {role}" for name, role in roles) if roles
+               else "no operator yet: python -m bot operator add NAME --role admin")
 
 
 @operator.command("unlock")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot.gateways.outbox import OutboxGateway
@@ -17,6 +17,22 @@ SESSIONLESS = ("/sms/", "/healthz")
 # Pages load only what the app serves itself: no CDN, no inline script, no framing.
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
           "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+SCRIPTABLE = frozenset({"text/html", "image/svg+xml"})  # the responses a policy applies to
+# Once the site is served over https, browsers refuse plain http to it for a year. Not for
+# subdomains: the campaign's other sites are not this app's to decide.
+HSTS = "max-age=31536000"
+# Blueprints whose responses no browser or proxy may keep: they show numbers or who did what.
+# A blueprint of personal pages adds its name here; one view alone sets Cache-Control itself.
+PRIVATE = frozenset({"console", "devphone"})
+# Blueprints reached without a console sign-in, and why; any other needs a signed-in operator
+# with the right role (tests/test_console_security.py checks every route against this).
+WITHOUT_SIGN_IN = {
+    "sms": "Twilio's webhooks and the health check: each request is proved by Twilio's signature",
+    "ovh": "a provider's callbacks, which prove themselves (bot/web/csrf.py EXEMPT)",
+    "notice": "the public notice every first text links to",
+    "voter": "a voter's own page, opened from their one-time link",
+    "devphone": "the local dev phone: loopback clients only, and only without a real provider",
+}
 
 
 def init_ui(app: Flask) -> None:
@@ -25,12 +41,15 @@ def init_ui(app: Flask) -> None:
     config = accord.config
     # A Config built in code without a secret (tests) signs this process's sessions with a fresh one.
     app.secret_key = config.secret_key or secrets.token_hex(32)
+    https = bool(config.public_url and config.public_url.startswith("https://"))
     app.config.update(
         SESSION_COOKIE_NAME="accord_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=bool(config.public_url and config.public_url.startswith("https://")),
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8),
+        SESSION_COOKIE_SECURE=https, PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8),
+        ACCORD_HSTS=https,  # served over https (PUBLIC_URL says so): every response says to keep to it
     )
+    console.init_throttle(app, accord.store.redis)
     app.session_interface = PageSessions()
+    app.before_request(devphone.loopback_only)  # first: to anyone else, /dev/* does not exist
     app.before_request(csrf.protect)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf.token
@@ -38,15 +57,22 @@ def init_ui(app: Flask) -> None:
     dev_phone = isinstance(accord.gateway, OutboxGateway) and not config.twilio_configured
     if dev_phone:
         app.register_blueprint(devphone.bp)
-    app.jinja_env.globals["dev_phone"] = dev_phone
+    # The link shows where the dev phone would answer: registered, and this client on this machine.
+    app.jinja_env.globals["dev_phone"] = lambda: dev_phone and devphone.from_this_machine(request.environ)
 
 
 def _headers(response: Response) -> Response:
-    if request.blueprint in ("console", "devphone"):
-        response.headers.setdefault("Content-Security-Policy", POLICY)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    """Add the safety headers to every response: pages, static files, errors, redirects, webhooks."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype in SCRIPTABLE:
+        headers.setdefault("Content-Security-Policy", POLICY)
+    if current_app.config["ACCORD_HSTS"]:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if request.blueprint in PRIVATE:
+        headers["Cache-Control"] = "no-store"
     return response
 
 

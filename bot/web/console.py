@@ -1,25 +1,76 @@
-"""The operators' console: sign-in, each flow's funnel, window, texts and ledger, pause and resume."""
+"""The operators' console: sign-in, each flow's funnel, window, texts and ledger, pause and resume.
+
+Every request but the sign-in needs a signed-in operator, and every request that changes
+anything needs the admin role, unless named in VIEWER_MAY: a route added later is refused to
+viewers until someone decides otherwise.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
+import time
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from limits import RateLimitItem, parse
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from redis import Redis
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from bot import Accord, audit, lint
 from bot.flows import Flow
-from bot.operators import Operators
+from bot.keys import LIMITS_KEY
+from bot.operators import ADMIN, MAX_FAILURES, Operators
 from bot.web import charts, csrf, dashboard
 from bot.workers import resume
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 TZ = ZoneInfo("Europe/Paris")  # the console's clock for entries no flow owns (the audit trail)
 OPEN = frozenset({"console.login"})  # the only page shown before signing in
+VIEWER_MAY = frozenset({"console.logout"})  # the only change a viewer may make: ending their own session
 LEDGER_ROWS = 20
 AUDIT_ROWS = 50
+FAILED_ROWS = 10
+# Sign-in posts per client address in any hour, counted before the password is checked. Fewer
+# than the per-name lock needs in its hour, so no single address can lock an operator out.
+SIGN_IN_LIMIT: RateLimitItem = parse(f"{MAX_FAILURES // 2} per hour")
+THROTTLE = "accord.sign-in-throttle"  # its key in app.extensions
+
+
+def client_address() -> str:
+    """Name the client a sign-in comes from, for the throttle and the failed sign-in counts.
+
+    With PUBLIC_URL unset the app trusts one proxy's X-Forwarded-* (ProxyFix, bot/__init__.py), so
+    `remote_addr` is the address that proxy saw; with PUBLIC_URL set nothing forwarded is trusted
+    and it is the socket's peer (behind a proxy: the proxy, which all clients then share). An IPv6
+    client is counted by its /64, the block one subscriber usually holds, so it cannot hop addresses.
+    """
+    raw = request.remote_addr or ""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:  # a unix socket, or a test's odd value: still one bucket per value
+        return raw[:64] or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:  # an IPv4 client on a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def init_throttle(app: Flask, redis: Redis) -> None:
+    """Keep the sign-in throttle's counts in the app's own Redis, through its connection pool.
+
+    The `limits` library is Flask-Limiter's engine, used here without Flask-Limiter's hooks:
+    those run on every request, the webhook's thousands a minute included, for a limit on one form.
+    A moving window, kept by one Lua script a hit, so attempts arriving together are counted exactly.
+    """
+    storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix=LIMITS_KEY)
+    app.extensions[THROTTLE] = MovingWindowRateLimiter(storage)
 
 
 def _accord() -> Accord:
@@ -34,16 +85,30 @@ def lint_report(flow: Flow) -> lint.Report:
 
 @bp.before_request
 def require_operator() -> Response | None:
-    """Send anyone not signed in (or whose account was removed) to the sign-in page."""
+    """Send anyone not signed in (or whose account was removed) to the sign-in page; let only admins change things."""
     name = session.get("operator")
     if request.endpoint in OPEN:
         return None
-    # One read per page: the account still exists and has not signed out since this session began.
-    if not name or Operators(_accord().store.redis).epoch(name) != session.get("epoch"):
+    # One read per page: the account still exists, has not signed out since this session began, and its role.
+    account = Operators(_accord().store.redis).account(name) if name else None
+    if account is None or account.epoch != session.get("epoch"):
         session.pop("operator", None)
         return redirect(url_for("console.login", next=request.path if request.method == "GET" else None))
-    g.operator = name
+    if request.method not in csrf.SAFE and request.endpoint not in VIEWER_MAY and account.role != ADMIN:
+        abort(403, description=f"Your role, {account.role}, reads the console; only an admin can do this.")
+    g.operator, g.role = name, account.role
     return None
+
+
+@bp.errorhandler(403)
+def forbidden(error: HTTPException) -> tuple[str, int]:
+    """Say, in the console's own page, why a role may not do this."""
+    return render_template("console/forbidden.html", reason=error.description), 403
+
+
+@bp.context_processor
+def sign_in_rules() -> dict[str, object]:
+    return {"limit": f"{SIGN_IN_LIMIT.amount} times an hour", "max_failures": MAX_FAILURES}
 
 
 @bp.app_template_filter("count")
@@ -57,32 +122,56 @@ def when_filter(epoch: float, tz: ZoneInfo = TZ) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int] | str:
-    """Show the sign-in form; sign in, counting failures towards a lock-out."""
+def login() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int] | str:
+    """Show the sign-in form; sign in, within the address's throttle and the name's lock-out."""
     if request.method == "GET":
         return render_template("console/login.html", name="")
     accord = _accord()
+    redis, now, address = accord.store.redis, accord.store.clock(), client_address()
+    throttle: MovingWindowRateLimiter = current_app.extensions[THROTTLE]
+    if not throttle.hit(SIGN_IN_LIMIT, address):
+        return _throttled(throttle, address)
     name = request.form.get("name", "").strip().lower()
-    operators = Operators(accord.store.redis)
+    operators = Operators(redis)
     attempt = operators.sign_in(name, request.form.get("password", ""))
-    now = accord.store.clock()
     if not attempt.ok:
-        detail = "locked after repeated failures" if attempt.just_locked else (
-            "refused: account locked" if attempt.locked_for else "wrong name or password")
-        audit.record(accord.store.redis, now, name[:40], "sign-in failed", detail=detail)
+        refused = attempt.locked_for and not attempt.just_locked  # refused before any check
+        audit.failed_sign_in(redis, now, address, "locked" if refused else "failed")
+        if attempt.just_locked and operators.account(name) is not None:  # once an hour at most, real names only
+            audit.record(redis, now, name, "sign-ins locked",
+                         detail=f"{MAX_FAILURES} failed within the hour, the last from {address}")
         if attempt.locked_for:
             flash(f"Too many failed sign-ins: try again in {dashboard.duration(attempt.locked_for + 59)}.", "error")
             return render_template("console/login.html", name=name), 429
         flash("Wrong name or password.", "error")
         return render_template("console/login.html", name=name), 401
-    target = request.args.get("next", "")
+    target = safe_target(request.args.get("next", ""))
     session.clear()  # a fresh session (and CSRF token) for the signed-in operator
     session.permanent = True
     session["operator"], session["epoch"] = name, operators.epoch(name)
     csrf.token()
-    audit.record(accord.store.redis, now, name, "sign-in")
-    safe = target.startswith("/console") and not target.startswith("//")
-    return redirect(target if safe else url_for("console.home"))
+    audit.record(redis, now, name, "sign-in", detail=f"from {address}")
+    return redirect(target or url_for("console.home"))
+
+
+def _throttled(throttle: MovingWindowRateLimiter, address: str) -> tuple[str, int, dict[str, str]]:
+    """Refuse a sign-in from an address that used up its tries, unchecked, in the console's own page."""
+    store = _accord().store
+    audit.failed_sign_in(store.redis, store.clock(), address, "throttled")
+    reset_at, _ = throttle.get_window_stats(SIGN_IN_LIMIT, address)  # the throttle's clock: real time
+    wait = max(1, int(reset_at - time.time()))
+    return (render_template("console/throttled.html", wait=dashboard.duration(wait + 59)), 429,
+            {"Retry-After": str(wait)})
+
+
+def safe_target(target: str) -> str | None:
+    """Return a sign-in's `next=` if it is a console path of this site, printable and plain; else None."""
+    if not target or not (target.isascii() and target.isprintable()) or "\\" in target:
+        return None  # a newline would split the Location header; a backslash, some browsers' host
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not (parts.path == "/console" or parts.path.startswith("/console/")):
+        return None
+    return target
 
 
 @bp.post("/logout")
@@ -106,8 +195,10 @@ def home() -> str:
         stages = dict(dashboard.stages(store.funnel(flow)))
         flows.append({"flow": flow, "stages": stages, "paused": store.is_paused(flow),
                       "window": dashboard.window_view(flow, now)})
+    # Client addresses, most of them not operators': for admins only (None: the section is left out).
+    failed = audit.failed_sign_ins(store.redis, now)[:FAILED_ROWS] if g.role == ADMIN else None
     return render_template("console/home.html", flows=flows, audit=audit.latest(store.redis, AUDIT_ROWS),
-                           tz=TZ)
+                           failed=failed, tz=TZ)
 
 
 @bp.get("/flows/<flow_id>")

@@ -2,16 +2,20 @@
 
 Answers go through the real webhook, signed like Twilio's, so the whole production path runs.
 Registered only with the local outbox gateway: with Twilio configured, /dev/* does not exist.
+It shows whole numbers and texts as any voter, without an account, so it answers only clients on
+this machine, judged by the socket's own address whatever the server binds; anyone else gets 404.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import secrets
+from collections.abc import Mapping
 from xml.etree import ElementTree
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from bot import Accord
@@ -26,6 +30,30 @@ MAX_BODY = 1600
 
 def _accord() -> Accord:
     return current_app.extensions["accord"]
+
+
+def loopback_only() -> None:
+    """Answer 404, as if /dev/* did not exist, to any client not on this machine.
+
+    An app-wide hook, run before the CSRF check: a 400 would tell a remote client the route exists.
+    """
+    if request.blueprint == bp.name and not from_this_machine(request.environ):
+        abort(404)
+
+
+def from_this_machine(environ: Mapping[str, object]) -> bool:
+    """Say whether the request's socket peer is a loopback address (127.0.0.0/8, ::1).
+
+    The socket's own address, never X-Forwarded-For: where ProxyFix rewrote REMOTE_ADDR from that
+    header, it kept the socket's value under werkzeug.proxy_fix.orig.
+    """
+    original = environ.get("werkzeug.proxy_fix.orig")
+    peer = (original if isinstance(original, Mapping) else environ).get("REMOTE_ADDR")
+    try:
+        address = ipaddress.ip_address(str(peer or ""))
+    except ValueError:  # no address (a unix socket) or a malformed one: not known to be local
+        return False
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback  # ::ffff:127.0.0.1 too
 
 
 @bp.get("/phone")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flask import Flask
@@ -18,9 +18,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.config import Config
 from bot.embedded import ensure_embedded
-from bot.flows import Flow, load_flows
+from bot.flows import Flow, FlowError, load_flows
 from bot.gateways import Gateway
 from bot.gateways.outbox import OutboxGateway
+from bot.gateways.ovh import OvhGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.signatures import Validator
 from bot.store import Store
@@ -33,12 +34,16 @@ class Accord:
     config: Config
     store: Store
     flows: dict[str, Flow]
-    gateway: Gateway
+    gateway: Gateway  # the default: flows naming no provider send through it
+    gateways: dict[str, Gateway] = field(default_factory=dict)  # every provider configured, by name
     validator: Validator = field(init=False)
+    default_provider: str = field(init=False)
     _by_sender: dict[str, tuple[Flow, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validator = Validator(self.config.auth_token)
+        self.default_provider = getattr(self.gateway, "name", "")
+        self.gateways.setdefault(self.default_provider, self.gateway)
         by_sender: dict[str, list[Flow]] = {}
         for flow in self.flows.values():
             by_sender.setdefault(flow.sender, []).append(flow)
@@ -48,22 +53,60 @@ class Accord:
         """Return the flows a text to this number (or Messaging Service) may answer."""
         return self._by_sender.get(messaging_service_sid) or self._by_sender.get(to, ())
 
+    def provider_of(self, flow: Flow) -> str:
+        """Name the provider `flow` sends through ("twilio", "ovh", "outbox")."""
+        return flow.gateway or self.default_provider
+
+    def gateway_for(self, flow: Flow) -> Gateway:
+        """Return the gateway `flow` sends through: the one it names, else the default.
+
+        The default is `gateway` itself, read at each call, so a process (or a test) that swaps it
+        sends every default flow through the new one.
+        """
+        if not flow.gateway or flow.gateway == self.default_provider:
+            return self.gateway
+        return self.gateways[flow.gateway]
+
+    def status_url(self, flow: Flow) -> str | None:
+        """Return the URL the provider of `flow` reports delivery to (None without PUBLIC_URL)."""
+        base = self.config.public_url
+        if not base:
+            return None
+        if self.provider_of(flow) == "ovh" and self.config.ovh:
+            return f"{base}/sms/ovh/{self.config.ovh.callback_secrets[0]}/status"
+        return f"{base}/sms/status"
+
 
 def build(config: Config | None = None, *, gateway: Gateway | None = None,
-          clock: Callable[[], float] = time.time) -> Accord:
-    """Build the Redis client, store, flows and gateway from the settings."""
+          gateways: Mapping[str, Gateway] | None = None, clock: Callable[[], float] = time.time) -> Accord:
+    """Build the Redis client, store, flows and gateways from the settings.
+
+    `gateway` is the default provider (else Twilio when configured, else OVHcloud, else the local
+    outbox); `gateways` adds providers by name, as tests give them. A flow naming a provider the
+    settings do not configure stops the start, naming the file.
+    """
     config = config or Config.from_env()
-    flows = load_flows(config.flows_dir)
+    flows = load_flows(config.flows_dir, config.public_url)
     url = config.redis_url or ensure_embedded(config.instance_dir)
     # No retries inside the client: with Redis away the webhook must answer 503 within one timeout,
     # so Twilio's retry (or reconcile) brings the text back, rather than hang past Twilio's 15 s.
     client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     store = Store(client, config.suppression_key, clock=clock, flows=flows)
+    providers = dict(gateways or {})
+    if config.twilio_account_sid and "twilio" not in providers:
+        providers["twilio"] = TwilioGateway(config.twilio_account_sid, config.auth_token,
+                                            api_url=config.twilio_api_url, concurrency=config.send_concurrency)
+    if config.ovh and "ovh" not in providers:
+        providers["ovh"] = OvhGateway(config.ovh, concurrency=config.send_concurrency)
     if gateway is None:
-        gateway = (TwilioGateway(config.twilio_account_sid, config.auth_token,
-                                 api_url=config.twilio_api_url, concurrency=config.send_concurrency)
-                   if config.twilio_account_sid else OutboxGateway(store))
-    return Accord(config, store, flows, gateway)
+        gateway = providers.get("twilio") or providers.get("ovh") or OutboxGateway(store)
+    accord = Accord(config, store, flows, gateway, providers)
+    for flow in flows.values():
+        if flow.gateway and flow.gateway not in accord.gateways:
+            settings = "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" if flow.gateway == "twilio" else "the OVH_ settings"
+            raise FlowError(flow.path, "gateway", f"{flow.gateway!r} is not configured: set {settings}, "
+                            "or send this flow through the configured provider")
+    return accord
 
 
 _current: Accord | None = None
@@ -84,14 +127,16 @@ def current() -> Accord:
 
 
 def create_app(config: Config | None = None, *, gateway: Gateway | None = None,
-               clock: Callable[[], float] = time.time) -> Flask:
+               gateways: Mapping[str, Gateway] | None = None, clock: Callable[[], float] = time.time) -> Flask:
     """Build the web application."""
+    from bot.gateways.ovh_webhook import bp as ovh_bp
     from bot.webhook import bp
 
-    accord = build(config, gateway=gateway, clock=clock)
+    accord = build(config, gateway=gateway, gateways=gateways, clock=clock)
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.extensions["accord"] = accord
     app.register_blueprint(bp)
+    app.register_blueprint(ovh_bp)
     from bot.web import init_ui  # the console, and the dev phone with the local outbox
 
     init_ui(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -16,13 +17,23 @@ from redis.connection import parse_url
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
+OVH_SETTINGS = ("OVH_ENDPOINT", "OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY",
+                "OVH_SMS_SERVICE", "OVH_CALLBACK_SECRET", "OVH_CALLBACK_NETWORKS")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
             "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE",
-            "SEND_CONCURRENCY", "LEDGER_ARCHIVE_DIR")  # what from_env reads
+            "SEND_CONCURRENCY", "LEDGER_ARCHIVE_DIR", *OVH_SETTINGS)  # what from_env reads
 # Texts a worker has in flight at once: 100 texts/s against answers in 0.2 s keep 20 waiting, and
 # answers slower than that now and then need room too. More than MOST_SENDS is a typo.
 SEND_CONCURRENCY = 32
 MOST_SENDS = 256
+
+
+OVH_ENDPOINTS = ("ovh-eu", "ovh-ca", "ovh-us")  # the `ovh` client's names of the API's regions
+# An SMS account's name as OVHcloud gives it ("sms-ab12345-1").
+OVH_SERVICE = re.compile(r"^sms-[a-z]{2}[0-9]{1,10}-[0-9]{1,4}\Z")
+OVH_KEY = re.compile(r"^[A-Za-z0-9]{8,64}\Z")
+# A callback secret goes in a URL path: letters, digits, '-' and '_' need no escaping anywhere.
+CALLBACK_SECRET = re.compile(r"^[A-Za-z0-9_-]{32,128}\Z")
 
 
 class ConfigError(ValueError):
@@ -31,6 +42,24 @@ class ConfigError(ValueError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
         self.name = name
+
+
+@dataclass(frozen=True)
+class OvhSettings:
+    """How to reach one OVHcloud SMS account, and how its callbacks prove they come from OVHcloud.
+
+    OVHcloud signs no callback: the unguessable secret in the URL path is their proof, and the
+    optional network allowlist a second one. Several secrets rotate: all are accepted, the first
+    goes in the URLs given to OVHcloud.
+    """
+
+    endpoint: str  # an `ovh` client region name, or an http(s) URL (a local server)
+    application_key: str
+    application_secret: str
+    consumer_key: str
+    service: str
+    callback_secrets: tuple[str, ...]
+    callback_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,7 @@ class Config:
     ledger_key_file: Path | None = None  # signs ledger checkpoints; None: instance_dir/ledger-signing.key
     send_concurrency: int = SEND_CONCURRENCY  # texts one worker has in flight at once
     archive_dir: Path | None = None  # where workers archive the ledger (bot/archivist.py); None: they do not
+    ovh: OvhSettings | None = None  # None: no flow sends through OVHcloud
 
     @property
     def signing_key_path(self) -> Path:
@@ -60,6 +90,11 @@ class Config:
     def twilio_configured(self) -> bool:
         """Say whether real sending through Twilio is configured."""
         return self.twilio_account_sid is not None
+
+    @property
+    def ovh_configured(self) -> bool:
+        """Say whether real sending through OVHcloud is configured."""
+        return self.ovh is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Config:
@@ -99,8 +134,10 @@ class Config:
         if public_url:
             _check_public_url(public_url)
 
-        key = _secret(env, "SUPPRESSION_KEY", "", required=bool(sid))
-        secret = _secret(env, "SECRET_KEY", " that signs console sessions", required=bool(sid))
+        ovh = ovh_settings(env)
+        provider = bool(sid) or ovh is not None
+        key = _secret(env, "SUPPRESSION_KEY", "", required=provider)
+        secret = _secret(env, "SECRET_KEY", " that signs console sessions", required=provider)
 
         port_text = env.get("PORT", "8000")
         if not (port_text.isascii() and port_text.isdigit()) or len(port_text.lstrip("0")) > 5:
@@ -118,15 +155,59 @@ class Config:
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
             ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"), send_concurrency=sends,
-            archive_dir=_archive_dir(env, instance),
+            archive_dir=_archive_dir(env, instance), ovh=ovh,
         )
+
+
+def ovh_settings(env: dict[str, str]) -> OvhSettings | None:
+    """Read the OVH_* settings: all the credentials and a callback secret, or none of them."""
+    needed = ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY", "OVH_SMS_SERVICE",
+              "OVH_CALLBACK_SECRET")
+    given = [name for name in OVH_SETTINGS if name in env]
+    if not given:
+        return None
+    missing = [name for name in needed if name not in env]
+    if missing:
+        raise ConfigError(missing[0], f"required with {given[0]}: set {', '.join(needed)} to send through "
+                          "OVHcloud, or none of the OVH_ settings")
+    endpoint = env.get("OVH_ENDPOINT", "ovh-eu")
+    if endpoint.startswith(("http://", "https://")):
+        _http_url("OVH_ENDPOINT", endpoint, "an OVHcloud API region or an http(s) URL")
+        endpoint = endpoint.rstrip("/")
+    elif endpoint not in OVH_ENDPOINTS:
+        raise ConfigError("OVH_ENDPOINT", f"must be one of {', '.join(OVH_ENDPOINTS)} (or an http(s) URL), "
+                          f"not {endpoint[:20]!r}")
+    for name in ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY"):
+        if not OVH_KEY.match(env[name]):
+            raise ConfigError(name, "must be the key as OVHcloud gave it (8 to 64 letters and digits)")
+    if not OVH_SERVICE.match(env["OVH_SMS_SERVICE"]):
+        raise ConfigError("OVH_SMS_SERVICE", "must be the SMS account's name, like sms-ab12345-1")
+    secrets_ = tuple(part.strip() for part in env["OVH_CALLBACK_SECRET"].split(","))
+    if not all(CALLBACK_SECRET.match(part) for part in secrets_):
+        raise ConfigError("OVH_CALLBACK_SECRET", "must be one or more comma-separated secrets of 32 to 128 "
+                          "letters, digits, '-' or '_' (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return OvhSettings(endpoint, env["OVH_APPLICATION_KEY"], env["OVH_APPLICATION_SECRET"],
+                       env["OVH_CONSUMER_KEY"], env["OVH_SMS_SERVICE"], secrets_,
+                       _networks(env.get("OVH_CALLBACK_NETWORKS", "")))
+
+
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Read OVH_CALLBACK_NETWORKS: comma-separated networks in CIDR notation (a bare address is a /32)."""
+    networks = []
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part))
+        except ValueError as error:  # a typo, or host bits set ("10.0.0.1/24")
+            raise ConfigError("OVH_CALLBACK_NETWORKS", f"{part[:45]!r} is not a network like 198.51.100.0/24: "
+                              f"{error}") from error
+    return tuple(networks)
 
 
 def _secret(env: dict[str, str], name: str, purpose: str, *, required: bool) -> str | None:
     """Read a secret setting: required with Twilio (local runs make their own), 32+ characters."""
     value = env.get(name)
     if value is None and required:
-        raise ConfigError(name, f"required with Twilio: a secret of 32+ characters{purpose}"
+        raise ConfigError(name, f"required with a provider (Twilio, OVHcloud): a secret of 32+ characters{purpose}"
                           " (python -c 'import secrets; print(secrets.token_hex(32))')")
     if value is not None and len(value) < 32:
         raise ConfigError(name, "must be at least 32 characters")

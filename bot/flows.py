@@ -13,15 +13,19 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.notice import Notice, NoticeError
+from bot.notice import parse as parse_notice
 from bot.phones import E164
 from bot.windows import SendingHours, Window, closes_at, sending_window
 
 LANGUAGES = frozenset({"fr", "en"})
 PLACEHOLDERS = frozenset({"controller", "purpose", "source", "notice_url"})
 TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "clarification")
-REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "notice_url", "poll_date", "sender")
-OPTIONAL_KEYS = ("language", "timezone", "expiry_days", "end_date", "retention_days", "sending_hours",
+REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "poll_date", "sender", "notice")
+# notice_url may be left out when PUBLIC_URL is set: the bot serves the notice itself (NOTICE_PATH).
+OPTIONAL_KEYS = ("notice_url", "language", "timezone", "expiry_days", "end_date", "retention_days", "sending_hours",
                  "sending_days", "texts", "gateway")
+NOTICE_PATH = "/notice/"
 # The providers a flow may name; without one, it sends through the one the settings configure.
 GATEWAYS = ("twilio", "ovh")
 # The longest a number is kept after the voter's last contact: the CNIL's three years for
@@ -83,6 +87,7 @@ class Flow:
     texts: Texts
     content_hash: str
     path: str
+    notice: Notice  # what the notice page says beyond the fields above (bot/notice.py)
     canonical: str = ""  # the flow's data as its content_hash hashes it (a proof bundle carries it)
     retention_days: int = MAX_RETENTION_DAYS  # kept at most this long after the last contact (rights.due)
     gateway: str = ""  # one of GATEWAYS, or "" for the settings' own provider
@@ -126,14 +131,17 @@ def _open_in_minute(flow: Flow, minute: int, region: str) -> bool:
     return flow.window(minute * 60, region).open
 
 
-def load_flows(directory: Path | str) -> dict[str, Flow]:
-    """Load every `*.toml` flow in `directory`, keyed by id; refuse duplicates."""
+def load_flows(directory: Path | str, public_url: str | None = None) -> dict[str, Flow]:
+    """Load every `*.toml` flow in `directory`, keyed by id; refuse duplicates.
+
+    With `public_url` (PUBLIC_URL), a flow without `notice_url` links to the notice the bot serves.
+    """
     flows: dict[str, Flow] = {}
     paths = flow_paths(directory)
     if not paths:
         raise FlowError(directory, "*.toml", "no flow files found")
     for path in paths:
-        flow = load_flow(path)
+        flow = load_flow(path, public_url)
         if flow.id in flows:
             raise FlowError(path, "id", f"{flow.id!r} is already defined in {flows[flow.id].path}")
         flows[flow.id] = flow
@@ -146,8 +154,8 @@ def flow_paths(directory: Path | str) -> list[Path]:
     return sorted(path for path in Path(directory).glob("*.toml") if not path.name.startswith("."))
 
 
-def load_flow(path: Path | str) -> Flow:
-    """Read and validate one flow file."""
+def load_flow(path: Path | str, public_url: str | None = None) -> Flow:
+    """Read and validate one flow file (`public_url`: see load_flows)."""
     path = Path(path)
     if not path.exists():
         raise FlowError(path, "(file)", "no such file (or a link to none)")
@@ -162,18 +170,26 @@ def load_flow(path: Path | str) -> Flow:
     # tomllib lets through ValueError for an integer of over 4,300 digits, RecursionError for deep nesting
     except (OSError, ValueError, RecursionError) as error:
         raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {str(error)[:200]}") from error
-    return parse_flow(data, path)
+    return parse_flow(data, path, public_url)
 
 
-def parse_flow(data: dict, path: Path | str) -> Flow:
-    """Validate parsed TOML data into a Flow."""
+def parse_flow(data: dict, path: Path | str, public_url: str | None = None) -> Flow:
+    """Validate parsed TOML data into a Flow (`public_url`: see load_flows)."""
     unknown = set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS)
     if unknown:
         raise FlowError(path, ", ".join(sorted(unknown)), "unknown key")
-    fields = {key: _text(data, key, path) for key in REQUIRED_KEYS if key != "poll_date"}
+    fields = {key: _text(data, key, path) for key in REQUIRED_KEYS if key not in ("poll_date", "notice")}
     for key in ("id", "controller_id"):
         if not FLOW_ID.match(fields[key]):
             raise FlowError(path, key, "use 1-40 lower-case letters, digits, '-' or '_'")
+    if "notice_url" in data:
+        fields["notice_url"] = _text(data, "notice_url", path)
+    elif public_url:
+        fields["notice_url"] = f"{public_url.rstrip('/')}{NOTICE_PATH}{fields['id']}"
+        data = {**data, "notice_url": fields["notice_url"]}  # the hash covers the link the texts carry
+    else:
+        raise FlowError(path, "notice_url", "missing: link the full privacy notice, or set PUBLIC_URL "
+                        f"for the bot to serve it at {NOTICE_PATH}<id>")
     if not fields["notice_url"].startswith(("https://", "http://")):
         raise FlowError(path, "notice_url", "must be an http(s) link to the full privacy notice")
     if not SENDER.fullmatch(fields["sender"]):
@@ -205,13 +221,17 @@ def parse_flow(data: dict, path: Path | str) -> Flow:
     gateway = data.get("gateway", "")
     if "gateway" in data and gateway not in GATEWAYS:
         raise FlowError(path, "gateway", f"{gateway!r} is not one of {list(GATEWAYS)}"[:200])
+    try:
+        notice = parse_notice(data.get("notice"), last_poll=poll_dates[-1])
+    except NoticeError as error:
+        raise FlowError(path, error.key, error.problem) from error
     texts = _texts(data.get("texts"), fields, path)
     canonical = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return Flow(
         **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
-        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), canonical=canonical,
-        retention_days=retention_days, gateway=gateway,
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), notice=notice,
+        canonical=canonical, retention_days=retention_days, gateway=gateway,
     )
 
 

@@ -18,6 +18,9 @@ SUGGESTIONS = {
     "Ô": "O", "Ù": "U", "Û": "U", "’": "'", "‘": "'", "“": '"', "”": '"', "«": '"', "»": '"',
     "–": "-", "—": "-", "…": "...", "\u00a0": " ", "\u202f": " ",
 }
+LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
+# OVHcloud's shared short codes route a voter's answer by the last text sent to them, for a while only.
+OVH_REPLY_HOURS = 48
 # French freephone numbers (0800-0805): a voter cannot text one, so STOP must go to the sender.
 FREEPHONE = re.compile(r"(?<![\d+])(?:(?:\+|00)33[\s.-]?(?:\(0\)[\s.-]?)?|0)8[\s.-]?0[0-5](?:[\s.-]?\d){6}(?!\d)")
 
@@ -104,6 +107,7 @@ def lint_flow(flow: Flow) -> Report:
                                 f"to {MAX_REQUEST_SEGMENTS} or fewer, it goes to every number"))
     if not flow.notice_url.startswith("https://"):
         findings.append(Finding("warning", "notice_url", f"{flow.notice_url} is not https"))
+    findings += provider_findings(flow, rows)
     findings.sort(key=lambda finding: finding.level != "error")
     by_key = {each.key: each.segments for each in rows}
     consented = by_key["texts.confirmation"] + by_key["texts.content[0]"]
@@ -113,6 +117,18 @@ def lint_flow(flow: Flow) -> Report:
 def lint_error(error: FlowError) -> Report:
     """Report a flow file that failed to load."""
     return Report(error.path, None, (), (Finding("error", error.key, error.problem),), None, None)
+
+
+def provider_findings(flow: Flow, rows: tuple[Row, ...]) -> list[Finding]:
+    """Say what the flow's provider changes in what a voter receives or can answer."""
+    if flow.gateway != "ovh" or flow.sender.startswith("+"):
+        return []  # an OVHcloud virtual number is a number like any other
+    findings = [Finding("warning", "sender", f"an OVHcloud short code takes a voter's answers for about "
+                        f"{OVH_REPLY_HOURS} h after the last text sent to them: a STOP later than that reaches "
+                        "only OVHcloud's STOP list (run `reconcile` to record it)")]
+    findings += [Finding("warning", each.key, "a link sent from an OVHcloud short code may be refused, or held "
+                         "until OVHcloud approves it") for each in rows if LINK.search(each.text)]
+    return findings
 
 
 def _text_findings(each: Row) -> list[Finding]:

@@ -1,4 +1,7 @@
-"""Bring back texts the webhook missed (app or Redis down): list them from Twilio and replay each once.
+"""Bring back texts the webhook missed (app or Redis down): list them from the provider and replay each once.
+
+On OVHcloud, whose short code keeps a STOP list of its own, the numbers on it are recorded as
+objections too (as a send refused with 21610 is), since a voter's STOP may have reached only it.
 
 A replay is the same atomic step the webhook takes, recognised by its MessageSid, so running
 reconcile twice changes nothing, and logged at the time Twilio received the text. What the step
@@ -21,7 +24,7 @@ from zoneinfo import ZoneInfo
 from bot import Accord, states
 from bot.conversation import MAX_BODY, handle_carrier_stop, shut_regions
 from bot.flows import Flow
-from bot.gateways import SendError
+from bot.gateways import OPTED_OUT, SendError
 from bot.machine import CAMPAIGN_TEXTS, REPLY_TRIGGERS
 from bot.machine import step as machine_step
 from bot.phones import E164
@@ -48,6 +51,7 @@ class Reconciled:
     unsent: int = 0  # campaign texts the answers held back: shut window, objection, or a state they no longer fit
     sent: int = 0  # answers sent now
     failed: int = 0  # answers the provider refused, or whose sending is in doubt: not sent again
+    objections: int = 0  # numbers on the provider's STOP list recorded as objections now
     limited: bool = False  # the limit was reached: older texts may remain
 
 
@@ -60,10 +64,11 @@ def parse_since(text: str, timezone: ZoneInfo) -> dt.datetime:
 def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT,
               page_size: int | None = None) -> Reconciled:
     """Replay, oldest first, the texts received on `flow`'s sender since `since` (at most `limit`)."""
-    inbound_since = getattr(accord.gateway, "inbound_since", None)
+    gateway = accord.gateway_for(flow)
+    inbound_since = getattr(gateway, "inbound_since", None)
     if inbound_since is None:
-        raise ReconcileError("reconcile needs Twilio settings: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
-                             "(the local outbox gateway keeps no received texts)")
+        raise ReconcileError("reconcile needs a provider's settings: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, "
+                             "or the OVH_ settings (the local outbox gateway keeps no received texts)")
     if flow.sender.startswith("MG"):
         raise ReconcileError(f"{flow.id} sends through a Messaging Service: Twilio lists received texts by the "
                              "number they reached, not by service, so reconcile cannot find them")
@@ -72,10 +77,13 @@ def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT
         raise ReconcileError(f"--since reaches back more than {SID_TTL // 86400} days, beyond what the store "
                              "remembers of processed texts; choose a later moment")
     paging = {"page_size": page_size} if page_size else {}
-    messages = inbound_since(flow.sender, since, limit=limit, **paging)  # SendError when Twilio fails
+    messages = inbound_since(flow.sender, since, limit=limit, **paging)  # SendError when the provider fails
     flows = accord.flows_for(flow.sender)
     done = Reconciled(fetched=len(messages), limited=len(messages) >= limit)
     store = accord.store
+    blacklist = getattr(gateway, "blacklist", None)
+    if blacklist is not None:
+        done.objections = _objections(accord, flow, blacklist())
     for message in messages:
         phone, sid = message.get("from") or "", message["sid"]
         if not E164.fullmatch(phone):
@@ -107,6 +115,16 @@ def reconcile(accord: Accord, flow: Flow, since: dt.datetime, limit: int = LIMIT
     return done
 
 
+def _objections(accord: Accord, flow: Flow, listed: list[tuple[str, dt.datetime | None]]) -> int:
+    """Record as objections the numbers on the provider's STOP list not yet suppressed; count them."""
+    recorded = 0
+    for phone, _ in listed:
+        if E164.fullmatch(phone) and not accord.store.is_suppressed(flow, phone):
+            handle_carrier_stop(accord.store, flow, phone, str(OPTED_OUT), accord.flows_for(flow.sender))
+            recorded += 1
+    return recorded
+
+
 def _received(message: dict, now: float) -> float:
     """Return when Twilio received a text (its date_sent), or `now` if it does not say."""
     moment = message.get("date_sent") or message.get("date_created")
@@ -125,7 +143,6 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             done: Reconciled, at: float) -> None:
     """Send the answers to the text received `at` that no run has claimed yet, each at most once, in order."""
     store = accord.store
-    public = accord.config.public_url
     for index, text in enumerate(texts):
         if not store.claim_answer(message_sid, index):
             continue  # sent, or tried, by an earlier run
@@ -140,10 +157,10 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             continue
         try:
             # A campaign text expires with the voter's window; a service text goes whatever the hour.
-            provider_sid = accord.gateway.send(
+            provider_sid = accord.gateway_for(flow).send(
                 phone, text, sender=flow.sender,
                 validity_period=max(1, validity(flow, now, region)) if content or request else None,
-                status_callback=f"{public}/sms/status" if public else None)
+                status_callback=accord.status_url(flow))
         except SendError as error:
             store.record_failure(flow, phone, error.code, error.message)
             done.failed += 1

@@ -310,9 +310,9 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
     attempt = 0
     while True:
         try:
-            sid = accord.gateway.send(phone, text, sender=flow.sender,
-                                      validity_period=validity(flow, accord.store.clock(), region),
-                                      status_callback=_status_url(accord))
+            sid = accord.gateway_for(flow).send(phone, text, sender=flow.sender,
+                                                validity_period=validity(flow, accord.store.clock(), region),
+                                                status_callback=accord.status_url(flow))
         except SendError as error:
             if error.unprocessed and attempt < RETRIES:
                 sleep(RETRY_PAUSE * 2 ** attempt)
@@ -366,8 +366,3 @@ def validity(flow: Flow, epoch: float, region: str = "") -> int:
     Counted in elapsed seconds, not wall-clock ones: on a DST day they differ by an hour.
     """
     return max(0, min(MAX_VALIDITY, int(flow.closes_at(epoch, region).timestamp() - epoch)))
-
-
-def _status_url(accord: Accord) -> str | None:
-    base = accord.config.public_url
-    return f"{base}/sms/status" if base else None

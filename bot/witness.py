@@ -93,7 +93,7 @@ def settle(accord: Accord, flow: Flow, claim: Claim) -> str:
         return UNKNOWN
     since = dt.datetime.fromtimestamp(claim.at - SKEW, dt.UTC)
     try:
-        taken = accord.gateway.sent_to(claim.phone, flow.sender, since)
+        taken = accord.gateway_for(flow).sent_to(claim.phone, flow.sender, since)
     except SendError as error:  # the provider cannot say now: the next sweep asks again
         log.warning("flow %s: the provider did not say what it sent (%s); asking again next time", flow.id, error)
         return UNKNOWN

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -17,9 +20,12 @@ from hypothesis import settings
 from twilio.request_validator import RequestValidator
 
 from bot import Accord, create_app, use
-from bot.config import Config
+from bot.config import Config, OvhSettings
 from bot.embedded import spawn
+from bot.gateways import Gateway
+from bot.gateways.ovh import OvhGateway, id_of, sid_of
 from bot.gateways.twilio import TwilioGateway
+from tests.ovh_server import OvhServer
 from tests.twilio_server import TwilioServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +162,156 @@ def twilio_accord(config: Config, clock: Clock, redis_client: redis.Redis, twili
     accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
     use(accord)  # what a worker process does once at start
     return accord
+
+
+# Every provider, behind the same gestures: the end-to-end promises hold on each.
+
+OVH_SECRET = "ovh-callback-secret-" + "0123456789abcdef" * 2
+OVH_OLD_SECRET = "ovh-callback-old-secret-" + "fedcba9876543210" * 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What a voter's text to the bot came back with: the callback's HTTP status, the texts answered."""
+
+    status_code: int
+    texts: list[str]
+
+
+class TwilioProvider:
+    """The local Twilio server: TwiML answers, form-encoded signed callbacks."""
+
+    name = "twilio"
+
+    def __init__(self, server: TwilioServer) -> None:
+        self.server = server
+
+    def configure(self, config: Config) -> Config:
+        return config
+
+    def gateway(self, config: Config) -> Gateway:
+        return TwilioGateway(self.server.account_sid, self.server.auth_token, api_url=self.server.base_url,
+                             timeout=2)
+
+    def forget(self) -> None:
+        self.server.reset()
+
+    def taken(self) -> list[dict[str, str]]:
+        """Return every text the provider took: to, sender, body, sid."""
+        return [{"to": m["to"], "sender": m["from"] or m["messaging_service_sid"], "body": m["body"], "sid": m["sid"]}
+                for m in self.server.messages]
+
+    def tried(self, phone: str) -> list[str]:
+        """Return every text the provider was asked to send to `phone`, refused or not."""
+        return [r["form"].get("Body", "") for r in self.server.requests
+                if r["method"] == "POST" and r["form"].get("To") == phone]
+
+    def text(self, client: FlaskClient, phone: str, body: str, *, to: str, sid: str | None = None) -> Reply:
+        """Text the bot as `phone`, to sender `to`."""
+        response = SMS(client).send(phone, body, to=to, sid=sid)
+        return Reply(response.status_code, answers(response) if response.status_code == 200 else [])
+
+    def objected(self, client: FlaskClient, sid: str, phone: str) -> int:
+        """Report, as the provider does late, that the text `sid` found `phone` unsubscribed (21610)."""
+        return SMS(client).status(sid, "undelivered", to=phone, error_code="21610").status_code
+
+    def refuse_as_objected(self, phone: str) -> None:
+        """Refuse every later send to `phone` as to a number that objected at the provider."""
+        self.server.fail_to(phone, 400, 21610)
+
+
+class OvhProvider:
+    """The local OVHcloud server: answers sent through the API, GET callbacks with a secret in the path."""
+
+    name = "ovh"
+
+    def __init__(self, server: OvhServer) -> None:
+        self.server = server
+        self.answers: set[int] = set()  # jobs that answered a voter's text: TwiML's, on Twilio
+
+    def configure(self, config: Config) -> Config:
+        server = self.server
+        return dataclasses.replace(config, ovh=OvhSettings(
+            server.endpoint, server.application_key, server.application_secret, server.consumer_key,
+            server.service, (OVH_SECRET, OVH_OLD_SECRET)))
+
+    def gateway(self, config: Config) -> Gateway:
+        assert config.ovh is not None
+        return OvhGateway(config.ovh, timeout=2)
+
+    def forget(self) -> None:
+        self.server.reset()
+        self.answers.clear()
+
+    def taken(self) -> list[dict[str, str]]:
+        """Return every text the provider took, but the answers to voters' texts (as on Twilio)."""
+        return [{"to": job["receiver"], "sender": job["body"].get("tag") or job["sender"],
+                 "body": job["body"]["message"], "sid": sid_of(job["id"])} for job in list(self.server.jobs)
+                if job["id"] not in self.answers]
+
+    def tried(self, phone: str) -> list[str]:
+        tried = []
+        for r in list(self.server.requests):
+            if r["method"] == "POST" and r["path"].endswith("/jobs"):
+                job = json.loads(r["body"])
+                tried += [job["message"]] if phone in job.get("receivers", []) else []
+        return tried
+
+    def text(self, client: FlaskClient, phone: str, body: str, *, to: str, sid: str | None = None) -> Reply:
+        before = len(self.server.jobs)
+        # The same `sid` twice is the same text delivered twice, as a replayed callback.
+        ovh_id = (str(int(hashlib.sha1(sid.encode()).hexdigest()[:12], 16)) if sid
+                  else self.server.add_inbound(phone, body))
+        response = client.get(f"/sms/ovh/{OVH_SECRET}/inbound/{to}",
+                              query_string={"id": ovh_id, "sender": phone, "message": body})
+        answered = [job for job in self.server.jobs[before:] if job["receiver"] == phone]
+        self.answers.update(job["id"] for job in answered)
+        return Reply(200 if response.status_code == 204 else response.status_code,
+                     [job["body"]["message"] for job in answered])
+
+    def objected(self, client: FlaskClient, sid: str, phone: str) -> int:
+        response = client.get(f"/sms/ovh/{OVH_SECRET}/status", query_string={
+            "id": id_of(sid), "receiver": phone, "dlr": "2", "description": "Receiver is blacklisted"})
+        return response.status_code
+
+    def refuse_as_objected(self, phone: str) -> None:
+        self.server.blacklist(phone)
+
+
+@pytest.fixture(scope="session")
+def ovh_server() -> Iterator[OvhServer]:
+    """A local server answering like OVHcloud's SMS API, for the real `ovh` client."""
+    with OvhServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["twilio", "ovh"])
+def provider(request: pytest.FixtureRequest) -> TwilioProvider | OvhProvider:
+    """Each provider in turn, its local server emptied."""
+    chosen: TwilioProvider | OvhProvider = (TwilioProvider(request.getfixturevalue("twilio"))
+                                            if request.param == "twilio"
+                                            else OvhProvider(request.getfixturevalue("ovh_server")))
+    chosen.forget()
+    return chosen
+
+
+@pytest.fixture
+def ovh_accord(config: Config, clock: Clock, redis_client: redis.Redis, ovh_server: OvhServer) -> Accord:
+    """The services sending through the real `ovh` client to the local server, as a worker has them."""
+    provider = OvhProvider(ovh_server)
+    provider.forget()
+    config = provider.configure(config)
+    accord = create_app(config, gateway=provider.gateway(config), clock=clock).extensions["accord"]
+    use(accord)
+    return accord
+
+
+class Voter:
+    """Text the bot through a provider's callbacks, as SMS does through Twilio's alone."""
+
+    def __init__(self, provider: TwilioProvider | OvhProvider, client: FlaskClient) -> None:
+        self.provider, self.client = provider, client
+
+    def send(self, phone: str, body: str, *, to: str = "38000", sid: str | None = None) -> Reply:
+        """Text the bot as `phone`; return what came back."""
+        return self.provider.text(self.client, phone, body, to=to, sid=sid)

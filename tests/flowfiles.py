@@ -1,6 +1,21 @@
-"""The service texts every test flow file shares, ready for str.format (placeholders doubled)."""
+"""The tables every test flow file shares, ready for str.format (placeholders doubled)."""
 
 from __future__ import annotations
+
+# The notice's own facts (bot/notice.py); it goes before TEXTS.
+NOTICE = """\
+[notice]
+controller_address = "Liste Essai, 1 rue de l'Essai, 75000 Paris"
+contact_email = "droits@example.org"
+dpo_contact = "dpo@example.org"
+sponsor = "Association de financement de la Liste Essai"
+sponsor_address = "1 rue de l'Essai, 75000 Paris"
+sponsor_email = "mandataire@example.org"
+election = "Elections municipales 2030"
+period_start = 2026-01-01
+funding = "Fonds prives de l'Union : dons de personnes physiques"
+
+"""
 
 # Followed by the flow's own `content = [...]` line.
 TEXTS = """\

@@ -200,3 +200,53 @@ def test_a_lost_local_secret_says_whether_it_may_be_made_anew(tmp_path: Path) ->
     settings(tmp_path)
     (tmp_path / "instance" / "secret.key").write_text("")
     assert "delete it" in str(refusal(tmp_path))
+
+
+# OVHcloud: all its credentials and a callback secret, or none of them.
+
+OVH = {"OVH_APPLICATION_KEY": "appkey1234", "OVH_APPLICATION_SECRET": "appsecret1234",
+       "OVH_CONSUMER_KEY": "consumer1234", "OVH_SMS_SERVICE": "sms-ab12345-1",
+       "OVH_CALLBACK_SECRET": "c" * 32, "SUPPRESSION_KEY": KEY, "SECRET_KEY": KEY}
+
+
+def test_ovh_fully_configured_reads_every_setting(tmp_path: Path) -> None:
+    config = settings(tmp_path, **{**OVH, "OVH_CALLBACK_SECRET": f"{'n' * 32}, {'o' * 40}",
+                                   "OVH_CALLBACK_NETWORKS": "198.51.100.0/24, 2001:db8::/32,203.0.113.7"})
+    assert config.ovh_configured and not config.twilio_configured
+    assert config.ovh is not None
+    assert (config.ovh.endpoint, config.ovh.service) == ("ovh-eu", "sms-ab12345-1")
+    assert config.ovh.callback_secrets == ("n" * 32, "o" * 40)  # the first goes in the URLs given to OVHcloud
+    assert [str(network) for network in config.ovh.callback_networks] == [
+        "198.51.100.0/24", "2001:db8::/32", "203.0.113.7/32"]
+    assert settings(tmp_path, **OVH, OVH_ENDPOINT="http://127.0.0.1:9/1.0/").ovh.endpoint == "http://127.0.0.1:9/1.0"
+    assert not settings(tmp_path).ovh_configured
+
+
+@pytest.mark.parametrize("missing", ["OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY",
+                                     "OVH_SMS_SERVICE", "OVH_CALLBACK_SECRET"])
+def test_half_an_ovh_setup_names_what_is_missing(tmp_path: Path, missing: str) -> None:
+    environ = {name: value for name, value in OVH.items() if name != missing}
+    error = refusal(tmp_path, **environ)
+    assert error.name == missing and "or none of the OVH_ settings" in str(error)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("OVH_ENDPOINT", "ovh-mars"),
+    ("OVH_ENDPOINT", "ftp://api.example.org"),
+    ("OVH_APPLICATION_KEY", "short"),
+    ("OVH_APPLICATION_SECRET", "with space 123"),
+    ("OVH_CONSUMER_KEY", "é" * 10),
+    ("OVH_SMS_SERVICE", "my-account"),
+    ("OVH_CALLBACK_SECRET", "too-short"),
+    ("OVH_CALLBACK_SECRET", "c" * 32 + ",with/a/slash" + "x" * 32),
+    ("OVH_CALLBACK_NETWORKS", "198.51.100.1/24"),
+    ("OVH_CALLBACK_NETWORKS", "ovh.net"),
+])
+def test_a_malformed_ovh_setting_is_named(tmp_path: Path, name: str, value: str) -> None:
+    assert refusal(tmp_path, **{**OVH, name: value}).name == name
+
+
+@pytest.mark.parametrize("name", ["SUPPRESSION_KEY", "SECRET_KEY"])
+def test_ovh_without_its_secrets_is_refused_as_twilio_is(tmp_path: Path, name: str) -> None:
+    environ = {key: value for key, value in OVH.items() if key != name}
+    assert "required with a provider" in str(refusal(tmp_path, **environ))

@@ -33,7 +33,7 @@ from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.sending import enqueue, queue_for
 from tests.conftest import PARIS, SMS, Clock
-from tests.flowfiles import TEXTS
+from tests.flowfiles import NOTICE, TEXTS
 
 VOTER, OTHER = "+33612980001", "+33612980002"
 OFFSET = 12_980_001  # the voter's bit in a flow's bitmaps: +33 6 00 00 00 00 is bit 0
@@ -287,7 +287,7 @@ poll_date = 2030-06-09
 sender = "{sender}"
 sending_days = "mon-sun"
 {extra}
-""" + TEXTS + """\
+""" + NOTICE + TEXTS + """\
 content = ["{{controller}} : message de campagne {id}. STOP pour ne plus recevoir"]
 """
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bot.flows import Flow, FlowError, load_flow, load_flows
 from bot.sending import validity
 from bot.windows import REGIONS
+from tests.flowfiles import NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 PARIS = ZoneInfo("Europe/Paris")
@@ -41,7 +42,8 @@ stopped = "Opposition enregistree. {controller}"
 help = "{controller}. Numero obtenu via {source}. Vos droits : {notice_url}. STOP pour refuser."
 clarification = "Repondez OUI ou STOP. {controller}"
 content = ["{controller} : premier message. STOP pour ne plus recevoir"]
-"""
+
+""" + NOTICE
 TEXTS = "\n[texts]\n"
 
 
@@ -85,7 +87,8 @@ def test_a_missing_required_key_is_named(tmp_path: Path, key: str, problem: str)
 BROKEN = {
     "typo in a top-level key": ("controller = ", "controler = ", "controler", "unknown key"),
     "unknown key in texts": (TEXTS, TEXTS + 'remerciement = "Merci"\n', "texts.remerciement", "unknown key"),
-    "no texts table": (TEMPLATE[TEMPLATE.index(TEXTS):], "\n", "texts", "missing [texts] table"),
+    "no texts table": (TEMPLATE[TEMPLATE.index(TEXTS):TEMPLATE.index("[notice]")], "\n", "texts",
+                       "missing [texts] table"),
     "a text left out": (line_of("stopped"), "", "texts.stopped", "missing"),
     "unknown placeholder": ("Merci ! ", "Merci {candidat} ! ", "texts.confirmation", "{candidat}"),
     "malformed placeholder": ("note. {controller}", "note. {controller", "texts.declined", "malformed placeholder"),

@@ -1,8 +1,8 @@
 """A voter who withdraws after content is queued gets none of it: the worker checks again at sending.
 
 Each test walks the product as a voter and an operator meet it: a round asks, the voter answers
-through the signed webhook, `content send` queues a batch, the voter withdraws, and an in-process
-RQ worker runs the batch through the real Twilio client to the local Twilio-shaped server.
+through the provider's callback, `content send` queues a batch, the voter withdraws, and an in-process
+RQ worker runs the batch through the provider's real client to its local server: Twilio's, then OVHcloud's.
 NO leaves the number `declined` but not suppressed, and a STOP to another flow of the same controller
 leaves it `consented` but suppressed: so each of release.lua's two checks has a test of its own.
 """
@@ -20,11 +20,9 @@ from rq.registry import FinishedJobRegistry
 
 from bot import Accord, create_app, use
 from bot.cli import Services, main
-from bot.gateways.twilio import TwilioGateway
 from bot.sending import queue_for
-from tests.conftest import SMS, answers
-from tests.flowfiles import TEXTS
-from tests.twilio_server import TwilioServer
+from tests.conftest import Reply, Voter
+from tests.flowfiles import NOTICE, TEXTS
 
 WITHDRAWS = "+33612980001"
 STAYS = ["+33612980002", "+33739980003"]
@@ -41,7 +39,7 @@ notice_url = "https://example.org/donnees"
 poll_date = 2030-06-09
 sender = "{sender}"
 
-""" + TEXTS + """\
+""" + NOTICE + TEXTS + """\
 content = [
     "{{controller}} : premier message ({id}). STOP pour ne plus recevoir",
     "{{controller}} : second message ({id}). STOP pour ne plus recevoir",
@@ -59,13 +57,21 @@ def config(config, tmp_path: Path):
 
 
 @pytest.fixture
-def app(config, clock, redis_client, twilio: TwilioServer):
-    """The app sending through the real Twilio client to the local server, as a worker has it."""
-    twilio.reset()
-    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
-    app = create_app(config, gateway=gateway, clock=clock)
+def app(config, clock, redis_client, provider):
+    """The app sending through the provider's real client to its local server, as a worker has it."""
+    config = provider.configure(config)
+    app = create_app(config, gateway=provider.gateway(config), clock=clock)
     use(app.extensions["accord"])  # what a worker process does once at start
     return app
+
+
+@pytest.fixture
+def sms(client, provider) -> Voter:
+    return Voter(provider, client)
+
+
+def answers(reply: Reply) -> list[str]:
+    return reply.texts
 
 
 def run(accord: Accord, *args: str) -> Result:
@@ -88,7 +94,7 @@ def work(accord: Accord) -> dict[str, int]:
     return totals
 
 
-def consent(accord: Accord, sms: SMS, tmp_path: Path, flow_id: str, phones: list[str]) -> None:
+def consent(accord: Accord, sms: Voter, tmp_path: Path, flow_id: str, phones: list[str]) -> None:
     """Ask `phones` in a round of `flow_id`, and have each answer OUI (content 1 comes with the thanks)."""
     flow = accord.flows[flow_id]
     contacts = tmp_path / f"{flow_id}.csv"
@@ -106,10 +112,12 @@ def queue_second_message(accord: Accord, flow_id: str, count: int) -> None:
     assert f"content 2 queued for {count} consented number(s) in 1 batch(es)" in output
 
 
-def reached(twilio: TwilioServer, phone: str) -> list[str]:
-    """Return every text the provider was asked to send to `phone`, refused or not."""
-    return [r["form"].get("Body", "") for r in twilio.requests
-            if r["method"] == "POST" and r["form"].get("To") == phone]
+def reached(provider, phone: str) -> list[str]:
+    """Return every campaign text the provider was asked to send to `phone`, refused or not.
+
+    Answers to the voter's own texts are left out: OVHcloud sends them as it sends the rest.
+    """
+    return [body for body in provider.tried(phone) if "premier message" in body or "second message" in body]
 
 
 def content_entries(accord: Accord, flow_id: str, phone: str) -> list[dict[str, str]]:
@@ -127,20 +135,20 @@ def skipped_one(outcomes: dict[str, int]) -> bool:
     return outcomes == {"sent": 2, "skipped: opted_out": 1} or outcomes == {"sent": 2, "skipped: suppressed": 1}
 
 
-def assert_the_others_got_it(accord: Accord, twilio: TwilioServer, flow_id: str) -> None:
+def assert_the_others_got_it(accord: Accord, provider, flow_id: str) -> None:
     """The batch went on: each voter who stayed got content 2 once, released and sent in the ledger."""
     text = accord.flows[flow_id].texts.content[1]
     for phone in STAYS:
-        assert reached(twilio, phone) == [text], phone
-        (sent,) = [m for m in twilio.messages if m["to"] == phone]
+        assert reached(provider, phone) == [text], phone
+        (sent,) = [m for m in provider.taken() if m["to"] == phone]
         entries = content_entries(accord, flow_id, phone)
         assert [(e["event"], e["sid"]) for e in entries] == [("content:2", ""), ("sent", sent["sid"])], phone
     assert accord.store.verify_ledger(flow_id) is None
 
 
-def test_a_voter_who_says_no_after_content_is_queued_gets_none(accord, sms: SMS, twilio, tmp_path):
+def test_a_voter_who_says_no_after_content_is_queued_gets_none(accord, sms: Voter, provider, tmp_path):
     consent(accord, sms, tmp_path, "tracts", [WITHDRAWS, *STAYS])
-    twilio.reset()
+    provider.forget()
     queue_second_message(accord, "tracts", 3)
     flow = accord.flows["tracts"]
     assert answers(sms.send(WITHDRAWS, "NON")) == [flow.texts.declined]
@@ -149,31 +157,31 @@ def test_a_voter_who_says_no_after_content_is_queued_gets_none(accord, sms: SMS,
     assert not accord.store.is_suppressed(flow, WITHDRAWS)
 
     outcomes = work(accord)
-    assert reached(twilio, WITHDRAWS) == [], "content reached a voter who said NO after it was queued"
+    assert reached(provider, WITHDRAWS) == [], "content reached a voter who said NO after it was queued"
     assert content_entries(accord, "tracts", WITHDRAWS) == []
     assert outcomes == {"sent": 2, "skipped: declined": 1}
-    assert_the_others_got_it(accord, twilio, "tracts")
+    assert_the_others_got_it(accord, provider, "tracts")
 
 
 @pytest.mark.parametrize("objection", ["STOP", "arrêtez svp"])
-def test_a_voter_who_objects_after_content_is_queued_gets_none(accord, sms: SMS, twilio, tmp_path, objection):
+def test_a_voter_who_objects_after_content_is_queued_gets_none(accord, sms: Voter, provider, tmp_path, objection):
     consent(accord, sms, tmp_path, "tracts", [WITHDRAWS, *STAYS])
-    twilio.reset()
+    provider.forget()
     queue_second_message(accord, "tracts", 3)
     flow = accord.flows["tracts"]
     assert answers(sms.send(WITHDRAWS, objection)) == [flow.texts.stopped]
     assert accord.store.state(flow, WITHDRAWS) == "opted_out"
 
     outcomes = work(accord)
-    assert reached(twilio, WITHDRAWS) == [], f"content reached a voter who texted {objection!r} after it was queued"
+    assert reached(provider, WITHDRAWS) == [], f"content reached a voter who texted {objection!r} after it was queued"
     assert content_entries(accord, "tracts", WITHDRAWS) == []
     assert skipped_one(outcomes)
-    assert_the_others_got_it(accord, twilio, "tracts")
+    assert_the_others_got_it(accord, provider, "tracts")
 
 
-def test_a_stop_to_another_flow_of_the_controller_stops_queued_content(accord, sms: SMS, twilio, tmp_path):
+def test_a_stop_to_another_flow_of_the_controller_stops_queued_content(accord, sms: Voter, provider, tmp_path):
     consent(accord, sms, tmp_path, "reunions", [WITHDRAWS, *STAYS])
-    twilio.reset()
+    provider.forget()
     queue_second_message(accord, "reunions", 3)
     tracts, reunions = accord.flows["tracts"], accord.flows["reunions"]
     # To the other flow's sender: that flow hears the objection, and the controller's list keeps it.
@@ -183,23 +191,24 @@ def test_a_stop_to_another_flow_of_the_controller_stops_queued_content(accord, s
     assert accord.store.is_suppressed(reunions, WITHDRAWS)
 
     outcomes = work(accord)
-    assert reached(twilio, WITHDRAWS) == [], "content reached a voter on the controller's suppression list"
+    assert reached(provider, WITHDRAWS) == [], "content reached a voter on the controller's suppression list"
     assert content_entries(accord, "reunions", WITHDRAWS) == []
     assert outcomes == {"sent": 2, "skipped: suppressed": 1}
-    assert_the_others_got_it(accord, twilio, "reunions")
+    assert_the_others_got_it(accord, provider, "reunions")
 
 
-def test_a_number_the_provider_reports_unsubscribed_gets_no_queued_content(accord, sms: SMS, twilio, tmp_path):
+def test_a_number_the_provider_reports_unsubscribed_gets_no_queued_content(accord, sms: Voter, provider, tmp_path):
     consent(accord, sms, tmp_path, "tracts", [WITHDRAWS, *STAYS])
-    (request,) = [m for m in twilio.messages if m["to"] == WITHDRAWS]
-    twilio.reset()
+    request = next(m for m in provider.taken() if m["to"] == WITHDRAWS)  # the consent request
+    provider.forget()
     queue_second_message(accord, "tracts", 3)
-    # The provider's late word on the consent request: the recipient unsubscribed (21610).
-    assert sms.status(request["sid"], "undelivered", to=WITHDRAWS, error_code="21610").status_code == 204
+    # The provider's late word on the consent request: the recipient unsubscribed (21610), or is on
+    # OVHcloud's STOP list.
+    assert provider.objected(sms.client, request["sid"], WITHDRAWS) == 204
     assert accord.store.state(accord.flows["tracts"], WITHDRAWS) == "opted_out"
 
     outcomes = work(accord)
-    assert reached(twilio, WITHDRAWS) == [], "content reached a number the provider reported unsubscribed"
+    assert reached(provider, WITHDRAWS) == [], "content reached a number the provider reported unsubscribed"
     assert content_entries(accord, "tracts", WITHDRAWS) == []
     assert skipped_one(outcomes)
-    assert_the_others_got_it(accord, twilio, "tracts")
+    assert_the_others_got_it(accord, provider, "tracts")

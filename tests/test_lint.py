@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from bot import lint
 from bot.cli import main
 from bot.flows import load_flow
+from tests.flowfiles import NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 # A valid, all-GSM-7 flow; each case below changes one thing in it.
@@ -31,7 +32,8 @@ stopped = "Opposition enregistree. {controller}"
 help = "{controller}. Numero obtenu via {source}. Vos droits : {notice_url}. STOP pour refuser."
 clarification = "Repondez OUI ou STOP. {controller}"
 content = ["{controller} : premier message. STOP pour ne plus recevoir"]
-"""
+
+""" + NOTICE
 
 
 def write(directory: Path, old: str = "", new: str = "", *, name: str = "essai.toml") -> Path:
@@ -215,3 +217,22 @@ def test_the_shipped_flows_pass_and_print_their_cost(monkeypatch: pytest.MonkeyP
     shipped = sorted((ROOT / "flows").glob("*.toml"))
     assert result.output.count("cost: ") == len(shipped) >= 2
     assert "numbers asked" in result.output and "consenting voters" in result.output
+
+
+# What each provider changes in what a voter receives: said per flow.
+
+def test_an_ovh_short_code_flow_is_told_of_its_reply_window_and_its_links(tmp_path: Path) -> None:
+    result = check(str(write(tmp_path, 'sender = "38000"', 'sender = "38000"\ngateway = "ovh"')))
+    assert result.exit_code == 0, result.output
+    assert "sender: an OVHcloud short code takes a voter's answers for about 48 h" in result.output
+    # Only texts that carry a link: the consent request and help point to the notice.
+    assert "texts.consent_request: a link sent from an OVHcloud short code may be refused" in result.output
+    assert "texts.help: a link sent from an OVHcloud short code may be refused" in result.output
+    assert "texts.confirmation: a link" not in result.output
+
+
+@pytest.mark.parametrize("change", ['sender = "38000"\ngateway = "twilio"', 'sender = "+33700000001"\ngateway = "ovh"'],
+                         ids=["twilio short code", "ovh virtual number"])
+def test_other_senders_get_no_ovh_short_code_warning(tmp_path: Path, change: str) -> None:
+    report = lint.lint_flow(load_flow(write(tmp_path, 'sender = "38000"', change)))
+    assert not [finding for finding in report.findings if "OVHcloud" in finding.message]

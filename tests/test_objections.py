@@ -1,5 +1,6 @@
 """An objection holds on every path: START lifts it only where the voter texted it, a damaged record
-cannot keep it from being recorded, and each voter's own calendar decides on every path."""
+cannot keep it from being recorded, and each voter's own calendar decides on every path; on Twilio
+and on OVHcloud alike."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from rq import SimpleWorker
 
 from bot import Accord, create_app, use
 from bot.cli import Services, main
-from bot.gateways.twilio import TwilioGateway
 from bot.sending import queue_for
 from bot.states import slot
-from tests.conftest import PARIS, SMS, answers
-from tests.flowfiles import TEXTS
+from tests.conftest import PARIS, Reply, Voter
+from tests.flowfiles import NOTICE, TEXTS
 
 VOTER = "+33612980001"
 OTHER = "+33612980002"
@@ -33,7 +33,7 @@ notice_url = "https://example.org/{id}"
 poll_date = 2030-06-09
 sender = "{sender}"
 
-""" + TEXTS + """\
+""" + NOTICE + TEXTS + """\
 content = ["{{controller}} : message de campagne {name}. STOP pour ne plus recevoir"]
 """
 # Two flows of one controller texting from two senders, a third flow on the first sender, and a
@@ -47,18 +47,26 @@ FLOWS = {
 
 
 @pytest.fixture
-def app(config, clock, redis_client, twilio, tmp_path: Path) -> Flask:
-    """The app with the flows above, sending through the real Twilio client to the local server."""
+def app(config, clock, redis_client, provider, tmp_path: Path) -> Flask:
+    """The app with the flows above, sending through the provider's real client to its local server."""
     flows = tmp_path / "flows"
     flows.mkdir()
     for flow_id, (name, controller, sender) in FLOWS.items():
         (flows / f"{flow_id}.toml").write_text(FLOW.format(id=flow_id, name=name, controller=controller,
                                                             sender=sender), encoding="utf-8")
-    twilio.reset()
-    gateway = TwilioGateway(twilio.account_sid, twilio.auth_token, api_url=twilio.base_url, timeout=2)
-    app = create_app(dataclasses.replace(config, flows_dir=flows), gateway=gateway, clock=clock)
+    config = provider.configure(dataclasses.replace(config, flows_dir=flows))
+    app = create_app(config, gateway=provider.gateway(config), clock=clock)
     use(app.extensions["accord"])  # what a worker process does once at start
     return app
+
+
+@pytest.fixture
+def sms(client, provider) -> Voter:
+    return Voter(provider, client)
+
+
+def answers(reply: Reply) -> list[str]:
+    return reply.texts
 
 
 def run(accord: Accord, *args: str) -> Result:
@@ -85,10 +93,10 @@ def content_send(accord: Accord, flow_id: str) -> None:
     work(accord)
 
 
-def received(twilio, phone: str, flow: str, accord: Accord) -> list[str]:
+def received(provider, phone: str, flow: str, accord: Accord) -> list[str]:
     """The texts the provider took for `phone` from the flow's sender."""
     sender = accord.flows[flow].sender
-    return [m["body"] for m in twilio.messages if m["to"] == phone and m["from"] == sender]
+    return [m["body"] for m in provider.taken() if m["to"] == phone and m["sender"] == sender]
 
 
 def flow_of(accord: Accord, flow_id: str):
@@ -97,7 +105,7 @@ def flow_of(accord: Accord, flow_id: str):
 
 # START lifts an objection for the sender it was texted to, and nowhere else.
 
-def test_start_lifts_an_objection_only_on_the_sender_it_was_texted_to(accord, sms: SMS, twilio, tmp_path):
+def test_start_lifts_an_objection_only_on_the_sender_it_was_texted_to(accord, sms: Voter, provider, tmp_path):
     alpha, alpha_bis, beta = (accord.flows[f] for f in ("alpha", "alpha-bis", "beta"))
     round_for(accord, "beta", tmp_path, VOTER)
     assert answers(sms.send(VOTER, "OUI", to=beta.sender)) == [beta.texts.confirmation, beta.texts.content[0]]
@@ -113,17 +121,17 @@ def test_start_lifts_an_objection_only_on_the_sender_it_was_texted_to(accord, sm
     assert not accord.store.is_suppressed(alpha, VOTER) and not accord.store.is_suppressed(alpha_bis, VOTER)
     assert accord.store.is_suppressed(beta, VOTER)  # beta's sender never heard START
 
-    twilio.reset()
+    provider.forget()
     content_send(accord, "beta")
     round_for(accord, "beta", tmp_path, VOTER)
-    assert received(twilio, VOTER, "beta", accord) == []  # no content, no new question: the objection holds
+    assert received(provider, VOTER, "beta", accord) == []  # no content, no new question: the objection holds
 
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [lead.texts.confirmation, lead.texts.content[0]]
     round_for(accord, other.id, tmp_path, VOTER)
-    assert received(twilio, VOTER, other.id, accord) == [other.texts.consent_request]
+    assert received(provider, VOTER, other.id, accord) == [other.texts.consent_request]
 
 
-def test_a_stop_anywhere_takes_back_every_start_before_it(accord, sms: SMS, twilio, tmp_path):
+def test_a_stop_anywhere_takes_back_every_start_before_it(accord, sms: Voter, provider, tmp_path):
     alpha, alpha_bis, beta, gamma = (accord.flows[f] for f in FLOWS)
     sms.send(VOTER, "STOP", to=alpha.sender)
     asked = answers(sms.send(VOTER, "START", to=alpha.sender))
@@ -133,19 +141,19 @@ def test_a_stop_anywhere_takes_back_every_start_before_it(accord, sms: SMS, twil
     assert accord.store.is_suppressed(lead, VOTER) and accord.store.is_suppressed(gamma, VOTER)
     # A YES to the question START asked is recorded, but the later objection still holds there.
     assert answers(sms.send(VOTER, "OUI", to=alpha.sender)) == [lead.texts.confirmation]
-    twilio.reset()
+    provider.forget()
     content_send(accord, lead.id)
-    assert received(twilio, VOTER, lead.id, accord) == []
+    assert received(provider, VOTER, lead.id, accord) == []
 
 
-def test_start_on_one_controller_s_sender_leaves_another_controller_s_objection(accord, sms: SMS, twilio,
+def test_start_on_one_controller_s_sender_leaves_another_controller_s_objection(accord, sms: Voter, provider,
                                                                                tmp_path):
     gamma = accord.flows["gamma"]
     sms.send(VOTER, "STOP", to=gamma.sender)  # liste-g and liste-a (beta) both on 38002
     sms.send(VOTER, "START", to=accord.flows["alpha"].sender)
     assert accord.store.is_suppressed(gamma, VOTER)
     round_for(accord, "gamma", tmp_path, VOTER)
-    assert received(twilio, VOTER, "gamma", accord) == []
+    assert received(provider, VOTER, "gamma", accord) == []
 
 
 # An objection never depends on reading the number's record.
@@ -155,7 +163,7 @@ def damage(accord: Accord, flow_id: str, phone: str, value: str = "not a state")
     accord.store.redis.hset(key, field, value)
 
 
-def test_stop_is_recorded_even_when_the_number_s_record_cannot_be_read(accord, sms: SMS, tmp_path, caplog):
+def test_stop_is_recorded_even_when_the_number_s_record_cannot_be_read(accord, sms: Voter, tmp_path, caplog):
     alpha = accord.flows["alpha"]
     round_for(accord, "alpha", tmp_path, VOTER)
     damage(accord, "alpha", VOTER)
@@ -170,12 +178,12 @@ def test_stop_is_recorded_even_when_the_number_s_record_cannot_be_read(accord, s
     logged = [record.getMessage() for record in caplog.records if record.name == "bot.store"]
     assert any("unreadable state record" in line for line in logged) and not any(VOTER in line for line in logged)
     assert accord.store.verify_ledger("alpha") is None
-    # Twilio's retry of the same text changes nothing.
+    # The provider's retry of the same text changes nothing.
     assert sms.send(VOTER, "STOP", to=alpha.sender, sid="SM" + "a" * 32).status_code == 200
     assert accord.store.person(VOTER)["alpha"] == held
 
 
-def test_any_other_text_on_an_unreadable_record_is_answered_and_changes_nothing(accord, sms: SMS, tmp_path):
+def test_any_other_text_on_an_unreadable_record_is_answered_and_changes_nothing(accord, sms: Voter, tmp_path):
     alpha = accord.flows["alpha"]
     round_for(accord, "alpha", tmp_path, VOTER)
     damage(accord, "alpha", VOTER)
@@ -186,17 +194,17 @@ def test_any_other_text_on_an_unreadable_record_is_answered_and_changes_nothing(
     assert accord.store.state(alpha, VOTER) == "unreadable"
 
 
-def test_a_worker_passes_over_an_unreadable_record_and_the_batch_goes_on(accord, sms: SMS, twilio, tmp_path):
+def test_a_worker_passes_over_an_unreadable_record_and_the_batch_goes_on(accord, sms: Voter, provider, tmp_path):
     alpha = accord.flows["alpha"]
     damage(accord, "alpha", VOTER)
     round_for(accord, "alpha", tmp_path, VOTER, OTHER)
-    assert received(twilio, VOTER, "alpha", accord) == []
-    assert received(twilio, OTHER, "alpha", accord) == [alpha.texts.consent_request]
+    assert received(provider, VOTER, "alpha", accord) == []
+    assert received(provider, OTHER, "alpha", accord) == [alpha.texts.consent_request]
 
     sms.send(OTHER, "oui", to=alpha.sender)
-    twilio.reset()
+    provider.forget()
     content_send(accord, "alpha")  # the broadcast's scan passes over it too
-    assert received(twilio, OTHER, "alpha", accord) == []  # content 1 went with the confirmation
+    assert received(provider, OTHER, "alpha", accord) == []  # content 1 went with the confirmation
     result = run(accord, "states", "check")
     assert result.exit_code == 1
     assert f"alpha: {VOTER}: unreadable state record 'not a state'" in result.output
@@ -205,7 +213,7 @@ def test_a_worker_passes_over_an_unreadable_record_and_the_batch_goes_on(accord,
     assert result.exit_code == 0 and "0 unreadable state record(s)" in result.output
 
 
-def test_content_is_released_to_none_but_a_readable_consented_record(accord, sms: SMS, twilio, tmp_path):
+def test_content_is_released_to_none_but_a_readable_consented_record(accord, sms: Voter, provider, tmp_path):
     alpha = accord.flows["alpha"]
     round_for(accord, "alpha", tmp_path, VOTER, OTHER)
     sms.send(VOTER, "oui", to=alpha.sender)
@@ -221,7 +229,7 @@ def test_content_is_released_to_none_but_a_readable_consented_record(accord, sms
     (dt.date(2026, 12, 24), dt.date(2026, 12, 26), dt.date(2026, 12, 28)),  # St Stephen's, a Saturday
 ], ids=["Good Friday", "St Stephen's day"])
 def test_an_alsatian_answering_yes_on_a_local_holiday_gets_content_the_next_sending_day(
-        accord, sms: SMS, twilio, clock, tmp_path, asked, holiday, after):
+        accord, sms: Voter, provider, clock, tmp_path, asked, holiday, after):
     alpha = accord.flows["alpha"]
     clock.set(dt.datetime.combine(asked, dt.time(10), tzinfo=PARIS))
     round_for(accord, "alpha", tmp_path, VOTER, postcode="67000")
@@ -232,27 +240,27 @@ def test_an_alsatian_answering_yes_on_a_local_holiday_gets_content_the_next_send
     clock.set(dt.datetime.combine(holiday, dt.time(10), tzinfo=PARIS))
     assert answers(sms.send(OTHER, "OUI", to=alpha.sender)) == [alpha.texts.confirmation, alpha.texts.content[0]]
     assert answers(sms.send(VOTER, "OUI", to=alpha.sender)) == [alpha.texts.confirmation]
-    twilio.reset()
+    provider.forget()
     content_send(accord, "alpha")  # on the holiday: held back for the Alsatian
-    assert received(twilio, VOTER, "alpha", accord) == []
+    assert received(provider, VOTER, "alpha", accord) == []
 
     clock.set(dt.datetime.combine(after, dt.time(10), tzinfo=PARIS))
     content_send(accord, "alpha")
-    assert received(twilio, VOTER, "alpha", accord) == [alpha.texts.content[0]]
-    assert received(twilio, OTHER, "alpha", accord) == []  # it had its content with the confirmation
+    assert received(provider, VOTER, "alpha", accord) == [alpha.texts.content[0]]
+    assert received(provider, OTHER, "alpha", accord) == []  # it had its content with the confirmation
 
 
-def test_a_voter_overseas_answering_before_their_sending_hours_gets_content_later(accord, sms: SMS, twilio, clock,
+def test_a_voter_overseas_answering_before_their_sending_hours_gets_content_later(accord, sms: Voter, provider, clock,
                                                                                   tmp_path):
     alpha = accord.flows["alpha"]
     clock.set(dt.datetime(2026, 12, 1, 16, 0, tzinfo=PARIS))  # 11:00 in Guadeloupe
     round_for(accord, "alpha", tmp_path, VOTER, postcode="97110")
-    assert received(twilio, VOTER, "alpha", accord) == [alpha.texts.consent_request]
+    assert received(provider, VOTER, "alpha", accord) == [alpha.texts.consent_request]
     clock.set(dt.datetime(2026, 12, 2, 10, 0, tzinfo=PARIS))  # 05:00 in Guadeloupe
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [alpha.texts.confirmation]
 
 
-def test_the_retention_purge_keeps_a_start_the_voter_made_on_another_sender(accord, sms: SMS, clock, tmp_path):
+def test_the_retention_purge_keeps_a_start_the_voter_made_on_another_sender(accord, sms: Voter, clock, tmp_path):
     alpha, beta = accord.flows["alpha"], accord.flows["beta"]
     sms.send(VOTER, "STOP", to=beta.sender)
     sms.send(VOTER, "STOP", to=alpha.sender)
@@ -267,7 +275,7 @@ def test_the_retention_purge_keeps_a_start_the_voter_made_on_another_sender(acco
     assert not accord.store.is_suppressed(lead, VOTER)  # the START on alpha's sender still holds
 
 
-def test_start_after_the_purge_reduced_the_number_to_its_hmac_asks_again(accord, sms: SMS, clock, tmp_path):
+def test_start_after_the_purge_reduced_the_number_to_its_hmac_asks_again(accord, sms: Voter, clock, tmp_path):
     alpha = accord.flows["alpha"]
     sms.send(VOTER, "STOP", to=alpha.sender)
     clock.advance(days=1)
@@ -281,7 +289,7 @@ def test_start_after_the_purge_reduced_the_number_to_its_hmac_asks_again(accord,
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [lead.texts.confirmation, lead.texts.content[0]]
 
 
-def test_start_to_a_sender_the_objection_reached_from_another_asks_there_again(accord, sms: SMS, twilio, tmp_path):
+def test_start_to_a_sender_the_objection_reached_from_another_asks_there_again(accord, sms: Voter, provider, tmp_path):
     beta = accord.flows["beta"]
     round_for(accord, "beta", tmp_path, VOTER)
     sms.send(VOTER, "OUI", to=beta.sender)
@@ -292,7 +300,7 @@ def test_start_to_a_sender_the_objection_reached_from_another_asks_there_again(a
     assert accord.store.is_suppressed(accord.flows["alpha"], VOTER)  # where the STOP was sent, it holds
 
 
-def test_a_region_this_version_does_not_know_gets_no_campaign_text(accord, sms: SMS, tmp_path):
+def test_a_region_this_version_does_not_know_gets_no_campaign_text(accord, sms: Voter, tmp_path):
     alpha = accord.flows["alpha"]
     round_for(accord, "alpha", tmp_path, VOTER)
     key, field = slot("alpha", VOTER)
@@ -300,7 +308,7 @@ def test_a_region_this_version_does_not_know_gets_no_campaign_text(accord, sms: 
     assert answers(sms.send(VOTER, "oui", to=alpha.sender)) == [alpha.texts.confirmation]
 
 
-def test_a_claim_refused_for_an_objection_leaves_no_bit_of_the_number(accord, sms: SMS):
+def test_a_claim_refused_for_an_objection_leaves_no_bit_of_the_number(accord, sms: Voter):
     alpha = accord.flows["alpha"]
     assert accord.store.admit(alpha, [VOTER]) == "q"
     sms.send(VOTER, "STOP", to=accord.flows["beta"].sender)  # the controller's objection, made elsewhere

@@ -13,7 +13,7 @@ from bot import Accord, create_app
 from bot.cli import Services, main
 from bot.reconcile import ReconcileError, reconcile
 from bot.sending import ask, queue_for
-from tests.conftest import PARIS, SMS, Clock, answers
+from tests.conftest import OVH_SECRET, PARIS, SMS, Clock, answers
 from tests.twilio_server import TwilioServer
 
 VOTER, OTHER = "+33612980001", "+33612980002"
@@ -210,7 +210,7 @@ def test_the_outbox_gateway_cannot_reconcile(config, clock, redis_client):
     local = create_app(config, clock=clock).extensions["accord"]  # no Twilio settings: the outbox gateway
     result = run(local, "reconcile", "demo", "--since", SINCE)
     assert result.exit_code == 1
-    assert "reconcile needs Twilio settings: TWILIO_ACCOUNT_SID" in result.output
+    assert "reconcile needs a provider's settings: TWILIO_ACCOUNT_SID" in result.output
 
 
 def test_a_since_that_is_not_a_date_is_refused(accord):
@@ -228,3 +228,50 @@ def test_a_messaging_service_sender_is_refused_rather_than_silently_finding_noth
     service = dataclasses.replace(flow, sender="MG" + "0" * 32)
     with pytest.raises(ReconcileError, match="Messaging Service"):
         reconcile(accord, service, at(9, 30))
+
+
+# On OVHcloud: its incoming texts are replayed the same way, and its STOP list becomes objections.
+
+THIRD = "+33612980003"
+
+
+def test_on_ovh_missed_texts_and_the_stop_list_are_reconciled_once(ovh_accord: Accord, ovh_server, clock: Clock):
+    accord, flow = ovh_accord, ovh_accord.flows["demo"]
+    clock.set(at(9, 0))
+    assert ask(accord, flow, VOTER) == "sent" and ask(accord, flow, OTHER) == "sent"
+    sid = "OVH" + ovh_server.add_inbound(VOTER, "OUI", at=at(10, 5).timestamp())
+    ovh_server.blacklist(OTHER)  # texted STOP to OVHcloud's own number
+    ovh_server.blacklist(THIRD)  # never asked here, objected all the same
+    clock.set(at(14, 0))
+
+    output = reconcile_cli(accord).output
+    for line in ("fetched: 1", "replayed: 1", "answers sent: 2", "objections from its STOP list: 2"):
+        assert line in output, line
+    assert accord.store.state(flow, VOTER) == "consented"
+    assert [(job["receiver"], job["body"]["message"]) for job in ovh_server.jobs[2:]] == [
+        (VOTER, flow.texts.confirmation), (VOTER, flow.texts.content[0])]
+    assert accord.store.state(flow, OTHER) == "opted_out"
+    assert accord.store.is_suppressed(flow, OTHER) and accord.store.is_suppressed(flow, THIRD)
+    assert answers_in_ledger(accord) == [(VOTER, "in:YES", sid)]
+    assert [entry["phone"] for _, entry in accord.store.ledger("demo") if entry.get("event") == "carrier_stop"] == [
+        OTHER, THIRD]
+
+    output = reconcile_cli(accord).output
+    for line in ("replayed: 0", "already processed: 1", "answers sent: 0", "objections from its STOP list: 0"):
+        assert line in output, line
+    assert len(ovh_server.jobs) == 4
+    assert accord.store.verify_ledger("demo") is None
+
+
+def test_on_ovh_a_text_its_callback_brought_is_not_answered_again(ovh_accord: Accord, ovh_server, clock: Clock):
+    accord, flow = ovh_accord, ovh_accord.flows["demo"]
+    clock.set(at(9, 0))
+    assert ask(accord, flow, VOTER) == "sent"
+    ovh_id = ovh_server.add_inbound(VOTER, "OUI", at=at(10, 5).timestamp())
+    client = create_app(accord.config, gateway=accord.gateway, clock=clock).test_client()
+    assert client.get(f"/sms/ovh/{OVH_SECRET}/inbound/{flow.sender}",
+                      query_string={"id": ovh_id, "sender": VOTER, "message": "OUI"}).status_code == 204
+    assert len(ovh_server.jobs) == 3
+    clock.set(at(14, 0))
+    assert "already processed: 1" in reconcile_cli(accord).output
+    assert len(ovh_server.jobs) == 3

@@ -10,6 +10,7 @@ them all, whatever RQ's registries hold; what the kills left in flight, the prov
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import signal
@@ -28,11 +29,12 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 
 from bot import Accord, create_app, rounds, sending, use, witness
 from bot.batches import Batches
+from bot.gateways.ovh import OvhGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.rounds import Origin, start_round
 from bot.sending import BUSY, LATER_AT_MOST, LATER_FIRST, LATER_LONGEST, RETRIES, enqueue, queue_for
 from bot.workers import PICK_UPS_AT_MOST, requeue_interrupted, resume
-from tests.conftest import PARIS, SMS, TUESDAY_MORNING, Clock
+from tests.conftest import PARIS, SMS, TUESDAY_MORNING, Clock, OvhProvider
 from tests.test_faults import ScriptedTwilio, start_worker, worker_env
 from tests.test_rounds import run, work
 
@@ -100,24 +102,76 @@ def busy_accord(config, clock: Clock, redis_client, scripted: ScriptedTwilio,
     return accord
 
 
-def test_a_round_under_30_percent_throttling_asks_every_number_exactly_once(
-        busy_accord: Accord, scripted: ScriptedTwilio, clock: Clock, tmp_path: Path):
-    accord, flow = busy_accord, busy_accord.flows["demo"]
+class BusyTwilio:
+    """Twilio refusing given numbers with 429 on cue: what it took, and what it was asked."""
+
+    def __init__(self, server: ScriptedTwilio) -> None:
+        self.server = server
+
+    def throttle(self, phones: list[str]) -> None:
+        self.server.errors = {phone: list(THROTTLED) for phone in phones}
+
+    def taken(self) -> list[str]:
+        return [message["to"] for message in self.server.messages]
+
+    def asked(self) -> list[str]:
+        return [request["form"]["To"] for request in self.server.requests if request["method"] == "POST"]
+
+
+class BusyOvh:
+    """OVHcloud refusing given numbers with 429 on cue."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def throttle(self, phones: list[str]) -> None:
+        self.server.errors = {phone: [(429, "Too many requests")] * (RETRIES + 1) for phone in phones}
+
+    def taken(self) -> list[str]:
+        return [job["receiver"] for job in self.server.jobs]
+
+    def asked(self) -> list[str]:
+        return [json.loads(r["body"])["receivers"][0] for r in self.server.requests
+                if r["method"] == "POST" and r["path"].endswith("/jobs")]
+
+
+@pytest.fixture(params=["twilio", "ovh"])
+def busy(request, config, clock: Clock, redis_client, monkeypatch: pytest.MonkeyPatch):
+    """Each provider in turn, throttling on cue, with the in-place retries not waiting; and its services."""
+    monkeypatch.setattr(sending, "RETRY_PAUSE", 0.0)  # their backoff is tested in test_rounds
+    if request.param == "twilio":
+        server = request.getfixturevalue("scripted")
+        gateway = TwilioGateway(server.account_sid, server.auth_token, api_url=server.base_url, timeout=2)
+        provider: BusyTwilio | BusyOvh = BusyTwilio(server)
+    else:
+        server = request.getfixturevalue("ovh_server")
+        server.reset()
+        config = OvhProvider(server).configure(config)
+        gateway = OvhGateway(config.ovh, timeout=2)
+        provider = BusyOvh(server)
+    accord: Accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
+    use(accord)  # what a worker process does once at start
+    return accord, provider
+
+
+def test_a_round_under_30_percent_throttling_asks_every_number_exactly_once(busy, clock: Clock, tmp_path: Path):
+    accord, provider = busy
+    flow = accord.flows["demo"]
     phones = numbers(200, 1290)
     throttled = [phone for index, phone in enumerate(phones) if index % 10 < 3]  # 30% of first attempts
-    scripted.errors = {phone: list(THROTTLED) for phone in throttled}
+    provider.throttle(throttled)
     start_round(accord, flow, contacts(tmp_path, phones), ORIGIN, rate=1000)
     work(accord)
-    assert len(scripted.messages) == 140
+    assert len(provider.taken()) == 140
     ((retry, wait),) = held_back(accord)  # the 60 throttled numbers, as one batch, a minute on
     assert retry.kwargs == {"attempt": 1} and abs(wait - LATER_FIRST) < 1
     assert {accord.store.state(flow, phone) for phone in throttled} == {"new"}  # claims given back
     while run_held_back(accord, clock):
         pass
 
-    taken = Counter(message["to"] for message in scripted.messages)
+    taken = Counter(provider.taken())
     assert taken == dict.fromkeys(phones, 1)  # every number asked, none twice
-    posts = Counter(request["form"]["To"] for request in scripted.requests if request["method"] == "POST")
+    posts = Counter(provider.asked())
     assert {posts[phone] for phone in throttled} == {RETRIES + 2}
     assert all(accord.store.state(flow, phone) == "asked" for phone in phones)
     story = [fields["event"].partition(":")[0] for _, fields in accord.store.ledger(flow.id)

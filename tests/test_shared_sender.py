@@ -9,7 +9,7 @@ import pytest
 
 from bot import Accord, create_app
 from tests.conftest import SMS, answers
-from tests.flowfiles import TEXTS
+from tests.flowfiles import NOTICE, TEXTS
 
 VOTER = "+33612980001"
 FLOW = """\
@@ -23,7 +23,7 @@ poll_date = 2030-06-09
 sender = "38000"
 sending_days = "mon-sun"
 
-""" + TEXTS + """\
+""" + NOTICE + TEXTS + """\
 content = ["{{controller}} : message de campagne {name}. STOP pour ne plus recevoir"]
 """
 

@@ -31,19 +31,20 @@ def flows() -> None:
 @click.argument("names", metavar="[FLOW]...", nargs=-1)
 def flows_check(names: tuple[str, ...]) -> None:
     """Lint every flow in FLOWS_DIR, or the FLOWs named (ids or .toml paths); exit 1 on errors."""
+    try:
+        config = Config.from_env()  # PUBLIC_URL decides whether a flow may leave out notice_url
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
 
     def check(path: Path) -> lint.Report:
         try:
-            return lint.lint_flow(load_flow(path))
+            return lint.lint_flow(load_flow(path, config.public_url))
         except FlowError as error:  # a file that fails to load is the first thing to report
             return lint.lint_error(error)
 
     in_dir: list[lint.Report] = []
     if not names or not all(name.endswith(".toml") for name in names):
-        try:
-            directory = Config.from_env().flows_dir
-        except ConfigError as error:
-            raise click.ClickException(str(error)) from error
+        directory = config.flows_dir
         in_dir = [check(path) for path in flow_paths(directory)]
         if not in_dir:
             raise click.ClickException(f"no *.toml flow files in {directory}")
@@ -362,7 +363,7 @@ def purge(obj: Services, dry_run: bool, request: str | None) -> None:
 @_request_option
 @click.pass_obj
 def reconcile_command(obj: Services, flow_id: str, since: str, limit: int, request: str | None) -> None:
-    """Replay the texts Twilio received on FLOW's sender since --since that the webhook missed."""
+    """Replay the texts the provider received on FLOW's sender since --since that the webhook missed."""
 
     flow = obj.flow(flow_id)
     try:
@@ -375,11 +376,11 @@ def reconcile_command(obj: Services, flow_id: str, since: str, limit: int, reque
     except ReconcileError as error:
         raise click.ClickException(str(error)) from error
     except SendError as error:
-        raise click.ClickException(f"Twilio refused the list of received texts: {error}") from error
+        raise click.ClickException(f"The provider refused the list of received texts: {error}") from error
     click.echo(f"Reconcile of {flow_id} since {moment.isoformat()}:")
     for label, count in (("fetched", done.fetched), ("replayed", done.replayed),
                          ("already processed", done.already), ("skipped (sender not E.164)", done.skipped),
-                         ("answers sent", done.sent)):
+                         ("answers sent", done.sent), ("objections from its STOP list", done.objections)):
         click.echo(f"{label:>28}: {count}")
     if done.failed:
         click.echo(f"{done.failed} answer(s) failed, logged as failed sends: those the provider refused unprocessed "

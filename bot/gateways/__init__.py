@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-_OPTED_OUT = frozenset({21610})
+OPTED_OUT = 21610  # the recipient objected to the provider itself (Twilio's "unsubscribed recipient")
+_OPTED_OUT = frozenset({OPTED_OUT})
 _UNDELIVERABLE = frozenset({21614, 21211})
 _RETRYABLE = frozenset({20429, 21611, 30001})
 
@@ -49,6 +50,8 @@ class SendError(Exception):
 
 class Gateway(Protocol):
     """Anything that sends one text and returns the provider's message sid, and says which texts it took."""
+
+    name: str  # "twilio", "ovh", "outbox": what a flow's `gateway` names it
 
     def send(
         self, to: str, body: str, *, sender: str, validity_period: int | None = None,

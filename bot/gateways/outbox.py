@@ -11,6 +11,8 @@ from bot.store import Store
 class OutboxGateway:
     """Store every message in Redis instead of sending it; `python -m bot outbox` reads them."""
 
+    name = "outbox"  # what a flow's `gateway` names it
+
     def __init__(self, store: Store) -> None:
         self.store = store
 

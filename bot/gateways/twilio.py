@@ -44,6 +44,8 @@ class _SharedHttpClient(TwilioHttpClient):
 class TwilioGateway:
     """Send through Twilio's REST API with the official client."""
 
+    name = "twilio"  # what a flow's `gateway` names it
+
     def __init__(
         self, account_sid: str, auth_token: str, *, api_url: str = "https://api.twilio.com",
         timeout: float = 10.0, concurrency: int = SEND_CONCURRENCY,

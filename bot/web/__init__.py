@@ -9,10 +9,11 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot.gateways.outbox import OutboxGateway
-from bot.web import console, csrf, devphone
+from bot.web import console, csrf, devphone, notice
 
-# Paths that never use a session: Twilio's webhooks and the health check carry no cookie worth reading.
-SESSIONLESS = ("/sms/", "/healthz")
+# Paths that never use a session: the providers' webhooks, the health check and the public notice
+# carry no cookie worth reading.
+SESSIONLESS = ("/sms/", "/healthz", "/notice/")
 
 # Pages load only what the app serves itself: no CDN, no inline script, no framing.
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -54,6 +55,7 @@ def init_ui(app: Flask) -> None:
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf.token
     app.register_blueprint(console.bp)
+    app.register_blueprint(notice.bp)
     dev_phone = isinstance(accord.gateway, OutboxGateway) and not config.twilio_configured
     if dev_phone:
         app.register_blueprint(devphone.bp)

@@ -10,7 +10,7 @@ from flask import abort, request, session
 FIELD = "csrf_token"  # form field
 HEADER = "X-CSRF-Token"  # or header, for the dev phone's fetch calls
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-EXEMPT = frozenset({"sms"})  # Twilio's webhooks prove themselves with their signature instead
+EXEMPT = frozenset({"sms", "ovh"})  # provider callbacks prove themselves (signature; secret URL) instead
 
 
 def token() -> str:

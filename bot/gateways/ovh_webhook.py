@@ -1,0 +1,146 @@
+"""OVHcloud's callbacks: voters' texts and delivery receipts, called with GET query parameters.
+
+OVHcloud signs nothing. A callback proves itself with the unguessable secret in its URL path
+(any of OVH_CALLBACK_SECRET's, so that a secret can be rotated), and, if OVH_CALLBACK_NETWORKS is
+set, by coming from one of those networks (the address the app sees: behind a proxy, the proxy's).
+Anything else is answered 403 and changes nothing.
+
+A voter's text goes through conversation.handle_inbound as Twilio's does, and its ledger entry
+records the answer as a TwiML answer's is. OVHcloud has no TwiML: each answer is then sent through
+OVHcloud, claimed first (per text and index), so that a callback OVHcloud calls twice answers once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+
+import redis
+from flask import Blueprint, Response, abort, current_app, request
+
+from bot import Accord, states
+from bot.config import OvhSettings
+from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
+from bot.flows import Flow
+from bot.gateways import OPTED_OUT, SendError
+from bot.gateways.ovh import e164, sid_of
+from bot.phones import E164
+from bot.sending import validity
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ovh", __name__, url_prefix="/sms/ovh/<secret>")
+STORE_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# OVHcloud's receipt statuses (`dlr`) on Twilio's ladder (bot/store.py STATUS_RANK): delivered,
+# not delivered, waiting at the operator, handed to the operator, refused by the operator.
+STATUSES = {"1": "delivered", "2": "undelivered", "4": "sent", "8": "sent", "16": "failed"}
+# A receipt refused because the receiver is on the account's STOP list says so in its description.
+STOP_LIST = ("blacklist", "stop list", "liste stop")
+
+
+def allowed(settings: OvhSettings | None, secret: str, address: str | None) -> bool:
+    """Say whether a callback with this secret in its path, from this address, is OVHcloud's."""
+    if settings is None:
+        return False
+    # Every secret compared, each in constant time: which one matched says nothing by its timing.
+    matches = [hmac.compare_digest(secret.encode(), known.encode()) for known in settings.callback_secrets]
+    if not any(matches):
+        return False
+    if not settings.callback_networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.callback_networks)
+
+
+@bp.before_request
+def check_origin() -> None:
+    """Refuse, with 403 and no change, a callback without a known secret or from elsewhere."""
+    accord: Accord = current_app.extensions["accord"]
+    secret = (request.view_args or {}).get("secret", "")
+    if not allowed(accord.config.ovh, secret, request.remote_addr):
+        log.warning("refused an OVHcloud callback with a wrong secret or from %s", request.remote_addr)
+        abort(403)
+
+
+@bp.route("/inbound/<sender>", methods=["GET", "POST"])
+def inbound(secret: str, sender: str) -> Response:
+    """Apply a voter's text to the flows of `sender` (the short code or number it reached), then answer it."""
+    accord: Accord = current_app.extensions["accord"]
+    values = request.values
+    phone = e164(values.get("sender") or values.get("senderid") or "")
+    ovh_id, body = values.get("id", ""), values.get("message", "")
+    if not E164.fullmatch(phone) or not ovh_id.isdigit() or len(ovh_id) > 20:
+        return Response("bad callback", status=400, mimetype="text/plain")
+    sid = sid_of(ovh_id)
+    flows = accord.flows_for(sender)
+    try:
+        if not flows:
+            log.warning("inbound text to %s, which no flow sends from", sender)
+            handle_unrouted(accord.store, list(accord.flows.values()), phone=phone, body=body, message_sid=sid)
+            return Response(status=204)
+        outcome = handle_inbound(accord.store, flows, phone=phone, body=body, message_sid=sid)
+        flow = next((f for f in flows if f.id == outcome.flow), None)
+        if flow is not None:
+            answer(accord, flow, phone, sid, outcome.texts)
+    except STORE_DOWN:
+        log.exception("store unavailable; answering 503 so the text is retried")
+        return Response("store unavailable", status=503, mimetype="text/plain")
+    return Response(status=204)
+
+
+def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tuple[str, ...]) -> None:
+    """Send the answers the step gave, each at most once whatever the callback's replays."""
+    store = accord.store
+    for index, text in enumerate(texts):
+        if not store.claim_answer(message_sid, index):
+            continue  # sent, or tried, when this callback first came
+        try:
+            accord.gateway_for(flow).send(phone, text, sender=flow.sender,
+                                          validity_period=_validity(accord, flow, phone, text))
+        except SendError as error:
+            store.record_failure(flow, phone, error.code, error.message)
+            if error.opted_out:
+                handle_carrier_stop(store, flow, phone, str(error.code), accord.flows_for(flow.sender))
+            if error.unprocessed:
+                store.unclaim_answer(message_sid, index)  # certainly not sent: a replay of the callback sends it
+            else:
+                for later in range(index + 1, len(texts)):  # nor the rest: content without its thanks
+                    store.claim_answer(message_sid, later)
+            return
+
+
+def _validity(accord: Accord, flow: Flow, phone: str, text: str) -> int | None:
+    """Return how long OVHcloud may hold a campaign text: until the voter's window shuts (None: a
+    service text, which goes whatever the hour, as TwiML's answer would)."""
+    if text != flow.texts.consent_request and text not in flow.texts.content:
+        return None
+    record = accord.store.redis.hget(*states.slot(flow.id, phone))
+    try:
+        region = states.region(record) if record else ""
+    except states.StateRecordError:  # damaged since the step read it: the national calendar
+        region = ""
+    return max(1, validity(flow, accord.store.clock(), region))
+
+
+@bp.route("/status", methods=["GET", "POST"])
+def status(secret: str) -> Response:
+    """Record how far a sent text got; never move its status backwards; honour OVHcloud's STOP list."""
+    accord: Accord = current_app.extensions["accord"]
+    values = request.values
+    ovh_id, state = values.get("id", ""), STATUSES.get(values.get("dlr", ""))
+    if not ovh_id.isdigit() or len(ovh_id) > 20 or state is None:
+        return Response("bad callback", status=400, mimetype="text/plain")
+    stop_list = state != "delivered" and any(words in values.get("description", "").lower() for words in STOP_LIST)
+    try:
+        flow_id, phone = accord.store.record_status(sid_of(ovh_id), state, str(OPTED_OUT) if stop_list else "")
+        flow = accord.flows.get(flow_id)
+        phone = phone or e164(values.get("receiver", ""))
+        if stop_list and flow and E164.fullmatch(phone):
+            handle_carrier_stop(accord.store, flow, phone, str(OPTED_OUT), accord.flows_for(flow.sender))
+    except STORE_DOWN:
+        log.exception("store unavailable while recording a status")
+        return Response("store unavailable", status=503, mimetype="text/plain")
+    return Response(status=204)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
+from bot import voter_access
 from bot.flows import Flow
 from bot.machine import REPLY_TRIGGERS
 from bot.replies import Reply, classify
@@ -31,10 +33,19 @@ def _shut_in_minute(flows: tuple[Flow, ...], minute: int) -> frozenset[str]:
 
 def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str,
                    message_sid: str) -> Outcome:
-    """Classify a voter's text and apply it to the flow that number is talking to."""
+    """Classify a voter's text and apply it to the flow that number is talking to.
+
+    A rights request moves nothing (the ledger records the text); its answer is a one-time link to
+    the voter's own page, made here so that every gateway's inbound path gives it.
+    """
     reply = classify(body, flows[0].language)
-    return store.step(flows, phone, REPLY_TRIGGERS[reply], body=body[:MAX_BODY],
-                      message_sid=message_sid, inbound=True, shut=shut_regions(flows, store.clock()))
+    outcome = store.step(flows, phone, REPLY_TRIGGERS[reply], body=body[:MAX_BODY],
+                         message_sid=message_sid, inbound=True, shut=shut_regions(flows, store.clock()))
+    if reply is Reply.DATA:
+        link = voter_access.answer(store, flows, phone=phone, message_sid=message_sid)
+        if link:
+            return replace(outcome, texts=(*outcome.texts, link))
+    return outcome
 
 
 def handle_carrier_stop(store: Store, flow: Flow, phone: str, code: str,

@@ -146,3 +146,27 @@ def rights_key(ref: str) -> str:
 
 def rights_actions_key(ref: str) -> str:
     return key_for("rights-actions", ref)  # list: what was done on a rights request, as JSON, oldest first
+
+
+def voter_link_key(token_hash: str) -> str:
+    return key_for("voter-link", token_hash)  # string, 15 min: a one-time link's holder (JSON, the number in it)
+
+
+def voter_page_key(session_hash: str) -> str:
+    return key_for("voter-page", session_hash)  # string, minutes: the page session a used link opened (JSON)
+
+
+def voter_keys_key(digest: str) -> str:
+    return key_for("voter-keys", digest)  # set: the link and page keys naming a number, for erasure to find
+
+
+def voter_asks_key(digest: str) -> str:
+    return key_for("voter-asks", digest)  # counter, 1 h: links a number asked for (rate limit)
+
+
+def voter_client_key(address: str) -> str:
+    return key_for("voter-client", address)  # counter, minutes: voter-page requests from one address
+
+
+def voter_sid_key(message_sid: str) -> str:
+    return key_for("voter-sid", message_sid)  # the rights request an inbound text opened (a retried text finds it)

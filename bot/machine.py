@@ -42,6 +42,9 @@ SPEC: tuple[tuple[str, list[str], str, tuple[str, ...]], ...] = (
     ("start", ["new"], "contacted", ("help",)),
     ("help", ["new"], "contacted", ("help",)),
     ("help", [s for s in STATES if s != "new"], "=", ("help",)),
+    # A rights request moves no state and says no flow text: its answer, a one-time link to the
+    # voter's page, comes from bot/voter_access.py (a text the ledger never holds: the link is a key).
+    ("data", list(STATES), "=", ()),
 )
 TRIGGERS = tuple(dict.fromkeys(trigger for trigger, *_ in SPEC))
 REPLY_TRIGGERS = {reply: reply.value.lower() for reply in Reply}

@@ -1,7 +1,9 @@
-"""Classify a voter's SMS reply: objection, refusal, help, opt back in, consent or other.
+"""Classify a voter's SMS reply: objection, refusal, rights request, help, opt back in, consent or other.
 
 Pure: no I/O, standard library only. Priority follows COMPLIANCE.md rules 7 and 8:
-STOP > NO > HELP > START > YES > OTHER, and consent only when it is the whole answer.
+STOP > NO > DATA > HELP > START > YES > OTHER, and consent only when it is the whole answer.
+A request to see one's data ("MES DONNEES") never weakens an objection: "efface mes donnees"
+objects, and is checked first.
 An objection word typed with one slip still objects; a slip never makes consent.
 """
 
@@ -21,6 +23,7 @@ class Reply(enum.Enum):
     STOP = "STOP"
     START = "START"
     HELP = "HELP"
+    DATA = "DATA"  # the voter asks what is held on their number (GDPR art. 15): a one-time link answers
     OTHER = "OTHER"
 
 
@@ -48,7 +51,7 @@ _OBJECTION = re.compile(
     r"|oppos\w*|refus\w*|retir\w* (?:mon|votre|ton|notre|le|l) ?(?:accord|consentement)"
     r"|(?:ne )?(?:veux|souhaite|desire)s? (?:absolument |surtout |vraiment )?"
     r"(?:plus|pas (?:etre|de sms|de messages|recevoir))"
-    r"|plus (?:etre|jamais) contacte\w*|plus de vos (?:sms|messages)|efface\w* mes donnees"
+    r"|plus (?:etre|jamais) contacte\w*|plus de vos (?:sms|messages)|(?:efface|retir|enlev)\w* mes donnees"
     r"|derange\w* plus|withdraw\w*|object\w*|me retir\w*|m enlev\w*"
     r"|(?:do not|don ?t) (?:contact|text|message)"
     r")\b"
@@ -79,6 +82,14 @@ _HELP_QUESTION = re.compile(
     r"|who is (?:this|that)|who s this|whos this|who are you|how did you get my (?:number|phone)"
     r"|plus d infos?|more info)\b"
 )
+# A voter asking to see their data (GDPR art. 15), in a phrase or as the whole answer.
+_DATA_QUESTION = re.compile(
+    r"\b(?:(?:mes|my|vos|your|quelles?|what|which) (?:\w+ )?(?:donnees?|data)|donnees? (?:personnelles?|perso)"
+    r"|personal data|droit d ?acces|right (?:of|to) access|acces (?:a |aux )?(?:mes )?donnees)\b"
+)
+_DATA_WORDS = frozenset({"donnees", "donnee", "donnes", "donees", "mesdonnees", "data", "mydata", "mes", "my",
+                         "personnelles", "personnelle", "perso", "personal", "acces", "access", "rgpd", "gdpr"})
+_DATA_CORE = frozenset({"donnees", "donnee", "donnes", "donees", "mesdonnees", "data", "mydata", "rgpd", "gdpr"})
 # Fold multi-word consent into one word before the whole-answer test.
 _AGREEMENT = re.compile(r"\b(?:je suis |suis )?d ?ac+(?:ord)?\b")
 _ACCEPT_SUBJECT = re.compile(r"\b[ji] ?(?=accept)")
@@ -230,6 +241,8 @@ def classify_fresh(body: str, language: str = "fr") -> Reply:
     words = _meaningful(text)
     if _REFUSAL.search(text) or _refuses_emphatically(text) or (len(words) == 1 and words[0] in no_short):
         return Reply.NO
+    if _DATA_QUESTION.search(text) or (_DATA_CORE.intersection(words) and all(w in _DATA_WORDS for w in words)):
+        return Reply.DATA
     if _HELP_QUESTION.search(text) or (words and all(w in _HELP_WORDS for w in words)):
         return Reply.HELP
     if "ac" in text:  # "d'accord", "j'accepte": fold into one word, but only when present

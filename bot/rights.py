@@ -66,6 +66,21 @@ def erase(accord: Accord, phone: str) -> dict[str, int]:
     return erased
 
 
+def object_everywhere(accord: Accord, phone: str, *, detail: str) -> int:
+    """Record the number's objection on every sender, as a STOP texted to each would (art. 21).
+
+    The store's STOP path, once per sender: every flow there moves to opted_out, each flow's
+    controller lists the HMAC, queued texts stop, and the ledger records "stop:DETAIL". Return the
+    flows now opted out.
+    """
+    by_sender: dict[str, list[Flow]] = {}
+    for flow in accord.flows.values():
+        by_sender.setdefault(flow.sender, []).append(flow)
+    for flows in by_sender.values():
+        accord.store.step(flows, phone, "stop", detail=detail)
+    return sum(accord.store.state(flow, phone) == "opted_out" for flow in accord.flows.values())
+
+
 def keep_export(accord: Accord, path: Path) -> None:
     """Record a file an export wrote, so that retention and erasure reach it (bot/written.py)."""
     written.record_export(accord, path)

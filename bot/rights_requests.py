@@ -22,7 +22,7 @@ from bot import audit
 from bot.keys import RIGHTS_KEY, rights_actions_key, rights_key
 
 TZ = ZoneInfo("Europe/Paris")  # the register's days are French days
-CHANNELS = ("sms", "email", "post", "in-person")
+CHANNELS = ("sms", "email", "post", "in-person", "page")  # "page": the voter's own page (bot/web/voter.py)
 KINDS = ("access", "erasure", "objection", "rectification")
 REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,39}\Z")  # no ':' nor spaces: it goes into key names
 

@@ -52,6 +52,8 @@ from bot.keys import (
     subject_key,
     suppression_key,
     versions_key,
+    voter_asks_key,
+    voter_keys_key,
 )
 from bot.phones import FRENCH_MOBILE_E164
 from bot.pseudonyms import Pseudonyms
@@ -107,6 +109,9 @@ class Store:
     suppression_secret: bytes
     clock: Callable[[], float] = time.time
     flows: dict[str, Flow] = field(default_factory=dict)  # every flow loaded, by id
+    # Where the voter's own page is served (bot/web/voter.py sets it): a rights request is answered
+    # with a link under it. Empty where no page is served (a worker): no link can be given there.
+    page_root: str = ""
     _named: set[str] = field(default_factory=set, repr=False)  # content hashes whose texts resolve (_name)
 
     def __post_init__(self) -> None:
@@ -572,8 +577,27 @@ class Store:
         args.append(len(objected))
         keys += [out_key(sid) for sid in sorted(sids)]
         report = _text(self._erase(keys=keys, args=args))
+        self._forget_pages(digest)
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}
+
+    def _forget_pages(self, digest: str) -> None:
+        """Delete the voter-page links and sessions that name the number, and its link count (Promise 9).
+
+        They hold the number itself, so an erasure or a purge must reach them, not wait for their expiry.
+        """
+        index = voter_keys_key(digest)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(index)
+                    held = pipe.smembers(index)
+                    pipe.multi()
+                    pipe.delete(index, voter_asks_key(digest), *held)
+                    pipe.execute()
+                    return
+                except WatchError:  # a link given meanwhile: read the index again
+                    continue
 
     def retired(self, loaded: Collection[str]) -> list[Retired]:
         """Return the flows not in `loaded` (their file removed) whose numbers Redis still holds.

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import redis
@@ -394,3 +395,35 @@ def test_no_bit_is_left_for_a_number_never_asked(accord, clock, redis_client):
     clock.advance(days=61)
     assert CliRunner().invoke(main, ["purge"], obj=Services(accord)).exit_code == 0
     assert not redis_client.getbit(f"accord:queued:{demo.id}", 12_980_001)
+
+
+# The voter's own page: its links and sessions hold the number, and go with it.
+
+def voter_link(sms: SMS, phone: str = VOTER) -> str:
+    """Text MES DONNEES; return the path of the one-time link the answer carries."""
+    (text,) = [m.text or "" for m in ElementTree.fromstring(sms.send(phone, "MES DONNEES").data).iter("Message")]
+    return re.search(r"(/v/[A-Za-z0-9_-]{43}) ", text).group(1)
+
+
+def open_voter_page(client, path: str) -> None:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+    assert client.post(path, data={"csrf_token": token}).status_code == 303
+
+
+def test_person_erase_deletes_the_voters_links_and_page_sessions(app, accord, sms: SMS, redis_client, tmp_path):
+    unused, used = voter_link(sms), voter_link(sms)
+    voter = app.test_client()
+    open_voter_page(voter, used)
+    assert mentions(redis_client, tmp_path, None)
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []
+    assert voter.get("/v/page").status_code == 404 and app.test_client().get(unused).status_code == 404
+
+
+def test_purge_deletes_the_voters_links_and_page_sessions(app, accord, sms: SMS, clock: Clock, redis_client,
+                                                          tmp_path):
+    voter_link(sms)  # a link never used
+    open_voter_page(app.test_client(), voter_link(sms))
+    clock.advance(days=61)  # a number that only wrote: its record is due 60 days after its last text
+    assert "demo: no answer: 60 days after the request" in run(accord, "purge").output
+    assert mentions(redis_client, tmp_path, None) == []

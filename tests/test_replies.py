@@ -401,3 +401,59 @@ def test_consent_is_read_only_from_consent_and_politeness(parts: list[tuple[str,
         assert kinds <= {"consent", "politeness"}
     if "refusal" in kinds:
         assert reply is NO
+
+
+# A voter asking what is held on their number (GDPR art. 15): a one-time link answers (bot/voter_access.py).
+DATA = Reply.DATA
+RIGHTS_KEYWORDS = [
+    "MES DONNEES", "Mes données", "mes données ?", "DONNEES", "données", "DONNÉES", "donnée", "donnes", "DATA",
+    "data", "my data", "MESDONNEES", "mes données personnelles", "Données perso", "RGPD", "GDPR",
+    "accès à mes données", "droit d'accès", "Quelles données avez-vous sur moi ?", "what data do you have",
+    "mes données svp merci", "Bonjour, mes données", "DONNEEES",
+]  # fmt: skip
+# Objections in the words voters use, the ones naming their data too: each must stay an objection.
+OBJECTION_WORDINGS = [body for body, _, expected in REPLIES if expected is STOP] + OBJECTION_KEYWORDS + [
+    "efface mes donnees", "Effacez mes données", "supprimez mes données", "supprimer mes données personnelles",
+    "je m'oppose au traitement de mes données", "retirez mes données", "annulez, mes données",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", RIGHTS_KEYWORDS)
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_a_rights_keyword_is_a_request_for_ones_data(body: str, language: str) -> None:
+    assert classify(body, language) is DATA
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("non, mes données", NO),  # a refusal is the stronger answer: the voter may ask for the link next
+    ("qui êtes-vous ?", HELP), ("Qui vous a donné mon numéro ?", HELP), ("donne", OTHER), ("oui", YES),
+    ("data oui", OTHER), ("mes", OTHER),
+])  # fmt: skip
+def test_rights_words_take_their_place_below_stop_and_no(body: str, expected: Reply) -> None:
+    assert classify(body) is expected
+
+
+@pytest.mark.parametrize("body", OBJECTION_WORDINGS)
+def test_no_objection_wording_becomes_a_rights_request(body: str) -> None:
+    assert classify(body, "fr") is STOP and classify(body, "en") is STOP
+
+
+@given(
+    objection=st.sampled_from(OBJECTION_WORDINGS),
+    rights=st.sampled_from(RIGHTS_KEYWORDS),
+    objection_first=st.booleans(),
+    glue=st.sampled_from([" ", ", ", ". ", " et ", " - ", "\n", " ! "]),
+    language=st.sampled_from(["fr", "en"]),
+)
+def test_an_objection_with_a_rights_keyword_is_still_an_objection(
+    objection: str, rights: str, objection_first: bool, glue: str, language: str
+) -> None:
+    parts = (objection, rights) if objection_first else (rights, objection)
+    assert classify(glue.join(parts), language) is STOP
+
+
+@given(body=st.text(max_size=60), rights=st.sampled_from(RIGHTS_KEYWORDS), language=st.sampled_from(["fr", "en"]))
+def test_adding_a_rights_keyword_never_takes_an_objection_away(body: str, rights: str, language: str) -> None:
+    if classify(body, language) is STOP:
+        assert classify(f"{body} {rights}", language) is STOP
+        assert classify(f"{rights} {body}", language) is STOP

@@ -9,7 +9,7 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot.gateways.outbox import OutboxGateway
-from bot.web import console, csrf, devphone, notice
+from bot.web import console, csrf, devphone, notice, voter
 
 # Paths that never use a session: the providers' webhooks, the health check and the public notice
 # carry no cookie worth reading.
@@ -56,6 +56,7 @@ def init_ui(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf.token
     app.register_blueprint(console.bp)
     app.register_blueprint(notice.bp)
+    app.register_blueprint(voter.bp)  # the voter's own page, from a one-time link
     dev_phone = isinstance(accord.gateway, OutboxGateway) and not config.twilio_configured
     if dev_phone:
         app.register_blueprint(devphone.bp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -72,6 +73,21 @@ def test_the_dev_phone_shows_the_request_and_answering_oui_brings_confirmation_a
     wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "consented")
     assert accord.store.state(flow, VOTER) == "consented"
     assert browser.find_element(By.ID, "body").get_attribute("value") == ""
+
+
+def test_in_the_dev_phone_mes_donnees_brings_a_link_that_opens_the_voters_page(site, browser, accord):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site}/dev/phone?phone=%2B33612340001&flow=demo")
+    browser.find_element(By.ID, "body").send_keys("mes données")
+    browser.find_element(By.ID, "send").click()
+    link = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#thread .bubble.transient a[href*='/v/']"))[0]
+    href = link.get_attribute("href")
+    # The link leads to the port `make run` serves (PORT); this test's server has a port of its own.
+    assert href.startswith(f"http://127.0.0.1:{accord.config.port}/v/") and href in bubbles(browser)[-1][1]
+    browser.get(site + urlsplit(href).path)  # as a voter's phone opens it: the page asks before using the link up
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "form button[type=submit]"))
+    assert browser.execute_script("return document.documentElement.lang") == "fr"
 
 
 def sign_in(browser, site: str, password: str, name: str = "camille") -> None:

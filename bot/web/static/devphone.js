@@ -10,13 +10,15 @@
   const contact = document.getElementById("contact");
   const error = document.getElementById("error");
   let shown = "";
+  // Answers the ledger does not keep (a one-time link to the voter's page), shown until the number changes.
+  let transient = [];
 
   function query() {
     return "?phone=" + encodeURIComponent(phone.value.trim()) + "&flow=" + encodeURIComponent(flow.value);
   }
 
   function render(data) {
-    const key = JSON.stringify(data);
+    const key = JSON.stringify([data, transient]);
     if (key === shown) return;
     shown = key;
     contact.textContent = data.phone + " ↔ " + data.sender;
@@ -39,7 +41,42 @@
       item.append(text, meta);
       thread.append(item);
     }
+    for (const reply of transient) thread.append(linkBubble(reply));
     thread.scrollTop = thread.scrollHeight;
+  }
+
+  // A bubble for an answer carrying a link to this site's voter page: the link made clickable,
+  // everything else as text.
+  function linkBubble(reply) {
+    const item = document.createElement("li");
+    item.className = "bubble bot transient";
+    const text = document.createElement("p");
+    for (const part of reply.split(/(\s+)/)) {
+      const url = ownVoterPage(part);
+      if (url) {
+        const link = document.createElement("a");
+        link.href = url;
+        link.target = "_blank";
+        link.rel = "noopener";
+        link.textContent = part;
+        text.append(link);
+      } else {
+        text.append(part);
+      }
+    }
+    const meta = document.createElement("small");
+    meta.textContent = "answered · a one-time link, not kept in the ledger";
+    item.append(text, meta);
+    return item;
+  }
+
+  function ownVoterPage(word) {
+    try {
+      const url = new URL(word);
+      return /^https?:$/.test(url.protocol) && url.pathname.startsWith("/v/") ? url.href : "";
+    } catch (failure) {
+      return "";
+    }
   }
 
   async function refresh() {
@@ -70,11 +107,13 @@
       return;
     }
     body.value = "";
+    transient = (data.replies || []).filter((reply) => reply.split(/\s+/).some(ownVoterPage));
     refresh();
   });
 
   function changed() {
     shown = "";
+    transient = [];
     history.replaceState(null, "", query());
     refresh();
   }

@@ -9,7 +9,7 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot.gateways.outbox import OutboxGateway
-from bot.web import console, csrf, devphone, notice, voter
+from bot.web import console, csrf, devphone, i18n, notice, voter
 
 # Paths that never use a session: the providers' webhooks, the health check and the public notice
 # carry no cookie worth reading.
@@ -49,6 +49,7 @@ def init_ui(app: Flask) -> None:
         ACCORD_HSTS=https,  # served over https (PUBLIC_URL says so): every response says to keep to it
     )
     console.init_throttle(app, accord.store.redis)
+    i18n.init_i18n(app)
     app.session_interface = PageSessions()
     app.before_request(devphone.loopback_only)  # first: to anyone else, /dev/* does not exist
     app.before_request(csrf.protect)

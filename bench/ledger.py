@@ -8,7 +8,7 @@ released ("content:2", as `content send` does) and its sending logged ("sent"). 
 
 Bytes are MEMORY USAGE ... SAMPLES 0, divided by the entries:
   stream     the flow's ledger stream (time, flow, version, kind, person id, commitment, chain);
-  personal   the person hashes and the subject keys (number, event, state move, exact text, sid, reply);
+  personal   the person hashes and the subjects hashes (number, event, state move, exact text, sid, reply);
 against two baselines built from the same entries in the same run:
   one stream the same fields in one plain stream, no split (XADD at, flow, flow_hash, event, phone,
              state, text, sid, reply, prev, hash): the ledger without personal fields kept apart;
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if entries != 5 * len(phones):
             raise SystemExit(f"{entries} ledger entries for {len(phones)} numbers: 5 each expected")
         split = {"stream": memory_bytes(client, [ledger_key(FLOW), head_key(FLOW)]),
-                 "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subject"))}
+                 "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subjects") + _keys(client, "subject"))}
         one_stream, raw = _baselines(client)
         # A signed checkpoint over every entry, beside the chain walk `consent verify` makes anyway.
         started = time.perf_counter()
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         broken = archive.verify_archived(client, FLOW, [archive_dir])
         verify_seconds = time.perf_counter() - started
         left = {"stream": memory_bytes(client, [ledger_key(FLOW), head_key(FLOW), base_key(FLOW), archives_key(FLOW)]),
-                "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subject"))}
+                "personal": memory_bytes(client, _keys(client, "person") + _keys(client, "subjects") + _keys(client, "subject"))}
         file_bytes = (archive_dir / written.file).stat().st_size
         version = client.info("server")["redis_version"]
     per = {name: size / entries for name, size in {
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
              f"({entries / seconds:,.0f}/s from 2 threads)", f"machine: {machine_line()}", "",
              f"{'':<44} {'B/entry':>8} {'x one stream':>12} {'x raw':>6}"]
     rows = [("stream (chain, no personal field)", per["stream"]),
-            ("personal (person hashes + subject keys)", per["personal"]),
+            ("personal (person hashes + subjects hashes)", per["personal"]),
             ("Accord in Redis (stream + personal)", held),
             ("baseline: one plain stream, no split", per["one_stream"]),
             ("baseline: raw field names and values", per["raw"]),

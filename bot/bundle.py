@@ -9,15 +9,14 @@ It proves these entries without showing anyone else's: the proofs hold only hash
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
 from bot import Accord, archive, merkle, references
 from bot.checkpoints import Keeper, Signed, leaf_data
 from bot.flows import Flow
-from bot.keys import person_key, subject_key
-from bot.ledger import PERSONAL, base, entries
+from bot.keys import person_key
+from bot.ledger import PERSONAL, base, entries, stored_fields
 
 FORMAT = "accord-proof-bundle/1"
 
@@ -74,14 +73,14 @@ def build(accord: Accord, flow: Flow, phone: str, keeper: Keeper, signed: Signed
 def _personal(accord: Accord, phone: str, flow_id: str) -> dict[str, dict]:
     """Return the number's personal fields per entry id of the flow, salts included."""
     redis = accord.store.redis
-    pid = redis.get(subject_key(accord.store.digest(phone)))
+    pid = accord.store.pid(accord.store.digest(phone))
     if pid is None:
         return {}
     found = {}
     for name, raw in redis.hgetall(person_key(pid.decode())).items():
         flow, _, entry_id = name.decode().partition("|")
         if flow == flow_id:
-            fields = json.loads(raw.decode("utf-8", "surrogateescape"))
+            fields = stored_fields(raw)
             found[entry_id] = {key: fields.get(key, "") for key in (*PERSONAL, "salt")}
     return found
 

@@ -96,12 +96,24 @@ def parked_key(flow_id: str) -> str:
     return key_for("parked", flow_id)  # list: "kind|message|batch id" of what a pause interrupted
 
 
-def subject_key(digest: str) -> str:
-    return key_for("subject", digest)  # the random person id standing for a number in ledgers
+SUBJECT_BUCKET = 4  # hex digits of a number's HMAC naming the hash its person id sits in: 65,536 hashes
+
+
+def subject_slot(digest: str) -> tuple[str, str]:
+    """Return the hash and the field holding the random person id that stands for a number in ledgers.
+
+    Small hashes of short fields, as states are (bot/states.py): one key a number cost about 160
+    bytes with Redis's own tables; a field in a packed hash, about 50.
+    """
+    return key_for("subjects", digest[:SUBJECT_BUCKET]), digest[SUBJECT_BUCKET:]
+
+
+def legacy_subject_key(digest: str) -> str:
+    return key_for("subject", digest)  # string of earlier versions: the person id (moved when next read)
 
 
 def person_key(pid: str) -> str:
-    return key_for("person", pid)  # hash: "flow|entry id" -> the entry's personal fields (JSON)
+    return key_for("person", pid)  # hash: "flow|entry id" -> the entry's personal fields (a JSON list: ledger.STORED)
 
 
 def out_key(message_sid: str) -> str:

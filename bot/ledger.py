@@ -24,6 +24,7 @@ from bot.keys import base_key, head_key, ledger_key, person_key
 
 SEALED = ("at", "flow", "flow_hash", "kind", "pid", "commit", "prev")
 PERSONAL = ("phone", "event", "state", "text", "sid", "reply")
+STORED = (*PERSONAL, "salt")  # the personal fields as an entry holds them: a JSON list in this order
 PAGE = 1000
 Page = list[tuple[bytes, dict[bytes, bytes]]]
 
@@ -71,7 +72,20 @@ def personal(redis: Redis, flow_id: str, page: list[tuple[bytes, dict[bytes, byt
         for entry_id, fields in page:
             pipe.hget(person_key(fields.get(b"pid", b"").decode()), f"{flow_id}|{entry_id.decode()}")
         found = pipe.execute()
-    return [json.loads(raw.decode("utf-8", "surrogateescape")) if raw else None for raw in found]
+    return [stored_fields(raw) if raw else None for raw in found]
+
+
+def stored_fields(raw: bytes) -> dict:
+    """Read an entry's personal fields as the person's hash holds them (bot/lua/ledger.lua writes them).
+
+    A JSON list in STORED's order; entries written before it are JSON objects, read as they are.
+    """
+    value = json.loads(raw.decode("utf-8", "surrogateescape"))
+    if isinstance(value, list) and len(value) == len(STORED):
+        return dict(zip(STORED, value, strict=True))
+    if isinstance(value, dict):
+        return value
+    raise ValueError("not an entry's personal fields")
 
 
 def read(redis: Redis, flow_id: str) -> list[tuple[str, dict[str, str]]]:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from bot import Accord, archive
 from bot.flows import Flow
 from bot.keys import ledger_key, person_key
-from bot.ledger import entry_order
+from bot.ledger import entry_order, stored_fields
 from bot.phones import FRENCH_MOBILE_E164, MobileBits
 
 FORMATS = ("jsonl", "csv")
@@ -129,7 +129,10 @@ def import_origins(accord: Accord, flow: Flow) -> Imports:
     """
     found: dict[str, dict[str, Any]] = {}  # by entry id: a scan may yield a field twice
     for name, raw in accord.store.redis.hscan_iter(person_key("-"), match=f"{flow.id}|*", count=1000):
-        fields = _json(raw.decode("utf-8", "replace")) or {}
+        try:
+            fields = stored_fields(raw)
+        except ValueError:  # a tampered entry: no origin from it rather than a failure
+            continue
         origin = _json(fields.get("text", "")) if fields.get("event") == "import" else None
         if origin:
             found[name.decode().partition("|")[2]] = origin

@@ -28,6 +28,7 @@ from bot import ledger, machine, references, states
 from bot.flows import Flow
 from bot.keys import (
     OUTBOX_KEY,
+    SUBJECT_BUCKET,
     admitted_key,
     answers_key,
     asked_key,
@@ -41,6 +42,7 @@ from bot.keys import (
     key_for,
     ledger_key,
     legacy_state_key,
+    legacy_subject_key,
     out_key,
     pace_key,
     parked_key,
@@ -49,7 +51,7 @@ from bot.keys import (
     queued_key,
     round_key,
     sid_key,
-    subject_key,
+    subject_slot,
     suppression_key,
     versions_key,
     voter_asks_key,
@@ -148,7 +150,7 @@ class Store:
         flight from a claim until a release (bot/witness.py; step.lua says how).
         """
         digest = self.digest(phone)
-        keys = [sid_key(message_sid or "-"), subject_key(digest)]  # the sid key is used only with a sid
+        keys = [sid_key(message_sid or "-"), subject_slot(digest)[0]]  # the sid key is used only with a sid
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
         if in_flight is not None:
@@ -255,10 +257,11 @@ class Store:
 
         `in_flight`: the entry the witness read, which must still be there (bot/witness.py).
         """
+        digest = self.digest(phone)
         keys = [content_key(flow.id, message), ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
-                subject_key(self.digest(phone)), in_flight_key(flow.id)]
+                subject_slot(digest)[0], in_flight_key(flow.id)]
         return bool(self._give_back(keys=keys, args=[phone, self._now(), flow.id, flow.content_hash, message, why,
-                                                     _salt(), in_flight]))
+                                                     _salt(), in_flight, digest]))
 
     def in_flight(self, flow: Flow) -> list[tuple[str, int, str]]:
         """Return (phone, message, entry) for each claim or release of the flow whose send is in flight
@@ -300,15 +303,15 @@ class Store:
 
         `in_flight` names the message whose in-flight entry the outcome settles (see append.lua).
         """
-        subject = subject_key(self.digest(phone) if phone else "-")
-        keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject, costs_key(flow.id),
-                in_flight_key(flow.id)]
+        digest = self.digest(phone) if phone else "-"
+        keys = [ledger_key(flow.id), head_key(flow.id), out, funnel_key(flow.id), subject_slot(digest)[0],
+                costs_key(flow.id), in_flight_key(flow.id)]
         now = self._now()
         # A message sent: one more in the day's cost counts (bot/lua/costs.lua).
         cost_field = f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}" if cost else ""
         return bool(self._append(keys=keys, args=[
             now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid, OUT_TTL, _salt(),
-            counter or event, cost_field, "" if in_flight is None else f"{phone}|{in_flight}", move]))
+            counter or event, cost_field, "" if in_flight is None else f"{phone}|{in_flight}", move, digest]))
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow and phone."""
@@ -370,7 +373,7 @@ class Store:
         """
         digest = self.digest(phone)
         keys = [states.slot(flow.id, phone)[0], suppression_key(flow.controller_id), content_key(flow.id, message),
-                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_key(digest),
+                ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id), subject_slot(digest)[0],
                 in_flight_key(flow.id)]
         self._name([flow])
         args = [phone, digest, self._now(), flow.id, flow.content_hash,
@@ -533,9 +536,17 @@ class Store:
         """Walk the hash chain; return the id of the first entry that does not fit, or None."""
         return ledger.verify(self.redis, flow_id)
 
+    def pid(self, digest: str) -> bytes | None:
+        """Return the random id standing for the number whose HMAC is `digest` in ledgers, if it has one.
+
+        One an earlier version kept in a key of its own is read there (the scripts move it when they next write).
+        """
+        key, field = subject_slot(digest)
+        return self.redis.hget(key, field) or self.redis.get(legacy_subject_key(digest))
+
     def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
         """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15)."""
-        pid = self.redis.get(subject_key(self.digest(phone)))
+        pid = self.pid(self.digest(phone))
         held: dict[str, list[dict[str, str]]] = {}
         if pid is None:
             return held
@@ -544,7 +555,7 @@ class Store:
             if name == b"pid":
                 continue
             flow_id, _, entry_id = name.decode().partition("|")
-            fields = references.resolve(json.loads(raw.decode("utf-8", "surrogateescape")), texts)
+            fields = references.resolve(ledger.stored_fields(raw), texts)
             fields.pop("salt", None)
             at = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
             fields["at"] = _text(at[0][1].get(b"at")) if at else ""
@@ -564,7 +575,7 @@ class Store:
         """
         digest = self.digest(phone)
         sids = {entry["sid"] for entries in self.person(phone).values() for entry in entries if entry.get("sid")}
-        keys = [subject_key(digest)]
+        keys = [subject_slot(digest)[0]]
         args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
@@ -841,7 +852,8 @@ def lua_value(value: object) -> str:
 
 def lua(*names: str) -> str:
     """Return the Lua source of the named scripts, joined (the helpers come first)."""
-    return states.lua_codes() + "\n".join((LUA / f"{name}.lua").read_text() for name in names)
+    return (states.lua_codes() + f"local SUBJECT_BUCKET = {SUBJECT_BUCKET}\n"
+            + "\n".join((LUA / f"{name}.lua").read_text() for name in names))
 
 
 def _salt() -> str:

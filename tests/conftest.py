@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 from twilio.request_validator import RequestValidator
 
-from bot import Accord, create_app, use
+from bot import Accord, create_app, ledger, use
 from bot.config import Config, OvhSettings
 from bot.embedded import spawn
 from bot.gateways import Gateway
@@ -129,6 +129,12 @@ class SMS:
         if error_code:
             params["ErrorCode"] = error_code
         return self.post("/sms/status", params)
+
+
+def as_stored(fields: dict[str, str]) -> str:
+    """Write an entry's personal fields as the person's hash holds them (bot/ledger.py STORED), as a
+    hand at Redis would rewrite them."""
+    return json.dumps([fields[name] for name in ledger.STORED])
 
 
 def new_sid() -> str:

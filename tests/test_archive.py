@@ -14,8 +14,9 @@ from click.testing import CliRunner, Result
 from bot import Accord, archive, ledger
 from bot.cli import Services, main
 from bot.keys import base_key, costs_key, ledger_key
+from bot.ledger import stored_fields
 from bot.rounds import Origin
-from tests.conftest import SMS, Clock
+from tests.conftest import SMS, Clock, as_stored
 from tests.test_proof import ORIGIN, start
 
 VOTERS = [f"+3361298000{n}" for n in range(1, 5)]
@@ -120,8 +121,8 @@ def test_an_edited_answer_of_an_archived_entry_is_still_detected(accord, flow, t
     answer = next(entry for entry in lines(path) if entry["kind"] == "in")
     person = f"accord:person:{answer['pid']}"
     field = f"demo|{answer['id']}"
-    fields = json.loads(redis_client.hget(person, field))
-    redis_client.hset(person, field, json.dumps({**fields, "text": "non", "event": "in:NO"}))
+    fields = stored_fields(redis_client.hget(person, field))
+    redis_client.hset(person, field, as_stored({**fields, "text": "non", "event": "in:NO"}))
     output = run(accord, "consent", "verify", "demo", "--archive", str(tmp_path), code=1).output
     assert f"broken at entry {answer['id']}" in output
 

@@ -180,6 +180,7 @@ def test_an_erased_number_is_readable_nowhere_but_as_its_suppression_hmac(twilio
                for value in key_contents(redis_client, key))
     assert accord.store.admit(flow, [VOTER], dry_run=True) == "s"
     assert accord.store.verify_ledger(CAMPAIGN) is None
+    assert accord.store.pid(digest) is None  # nothing ties the HMAC to the ledger's entries any more
 
 
 def test_a_purged_number_is_readable_nowhere_and_never_asked_again(twilio_accord, twilio, tmp_path, clock: Clock,
@@ -359,8 +360,8 @@ def test_a_removed_flows_numbers_are_shown_erased_and_purged(config, clock: Cloc
     run(after, "purge")
     assert after.store.retired(after.flows) == []
     assert not [key for key in redis_client.scan_iter("accord:state:beta:*")]
-    assert not redis_client.exists("accord:queued:beta", "accord:content:beta:1", f"accord:subject:"
-                                   f"{after.store.digest(OTHER)}")
+    assert not redis_client.exists("accord:queued:beta", "accord:content:beta:1")
+    assert after.store.pid(after.store.digest(OTHER)) is None
     # Who was asked stays as HMACs; numbers queued but never asked leave nothing at all.
     assert redis_client.smembers("accord:asked:beta") == {after.store.digest(OTHER).encode()}
     assert after.store.verify_ledger("beta") is None  # the chain stays, tied to no one

@@ -8,8 +8,9 @@ import pytest
 import redis
 
 from bot import Accord
-from bot.keys import ledger_key, person_key, subject_key
-from tests.conftest import SMS
+from bot.keys import ledger_key, legacy_subject_key, person_key, subject_slot
+from bot.ledger import stored_fields
+from tests.conftest import SMS, as_stored
 
 VOTER = "+33612980001"
 
@@ -28,7 +29,7 @@ def conversation(accord: Accord, flow, sms: SMS) -> None:
 
 
 def person_of(accord: Accord, redis_client: redis.Redis) -> str:
-    return person_key(redis_client.get(subject_key(accord.store.digest(VOTER))).decode())
+    return person_key(accord.store.pid(accord.store.digest(VOTER)).decode())
 
 
 def rewrite_stream(redis_client: redis.Redis, key: str, change) -> None:
@@ -50,9 +51,9 @@ def test_an_edited_answer_is_detected(accord, flow, conversation, redis_client):
     for name, raw in redis_client.hgetall(person).items():
         if name == b"pid":
             continue
-        fields = json.loads(raw)
+        fields = stored_fields(raw)
         if fields["event"] == "in:NO":  # turn the voter's "non" into a "oui"
-            redis_client.hset(person, name, json.dumps({**fields, "text": "oui", "event": "in:YES"}))
+            redis_client.hset(person, name, as_stored({**fields, "text": "oui", "event": "in:YES"}))
             assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
             return
     pytest.fail("no NO answer in the ledger")
@@ -63,9 +64,9 @@ def test_text_cannot_be_shifted_between_personal_fields(accord, flow, sms: SMS, 
     sms.send(VOTER, "non STOP")
     person = person_of(accord, redis_client)
     for name, raw in redis_client.hgetall(person).items():
-        if name != b"pid" and json.loads(raw)["event"].startswith("in:"):
-            fields = json.loads(raw)
-            redis_client.hset(person, name, json.dumps({**fields, "text": "non", "sid": "STOP" + fields["sid"]}))
+        if name != b"pid" and stored_fields(raw)["event"].startswith("in:"):
+            fields = stored_fields(raw)
+            redis_client.hset(person, name, as_stored({**fields, "text": "non", "sid": "STOP" + fields["sid"]}))
             assert accord.store.verify_ledger(flow.id) == name.decode().split("|")[1]
 
 
@@ -111,3 +112,36 @@ def test_the_ledger_joins_each_entry_with_its_exact_texts(accord, flow, conversa
     assert entries[2]["sid"] == "SM" + "b" * 32
     assert json.loads(entries[2]["reply"]) == [flow.texts.confirmation, flow.texts.content[0]]
     assert {f["phone"] for f in entries} == {VOTER} and {f["flow_hash"] for f in entries} == {flow.content_hash}
+
+
+def test_personal_fields_are_stored_without_their_names(accord, flow, conversation, redis_client):
+    held = [raw for name, raw in redis_client.hgetall(person_of(accord, redis_client)).items() if name != b"pid"]
+    assert held and all(raw.startswith(b"[") and b'"event"' not in raw for raw in held)
+
+
+def test_entries_written_as_named_fields_by_earlier_versions_still_read_and_verify(accord, flow, conversation,
+                                                                                  redis_client):
+    before = accord.store.person(VOTER)
+    person = person_of(accord, redis_client)
+    for name, raw in redis_client.hgetall(person).items():
+        if name != b"pid":
+            redis_client.hset(person, name, json.dumps(stored_fields(raw)))  # {"phone": ..., "salt": ...}
+    assert accord.store.verify_ledger(flow.id) is None
+    assert accord.store.person(VOTER) == before
+
+
+def test_a_person_id_an_earlier_version_kept_in_a_key_of_its_own_is_found_then_moved(accord, flow, conversation,
+                                                                                    sms: SMS, redis_client):
+    digest = accord.store.digest(VOTER)
+    bucket, field = subject_slot(digest)
+    pid = redis_client.hget(bucket, field)
+    redis_client.hdel(bucket, field)
+    redis_client.set(legacy_subject_key(digest), pid)  # the layout before subjects hashes
+    held = accord.store.person(VOTER)
+    assert len(held[flow.id]) == 3  # read through the old key: ask, NON, OUI
+
+    sms.send(VOTER, "stop")
+    assert redis_client.hget(bucket, field) == pid and not redis_client.exists(legacy_subject_key(digest))
+    assert len(accord.store.person(VOTER)[flow.id]) == 4  # one person still: the STOP joined the others
+    accord.store.erase([flow], VOTER, whole=True, objection=True)
+    assert accord.store.pid(digest) is None and not redis_client.exists(person_key(pid.decode()))

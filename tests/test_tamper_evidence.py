@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from bot import Accord, checkpoints, merkle
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
-from bot.keys import base_key, head_key, ledger_key, person_key, subject_key
-from bot.ledger import lp, sha1
-from tests.conftest import SMS
+from bot.keys import base_key, head_key, ledger_key, person_key
+from bot.ledger import lp, sha1, stored_fields
+from tests.conftest import SMS, as_stored
 
 VOTER = "+33612980001"
 NEIGHBOUR = "+33612980002"
@@ -49,8 +49,8 @@ def talked(accord: Accord, flow, sms: SMS) -> None:
 
 def personal(accord: Accord, redis_client: redis.Redis, phone: str = VOTER) -> tuple[str, dict[str, dict]]:
     """Return the voter's person key and their personal fields by "flow|entry"."""
-    key = person_key(redis_client.get(subject_key(accord.store.digest(phone))).decode())
-    return key, {name.decode(): json.loads(raw) for name, raw in redis_client.hgetall(key).items()
+    key = person_key(accord.store.pid(accord.store.digest(phone)).decode())
+    return key, {name.decode(): stored_fields(raw) for name, raw in redis_client.hgetall(key).items()
                  if name != b"pid"}
 
 
@@ -67,8 +67,8 @@ def forge(redis_client: redis.Redis, flow_id: str, person: str, target: str, cha
     for entry_id, fields in entries:
         name = f"{flow_id}|{entry_id.decode()}"
         if name == target:
-            values = change(json.loads(redis_client.hget(person, name)))
-            redis_client.hset(person, name, json.dumps(values))
+            values = change(stored_fields(redis_client.hget(person, name)))
+            redis_client.hset(person, name, as_stored(values))
             committed = [str(values[k]).encode() for k in ("phone", "event", "state", "text", "sid", "reply")]
             fields[b"commit"] = sha1(values["salt"].encode() + lp(committed))
         fields[b"prev"] = head

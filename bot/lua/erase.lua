@@ -1,5 +1,5 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
--- KEYS: subject key, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
+-- KEYS: the number's subjects hash, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
 -- set; then the suppression hashes the objection goes to; then the provider-message keys of the number's
 -- sent texts. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id.
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
@@ -7,9 +7,9 @@
 -- flow: flow id, flow hash, number of content messages; then the number of suppression hashes.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
-begin(KEYS[1], ARGV[4])
+begin(KEYS[1], digest, ARGV[4])
 local flows, whole, object = tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7] == '1'
-local pid = redis.call('GET', KEYS[1])
+local pid = find_pid(KEYS[1], digest)
 local pkey = pid and ('accord:person:' .. pid)
 local offset = bit_of(phone)
 local open = {asked = true, clarified = true}
@@ -78,7 +78,7 @@ for n = 1 + 6 * flows + objections + 1, #KEYS do redis.call('DEL', KEYS[n]) end
 local left = pkey and redis.call('HLEN', pkey) or 0
 if pkey and (whole or left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) then
   redis.call('DEL', pkey)
-  redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[1], string.sub(digest, SUBJECT_BUCKET + 1))
 end
 save_heads()
 return table.concat(report, ',')

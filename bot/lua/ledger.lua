@@ -7,18 +7,33 @@
 -- Each hashed text is written as one concatenation: no table nor part strings to build and collect.
 -- Chain heads are read once and written once per script call, however many entries it adds.
 local heads, touched_heads = {}, {}
-local subject_key, salt, entries, pid, person_key = nil, '', 0, nil, nil
--- Name the person (key holding their random id) and a fresh random salt for this call's entries.
-local function begin(key, random)
-  subject_key, salt = key, random
+local subject_hash, subject_digest, salt, entries, pid, person_key = nil, '', '', 0, nil, nil
+-- The random id standing for the number whose HMAC is `digest`, in its subjects hash `key`
+-- (bot/keys.py subject_slot), or false. One an earlier version kept in a key of its own moves in.
+local function find_pid(key, digest)
+  local field = string.sub(digest, SUBJECT_BUCKET + 1)
+  local found = redis.call('HGET', key, field)
+  if found then return found end
+  local legacy = 'accord:subject:' .. digest
+  found = redis.call('GET', legacy)
+  if found then
+    redis.call('HSET', key, field, found)
+    redis.call('DEL', legacy)
+  end
+  return found
+end
+-- Name the person (the subjects hash holding their random id, and their HMAC) and a fresh random
+-- salt for this call's entries.
+local function begin(key, digest, random)
+  subject_hash, subject_digest, salt = key, digest, random
 end
 local function person(phone)
   if phone == '' then return '-', 'accord:person:-' end
   if pid == nil then
-    pid = redis.call('GET', subject_key)
+    pid = find_pid(subject_hash, subject_digest)
     if not pid then
       pid = salt
-      redis.call('SET', subject_key, pid)
+      redis.call('HSET', subject_hash, string.sub(subject_digest, SUBJECT_BUCKET + 1), pid)
     end
     person_key = 'accord:person:' .. pid
   end
@@ -42,8 +57,8 @@ local function append(lkey, hkey, at, phone, flow, flow_hash, event, move, text,
     #flow_hash, flow_hash, #kind, kind, #id_pid, id_pid, #commit, commit, #prev, prev))
   local id = redis.call('XADD', lkey, '*', 'at', at, 'flow', flow, 'flow_hash', flow_hash,
     'kind', kind, 'pid', id_pid, 'commit', commit, 'prev', prev, 'hash', entry_hash)
-  redis.call('HSET', pkey, flow .. '|' .. id, cjson.encode({phone = phone, event = event,
-    state = move, text = text, sid = sid, reply = reply, salt = entry_salt}))
+  -- A JSON list in bot/ledger.py's STORED order: no field names repeated in every entry of every number.
+  redis.call('HSET', pkey, flow .. '|' .. id, cjson.encode({phone, event, move, text, sid, reply, entry_salt}))
   if heads[hkey] == nil then touched_heads[#touched_heads + 1] = hkey end
   heads[hkey] = entry_hash
 end

@@ -1,4 +1,4 @@
--- KEYS: sid key, the person's subject key, then per candidate flow: the number's state hash, ledger, head,
+-- KEYS: sid key, the person's subjects hash, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued; then, with plan.inflight, the first flow's in-flight hash;
 -- then the cost counts of bot/lua/answers.lua.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
@@ -15,7 +15,7 @@ if message_sid ~= '' then
   local seen = redis.call('GET', KEYS[1])
   if seen then return seen end
 end
-begin(KEYS[2], ARGV[6])
+begin(KEYS[2], digest, ARGV[6])
 local open, flows = plan.open, plan.flows
 -- An objection is written before anything else is read: no record, however damaged, can keep it
 -- from holding. Written anew, it also takes back every START since (see `objects` in state.lua).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 PREFIX = "accord"
 
 
@@ -116,8 +118,23 @@ def person_key(pid: str) -> str:
     return key_for("person", pid)  # hash: "flow|entry id" -> the entry's personal fields (a JSON list: ledger.STORED)
 
 
-def out_key(message_sid: str) -> str:
-    return key_for("out", message_sid)  # flow, phone and furthest status of a sent message
+def legacy_out_key(message_sid: str) -> str:
+    return key_for("out", message_sid)  # hash of earlier versions: a sent message's flow, phone, status (35 days)
+
+
+MESSAGE_PERIOD = 35 * 86400  # a generation of sent-message records: each is found 35 to 70 days
+MESSAGE_BUCKETS = 4  # hex digits of a message id's CRC-32 naming its hash: 65,536 a generation
+
+
+def messages_key(generation: int, message_sid: str) -> str:
+    """Name the hash of a generation holding a sent message's record: its id -> "RANKstatus|error|flow".
+
+    No number in it: a status callback carries the number itself. Small hashes of short fields,
+    as states are (bot/states.py); a generation expires whole, the one before it at the latest
+    35 days after it ends.
+    """
+    bucket = f"{zlib.crc32(message_sid.encode()):08x}"[-MESSAGE_BUCKETS:]
+    return key_for("messages", str(generation), bucket)
 
 
 def costs_key(flow_id: str) -> str:

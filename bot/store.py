@@ -27,6 +27,7 @@ from redis.commands.core import Script
 from bot import ledger, machine, references, states
 from bot.flows import Flow
 from bot.keys import (
+    MESSAGE_PERIOD,
     OUTBOX_KEY,
     SUBJECT_BUCKET,
     admitted_key,
@@ -41,9 +42,10 @@ from bot.keys import (
     in_flight_key,
     key_for,
     ledger_key,
+    legacy_out_key,
     legacy_state_key,
     legacy_subject_key,
-    out_key,
+    messages_key,
     pace_key,
     parked_key,
     paused_key,
@@ -65,7 +67,6 @@ from bot.windows import REGIONS
 log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
-OUT_TTL = 35 * 86400
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
 COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
 BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
@@ -208,7 +209,7 @@ class Store:
         kind = "content" if content else "reply" if reply else "request"
         counter = "sent" if kind == "request" else f"sent:{kind}"
         self._name([flow])
-        return self._log(flow, phone, "sent", text, provider_sid, out_key(provider_sid), cost=kind,
+        return self._log(flow, phone, "sent", text, provider_sid, self._messages(provider_sid)[0], cost=kind,
                          counter=f"{counter},witness:found" if found else counter,
                          stored=references.of(flow).get(text, text), in_flight=in_flight,
                          move=f"found at the provider, taken {found}" if found else "")
@@ -310,14 +311,17 @@ class Store:
         # A message sent: one more in the day's cost counts (bot/lua/costs.lua).
         cost_field = f"{_day(flow.timezone, int(float(now) // 60))}|{cost}|{segments(text)}" if cost else ""
         return bool(self._append(keys=keys, args=[
-            now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid, OUT_TTL, _salt(),
+            now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid,
+            self._messages(sid)[2] if sid else 0, _salt(),
             counter or event, cost_field, "" if in_flight is None else f"{phone}|{in_flight}", move, digest]))
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
-        """Keep the furthest status a sent message reached; return its flow and phone."""
+        """Keep the furthest status a sent message reached; return its flow ("" if unknown) and, for a
+        message an earlier version sent, its phone (else "": the callback names the number)."""
         rank = STATUS_RANK.get(status, 0)
-        moved, flow_id, phone = self._status(keys=[out_key(provider_sid)],
-                                             args=[status, rank, error_code, OUT_TTL])
+        current, previous, ttl = self._messages(provider_sid)
+        moved, flow_id, phone = self._status(keys=[current, previous, legacy_out_key(provider_sid)],
+                                             args=[provider_sid, status, rank, error_code.replace("|", "/"), ttl])
         if moved and flow_id and rank >= STATUS_RANK["delivered"]:
             # A final status counts once per message (the script moved it there just now).
             self.redis.hincrby(funnel_key(_text(flow_id)), f"status:{status}", 1)
@@ -503,8 +507,19 @@ class Store:
         return [_text(item) for item in parked]
 
     def message_status(self, provider_sid: str) -> str | None:
-        """Return the furthest status recorded for a sent message."""
-        return _text(self.redis.hget(out_key(provider_sid), "status")) or None
+        """Return the furthest status recorded for a sent message (for 35 to 70 days)."""
+        current, previous, _ = self._messages(provider_sid)
+        record = _text(self.redis.hget(current, provider_sid) or self.redis.hget(previous, provider_sid))
+        if record:
+            return record[1:].partition("|")[0] or None
+        return _text(self.redis.hget(legacy_out_key(provider_sid), "status")) or None
+
+    def _messages(self, provider_sid: str) -> tuple[str, str, int]:
+        """Return the hashes of this generation and the previous one that may hold a sent message's
+        record, and this generation's time to live in seconds: until 35 days after it ends."""
+        generation = int(self.clock() // MESSAGE_PERIOD)
+        ttl = (generation + 2) * MESSAGE_PERIOD - int(self.clock())
+        return messages_key(generation, provider_sid), messages_key(generation - 1, provider_sid), ttl
 
     def state(self, flow: Flow, phone: str) -> str:
         """Return the number's state in a flow, with expiry evaluated (read-only)."""
@@ -586,8 +601,9 @@ class Store:
         objected = [suppression_key(owner) for owner in dict.fromkeys(owners)] if objection else []
         keys += objected
         args.append(len(objected))
-        keys += [out_key(sid) for sid in sorted(sids)]
-        report = _text(self._erase(keys=keys, args=args))
+        for sid in sorted(sids):
+            keys += [*self._messages(sid)[:2], legacy_out_key(sid)]
+        report = _text(self._erase(keys=keys, args=[*args, *sorted(sids)]))
         self._forget_pages(digest)
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}

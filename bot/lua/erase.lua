@@ -1,10 +1,11 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
 -- KEYS: the number's subjects hash, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
--- set; then the suppression hashes the objection goes to; then the provider-message keys of the number's
--- sent texts. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id.
+-- set; then the suppression hashes the objection goes to; then for each of the number's sent texts, the
+-- messages hashes of this generation and the previous one and its key of earlier versions. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id.
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
--- flow: flow id, flow hash, number of content messages; then the number of suppression hashes.
+-- flow: flow id, flow hash, number of content messages; then the number of suppression hashes; then
+-- the provider's ids of the sent texts.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 begin(KEYS[1], digest, ARGV[4])
@@ -72,7 +73,13 @@ if object then
   local write = whole and 'HSET' or 'HSETNX'
   for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call(write, KEYS[n], digest, now) end
 end
-for n = 1 + 6 * flows + objections + 1, #KEYS do redis.call('DEL', KEYS[n]) end
+local sent = 1 + 6 * flows + objections
+for n = 1, (#KEYS - sent) / 3 do
+  local sid = ARGV[8 + 3 * flows + n]
+  redis.call('HDEL', KEYS[sent + 3 * n - 2], sid)
+  redis.call('HDEL', KEYS[sent + 3 * n - 1], sid)
+  redis.call('DEL', KEYS[sent + 3 * n])
+end
 -- The person goes once nothing of theirs is left: another flow's entry still there keeps them (only
 -- a 'pid' field, which earlier versions wrote, may be left over).
 local left = pkey and redis.call('HLEN', pkey) or 0

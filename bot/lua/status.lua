@@ -1,9 +1,27 @@
--- KEYS: out key. ARGV: status, its rank, error code, ttl. Never moves a status backwards.
-local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
-local moved = 0
-if tonumber(ARGV[2]) > rank then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'error', ARGV[3])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  moved = 1
+-- Keep the furthest status a sent message reached: never move it backwards.
+-- KEYS: this generation's messages hash holding the message id, the previous generation's, and the
+-- message's own key of earlier versions (bot/keys.py legacy_out_key), until that one expires.
+-- ARGV: message id, status, its rank (bot/store.py STATUS_RANK), error code, seconds this generation's
+-- hash has left to live.
+-- A record is "RANKstatus|error|flow": the flow is '' while the sending is not logged yet (a status
+-- callback may come first). Returns {1 if moved, the flow, the number (only an earlier version's has one)}.
+local sid, status, rank, err = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local key = KEYS[1]
+local record = redis.call('HGET', key, sid)
+if not record then
+  record = redis.call('HGET', KEYS[2], sid)
+  if record then key = KEYS[2] end
 end
-return {moved, redis.call('HGET', KEYS[1], 'flow') or '', redis.call('HGET', KEYS[1], 'phone') or ''}
+if not record and redis.call('EXISTS', KEYS[3]) == 1 then
+  local moved = 0
+  if rank > tonumber(redis.call('HGET', KEYS[3], 'rank') or '0') then
+    redis.call('HSET', KEYS[3], 'status', status, 'rank', ARGV[3], 'error', err)
+    moved = 1
+  end
+  return {moved, redis.call('HGET', KEYS[3], 'flow') or '', redis.call('HGET', KEYS[3], 'phone') or ''}
+end
+local flow = record and string.match(record, '|([^|]*)$') or ''
+if record and rank <= tonumber(string.sub(record, 1, 1)) then return {0, flow, ''} end
+redis.call('HSET', key, sid, ARGV[3] .. status .. '|' .. err .. '|' .. flow)
+if key == KEYS[1] then redis.call('EXPIRE', key, ARGV[5]) end
+return {1, flow, ''}

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from redis.connection import parse_url
 
+from bot.prices import Price, PriceError, parse_setting
+
 ROOT = Path(__file__).resolve().parent.parent
 TWILIO_API = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}\Z")
@@ -21,7 +23,7 @@ OVH_SETTINGS = ("OVH_ENDPOINT", "OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET",
                 "OVH_SMS_SERVICE", "OVH_CALLBACK_SECRET", "OVH_CALLBACK_NETWORKS")
 SETTINGS = ("INSTANCE_DIR", "FLOWS_DIR", "REDIS_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL",
             "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY", "PORT", "LEDGER_KEY_FILE",
-            "SEND_CONCURRENCY", "LEDGER_ARCHIVE_DIR", *OVH_SETTINGS)  # what from_env reads
+            "SEND_CONCURRENCY", "LEDGER_ARCHIVE_DIR", "SEGMENT_PRICES", *OVH_SETTINGS)  # what from_env reads
 # Texts a worker has in flight at once: 100 texts/s against answers in 0.2 s keep 20 waiting, and
 # answers slower than that now and then need room too. More than MOST_SENDS is a typo.
 SEND_CONCURRENCY = 32
@@ -80,6 +82,7 @@ class Config:
     send_concurrency: int = SEND_CONCURRENCY  # texts one worker has in flight at once
     archive_dir: Path | None = None  # where workers archive the ledger (bot/archivist.py); None: they do not
     ovh: OvhSettings | None = None  # None: no flow sends through OVHcloud
+    prices: tuple[Price, ...] = ()  # euros per segment, per gateway and destination (bot/prices.py)
 
     @property
     def signing_key_path(self) -> Path:
@@ -146,6 +149,10 @@ class Config:
         if not 1 <= port <= 65535:
             raise ConfigError("PORT", "must be between 1 and 65535")
         sends = _count(env, "SEND_CONCURRENCY", SEND_CONCURRENCY, MOST_SENDS, "texts a worker has in flight")
+        try:
+            prices = parse_setting(env.get("SEGMENT_PRICES", ""))
+        except PriceError as error:
+            raise ConfigError("SEGMENT_PRICES", str(error)) from error
 
         return cls(
             flows_dir=flows, instance_dir=instance,
@@ -155,7 +162,7 @@ class Config:
             public_url=public_url.rstrip("/") if public_url else None, port=port,
             secret_key=secret or _local_secret(instance, "secret.key"),
             ledger_key_file=_key_file(env, "LEDGER_KEY_FILE"), send_concurrency=sends,
-            archive_dir=_archive_dir(env, instance), ovh=ovh,
+            archive_dir=_archive_dir(env, instance), ovh=ovh, prices=prices,
         )
 
 

@@ -9,6 +9,7 @@ import re
 import string
 import tomllib
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.notice import Notice, NoticeError
 from bot.notice import parse as parse_notice
 from bot.phones import E164
+from bot.prices import Price, PriceError, checked, price
 from bot.windows import SendingHours, Window, closes_at, sending_window
 
 LANGUAGES = frozenset({"fr", "en"})
@@ -24,7 +26,8 @@ TEXT_KEYS = ("consent_request", "confirmation", "declined", "stopped", "help", "
 REQUIRED_KEYS = ("id", "controller_id", "controller", "purpose", "source", "poll_date", "sender", "notice")
 # notice_url may be left out when PUBLIC_URL is set: the bot serves the notice itself (NOTICE_PATH).
 OPTIONAL_KEYS = ("notice_url", "language", "timezone", "expiry_days", "end_date", "retention_days", "sending_hours",
-                 "sending_days", "texts", "gateway")
+                 "sending_days", "texts", "gateway", "prices")
+PRICE_KEYS = ("gateway", "destination", "euros", "set_on")  # of each [[prices]] entry (bot/prices.py)
 NOTICE_PATH = "/notice/"
 # The providers a flow may name; without one, it sends through the one the settings configure.
 GATEWAYS = ("twilio", "ovh")
@@ -91,6 +94,7 @@ class Flow:
     canonical: str = ""  # the flow's data as its content_hash hashes it (a proof bundle carries it)
     retention_days: int = MAX_RETENTION_DAYS  # kept at most this long after the last contact (rights.due)
     gateway: str = ""  # one of GATEWAYS, or "" for the settings' own provider
+    prices: tuple[Price, ...] = ()  # euros per segment, overriding the settings' for what they name
 
     @property
     def expiry_seconds(self) -> int:
@@ -166,7 +170,7 @@ def load_flow(path: Path | str, public_url: str | None = None) -> Flow:
             raw = file.read(MAX_FILE + 1)
         if len(raw) > MAX_FILE:
             raise FlowError(path, "(file)", f"is larger than {MAX_FILE // 1000} kB: a flow is a page of text")
-        data = tomllib.loads(raw.decode("utf-8-sig"))
+        data = tomllib.loads(raw.decode("utf-8-sig"), parse_float=Decimal)  # a price of 0.045 stays exact
     # tomllib lets through ValueError for an integer of over 4,300 digits, RecursionError for deep nesting
     except (OSError, ValueError, RecursionError) as error:
         raise FlowError(path, "(file)", f"cannot be read as UTF-8 TOML: {str(error)[:200]}") from error
@@ -226,13 +230,42 @@ def parse_flow(data: dict, path: Path | str, public_url: str | None = None) -> F
     except NoticeError as error:
         raise FlowError(path, error.key, error.problem) from error
     texts = _texts(data.get("texts"), fields, path)
-    canonical = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    prices = _prices(data.get("prices", []), path)
+    # Prices are accounting, not what voters are told: changing one makes no new version of the flow.
+    canonical = json.dumps({key: value for key, value in data.items() if key != "prices"}, sort_keys=True,
+                           default=str, ensure_ascii=False)
     return Flow(
         **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
         content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), notice=notice,
-        canonical=canonical, retention_days=retention_days, gateway=gateway,
+        canonical=canonical, retention_days=retention_days, gateway=gateway, prices=prices,
     )
+
+
+def _prices(section: object, path: Path | str) -> tuple[Price, ...]:
+    """Read the `[[prices]]` entries: gateway, destination, euros per segment and the day it was set."""
+    if not isinstance(section, list):
+        raise FlowError(path, "prices", "must be [[prices]] entries, each with " + ", ".join(PRICE_KEYS))
+    found = []
+    for n, entry in enumerate(section):
+        key = f"prices[{n}]"
+        if not isinstance(entry, dict):
+            raise FlowError(path, key, "must be a table with " + ", ".join(PRICE_KEYS))
+        unknown = sorted(set(entry) - set(PRICE_KEYS))
+        if unknown:
+            raise FlowError(path, f"{key}.{unknown[0]}"[:80], f"unknown key; use {', '.join(PRICE_KEYS)}")
+        missing = [name for name in PRICE_KEYS if name not in entry]
+        if missing:
+            raise FlowError(path, f"{key}.{missing[0]}", "missing" + (": the day this price was set, like "
+                                                                      "2026-10-15" if missing[0] == "set_on" else ""))
+        try:
+            found.append(price(*(entry[name] for name in PRICE_KEYS), key=key))
+        except PriceError as error:
+            raise FlowError(path, error.key, error.problem) from error
+    try:
+        return checked(found)
+    except PriceError as error:
+        raise FlowError(path, "prices", str(error)) from error
 
 
 def _text(data: dict, key: str, path: Path | str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -250,3 +252,29 @@ def test_a_malformed_ovh_setting_is_named(tmp_path: Path, name: str, value: str)
 def test_ovh_without_its_secrets_is_refused_as_twilio_is(tmp_path: Path, name: str) -> None:
     environ = {key: value for key, value in OVH.items() if key != name}
     assert "required with a provider" in str(refusal(tmp_path, **environ))
+
+
+def test_segment_prices_are_read_exactly_with_the_day_each_was_set(tmp_path: Path) -> None:
+    config = settings(tmp_path, SEGMENT_PRICES="twilio fr-mobile 0.0798 2026-11-01; ovh fr-mobile 0,045 2026-10-15;"
+                                               " twilio fr-mobile 0.0815 2027-01-01")
+    assert [(price.gateway, price.euros, price.set_on) for price in config.prices] == [
+        ("ovh", Decimal("0.045"), dt.date(2026, 10, 15)),
+        ("twilio", Decimal("0.0798"), dt.date(2026, 11, 1)), ("twilio", Decimal("0.0815"), dt.date(2027, 1, 1))]
+    assert settings(tmp_path).prices == ()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("twilio fr-mobile 0.0798", "'twilio fr-mobile 0.0798': give the date the price was set after it"),
+    ("twilio fr-mobile -0.01 2026-11-01", "-0.01 is negative"),
+    ("twilio fr-mobile cher 2026-11-01", "'cher' is not a price in euros"),
+    ("twilio fr-mobile NaN 2026-11-01", "'NaN' is not a price in euros"),
+    ("twilio fr-mobile 0.07 hier", "'hier' is not a date like 2026-10-15"),
+    ("twilio fr-mobile 0.07 2026-02-30", "'2026-02-30' is not a date"),
+    ("sinch fr-mobile 0.07 2026-11-01", "unknown gateway 'sinch'; use one of twilio, ovh"),
+    ("outbox fr-mobile 0.07 2026-11-01", "the local outbox costs nothing"),
+    ("ovh be-mobile 0.07 2026-11-01", "unknown destination 'be-mobile'; use fr-mobile"),
+    ("ovh fr-mobile 0.07 2026-11-01; ovh fr-mobile 0.08 2026-11-01", "two prices set on 2026-11-01: 0.07 and 0.08"),
+])
+def test_a_segment_price_that_cannot_be_used_is_named(tmp_path: Path, value: str, problem: str) -> None:
+    error = refusal(tmp_path, SEGMENT_PRICES=value)
+    assert error.name == "SEGMENT_PRICES" and problem in str(error)

@@ -322,3 +322,46 @@ def test_validity_ends_when_the_voters_window_does(tmp_path: Path) -> None:
     assert (validity(flow, thursday), validity(flow, thursday, "G")) == (0, 3 * 3600)
     tuesday = dt.datetime(2027, 1, 12, 15, 0, tzinfo=guadeloupe).timestamp()  # 20:00 in Paris
     assert (validity(flow, tuesday), validity(flow, tuesday, "G")) == (0, 5 * 3600)
+
+
+PRICE = '\n[[prices]]\ngateway = "ovh"\ndestination = "fr-mobile"\neuros = 0.045\nset_on = 2026-10-15\n'
+
+
+def with_prices(directory: Path, *entries: str) -> Path:
+    """Write TEMPLATE with `[[prices]]` entries after its tables."""
+    path = write(directory)
+    path.write_text(path.read_text(encoding="utf-8") + "".join(entries), encoding="utf-8")
+    return path
+
+
+def test_a_flows_prices_are_exact_and_dated_and_make_no_new_version(tmp_path: Path) -> None:
+    plain = load_flow(write(tmp_path, name="plain.toml"))
+    flow = load_flow(with_prices(tmp_path, PRICE, PRICE.replace("0.045", '"0,05"').replace("10-15", "12-01")))
+    assert [(price.gateway, price.destination, str(price.euros), price.set_on) for price in flow.prices] == [
+        ("ovh", "fr-mobile", "0.045", dt.date(2026, 10, 15)), ("ovh", "fr-mobile", "0.05", dt.date(2026, 12, 1))]
+    assert flow.content_hash == plain.content_hash  # accounting, not what voters are told
+
+
+@pytest.mark.parametrize(("old", "new", "key", "problem"), [
+    ("set_on = 2026-10-15\n", "", "prices[0].set_on", "missing: the day this price was set"),
+    ("set_on = 2026-10-15", 'set_on = ""', "prices[0]", "the price 0.045 has no date"),
+    ("euros = 0.045", "euros = -0.045", "prices[0]", "-0.045 is negative"),
+    ("euros = 0.045", 'euros = "gratuit"', "prices[0]", "'gratuit' is not a price in euros"),
+    ("euros = 0.045", "euros = true", "prices[0]", "'True' is not a price in euros"),
+    ("euros = 0.045", "euros = nan", "prices[0]", "'NaN' is not a price in euros"),
+    ('"ovh"', '"sinch"', "prices[0]", "unknown gateway 'sinch'"),
+    ('"fr-mobile"', '"fr-landline"', "prices[0]", "unknown destination 'fr-landline'; use fr-mobile"),
+    ("set_on = 2026-10-15", 'set_on = "bientot"', "prices[0]", "'bientot' is not a date"),
+    ("set_on = 2026-10-15", "set_on = 2026-10-15T10:00:00", "prices[0]", "is not a date like 2026-10-15"),
+    ("euros = 0.045", "euros = 0.045\ncurrency = \"EUR\"", "prices[0].currency", "unknown key"),
+])
+def test_a_price_in_a_flow_that_cannot_be_used_is_named(tmp_path: Path, old: str, new: str, key: str,
+                                                        problem: str) -> None:
+    error = refusal(with_prices(tmp_path, PRICE.replace(old, new)))
+    assert error.key == key and problem in error.problem
+
+
+def test_prices_that_are_not_a_list_of_tables_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8") + "\n[prices]\novh = 0.045\n", encoding="utf-8")
+    assert refusal(path).key == "prices"

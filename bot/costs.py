@@ -8,6 +8,10 @@ which neither the retention purge nor an erasure touches, so the accounts due af
 an earlier version) are read from the ledger, a page at a time: consent requests and content from
 "sent" entries, and each text of an answer's "reply". Entries archived off Redis are counted when
 their archive files are read along (their personal fields stayed in Redis).
+
+Euros come from the prices per segment of the gateway the flow sends through (bot/prices.py), each
+day at the price set on or before it. The counts hold no number, so every message is priced as
+sent to a French mobile: rounds ask French mobiles only.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from bot import Accord, ledger, references
 from bot.flows import Flow
 from bot.keys import costs_key
 from bot.ledger import entry_order
+from bot.prices import DESTINATION, Price, Tariff, cents, tariff
 from bot.segments import segments
 
-COLUMNS = ("day", "messages", "segments", "unit_price", "total_eur", "requests", "content", "replies")
+COLUMNS = ("day", "messages", "segments", "unit_price", "price_set_on", "total_eur", "requests", "content",
+           "replies")
 KINDS = ("request", "content", "reply")  # as the day counts name them (bot/lua/costs.lua)
 
 
@@ -122,21 +128,103 @@ def parse_price(text: str) -> Decimal:
     return price
 
 
-def write_csv(report: CostReport, out: IO[str], unit_price: Decimal) -> None:
-    """Write one row per day with outbound messages, a TOTAL row, then notes on where the counts come from."""
+def tariff_of(accord: Accord, flow: Flow) -> Tariff:
+    """Return what a segment of `flow` costs: its gateway's prices, the flow's own before the settings'."""
+    return tariff(accord.provider_of(flow), accord.config.prices, flow.prices)
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What the messages counted cost in euros (None: no price is set), and at which prices."""
+
+    messages: int
+    segments: int
+    euros: Decimal | None
+    prices: tuple[Price, ...]  # the prices the days were billed at, oldest first
+    early: int  # segments sent before the first price was set, billed at it
+
+
+def spent(report: CostReport, prices: Tariff) -> Spent:
+    """Price every day's segments at the price set on or before that day."""
+    messages = sum(day.messages for day in report.days.values())
+    total = sum(day.segments for day in report.days.values())
+    if not prices.known:
+        return Spent(messages, total, None, (), 0)
+    euros, used, early = Decimal(0), [], 0
+    for day, row in sorted(report.days.items()):
+        price = prices.on(day)
+        assert price is not None  # a known tariff prices every day
+        euros += row.segments * price.euros
+        early += row.segments if prices.before(day) else 0
+        if price not in used:
+            used.append(price)
+    return Spent(messages, total, euros, tuple(used), early)
+
+
+@dataclass(frozen=True)
+class TextCost:
+    """What one text costs a voter's number: its segments at the latest price."""
+
+    key: str
+    segments: int
+    euros: Decimal | None
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What the console shows of a flow's euros: each text, a thousand numbers asked, and spent so far."""
+
+    gateway: str
+    price: Price | None  # the latest set; None: no price is set
+    source: str
+    texts: tuple[TextCost, ...]
+    per_thousand: Decimal | None  # asking 1,000 numbers (the consent request's segments)
+    spent: Spent
+
+
+def priced(accord: Accord, flow: Flow, rows: Iterable[tuple[str, int]]) -> Priced:
+    """Price `rows` (each text's key and segments, the first the consent request) and what the flow spent."""
+    prices = tariff_of(accord, flow)
+    price = prices.current
+    texts = tuple(TextCost(key, parts, None if price is None else parts * price.euros) for key, parts in rows)
+    per_thousand = None if price is None or not texts else texts[0].segments * 1000 * price.euros
+    return Priced(prices.gateway, price, prices.source, texts, per_thousand, spent(costs(accord, flow), prices))
+
+
+def rest_of_round(flow: Flow, funnel: dict[str, int], prices: Tariff) -> tuple[int, Decimal | None]:
+    """Return how many queued numbers are not asked yet, and the most asking them would cost.
+
+    Queued less sent is an upper bound: an objection, an erasure or a refused send before a
+    number's turn means one text fewer. None: no price is set.
+    """
+    left = max(0, funnel.get("import:queued", 0) - funnel.get("sent", 0))
+    price = prices.current
+    return left, None if price is None else left * segments(flow.texts.consent_request) * price.euros
+
+
+def write_csv(report: CostReport, out: IO[str], prices: Tariff) -> None:
+    """Write one row per day with outbound messages, a TOTAL row, then notes on where the counts and prices come from.
+
+    Each day is priced at the price set on or before it; without any price the euro columns stay empty.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     total = Day()
     for day in sorted(report.days):
         row = report.days[day]
-        writer.writerow([day.isoformat(), row.messages, row.segments, unit_price, row.segments * unit_price,
+        price = prices.on(day)
+        writer.writerow([day.isoformat(), row.messages, row.segments, *_price_columns(price, row.segments),
                          *(row.kinds.get(kind, 0) for kind in KINDS)])
         total.messages += row.messages
         total.segments += row.segments
         for kind, count in row.kinds.items():
             total.kinds[kind] = total.kinds.get(kind, 0) + count
-    writer.writerow(["TOTAL", total.messages, total.segments, unit_price, total.segments * unit_price,
+    bill = spent(report, prices)
+    single = bill.prices[0] if len(bill.prices) == 1 else None if bill.prices else prices.current
+    writer.writerow(["TOTAL", total.messages, total.segments, single.euros if single else "",
+                     _set_on(single), "" if bill.euros is None else bill.euros,
                      *(total.kinds.get(kind, 0) for kind in KINDS)])
+    _price_notes(out, prices, bill)
     if report.counted:
         out.write("# counted as each message was sent, in day counts that hold no number: the retention purge "
                   "and erasures leave them whole\n")
@@ -146,6 +234,35 @@ def write_csv(report: CostReport, out: IO[str], unit_price: Decimal) -> None:
         out.write(f"# {report.estimated} message(s) erased since: segments estimated from the consent request\n")
     if report.unknown_replies:
         out.write(f"# {report.unknown_replies} answer(s) erased since: their TwiML replies are not counted\n")
+
+
+def _price_columns(price: Price | None, parts: int) -> list[object]:
+    if price is None:
+        return ["", "", ""]
+    return [price.euros, _set_on(price), parts * price.euros]
+
+
+def _set_on(price: Price | None) -> str:
+    return price.set_on.isoformat() if price is not None and price.set_on is not None else ""
+
+
+def _price_notes(out: IO[str], prices: Tariff, bill: Spent) -> None:
+    """Say which prices the euros come from, or why there are none."""
+    if not prices.known:
+        out.write(f"# no price per segment is set for {prices.gateway} {prices.destination}: set SEGMENT_PRICES or "
+                  "the flow's [[prices]], or give --unit-price; the euro columns are left empty\n")
+        return
+    for price in bill.prices or (prices.current,):
+        out.write(f"# priced at {price.describe()} ({prices.source})\n")
+    if bill.early:
+        first = prices.prices[0]
+        out.write(f"# {bill.early} segment(s) sent before {_set_on(first)}, when the first price was set, "
+                  f"are priced at it\n")
+    if bill.euros is not None:
+        out.write(f"# total: {cents(bill.euros)} EUR\n")
+    if prices.gateway not in ("outbox", "--unit-price"):
+        out.write(f"# every message is priced as sent to {DESTINATION} (French mobiles): the day counts hold no "
+                  "number, and rounds ask French mobiles only\n")
 
 
 def _joined(redis: Redis, flow_id: str, stream: Iterable[tuple[bytes, dict[bytes, bytes]]]

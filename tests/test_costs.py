@@ -65,10 +65,10 @@ def two_days(accord: Accord, sms: SMS, clock: Clock) -> None:
 
 def test_costs_are_counted_per_day_in_the_flows_timezone_with_totals(accord, two_days):
     assert rows(run(accord, "report", "costs", "demo", "--unit-price", "0.05")) == [
-        ["day", "messages", "segments", "unit_price", "total_eur", "requests", "content", "replies"],
-        ["2026-12-01", "5", "9", "0.05", "0.45", "3", "1", "1"],
-        ["2026-12-02", "2", "3", "0.05", "0.15", "0", "0", "2"],
-        ["TOTAL", "7", "12", "0.05", "0.60", "3", "1", "3"],
+        ["day", "messages", "segments", "unit_price", "price_set_on", "total_eur", "requests", "content", "replies"],
+        ["2026-12-01", "5", "9", "0.05", "", "0.45", "3", "1", "1"],
+        ["2026-12-02", "2", "3", "0.05", "", "0.15", "0", "0", "2"],
+        ["TOTAL", "7", "12", "0.05", "", "0.60", "3", "1", "3"],
     ]
 
 
@@ -77,10 +77,10 @@ def test_the_report_says_its_counts_were_kept_as_each_message_was_sent(accord, t
         accord, "report", "costs", "demo").stdout
 
 
-def test_without_a_unit_price_totals_are_zero_and_a_note_says_so(accord, two_days):
+def test_the_local_outbox_costs_nothing_and_the_report_says_so(accord, two_days):
     result = run(accord, "report", "costs", "demo")
-    assert rows(result)[-1] == ["TOTAL", "7", "12", "0", "0", "3", "1", "3"]
-    assert "No --unit-price given" in result.stderr and "No --unit-price" not in result.stdout
+    assert rows(result)[-1] == ["TOTAL", "7", "12", "0", "", "0", "3", "1", "3"]
+    assert "# priced at outbox: free (the local outbox sends nothing out) (the local outbox)" in result.stdout
 
 
 def test_content_sent_through_the_gateway_counts_too(accord, two_days, clock):
@@ -88,7 +88,7 @@ def test_content_sent_through_the_gateway_counts_too(accord, two_days, clock):
     clock.set(dt.datetime(2026, 12, 2, 10, 0, tzinfo=PARIS))
     assert accord.store.release(flow, B, 1) == "ok"
     accord.store.record_sent(flow, B, "SM" + "c" * 32, flow.texts.content[0], content=True)
-    assert rows(run(accord, "report", "costs", "demo"))[2] == ["2026-12-02", "3", "4", "0", "0", "0", "1", "2"]
+    assert rows(run(accord, "report", "costs", "demo"))[2] == ["2026-12-02", "3", "4", "0", "", "0", "0", "1", "2"]
 
 
 def test_erased_messages_are_still_counted_exactly(accord, sms, clock):
@@ -97,8 +97,8 @@ def test_erased_messages_are_still_counted_exactly(accord, sms, clock):
     sms.send(A, "oui")  # confirmation (UCS-2, 2 segments) + content (1)
     accord.store.erase(list(accord.flows.values()), A, whole=True, objection=True)
     result = run(accord, "report", "costs", "demo")
-    assert rows(result)[1:3] == [["2026-12-01", "4", "7", "0", "0", "2", "1", "1"],
-                                 ["TOTAL", "4", "7", "0", "0", "2", "1", "1"]]
+    assert rows(result)[1:3] == [["2026-12-01", "4", "7", "0", "", "0", "2", "1", "1"],
+                                 ["TOTAL", "4", "7", "0", "", "0", "2", "1", "1"]]
     assert "erased since" not in result.stdout
 
 
@@ -109,8 +109,8 @@ def test_erased_messages_logged_before_the_day_counts_are_estimated_and_said_so(
     accord.store.redis.delete(costs_key("demo"))  # as a version without the day counts left the flow
     accord.store.erase(list(accord.flows.values()), A, whole=True, objection=True)
     result = run(accord, "report", "costs", "demo")
-    assert rows(result)[1:3] == [["2026-12-01", "2", "4", "0", "0", "2", "0", "0"],
-                                 ["TOTAL", "2", "4", "0", "0", "2", "0", "0"]]
+    assert rows(result)[1:3] == [["2026-12-01", "2", "4", "0", "", "0", "2", "0", "0"],
+                                 ["TOTAL", "2", "4", "0", "", "0", "2", "0", "0"]]
     assert "# 2 message(s) logged before the day counts began: read from the ledger" in result.stdout
     assert "# 1 message(s) erased since: segments estimated from the consent request" in result.stdout
     assert "# 1 answer(s) erased since: their TwiML replies are not counted" in result.stdout
@@ -118,8 +118,8 @@ def test_erased_messages_logged_before_the_day_counts_are_estimated_and_said_so(
 
 def test_a_flow_that_sent_nothing_reports_a_zero_total(accord):
     assert rows(run(accord, "report", "costs", "demo", "--unit-price", "0,05")) == [
-        ["day", "messages", "segments", "unit_price", "total_eur", "requests", "content", "replies"],
-        ["TOTAL", "0", "0", "0.05", "0.00", "0", "0", "0"]]
+        ["day", "messages", "segments", "unit_price", "price_set_on", "total_eur", "requests", "content", "replies"],
+        ["TOTAL", "0", "0", "0.05", "", "0", "0", "0", "0"]]
 
 
 @pytest.mark.parametrize("price", ["abc", "-1", "NaN"])

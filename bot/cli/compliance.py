@@ -15,10 +15,11 @@ import click
 from bot import archive, audit, bundle, checkpoints, ledger, lint, proof, rights, rights_requests
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
-from bot.costs import costs, parse_price, write_csv
+from bot.costs import costs, parse_price, tariff_of, write_csv
 from bot.files import create_private
 from bot.flows import FlowError, flow_paths, load_flow
 from bot.gateways import SendError
+from bot.prices import override
 from bot.reconcile import ReconcileError, parse_since, reconcile
 
 
@@ -403,27 +404,29 @@ def report() -> None:
 
 @report.command("costs")
 @click.argument("flow_id", metavar="FLOW")
-@click.option("--unit-price", help="Price of one segment, in euros [default: 0].")
+@click.option("--unit-price", help="Price of one segment, in euros, for every day, instead of the prices set "
+                                   "(SEGMENT_PRICES, the flow's [[prices]]).")
 @_archive_option("the messages among the entries archived off Redis are counted too")
 @click.pass_obj
 def report_costs(obj: Services, flow_id: str, unit_price: str | None, paths: tuple[Path, ...]) -> None:
-    """Print FLOW's outbound messages and segments per day (its timezone) as CSV, with totals (E.18)."""
+    """Print FLOW's outbound messages, segments and euros per day (its timezone) as CSV, with totals (E.18)."""
 
     flow = obj.flow(flow_id)
     paths = _or_kept(obj, flow.id, paths)
     try:
-        price = parse_price(unit_price or "0")
+        prices = tariff_of(obj.accord, flow) if unit_price is None else override(parse_price(unit_price))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--unit-price") from error
-    if unit_price is None:
-        click.echo("No --unit-price given: totals are 0 EUR.", err=True)
+    if not prices.known:
+        click.echo(f"No price per segment is set for {prices.gateway} {prices.destination} (SEGMENT_PRICES, the "
+                   "flow's [[prices]]) and no --unit-price given: the euro columns are left empty.", err=True)
     try:
         archived = archive.recorded_entries(obj.accord.store.redis, flow.id, paths) if paths else ()
         report = costs(obj.accord, flow, archived)
     except archive.ArchiveError as error:
         raise click.ClickException(str(error)) from error
     _say_unrecorded(obj, flow_id, paths, err=True)
-    write_csv(report, sys.stdout, price)
+    write_csv(report, sys.stdout, prices)
     if not paths and (report.from_ledger or not report.counted):  # the day counts hold the rest
         _say_archived(obj, flow_id, "the messages among them logged before the day counts began are not counted "
                                     "here")

@@ -11,7 +11,9 @@ import click
 from bot import use, witness
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
+from bot.costs import costs, rest_of_round, spent, tariff_of
 from bot.flows import Flow
+from bot.prices import cents
 from bot.replies import normalize
 from bot.rounds import POSTCODE_NOT_READ, SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
@@ -132,8 +134,22 @@ def round_status(obj: Services, flow_id: str) -> None:
     sent = funnel.get("sent", 0)
     click.echo(f"{'segments (estimate)':>28}: {sent * requests} for {sent} messages "
                f"({requests} per consent request; {'GSM-7' if is_gsm7(flow.texts.consent_request) else 'UCS-2'})")
+    click.echo(f"{'euros':>28}: {euros_line(obj, flow, funnel)}")
     click.echo(f"{'paused':>28}: {'yes' if store.is_paused(flow) else 'no'}")
     click.echo(window_line(flow, store.clock()))
+
+
+def euros_line(obj: Services, flow: Flow, funnel: dict[str, int]) -> str:
+    """Say what FLOW spent so far, and the most asking the rest of its round would cost, at the prices set."""
+    prices = tariff_of(obj.accord, flow)
+    if not prices.known:
+        return (f"no price per segment set for {prices.gateway} {prices.destination} "
+                "(SEGMENT_PRICES or the flow's [[prices]])")
+    bill = spent(costs(obj.accord, flow), prices)
+    left, rest = rest_of_round(flow, funnel, prices)
+    assert bill.euros is not None and rest is not None and prices.current is not None  # a price is set
+    return (f"{cents(bill.euros)} EUR spent so far ({bill.segments} segments); asking the {left} queued number(s) "
+            f"not sent yet: at most {cents(rest)} EUR more (price: {prices.current.describe()})")
 
 
 @round_group.command("pause")

@@ -22,7 +22,7 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from bot import Accord, audit, lint
+from bot import Accord, audit, costs, lint
 from bot.flows import Flow
 from bot.keys import LIMITS_KEY
 from bot.operators import ADMIN, MAX_FAILURES, Operators
@@ -216,6 +216,7 @@ def flow_page(flow_id: str) -> str:
         hourly=charts.hourly(dashboard.answers_by_hour(funnel, now), flow.timezone),
         window=dashboard.window_view(flow, now), paused=store.is_paused(flow), report=report,
         round_cost=imported * report.rows[0].segments if report.rows else 0,
+        costs=costs.priced(accord, flow, [(row.key, row.segments) for row in report.rows]),
         ledger=dashboard.ledger_rows(store.recent(flow.id, LEDGER_ROWS), flow.timezone), now=now)
 
 

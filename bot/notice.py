@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from babel.numbers import format_currency
+
 EMAIL = re.compile(r"[^@\s<>\"'()]+@[^@\s<>\"'()]+\.[A-Za-z]{2,}")
 WEB = re.compile(r"https?://[^\s<>\"']+\.[^\s<>\"']+")
 MAX_FIELD = 500  # characters: a notice field is a line or two, never a document
@@ -126,13 +128,12 @@ def imports(origins: Iterable[Mapping[str, object]]) -> list[Import]:
     return shown
 
 
-def amount(segments: int, unit_price: Decimal | None) -> Decimal | None:
-    """Return what `segments` cost at `unit_price` euros each, or None when no price is known.
-
-    The notice never shows a figure it cannot back: without the provider's price the amount is
-    stated as not available, never guessed.
-    """
-    return None if unit_price is None else (segments * unit_price).quantize(Decimal("0.01"))
+def euros(amount: Decimal, language: str, *, unit: bool = False) -> str:
+    """Write an amount as the page's readers do: "55,53 €", "€55.53"; a `unit` price keeps its fraction of a cent."""
+    if unit:
+        pattern = "#,##0.00##\u00a0¤" if language == "fr" else "¤#,##0.00##"
+        return format_currency(amount, "EUR", format=pattern, locale=language, currency_digits=False)
+    return format_currency(amount, "EUR", locale=language)
 
 
 def period_end(end_date: dt.date | None, poll_dates: tuple[dt.date, ...]) -> dt.date:

@@ -17,6 +17,7 @@ from bot import Accord, create_app, notice, use
 from bot.config import Config
 from bot.flows import FlowError, load_flow, load_flows
 from bot.gateways.twilio import TwilioGateway
+from bot.prices import parse_setting
 from bot.rounds import Origin, start_round
 from bot.segments import segments
 from bot.sending import queue_for
@@ -221,13 +222,13 @@ def test_the_provider_a_flow_sends_through_is_the_processor_and_the_transfer(
     assert "Aucun : vos données restent dans l'Union européenne." in local
 
 
-def test_the_page_lists_the_imports_and_counts_what_was_sent_without_inventing_an_amount(
+def test_the_page_lists_the_imports_and_counts_what_was_sent_at_the_local_outboxs_nothing(
         client, accord: Accord, clock: Clock, tmp_path: Path) -> None:
     from rq import SimpleWorker
 
     flow = accord.flows["demo"]
     before = text_of(client.get("/notice/demo").get_data(as_text=True))
-    assert "Aucun numéro n'a encore été importé" in before and "0 SMS envoyés" in before
+    assert "Aucun numéro n'a encore été importé" in before and "0,00 €, pour 0 SMS" in before
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("telephone\n06 12 34 00 01\n07 12 34 00 02\n", encoding="utf-8")
     origin = Origin(source_type="broker", broker="DataVote", contract="DV-2026-117", operator="camille",
@@ -243,15 +244,65 @@ def test_the_page_lists_the_imports_and_counts_what_was_sent_without_inventing_a
     assert ("Import du 30 novembre 2026 : location ou achat auprès d'un courtier en données, DataVote, "
             "contrat DV-2026-117") in page
     assert "camille" not in page and "liste-secrete" not in page  # who imported, and the file, stay internal
-    assert "Non disponible : le prix unitaire du prestataire n'est pas renseigné" in page
     parts = 2 * segments(flow.texts.consent_request)
-    assert f"2 SMS envoyés ({parts} segments facturés) au 1er décembre 2026" in page
-    assert "€" not in page
+    assert f"0,00 €, pour 2 SMS ({parts} segments facturés), au 1er décembre 2026" in page
+    assert "multipliés par le prix unitaire du prestataire : aucun, les SMS ne sortant pas du service." in page
 
 
-def test_an_amount_is_segments_times_a_known_price_and_none_without_one() -> None:
-    assert notice.amount(1234, Decimal("0.045")) == Decimal("55.53")
-    assert notice.amount(1234, None) is None
+def priced_app(config: Config, clock: Clock, tmp_path: Path, prices: str = "", flow_prices: str = "") -> Flask:
+    """The essai flow sending through Twilio (never called), with SEGMENT_PRICES and its own [[prices]]."""
+    write(tmp_path, "sending_days", 'gateway = "twilio"\nsending_days', name="essai.toml")
+    if flow_prices:
+        path = tmp_path / "essai.toml"
+        path.write_text(path.read_text(encoding="utf-8") + flow_prices, encoding="utf-8")
+    twilio_gateway = TwilioGateway("AC" + "0" * 32, TOKEN, api_url="http://127.0.0.1:9")
+    return create_app(dataclasses.replace(config, flows_dir=tmp_path, prices=parse_setting(prices)),
+                      gateways={"twilio": twilio_gateway}, clock=clock)
+
+
+def sent(app: Flask, *phones: str) -> None:
+    """Log a consent request the provider took to each of `phones` (2 segments each)."""
+    accord: Accord = app.extensions["accord"]
+    flow = accord.flows["essai"]
+    for phone in phones:
+        assert accord.store.claim(flow, phone, window_open=True).dest == "asked"
+        accord.store.record_sent(flow, phone, "SM" + phone[-8:] * 4, flow.texts.consent_request)
+
+
+def test_the_amount_spent_is_the_segments_at_the_price_set_with_its_date(
+        config: Config, clock: Clock, redis_client, tmp_path: Path) -> None:
+    app = priced_app(config, clock, tmp_path, "twilio fr-mobile 0.0798 2026-11-01; ovh fr-mobile 0.045 2026-10-15")
+    parts = segments(app.extensions["accord"].flows["essai"].texts.consent_request)
+    sent(app, "+33612980001", "+33612980002", "+33612980003")
+    page = text_of(app.test_client().get("/notice/essai").get_data(as_text=True))
+    amount = f"{Decimal('0.0798') * 3 * parts:.2f}".replace(".", ",")
+    assert f"{amount} €, pour 3 SMS ({3 * parts} segments facturés), au 1er décembre 2026" in page
+    assert "prix unitaire du prestataire : 0,0798 € par segment, tarif du 1er novembre 2026." in page
+    english = text_of(app.test_client().get("/notice/essai?lang=en").get_data(as_text=True))
+    assert f"€{amount.replace(',', '.')}, for 3 texts" in english and "€0.0798 a segment" in english
+
+
+def test_the_flows_own_price_comes_before_the_settings(config: Config, clock: Clock, redis_client,
+                                                       tmp_path: Path) -> None:
+    own = '\n[[prices]]\ngateway = "twilio"\ndestination = "fr-mobile"\neuros = 0.05\nset_on = 2026-11-20\n'
+    app = priced_app(config, clock, tmp_path, "twilio fr-mobile 0.0798 2026-11-01", own)
+    page = text_of(app.test_client().get("/notice/essai").get_data(as_text=True))
+    assert "0,00 €, pour 0 SMS" in page and "0,05 € par segment, tarif du 20 novembre 2026" in page
+
+
+def test_without_a_price_for_the_provider_the_amount_is_not_available(config: Config, clock: Clock, redis_client,
+                                                                      tmp_path: Path) -> None:
+    app = priced_app(config, clock, tmp_path, "ovh fr-mobile 0.045 2026-10-15")  # none for Twilio
+    sent(app, "+33612980001")
+    page = text_of(app.test_client().get("/notice/essai").get_data(as_text=True))
+    assert "Non disponible : le prix unitaire du prestataire n'est pas renseigné" in page
+    assert "1 SMS envoyés" in page and "€" not in page
+
+
+def test_an_amount_is_written_as_its_readers_write_it() -> None:
+    assert notice.euros(Decimal("1234.5"), "fr") == "1\u202f234,50\u00a0€"
+    assert notice.euros(Decimal("1234.5"), "en") == "€1,234.50"
+    assert notice.euros(Decimal("0.0798"), "fr", unit=True) == "0,0798\u00a0€"
 
 
 def test_imports_are_shown_once_each_and_a_bad_time_keeps_its_broker() -> None:

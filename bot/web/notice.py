@@ -18,8 +18,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.wrappers import Response
 
 from bot import Accord, notice, proof
-from bot.costs import costs
+from bot.costs import costs, spent, tariff_of
 from bot.flows import LANGUAGES, Flow
+from bot.prices import Price, cents
 from bot.rights import RETENTION_DAYS
 from bot.web.dashboard import count
 
@@ -37,7 +38,8 @@ class Recorded:
     imports: list[notice.Import] | None
     messages: int | None
     segments: int | None
-    amount: Decimal | None
+    amount: Decimal | None  # None: no price is set, or Redis could not be read
+    prices: tuple[Price, ...] = ()  # the prices per segment the amount was worked out at
 
 
 def _accord() -> Accord:
@@ -60,6 +62,7 @@ def page(flow_id: str) -> Response:
         period_end=notice.period_end(flow.end_date, flow.poll_dates), source_types=notice.SOURCE_TYPES[language],
         today=dt.datetime.fromtimestamp(accord.store.clock(), flow.timezone).date(),
         long_date=partial(notice.long_date, language=language), contact_link=notice.contact_link, number=count,
+        euros=partial(notice.euros, language=language),
     )
     response = Response(body, mimetype="text/html")
     response.headers["Content-Language"] = language
@@ -83,16 +86,17 @@ def _figures(accord: Accord, flow: Flow) -> Recorded:
     return recorded
 
 
-def _recorded(accord: Accord, flow: Flow, unit_price: Decimal | None = None) -> Recorded:
-    """Read the imports and the messages sent so far.
+def _recorded(accord: Accord, flow: Flow) -> Recorded:
+    """Read the imports, the messages sent so far and what they cost.
 
-    No unit price is configured anywhere yet, so the amount stays unavailable rather than guessed.
+    Without a price per segment set for the flow's provider the amount stays unavailable, never guessed.
     """
     try:
         imports = notice.imports(origin for _, origin in proof.import_origins(accord, flow))
         report = costs(accord, flow)
     except (RedisConnectionError, RedisTimeoutError):  # the rest of the notice still holds
         return Recorded(None, None, None, None)
-    segments = sum(day.segments for day in report.days.values())
-    messages = sum(day.messages for day in report.days.values())
-    return Recorded(imports, messages, segments, notice.amount(segments, unit_price))
+    prices = tariff_of(accord, flow)
+    bill = spent(report, prices)
+    return Recorded(imports, bill.messages, bill.segments, None if bill.euros is None else cents(bill.euros),
+                    bill.prices or prices.prices[-1:])

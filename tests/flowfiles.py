@@ -27,3 +27,12 @@ stopped = "Opposition enregistree. {{controller}}"
 help = "{{controller}}. Source : {{source}}. {{notice_url}}. STOP pour refuser."
 clarification = "Repondez OUI ou STOP. {{controller}}"
 """
+
+# A flow's own price per segment (bot/prices.py), appended after the flow's tables.
+PRICES = """
+[[prices]]
+gateway = "twilio"
+destination = "fr-mobile"
+euros = 0.1
+set_on = 2026-11-01
+"""

@@ -23,6 +23,7 @@ from bot.prices import parse_setting
 from bot.segments import segments
 from bot.sending import queue_for
 from tests.conftest import PARIS, ROOT, Clock
+from tests.flowfiles import PRICES as FLOW_PRICES
 from tests.test_console import PASSWORD, Console
 from tests.twilio_server import TwilioServer
 
@@ -101,8 +102,7 @@ def test_days_before_the_first_price_are_priced_at_it_and_said_so(accord, config
 
 def test_a_flows_own_prices_come_before_the_settings(accord, config, two_days):
     path = config.flows_dir / "demo.toml"
-    path.write_text(path.read_text(encoding="utf-8") + '\n[[prices]]\ngateway = "twilio"\ndestination = '
-                    '"fr-mobile"\neuros = 0.1\nset_on = 2026-11-01\n', encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8") + FLOW_PRICES, encoding="utf-8")
     accord = create_app(config, gateway=accord.gateway, clock=accord.store.clock).extensions["accord"]
     result = run(accord, "report", "costs", "demo")
     assert rows(result)[-1][3:6] == ["0.1", "2026-11-01", str(Decimal("0.1") * 3 * two_days)]

@@ -365,3 +365,16 @@ def test_prices_that_are_not_a_list_of_tables_are_refused(tmp_path: Path) -> Non
     path = write(tmp_path)
     path.write_text(path.read_text(encoding="utf-8") + "\n[prices]\novh = 0.045\n", encoding="utf-8")
     assert refusal(path).key == "prices"
+
+
+def test_the_shipped_example_of_a_flows_prices_loads_once_uncommented(tmp_path: Path) -> None:
+    shipped = (ROOT / "flows" / "presidentielle-2027.toml").read_text(encoding="utf-8")
+    example = "# [[prices]]\n# gateway"
+    assert example in shipped
+    lines = shipped.splitlines(keepends=True)
+    start = next(n for n, line in enumerate(lines) if line == "# [[prices]]\n")
+    for n in range(start, start + 5):
+        lines[n] = lines[n].removeprefix("# ")
+    path = tmp_path / "presidentielle-2027.toml"
+    path.write_text("".join(lines), encoding="utf-8")
+    assert [(price.gateway, str(price.euros)) for price in load_flow(path).prices] == [("ovh", "0.0650")]

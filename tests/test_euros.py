@@ -193,3 +193,13 @@ def section(page: str) -> str:
     start = page.index('<div id="euros">')
     return page[start:page.index("</div>", start)]
 
+
+
+def test_flows_check_names_a_price_that_cannot_be_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSTANCE_DIR", str(tmp_path / "instance"))
+    path = tmp_path / "demo.toml"
+    path.write_text((ROOT / "flows" / "demo.toml").read_text(encoding="utf-8")
+                    + FLOW_PRICES.replace("set_on = 2026-11-01\n", ""), encoding="utf-8")
+    result = CliRunner().invoke(main, ["flows", "check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert f"error: {path}: prices[0].set_on: missing: the day this price was set" in result.output

@@ -31,7 +31,7 @@ from bot import Accord, ledger, references
 from bot.flows import Flow
 from bot.keys import costs_key
 from bot.ledger import entry_order
-from bot.prices import DESTINATION, Price, Tariff, cents, tariff
+from bot.prices import DESTINATION, FREE, OVERRIDE, Price, Tariff, cents, tariff
 from bot.segments import segments
 
 COLUMNS = ("day", "messages", "segments", "unit_price", "price_set_on", "total_eur", "requests", "content",
@@ -252,15 +252,16 @@ def _price_notes(out: IO[str], prices: Tariff, bill: Spent) -> None:
         out.write(f"# no price per segment is set for {prices.gateway} {prices.destination}: set SEGMENT_PRICES or "
                   "the flow's [[prices]], or give --unit-price; the euro columns are left empty\n")
         return
-    for price in bill.prices or (prices.current,):
-        out.write(f"# priced at {price.describe()} ({prices.source})\n")
+    dated = prices.gateway not in (FREE, OVERRIDE)
+    for price in bill.prices or prices.prices[-1:]:
+        out.write(f"# priced at {price.describe()}{f' ({prices.source})' if dated else ''}\n")
     if bill.early:
         first = prices.prices[0]
         out.write(f"# {bill.early} segment(s) sent before {_set_on(first)}, when the first price was set, "
                   f"are priced at it\n")
     if bill.euros is not None:
         out.write(f"# total: {cents(bill.euros)} EUR\n")
-    if prices.gateway not in ("outbox", "--unit-price"):
+    if dated:
         out.write(f"# every message is priced as sent to {DESTINATION} (French mobiles): the day counts hold no "
                   "number, and rounds ask French mobiles only\n")
 

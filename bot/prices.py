@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 GATEWAYS = ("twilio", "ovh")  # the providers that bill; the local outbox costs nothing
 FREE = "outbox"
+OVERRIDE = "--unit-price"  # a price given on the command line, for every day
 # Where a text goes, as a price names it. Rounds admit French mobiles only (+33 6 and 7, bot/phones.py);
 # another destination would be named the same way, its ISO 3166 country code then "-mobile" ("be-mobile").
 DESTINATIONS = {"fr-mobile": "French mobiles, +33 6 and +33 7"}
@@ -43,9 +44,9 @@ class Price:
     def describe(self) -> str:
         """Say the price in the command line's words: "ovh fr-mobile 0.045 EUR, set on 2026-10-15"."""
         if self.gateway == FREE:
-            return f"{self.gateway}: free (the local outbox sends nothing out)"
+            return "nothing: the local outbox sends nothing out"
         if self.set_on is None:
-            return f"{self.euros} EUR ({self.gateway})"
+            return f"{self.euros} EUR, given with --unit-price"
         return f"{self.gateway} {self.destination} {self.euros} EUR, set on {self.set_on.isoformat()}"
 
 
@@ -165,7 +166,7 @@ def tariff(gateway: str, settings: Iterable[Price], flow: Iterable[Price] = (), 
 
 def override(euros: Decimal) -> Tariff:
     """Return a tariff of one price given on the command line, for every day."""
-    return Tariff("--unit-price", DESTINATION, (Price("--unit-price", DESTINATION, euros, None),), "--unit-price")
+    return Tariff(OVERRIDE, DESTINATION, (Price(OVERRIDE, DESTINATION, euros, None),), OVERRIDE)
 
 
 def cents(amount: Decimal) -> Decimal:

@@ -80,7 +80,7 @@ def test_the_report_says_its_counts_were_kept_as_each_message_was_sent(accord, t
 def test_the_local_outbox_costs_nothing_and_the_report_says_so(accord, two_days):
     result = run(accord, "report", "costs", "demo")
     assert rows(result)[-1] == ["TOTAL", "7", "12", "0", "", "0", "3", "1", "3"]
-    assert "# priced at outbox: free (the local outbox sends nothing out) (the local outbox)" in result.stdout
+    assert "# priced at nothing: the local outbox sends nothing out\n" in result.stdout
 
 
 def test_content_sent_through_the_gateway_counts_too(accord, two_days, clock):

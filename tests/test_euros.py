@@ -112,7 +112,8 @@ def test_a_flows_own_prices_come_before_the_settings(accord, config, two_days):
 def test_the_unit_price_given_on_the_command_line_overrides_the_prices_set(accord, two_days):
     result = run(accord, "report", "costs", "demo", "--unit-price", "0,10")
     assert rows(result)[-1][3:6] == ["0.10", "", str(Decimal("0.10") * 3 * two_days)]
-    assert "# priced at 0.10 EUR (--unit-price)" in result.stdout
+    assert "# priced at 0.10 EUR, given with --unit-price\n" in result.stdout
+    assert "fr-mobile" not in result.stdout
 
 
 def test_without_a_price_for_the_provider_the_euro_columns_stay_empty_and_it_is_said(accord, config, two_days):

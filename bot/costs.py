@@ -31,7 +31,7 @@ from bot import Accord, ledger, references
 from bot.flows import Flow
 from bot.keys import costs_key
 from bot.ledger import entry_order
-from bot.prices import DESTINATION, FREE, OVERRIDE, Price, Tariff, cents, tariff
+from bot.prices import DESTINATION, FREE, FROM_FLOW, OVERRIDE, Price, Tariff, cents, tariff
 from bot.segments import segments
 
 COLUMNS = ("day", "messages", "segments", "unit_price", "price_set_on", "total_eur", "requests", "content",
@@ -176,7 +176,7 @@ class Priced:
 
     gateway: str
     price: Price | None  # the latest set; None: no price is set
-    source: str
+    from_flow: bool  # set in the flow's [[prices]], not in SEGMENT_PRICES
     texts: tuple[TextCost, ...]
     per_thousand: Decimal | None  # asking 1,000 numbers (the consent request's segments)
     spent: Spent
@@ -188,7 +188,8 @@ def priced(accord: Accord, flow: Flow, rows: Iterable[tuple[str, int]]) -> Price
     price = prices.current
     texts = tuple(TextCost(key, parts, None if price is None else parts * price.euros) for key, parts in rows)
     per_thousand = None if price is None or not texts else texts[0].segments * 1000 * price.euros
-    return Priced(prices.gateway, price, prices.source, texts, per_thousand, spent(costs(accord, flow), prices))
+    return Priced(prices.gateway, price, prices.source == FROM_FLOW, texts, per_thousand,
+                  spent(costs(accord, flow), prices))
 
 
 def rest_of_round(flow: Flow, funnel: dict[str, int], prices: Tariff) -> tuple[int, Decimal | None]:

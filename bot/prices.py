@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 GATEWAYS = ("twilio", "ovh")  # the providers that bill; the local outbox costs nothing
 FREE = "outbox"
 OVERRIDE = "--unit-price"  # a price given on the command line, for every day
+FROM_FLOW, FROM_SETTINGS = "the flow's [[prices]]", "SEGMENT_PRICES"  # where a tariff's prices were set
 # Where a text goes, as a price names it. Rounds admit French mobiles only (+33 6 and 7, bot/phones.py);
 # another destination would be named the same way, its ISO 3166 country code then "-mobile" ("be-mobile").
 DESTINATIONS = {"fr-mobile": "French mobiles, +33 6 and +33 7"}
@@ -157,7 +158,7 @@ def tariff(gateway: str, settings: Iterable[Price], flow: Iterable[Price] = (), 
     """Return the prices of `gateway` to `destination`: the flow's own when it sets any, else the settings'."""
     if gateway == FREE:
         return Tariff(gateway, destination, (Price(gateway, destination, Decimal(0), None),), "the local outbox")
-    for source, name in ((flow, "the flow's [[prices]]"), (settings, "SEGMENT_PRICES")):
+    for source, name in ((flow, FROM_FLOW), (settings, FROM_SETTINGS)):
         found = tuple(each for each in source if (each.gateway, each.destination) == (gateway, destination))
         if found:
             return Tariff(gateway, destination, found, name)

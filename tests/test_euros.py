@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import io
 from decimal import Decimal
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,16 @@ def test_the_flow_page_shows_each_texts_cost_and_what_was_spent_in_euros(accord,
     english = section(console.client.get("/console/flows/demo", headers={"Accept-Language": "en"}
                                          ).get_data(as_text=True))
     assert "€0.06 per segment" in english and "Dec 2, 2026" in english
+
+
+def test_the_flow_page_says_where_its_price_was_set(accord, config):
+    path = config.flows_dir / "demo.toml"
+    assert "(in SEGMENT_PRICES)" in section(signed_in(accord).client.get("/console/flows/demo").get_data(as_text=True))
+    path.write_text(path.read_text(encoding="utf-8") + FLOW_PRICES, encoding="utf-8")
+    accord = create_app(config, gateway=accord.gateway, clock=accord.store.clock).extensions["accord"]
+    Operators(accord.store.redis).remove("camille")
+    euros = section(signed_in(accord).client.get("/console/flows/demo").get_data(as_text=True))
+    assert "0,10\u00a0€" in euros and "(in the flow's [[prices]])" in unescape(euros)
 
 
 def test_the_flow_page_says_when_no_price_is_set(accord, config):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, replace
 
 from bot.flows import TEXT_KEYS, Flow, FlowError
+from bot.prices import Price
 from bot.segments import is_gsm7, segments, ucs2_characters
 
 MAX_SEGMENTS = 10  # past this a text costs like a letter; Twilio also advises against it
@@ -58,6 +59,7 @@ class Report:
     findings: tuple[Finding, ...]
     request_cost: int | None  # segments to ask PER numbers
     consented_cost: int | None  # segments to confirm and send the first content to PER voters
+    prices: tuple[Price, ...] = ()  # the flow's own [[prices]]
 
     @property
     def errors(self) -> list[Finding]:
@@ -111,7 +113,7 @@ def lint_flow(flow: Flow) -> Report:
     findings.sort(key=lambda finding: finding.level != "error")
     by_key = {each.key: each.segments for each in rows}
     consented = by_key["texts.confirmation"] + by_key["texts.content[0]"]
-    return Report(flow.path, flow.id, rows, tuple(findings), request.segments * PER, consented * PER)
+    return Report(flow.path, flow.id, rows, tuple(findings), request.segments * PER, consented * PER, flow.prices)
 
 
 def lint_error(error: FlowError) -> Report:

@@ -215,3 +215,12 @@ def test_flows_check_names_a_price_that_cannot_be_used(tmp_path: Path, monkeypat
     result = CliRunner().invoke(main, ["flows", "check", str(path)], catch_exceptions=False)
     assert result.exit_code == 1
     assert f"error: {path}: prices[0].set_on: missing: the day this price was set" in result.output
+
+
+def test_flows_check_lists_the_flows_own_prices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSTANCE_DIR", str(tmp_path / "instance"))
+    path = tmp_path / "demo.toml"
+    path.write_text((ROOT / "flows" / "demo.toml").read_text(encoding="utf-8") + FLOW_PRICES, encoding="utf-8")
+    result = CliRunner().invoke(main, ["flows", "check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "  price per segment: twilio fr-mobile 0.1 EUR, set on 2026-11-01" in result.output

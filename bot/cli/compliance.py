@@ -79,6 +79,8 @@ def flows_check(names: tuple[str, ...]) -> None:
         if report.request_cost is not None:
             click.echo(f"  cost: {report.request_cost} segments per {lint.PER} numbers asked (consent request); "
                        f"{report.consented_cost} per {lint.PER} consenting voters (confirmation + content[0])")
+        for price in report.prices:
+            click.echo(f"  price per segment: {price.describe()}")
         errors += len(report.errors)
         warnings += len(report.findings) - len(report.errors)
     click.echo(f"{len(reports)} flow file(s): {errors} error(s), {warnings} warning(s)")

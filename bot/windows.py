@@ -168,6 +168,20 @@ def closes_at(
     return rules.closes_at(_local(now, rules.zone))
 
 
+def describe(window: Window, closes: dt.datetime | None = None) -> str:
+    """Say in one sentence whether the window is open (until `closes`), or why it is shut and when it opens.
+
+    The words `round status`, `outbox` and `reply` print, so an operator reads the same reason everywhere.
+    """
+    if window.open:
+        return "The sending window is open now" + (f"; it closes {closes:%A %d %B %Y %H:%M %Z}." if closes else ".")
+    if window.opens_at:
+        return (f"The sending window is closed now ({window.reason}); it opens "
+                f"{window.opens_at:%A %d %B %Y %H:%M %Z}.")
+    return (f"The sending window is closed now ({window.reason}) and opens no more before the "
+            "flow's end: what is queued will not be sent.")
+
+
 def region_of(postcode: str | None) -> str:
     """Return the region (a key of REGIONS) of a French postcode; "" without one, or in the metropole."""
     # Anything that is not a 5-digit French postcode gets the national rules rather than a guess.

@@ -17,6 +17,7 @@ from bot.prices import cents
 from bot.replies import normalize
 from bot.rounds import POSTCODE_NOT_READ, SOURCE_TYPES, Origin, OriginError, now_iso, start_round
 from bot.segments import is_gsm7, segments
+from bot.windows import describe
 from bot.workers import broadcast, resume, run_worker
 
 
@@ -90,14 +91,7 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
 def window_line(flow: Flow, now: float) -> str:
     """Say whether FLOW may send now (in mainland France's calendar) and, if not, why and when it may."""
     window = flow.window(now)
-    if window.open:
-        closes = flow.closes_at(now)
-        return f"The sending window is open now; it closes {closes:%A %d %B %Y %H:%M %Z}."
-    if window.opens_at:
-        return (f"The sending window is closed now ({window.reason}); it opens "
-                f"{window.opens_at:%A %d %B %Y %H:%M %Z}.")
-    return (f"The sending window is closed now ({window.reason}) and opens no more before the "
-            "flow's end: what is queued will not be sent.")
+    return describe(window, flow.closes_at(now) if window.open else None)
 
 
 def names(source: str, broker: str) -> bool:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 
 import pytest
 
 from bot import create_app
 from bot.gateways.twilio import TwilioGateway
+from bot.rounds import Origin, start_round
 from bot.webhook import MESSAGE_SID
+from tests.conftest import PARIS, TUESDAY_MORNING
 
 VOTER = "+33612340001"
 ROUTES = [("get", "/dev/phone"), ("get", "/dev/phone/thread?phone=%2B33612340001"), ("post", "/dev/phone/send")]
@@ -125,3 +128,44 @@ def test_loopback_clients_reach_the_dev_phone(client, address):
     page = client.get("/dev/phone", environ_base={"REMOTE_ADDR": address})
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     assert "Dev phone" in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)
+
+
+NIGHT = dt.datetime(2026, 12, 2, 3, 0, tzinfo=PARIS)  # the demo flow sends 07:00-23:00
+ENGLISH = {"Accept-Language": "en"}
+
+
+def queue_round(accord, flow, tmp_path) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
+    origin = Origin(source_type="supporters", broker=flow.source, contract="", operator="camille",
+                    file=contacts.name, imported_at="2026-12-02T02:00:00+00:00")
+    start_round(accord, flow, contacts, origin)
+
+
+def test_at_night_the_thread_says_the_window_is_shut_when_it_opens_and_that_the_request_waits(
+        client, accord, flow, clock, tmp_path):
+    clock.set(NIGHT)
+    queue_round(accord, flow, tmp_path)
+    thread = client.get("/dev/phone/thread", query_string={"phone": VOTER, "flow": "demo"}, headers=ENGLISH).json
+    assert thread["messages"] == []
+    assert thread["window"] == ("The sending window is shut (before sending hours): it opens 02/12 07:00 CET. "
+                                "A round queued the consent request: it goes when the window opens.")
+
+
+def test_in_the_window_the_thread_carries_no_window_note(client, accord, flow, tmp_path):
+    queue_round(accord, flow, tmp_path)
+    thread = client.get("/dev/phone/thread", query_string={"phone": VOTER, "flow": "demo"}, headers=ENGLISH).json
+    assert thread["window"] == ""
+
+
+def test_at_night_an_answer_names_the_text_the_window_held_back(client, accord, flow, clock, token):
+    ask(accord, flow)
+    clock.set(NIGHT)
+    answer = client.post("/dev/phone/send", data={"phone": VOTER, "flow": "demo", "body": "oui"},
+                         headers={"X-CSRF-Token": token, **ENGLISH})
+    assert answer.json["replies"] == [flow.texts.confirmation]
+    assert answer.json["held"] == f"Held back while the window is shut: « {flow.texts.content[0]} »"
+    clock.set(TUESDAY_MORNING)
+    answer = client.post("/dev/phone/send", data={"phone": VOTER, "flow": "demo", "body": "Qui êtes-vous ?"},
+                         headers={"X-CSRF-Token": token, **ENGLISH})
+    assert answer.json["held"] == ""

@@ -8,21 +8,19 @@ this machine, judged by the socket's own address whatever the server binds; anyo
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
-import json
 import secrets
 from collections.abc import Mapping
 from xml.etree import ElementTree
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from bot import Accord
 from bot.flows import Flow
-from bot.ledger import entry_order
 from bot.phones import E164, PhoneError, normalize
-from bot.store import Store
+from bot.threads import Held, answered, thread, waiting
 
 bp = Blueprint("devphone", __name__, url_prefix="/dev")
 MAX_BODY = 1600
@@ -75,7 +73,7 @@ def thread_json() -> tuple[Response, int] | Response:
     phone, flow = found
     store = _accord().store
     return jsonify(phone=phone, flow=flow.id, sender=flow.sender, state=store.state(flow, phone),
-                   messages=thread(store, flow, phone))
+                   messages=thread(store, flow, phone), window=window_note(waiting(store, flow, phone)))
 
 
 @bp.post("/phone/send")
@@ -86,8 +84,10 @@ def send() -> tuple[Response, int]:
     if isinstance(found, str) or not body.strip() or len(body) > MAX_BODY:
         return jsonify(error=found if isinstance(found, str) else "type a text of 1-1600 characters"), 400
     phone, flow = found
+    before = _accord().store.state(flow, phone)
     status, texts = post_inbound(phone, flow.sender, body)
-    return jsonify(status=status, replies=texts), 200 if status == 200 else 502
+    held = answered(_accord().store, flow, phone, before, body) if status == 200 else None
+    return jsonify(status=status, replies=texts, held=held_note(held)), 200 if status == 200 else 502
 
 
 def post_inbound(phone: str, to: str, body: str) -> tuple[int, list[str]]:
@@ -109,25 +109,25 @@ def post_inbound(phone: str, to: str, body: str) -> tuple[int, list[str]]:
     return code, [message.text or "" for message in ElementTree.fromstring(answer).iter("Message")]
 
 
-def thread(store: Store, flow: Flow, phone: str) -> list[dict[str, str]]:
-    """Join what the outbox sent this number from the flow's sender with the flow's ledger of its texts."""
-    items: list[tuple[tuple[int, int, int], dict[str, str]]] = []
-    for entry_id, message in store.outbox_thread(phone):
-        if message["from"] == flow.sender:
-            items.append(((*entry_order(entry_id), 0), _message("bot", message["body"], message["at"], "sent", flow)))
-    for entry in store.person(phone).get(flow.id, []):
-        if not entry.get("event", "").startswith("in:"):
-            continue
-        order = entry_order(entry["entry"])
-        items.append(((*order, 1), _message("voter", entry.get("text", ""), entry.get("at", ""), "texted", flow)))
-        for n, text in enumerate(json.loads(entry["reply"]) if entry.get("reply") else ()):
-            items.append(((*order, 2 + n), _message("bot", text, entry.get("at", ""), "answered", flow)))
-    return [message for _, message in sorted(items, key=lambda item: item[0])]
+def window_note(held: Held | None) -> str:
+    """Say that the window is shut for this voter, why, when it opens, and whether a request waits."""
+    if held is None:
+        return ""
+    window = held.window
+    note = (_("The sending window is shut (%(reason)s): it opens %(when)s.", reason=window.reason,
+              when=f"{window.opens_at:%d/%m %H:%M %Z}") if window.opens_at else
+            _("The sending window is shut (%(reason)s) and opens no more before the flow ends.",
+              reason=window.reason))
+    if held.texts:
+        note += " " + _("A round queued the consent request: it goes when the window opens.")
+    return note
 
 
-def _message(who: str, body: str, at: str, how: str, flow: Flow) -> dict[str, str]:
-    moment = dt.datetime.fromtimestamp(float(at or 0), flow.timezone)
-    return {"from": who, "body": body, "time": f"{moment:%d/%m %H:%M}", "how": how}
+def held_note(held: Held | None) -> str:
+    """Name the texts the voter's answer held back, the window being shut (nothing when it was open)."""
+    if held is None or not held.texts:
+        return ""
+    return _("Held back while the window is shut: %(texts)s", texts=" / ".join(f"« {text} »" for text in held.texts))
 
 
 def _pick(values) -> tuple[str, Flow] | str:  # noqa: ANN001 (request.args or request.form)

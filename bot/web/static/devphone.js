@@ -9,16 +9,19 @@
   const state = document.getElementById("state");
   const contact = document.getElementById("contact");
   const error = document.getElementById("error");
+  const windowNote = document.getElementById("window");
   let shown = "";
   // Answers the ledger does not keep (a one-time link to the voter's page), shown until the number changes.
   let transient = [];
+  // The server's word on the texts a shut window held back from the last answer, until the number changes.
+  let held = "";
 
   function query() {
     return "?phone=" + encodeURIComponent(phone.value.trim()) + "&flow=" + encodeURIComponent(flow.value);
   }
 
   function render(data) {
-    const key = JSON.stringify([data, transient]);
+    const key = JSON.stringify([data, transient, held]);
     if (key === shown) return;
     shown = key;
     contact.textContent = data.phone + " ↔ " + data.sender;
@@ -42,6 +45,7 @@
       thread.append(item);
     }
     for (const reply of transient) thread.append(linkBubble(reply));
+    windowNote.textContent = [data.window, held].filter(Boolean).join(" ");
     thread.scrollTop = thread.scrollHeight;
   }
 
@@ -108,12 +112,14 @@
     }
     body.value = "";
     transient = (data.replies || []).filter((reply) => reply.split(/\s+/).some(ownVoterPage));
+    held = data.held || "";
     refresh();
   });
 
   function changed() {
     shown = "";
     transient = [];
+    held = "";
     history.replaceState(null, "", query());
     refresh();
   }

@@ -10,11 +10,12 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from bot import audit, migrate
-from bot.cli import Services, main
-from bot.config import Config
+from bot import audit, migrate, threads
+from bot.cli import Services, main, phone_argument
+from bot.cli.rounds import window_line
+from bot.flows import Flow
 from bot.operators import ROLES, OperatorError, Operators
-from bot.phones import PhoneError, normalize
+from bot.windows import describe
 
 
 @main.command()
@@ -24,16 +25,19 @@ from bot.phones import PhoneError, normalize
 @click.option("--url", default=None, help="Webhook base URL [default: http://127.0.0.1:PORT].")
 @click.pass_obj
 def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -> None:
-    """Answer as a voter: post a correctly signed inbound text to the running webhook."""
-    try:
-        phone = normalize(phone)
-    except PhoneError as error:
-        raise click.BadParameter(f"{phone!r}: {error}") from error
-    config = Config.from_env()
-    target = f"{(url or config.public_url or f'http://127.0.0.1:{config.port}').rstrip('/')}/sms/inbound"
+    """Answer as a voter: post a correctly signed inbound text to the running webhook.
+
+    With the sending window shut, also say so, when it opens, and which texts it held back.
+    """
+    phone = phone_argument(phone)
+    flow = obj.flow(flow_id)
+    store, config = obj.accord.store, obj.accord.config
+    base = url or config.public_url or f"http://127.0.0.1:{config.port}"
+    target = f"{base.rstrip('/')}/sms/inbound"
     params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": "AC" + "0" * 32,
-              "From": phone, "To": obj.flow(flow_id).sender, "Body": text, "NumMedia": "0"}
+              "From": phone, "To": flow.sender, "Body": text, "NumMedia": "0"}
     signature = RequestValidator(config.auth_token).compute_signature(target, params)
+    before = store.state(flow, phone)
     try:
         answer = requests.post(target, data=params, headers={"X-Twilio-Signature": signature},
                                timeout=15)
@@ -46,16 +50,54 @@ def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -
         click.echo(f"bot → {phone}: {message}")
     if not messages:
         click.echo("(the bot stays silent)")
+    held = threads.answered(store, flow, phone, before, text)
+    if held is not None:
+        click.echo(describe(held.window))
+        echo_held(flow, held.texts)
 
 
 @main.command()
 @click.argument("phone", required=False)
 @click.pass_obj
 def outbox(obj: Services, phone: str | None) -> None:
-    """Show what the local outbox gateway would have sent (to PHONE, or to everyone)."""
-    for message in obj.accord.store.outbox(normalize(phone) if phone else None):
-        click.echo(f"{message['sid']}  {message['from']} → {message['to']}: {message['body']}")
+    """Show what each number received, as the dev phone does: consent requests, answers and the voter's texts.
 
+    Without PHONE, every number the local outbox texted. With the sending window shut, say so, when
+    it opens, and whether a round's consent request waits for it.
+    """
+    store, flows = obj.accord.store, list(obj.accord.flows.values())
+    phones = [phone_argument(phone)] if phone else list(dict.fromkeys(m["to"] for m in store.outbox()))
+    shown = False
+    for number in phones:
+        for flow in flows:
+            messages, held = threads.thread(store, flow, number), threads.waiting(store, flow, number)
+            if not messages and not (held and held.texts):
+                continue
+            shown = True
+            click.echo(f"{number} ↔ {flow.sender} ({flow.id}, {store.state(flow, number)})")
+            for message in messages:
+                who = "bot" if message["from"] == "bot" else "voter"
+                click.echo(f"  {message['time']}  {who:<5}  {message['body']}")
+            if held is not None:
+                click.echo(f"  {describe(held.window)}")
+                echo_held(flow, held.texts, indent="  ")
+    if phone and not shown:
+        click.echo(f"{phones[0]}: nothing sent or received yet.")
+    if not phones:
+        click.echo("The outbox has texted nobody yet.")
+    if not shown:
+        for flow in flows:  # a round's requests may be waiting for the window: say why nothing went
+            if store.funnel(flow).get("import:queued") and not flow.is_open(store.clock()):
+                click.echo(f"{flow.id}: {window_line(flow, store.clock())}")
+
+
+def echo_held(flow: Flow, texts: tuple[str, ...], indent: str = "") -> None:
+    """Print the texts a shut window held back, and how held content goes later."""
+    for text in texts:
+        click.echo(f"{indent}held back: {text}")
+    if set(texts) & set(flow.texts.content):
+        click.echo(f"{indent}(`python -m bot content send {flow.id}` sends content to consented numbers "
+                   "once the window is open.)")
 
 
 @main.group()

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.config import ROOT, ConfigError, read_dotenv
+from bot import address
+from bot.config import ROOT, Config, ConfigError, read_dotenv
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
 
 MOST_WORKERS = 12
 MOST_WORKERS_SET = 256  # by WEB_CONCURRENCY: more is a typo, and would fork as many copies of the app
@@ -37,3 +43,24 @@ def worker_count(environ: Mapping[str, str]) -> int:
 
 
 workers = worker_count({**read_dotenv(ROOT / ".env"), **os.environ})
+
+
+def when_ready(server: Arbiter) -> None:
+    """Write where this server answers under instance/, once bound, so `reply` finds any PORT (bot/address.py)."""
+    instance_dir = _instance_dir()
+    if instance_dir is not None:
+        address.announce(instance_dir, [listener.sock for listener in server.LISTENERS], server.pid)
+
+
+def on_exit(server: Arbiter) -> None:
+    """Remove the address this server wrote: nothing answers there any more."""
+    instance_dir = _instance_dir()
+    if instance_dir is not None:
+        address.forget(instance_dir, server.pid)
+
+
+def _instance_dir() -> Path | None:
+    try:
+        return Config.from_env().instance_dir
+    except ConfigError:  # the workers, loading the app, stop on it and name the variable
+        return None

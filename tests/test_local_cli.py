@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-from bot import Accord
+from bot import Accord, address
 from bot.cli import Services, main
 from tests.browser import serve
-from tests.conftest import PARIS
+from tests.conftest import PARIS, ROOT
 
 VOTER = "+33612980001"
 NIGHT = dt.datetime(2026, 12, 2, 3, 0, tzinfo=PARIS)  # the demo flow sends 07:00-23:00
@@ -107,3 +112,65 @@ def test_in_the_window_reply_oui_brings_the_content_and_no_window_note(accord, f
     shown = run(accord, "reply", "--url", site, VOTER, "oui").output
     assert f"bot → {VOTER}: {flow.texts.content[0]}" in shown
     assert "window" not in shown and "held back" not in shown
+
+
+@pytest.mark.parametrize(("bind", "url"), [("127.0.0.1", "http://127.0.0.1"), ("0.0.0.0", "http://127.0.0.1"),
+                                         ("::", "http://[::1]")])
+def test_the_address_written_is_where_a_client_on_this_machine_reaches_the_socket(config, bind, url):
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.create_server((bind, 0), family=family) as listener:
+        port = listener.getsockname()[1]
+        assert address.announce(config.instance_dir, [listener], os.getpid()) == f"{url}:{port}"
+    assert address.running(config.instance_dir) == f"{url}:{port}"
+    address.forget(config.instance_dir, os.getpid() + 1)  # another server's exit leaves it
+    assert address.running(config.instance_dir) == f"{url}:{port}"
+    address.forget(config.instance_dir, os.getpid())
+    assert not (config.instance_dir / address.FILE).exists()
+
+
+def test_reply_posts_where_the_running_bot_wrote_its_address(accord, flow, config, site):
+    ask(accord, flow)
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    (config.instance_dir / address.FILE).write_text(f"{site} {os.getpid()}\n", encoding="utf-8")
+    shown = run(accord, "reply", VOTER, "oui").output
+    assert f"bot → {VOTER}: {flow.texts.confirmation}" in shown
+
+
+def test_an_address_whose_server_is_gone_is_ignored(accord, config, site):
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    (config.instance_dir / address.FILE).write_text(f"{site} {gone}\n", encoding="utf-8")
+    assert address.running(config.instance_dir) is None
+    result = CliRunner().invoke(main, ["reply", VOTER, "oui"], obj=Services(accord))
+    # Back to PORT, where nothing of this test answers (or someone else's bot refuses the signature).
+    assert result.exit_code == 1 and f"http://127.0.0.1:{config.port}/sms/inbound" in result.output
+
+
+def test_make_runs_printed_reply_reaches_the_bot_whatever_its_port(redis_url, redis_client, tmp_path):
+    """Serve as the Procfile does on another PORT; `reply`, typed in a terminal without that PORT, finds it."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    instance = tmp_path / "instance"
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("TWILIO_", "OVH_", "PORT", "BIND", "PUBLIC_URL", "SUPPRESSION_KEY", "SECRET_KEY"))}
+    env.update(INSTANCE_DIR=str(instance), REDIS_URL=redis_url, WEB_CONCURRENCY="1",
+               PATH=f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}")
+    web = next(line[4:] for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    server = subprocess.Popen(["sh", "-c", f"exec {web}"], cwd=ROOT, env={**env, "PORT": str(port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while address.running(instance) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert address.running(instance) == f"http://127.0.0.1:{port}"  # the Procfile binds 0.0.0.0
+        typed = subprocess.run([sys.executable, "-m", "bot", "reply", VOTER, "Qui êtes-vous ?"], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert typed.returncode == 0, typed.stderr
+        assert typed.stdout.startswith(f"bot → {VOTER}: Liste Demo.")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not (instance / address.FILE).exists()

@@ -10,7 +10,7 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from bot import audit, migrate, threads
+from bot import address, audit, migrate, threads
 from bot.cli import Services, main, phone_argument
 from bot.cli.rounds import window_line
 from bot.flows import Flow
@@ -22,7 +22,9 @@ from bot.windows import describe
 @click.argument("phone")
 @click.argument("text")
 @click.option("--flow", "flow_id", default="demo", show_default=True, help="Flow whose sender is texted.")
-@click.option("--url", default=None, help="Webhook base URL [default: http://127.0.0.1:PORT].")
+@click.option("--url", default=None,
+              help="Webhook base URL [default: PUBLIC_URL, else where the running bot said it answers "
+                   "(instance/address), else http://127.0.0.1:PORT].")
 @click.pass_obj
 def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -> None:
     """Answer as a voter: post a correctly signed inbound text to the running webhook.
@@ -32,7 +34,7 @@ def reply(obj: Services, phone: str, text: str, flow_id: str, url: str | None) -
     phone = phone_argument(phone)
     flow = obj.flow(flow_id)
     store, config = obj.accord.store, obj.accord.config
-    base = url or config.public_url or f"http://127.0.0.1:{config.port}"
+    base = url or config.public_url or address.running(config.instance_dir) or f"http://127.0.0.1:{config.port}"
     target = f"{base.rstrip('/')}/sms/inbound"
     params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": "AC" + "0" * 32,
               "From": phone, "To": flow.sender, "Body": text, "NumMedia": "0"}

@@ -7,11 +7,13 @@ too; once that process is gone the address is stale and ignored, whether or not 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 FILE = "address"
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # a bind on every address answers on loopback
 
@@ -26,14 +28,22 @@ def url_of(sock: socket.socket) -> str | None:
 
 
 def announce(instance_dir: Path, sockets: Iterable[socket.socket], pid: int) -> str | None:
-    """Write the first TCP socket's URL and the serving process's id under `instance_dir`; return the URL."""
+    """Write the first TCP socket's URL and the serving process's id under `instance_dir`; return the URL.
+
+    None, and nothing written, for a server on a unix socket only, or where the folder cannot be
+    written (a read-only host): the address helps local commands, and must never stop a server.
+    """
     url = next((found for sock in sockets if (found := url_of(sock))), None)
     if url is None:
         return None
-    instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = instance_dir / f".{FILE}.{pid}"
-    partial.write_text(f"{url} {pid}\n", encoding="utf-8")
-    partial.replace(instance_dir / FILE)  # whole or absent: a reader never sees half an address
+    try:
+        instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial.write_text(f"{url} {pid}\n", encoding="utf-8")
+        partial.replace(instance_dir / FILE)  # whole or absent: a reader never sees half an address
+    except OSError as error:
+        log.warning("could not write the bot's address under %s: %s", instance_dir, error)
+        return None
     return url
 
 

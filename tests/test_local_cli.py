@@ -128,6 +128,14 @@ def test_the_address_written_is_where_a_client_on_this_machine_reaches_the_socke
     assert not (config.instance_dir / address.FILE).exists()
 
 
+def test_a_folder_that_cannot_be_written_costs_the_address_not_the_server(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        assert address.announce(blocked / "instance", [listener], os.getpid()) is None
+    assert address.running(blocked / "instance") is None
+
+
 def test_reply_posts_where_the_running_bot_wrote_its_address(accord, flow, config, site):
     ask(accord, flow)
     config.instance_dir.mkdir(parents=True, exist_ok=True)

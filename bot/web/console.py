@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from bot import Accord, audit, costs, lint
 from bot.flows import Flow
-from bot.keys import LIMITS_KEY
+from bot.keys import LIMITS_KEY, funnel_key
 from bot.operators import ADMIN, MAX_FAILURES, Operators
 from bot.web import charts, csrf, dashboard
 from bot.workers import resume
@@ -215,6 +215,7 @@ def flow_page(flow_id: str) -> str:
         "console/flow.html", flow=flow, funnel=charts.funnel(stages), stages=stages,
         hourly=charts.hourly(dashboard.answers_by_hour(funnel, now), flow.timezone),
         window=dashboard.window_view(flow, now), paused=store.is_paused(flow), report=report,
+        history=dashboard.history(stages, store.redis.hgetall(funnel_key(flow.id))),
         round_cost=imported * report.rows[0].segments if report.rows else 0,
         costs=costs.priced(accord, flow, [(row.key, row.segments) for row in report.rows]),
         ledger=dashboard.ledger_rows(store.recent(flow.id, LEDGER_ROWS), flow.timezone), now=now)

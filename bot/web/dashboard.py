@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from bot import funnel
 from bot.flows import Flow
 from bot.windows import silence_span
 
@@ -48,6 +49,22 @@ def stages(funnel: dict[str, int]) -> list[tuple[str, int]]:
         "expired": funnel.get("expired", 0),
     }
     return [(stage, values[stage]) for stage in STAGES]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """Where numbers are now beside what ever happened: a state's count now, the moves into it ever."""
+
+    key: str  # consented, withdrew, objected, erased
+    now: int | None  # numbers in that state now; None where no state is it (withdrew, erased)
+    ever: int  # moves counted since the flow's counters began (bot/funnel.py): not distinct numbers
+
+
+def history(stages: list[tuple[str, int]], counters: dict[bytes, bytes]) -> list[HistoryRow]:
+    """Set the flow's history, from its move counters (the funnel hash), beside its current stages."""
+    now, past = dict(stages), funnel.history(counters)
+    return [HistoryRow("consented", now["consented"], past.consented), HistoryRow("withdrew", None, past.withdrew),
+            HistoryRow("objected", now["opted out"], past.objected), HistoryRow("erased", None, past.erased)]
 
 
 def answers_by_hour(funnel: dict[str, int], now: float, hours: int = 48) -> list[tuple[int, int]]:

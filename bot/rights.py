@@ -13,11 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot import Accord, proof, written
 from bot.batches import Batches
 from bot.flows import Flow
+from bot.keys import person_key, subject_key, suppression_key
 
 RETENTION_DAYS = 60  # non-responders and NO answers, from the request (COMPLIANCE.md D.14)
 REMOVED = "(its flow file was removed)"
@@ -47,6 +50,61 @@ def _import_of(accord: Accord, flow: Flow, entries: list[dict[str, str]]) -> str
     """Name the import that brought the number (its claim says which), else the flow's latest."""
     named = proof.import_named(proof.import_origins(accord, flow), entries) if entries else None
     return json.dumps(named, ensure_ascii=False) if named else accord.store.round_settings(flow).get("origin", "")
+
+
+@dataclass(frozen=True)
+class Objection:
+    """One number on a controller's objection list: its HMAC, when, the senders a START lifted it for."""
+
+    digest: str
+    since: float
+    lifted_for: tuple[str, ...]
+    phone: str = ""  # "" where Accord holds the number no more (erased, purged), or was not asked for it
+
+
+def objection_list(accord: Accord, controller_id: str, *, numbers: bool = False, chunk: int = 1_000) -> list[Objection]:
+    """Read a controller's objection list (its suppression hash), oldest first; with `numbers`, each
+    number Accord still holds, read from the person's ledger fields and checked against its HMAC.
+
+    The list keeps only HMACs: an erased or purged number is on it and nowhere else, so its phone
+    stays blank. Nothing here guesses a number back from its HMAC.
+    """
+    redis = accord.store.redis
+    listed = []
+    for raw, value in redis.hgetall(suppression_key(controller_id)).items():
+        at, *lifted = value.decode(errors="replace").split("|")
+        try:
+            since = float(at)
+        except ValueError:  # not as the scripts write it: listed all the same, undated
+            since = 0.0
+        listed.append(Objection(raw.decode(errors="replace"), since, tuple(lifted)))
+    listed.sort(key=lambda item: (item.since, item.digest))
+    if not numbers:
+        return listed
+    found: dict[str, str] = {}
+    for start in range(0, len(listed), chunk):
+        found.update(_held_numbers(accord, [item.digest for item in listed[start:start + chunk]]))
+    return [Objection(item.digest, item.since, item.lifted_for, found.get(item.digest, "")) for item in listed]
+
+
+def _held_numbers(accord: Accord, digests: list[str]) -> Iterator[tuple[str, str]]:
+    """Yield (HMAC, number) for the HMACs whose person Redis still holds, with the number that hashes to it."""
+    redis = accord.store.redis
+    with redis.pipeline(transaction=False) as pipe:
+        for digest in digests:
+            pipe.get(subject_key(digest))
+        pids = pipe.execute()
+    held = [(digest, pid.decode()) for digest, pid in zip(digests, pids, strict=True) if pid]
+    with redis.pipeline(transaction=False) as pipe:
+        for _, pid in held:
+            pipe.hgetall(person_key(pid))
+        people = pipe.execute()
+    for (digest, _), fields in zip(held, people, strict=True):
+        for name, raw in fields.items():
+            phone = json.loads(raw.decode("utf-8", "surrogateescape")).get("phone", "") if name != b"pid" else ""
+            if phone and accord.store.digest(phone) == digest:
+                yield digest, phone
+                break
 
 
 def erase(accord: Accord, phone: str) -> dict[str, int]:

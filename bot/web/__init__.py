@@ -9,7 +9,7 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from bot.gateways.outbox import OutboxGateway
-from bot.web import console, csrf, devphone, i18n, notice, voter, voter_file  # noqa: F401 (voter_file: console views)
+from bot.web import console, csrf, devphone, i18n, notice, objection_list, voter, voter_file  # noqa: F401 (console views)
 
 # Paths that never use a session: the providers' webhooks, the health check and the public notice
 # carry no cookie worth reading.

@@ -139,3 +139,7 @@ def test_a_viewer_sees_the_sizes_but_cannot_export(app, operators, accord, objec
 def test_an_export_without_the_sessions_csrf_token_is_refused(console, accord, objected):
     answer = console.client.post("/console/objections", data={"controller": "liste-demo", "kind": "numbers"})
     assert answer.status_code == 400 and exports(accord) == []
+
+
+def test_an_empty_list_downloads_as_its_header_alone(console, accord):
+    assert download(console).get_data(as_text=True) == "hmac,objected_at,lifted_for\n"

@@ -23,6 +23,7 @@ import datetime as dt
 import io
 import json
 import re
+from collections.abc import Iterator
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -72,16 +73,24 @@ def export_objections() -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def write_csv(listed: list[rights.Objection], kind: str) -> str:
-    """Write the list as CSV: the HMAC (and the number, blank where none is held), when, senders it was lifted for."""
+def write_csv(listed: list[rights.Objection], kind: str) -> Iterator[str]:
+    """Write the list as CSV, a line at a time: the HMAC (and the number, blank where none is held),
+    when, and the senders a START lifted it for."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS[kind])
+
+    def line(row: tuple[str, ...]) -> str:
+        writer.writerow(row)
+        written = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        return written
+
+    yield line(COLUMNS[kind])
     for item in listed:
         at = dt.datetime.fromtimestamp(item.since, dt.UTC).isoformat(timespec="seconds") if item.since else ""
         row = (item.digest, at, " ".join(item.lifted_for))
-        writer.writerow((item.phone, *row) if kind == "numbers" else row)
-    return out.getvalue()
+        yield line((item.phone, *row) if kind == "numbers" else row)
 
 
 def _controllers(accord: Accord) -> list[str]:

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import Accord, proof, written
+from bot import Accord, ledger, proof, written
 from bot.batches import Batches
 from bot.flows import Flow
-from bot.keys import person_key, subject_key, suppression_key
+from bot.keys import person_key, suppression_key
 
 RETENTION_DAYS = 60  # non-responders and NO answers, from the request (COMPLIANCE.md D.14)
 REMOVED = "(its flow file was removed)"
@@ -90,10 +90,7 @@ def objection_list(accord: Accord, controller_id: str, *, numbers: bool = False,
 def _held_numbers(accord: Accord, digests: list[str]) -> Iterator[tuple[str, str]]:
     """Yield (HMAC, number) for the HMACs whose person Redis still holds, with the number that hashes to it."""
     redis = accord.store.redis
-    with redis.pipeline(transaction=False) as pipe:
-        for digest in digests:
-            pipe.get(subject_key(digest))
-        pids = pipe.execute()
+    pids = accord.store.pids(digests)
     held = [(digest, pid.decode()) for digest, pid in zip(digests, pids, strict=True) if pid]
     with redis.pipeline(transaction=False) as pipe:
         for _, pid in held:
@@ -101,7 +98,7 @@ def _held_numbers(accord: Accord, digests: list[str]) -> Iterator[tuple[str, str
         people = pipe.execute()
     for (digest, _), fields in zip(held, people, strict=True):
         for name, raw in fields.items():
-            phone = json.loads(raw.decode("utf-8", "surrogateescape")).get("phone", "") if name != b"pid" else ""
+            phone = ledger.stored_fields(raw).get("phone", "") if name != b"pid" else ""
             if phone and accord.store.digest(phone) == digest:
                 yield digest, phone
                 break

@@ -567,12 +567,20 @@ class Store:
         return ledger.verify(self.redis, flow_id)
 
     def pid(self, digest: str) -> bytes | None:
-        """Return the random id standing for the number whose HMAC is `digest` in ledgers, if it has one.
+        """Return the random id standing for the number whose HMAC is `digest` in ledgers, if it has one."""
+        return self.pids([digest])[0]
+
+    def pids(self, digests: Sequence[str]) -> list[bytes | None]:
+        """Return the random ids standing for these HMACs' numbers in ledgers (None: none), in one round trip.
 
         One an earlier version kept in a key of its own is read there (the scripts move it when they next write).
         """
-        key, field = subject_slot(digest)
-        return self.redis.hget(key, field) or self.redis.get(legacy_subject_key(digest))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.hget(*subject_slot(digest))
+                pipe.get(legacy_subject_key(digest))
+            found = pipe.execute()
+        return [held or earlier for held, earlier in zip(found[::2], found[1::2], strict=True)]
 
     def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
         """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15)."""

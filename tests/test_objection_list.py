@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bot import audit, rights
-from bot.keys import subject_key
+from bot.keys import subject_slot
 from bot.operators import VIEWER, Operators
 from bot.web import objection_list
 from tests.conftest import SMS
@@ -88,7 +88,7 @@ def test_the_number_list_gives_numbers_only_where_accord_still_holds_them(consol
 
 def test_a_number_is_given_only_if_it_hashes_to_the_listed_hmac(console, accord, objected):
     redis = accord.store.redis
-    redis.set(subject_key(accord.store.digest(ERASED)), redis.get(subject_key(accord.store.digest(STOPPED))))
+    redis.hset(*subject_slot(accord.store.digest(ERASED)), accord.store.pid(accord.store.digest(STOPPED)))
     phones = [row["phone"] for row in rows(download(console, kind="numbers"))]
     assert phones == [STOPPED, CAME_BACK, ""]  # a damaged link names no one else
 

@@ -24,6 +24,7 @@ MAX_FAILURES = 20  # failed sign-ins on one name within LOCK_SECONDS of the firs
 LOCK_SECONDS = 60 * 60  # ... until that window ends: at most 20 guesses an hour, from any number of addresses
 ADMIN, VIEWER = "admin", "viewer"
 ROLES = (ADMIN, VIEWER)  # admin: every console action; viewer: reads the console, changes nothing
+LANGUAGES = ("fr", "en")  # the console's, French first (bot/web/i18n.py)
 # Count the attempt, starting the window on the first; a key left without expiry would lock for ever.
 COUNT_ATTEMPT = """
 local n = redis.call('INCR', KEYS[1])
@@ -53,6 +54,7 @@ class Account:
 
     epoch: int  # sessions begun in another epoch are over
     role: str
+    language: str = ""  # the console's language the operator chose; "" lets the browser decide
 
 
 @cache
@@ -108,12 +110,21 @@ class Operators:
         return [(name, role.decode() if role else ADMIN) for name, role in zip(names, stored, strict=True)]
 
     def account(self, name: str) -> Account | None:
-        """Return the operator's session epoch and role in one read, or None if there is no such operator."""
-        epoch, role = self.redis.hmget(operator_key(name), "epoch", "role")
+        """Return the operator's session epoch, role and language in one read, or None if there is no such operator."""
+        epoch, role, language = self.redis.hmget(operator_key(name), "epoch", "role", "language")
         if epoch is None:
             return None
         # Accounts made before roles existed had every right the console offered: they stay admins.
-        return Account(int(epoch), role.decode() if role else ADMIN)
+        return Account(int(epoch), role.decode() if role else ADMIN, language.decode() if language else "")
+
+    def set_language(self, name: str, language: str) -> bool:
+        """Keep the console language an operator chose, for their next sign-ins; False if there is no such operator."""
+        if language not in LANGUAGES:
+            raise OperatorError(f"{language!r}: the language is one of {', '.join(LANGUAGES)}")
+        if not self.redis.hexists(operator_key(name), "hash"):
+            return False
+        self.redis.hset(operator_key(name), "language", language)
+        return True
 
     def epoch(self, name: str) -> int | None:
         """Return the operator's session epoch (a session from another epoch is over), or None if unknown."""

@@ -5,7 +5,7 @@ PORT   ?= 8000
 WEB    := $(shell sed -n 's/^web: *//p' Procfile)
 WORKER := $(shell sed -n 's/^worker: *//p' Procfile)
 
-.PHONY: run test bench lint stop clean
+.PHONY: run test bench lint stop clean translations
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -47,6 +47,14 @@ bench: $(VENV)/.dev
 	$(PYTHON) -m bench.ledger
 	$(PYTHON) -m bench.sending
 	$(PYTHON) -m bench.national
+
+## translations: extract the pages' strings, merge them into each catalogue, compile (commit the .po and the .mo)
+translations: $(VENV)/.runtime
+	@mkdir -p instance
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		-o instance/messages.pot .
+	$(VENV)/bin/pybabel -q update -i instance/messages.pot -d bot/web/translations --no-location
+	$(VENV)/bin/pybabel -q compile -d bot/web/translations --statistics
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check bot tests bench

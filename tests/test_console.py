@@ -76,13 +76,13 @@ def test_an_operator_signs_in_and_sees_the_flows(console, accord):
 
 def test_a_wrong_password_is_refused_and_counted_for_its_address_apart_from_the_trail(console, accord, clock):
     answer = console.sign_in(password="not the password", address="198.51.100.7")
-    assert answer.status_code == 401 and "Wrong name or password" in answer.get_data(as_text=True)
+    assert answer.status_code == 401 and "Nom ou mot de passe erroné" in answer.get_data(as_text=True)
     assert console.client.get("/console/").status_code == 302
     assert actions(accord) == []
     assert audit.failed_sign_ins(accord.store.redis, clock()) == [audit.FailedSignIns("198.51.100.7", 1, 0, 0)]
     console.sign_in(address="192.0.2.1")
     home = console.client.get("/console/").get_data(as_text=True)
-    assert "Failed sign-ins, last 24 hours" in home and "<td>198.51.100.7</td>" in home
+    assert "Connexions échouées, dernières 24 heures" in home and "<td>198.51.100.7</td>" in home
 
 
 def test_repeated_failures_lock_the_account_even_for_the_right_password(console, accord, operators, clock):
@@ -90,7 +90,7 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(console,
              for n in range(MAX_FAILURES)]  # would meet its throttle first
     assert codes == [401] * (MAX_FAILURES - 1) + [429]  # the last one checked locks the name
     answer = console.sign_in(address="192.0.2.1")
-    assert answer.status_code == 429 and "Too many failed sign-ins" in answer.get_data(as_text=True)
+    assert answer.status_code == 429 and "Trop de connexions échouées" in answer.get_data(as_text=True)
     assert console.client.get("/console/").status_code == 302
     assert 0 < accord.store.redis.ttl(failures_key("camille")) <= LOCK_SECONDS
     assert actions(accord) == [("camille", "sign-ins locked", "")]  # once, in the trail: the name exists
@@ -102,7 +102,7 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(console,
 
 def test_unknown_names_fail_like_wrong_passwords(console):
     answer = console.sign_in(name="nobody")
-    assert answer.status_code == 401 and "Wrong name or password" in answer.get_data(as_text=True)
+    assert answer.status_code == 401 and "Nom ou mot de passe erroné" in answer.get_data(as_text=True)
 
 
 def test_a_post_without_the_csrf_token_is_refused(console, accord):
@@ -119,7 +119,7 @@ def test_pause_and_resume_act_on_the_store_and_are_audited(console, accord):
     flow = accord.flows["demo"]
     assert console.post("/console/flows/demo/pause").status_code == 302
     assert accord.store.is_paused(flow)
-    assert "Resume sending" in console.client.get("/console/flows/demo").get_data(as_text=True)
+    assert 'id="resume"' in console.client.get("/console/flows/demo").get_data(as_text=True)
     assert console.post("/console/flows/demo/resume").status_code == 302
     assert not accord.store.is_paused(flow)
     console.post("/console/logout")
@@ -129,7 +129,7 @@ def test_pause_and_resume_act_on_the_store_and_are_audited(console, accord):
     page = Console(console.client)
     page.sign_in()
     home = page.client.get("/console/").get_data(as_text=True)
-    assert home.count("<td>pause</td>") == 1 and home.count("<td>sign-out</td>") == 1
+    assert home.count('class="action-pause"') == 1 and home.count('class="action-sign-out"') == 1
 
 
 def test_a_removed_operator_is_signed_out(console, operators):

@@ -41,7 +41,7 @@ def test_with_twilio_configured_every_dev_route_is_404(config, clock, redis_clie
     client = create_app(twilio, clock=clock).test_client()
     for method, path in ROUTES:
         assert getattr(client, method)(path).status_code == 404
-    assert "Dev phone" not in client.get("/console/login").get_data(as_text=True)
+    assert "/dev/phone" not in client.get("/console/login").get_data(as_text=True)
 
 
 def test_with_another_gateway_injected_the_dev_phone_is_absent(config, clock, redis_client):
@@ -95,8 +95,8 @@ def test_a_send_without_the_csrf_token_is_refused(client, accord, flow, token):
 
 @pytest.mark.parametrize("form, problem", [
     ({"phone": "01 45 67 89 10", "body": "oui"}, "not a mobile"),
-    ({"phone": VOTER, "body": "  "}, "1-1600"),
-    ({"phone": VOTER, "flow": "nope", "body": "oui"}, "no flow"),
+    ({"phone": VOTER, "body": "  "}, "1 à 1600"),
+    ({"phone": VOTER, "flow": "nope", "body": "oui"}, "aucune campagne"),
 ])
 def test_a_bad_send_is_refused_with_the_reason(client, token, form, problem):
     answer = client.post("/dev/phone/send", data=form, headers={"X-CSRF-Token": token})
@@ -110,7 +110,7 @@ def test_a_client_on_another_machine_gets_404_from_every_dev_route(client, accor
         answer = getattr(client, method)(path, environ_base={"REMOTE_ADDR": address})
         assert answer.status_code == 404, path
     assert accord.store.state(flow, VOTER) == "asked"
-    assert "Dev phone" not in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(
+    assert "/dev/phone" not in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(
         as_text=True)
 
 
@@ -127,7 +127,7 @@ def test_x_forwarded_for_neither_opens_nor_closes_the_dev_phone(client):
 def test_loopback_clients_reach_the_dev_phone(client, address):
     page = client.get("/dev/phone", environ_base={"REMOTE_ADDR": address})
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
-    assert "Dev phone" in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)
+    assert "/dev/phone" in client.get("/console/login", environ_base={"REMOTE_ADDR": address}).get_data(as_text=True)
 
 
 NIGHT = dt.datetime(2026, 12, 2, 3, 0, tzinfo=PARIS)  # the demo flow sends 07:00-23:00

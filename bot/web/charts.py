@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext
 from markupsafe import Markup, escape
 
+from bot.web import i18n, names
 from bot.web.dashboard import count
 
 MIN_BAR = 0.2  # percent: a stage at 0 still shows where its bar starts
@@ -16,19 +18,20 @@ COLOURS = {"consented": "#2e7d4f", "declined": "#b7791f", "opted out": "#b83232"
 DEFAULT_COLOUR = "#3867b5"
 
 
-def funnel(stages: list[tuple[str, int]], *, title: str = "Funnel") -> Markup:
+def funnel(stages: list[tuple[str, int]], *, title: str = "") -> Markup:
     """Draw one horizontal bar per stage, its name above it on the left and its value on the right."""
+    title = title or gettext("Funnel")
     row, bar, text = 40, 14, 14  # pixels: a row holds a line of text, then the bar under it
     top = max((value for _, value in stages), default=0) or 1
     height = row * len(stages)
-    parts = [_open(height, f"{title}: " + ", ".join(f"{name} {count(value)}" for name, value in stages),
-                   "chart funnel")]
+    label = f"{title}: " + ", ".join(f"{names.stage(name)} {count(value)}" for name, value in stages)
+    parts = [_open(height, label, "chart funnel")]
     for index, (name, value) in enumerate(stages):
         y = index * row
         colour = COLOURS.get(name, DEFAULT_COLOUR)
         parts.append(
             f'<g class="stage" data-stage="{escape(name)}" data-value="{value}">'
-            f'<text class="label" x="0" y="{y + text}">{escape(name)}</text>'
+            f'<text class="label" x="0" y="{y + text}">{escape(names.stage(name))}</text>'
             f'<text class="value" x="100%" y="{y + text}" text-anchor="end">{count(value)}</text>'
             f'<rect x="0" y="{y + text + 5}" width="{max(100 * value / top, MIN_BAR):.2f}%" height="{bar}" rx="3" '
             f'fill="{colour}"/></g>')
@@ -36,18 +39,21 @@ def funnel(stages: list[tuple[str, int]], *, title: str = "Funnel") -> Markup:
     return Markup("".join(parts))
 
 
-def hourly(series: list[tuple[int, int]], tz: ZoneInfo, *, title: str = "Answers per hour") -> Markup:
+def hourly(series: list[tuple[int, int]], tz: ZoneInfo, *, title: str = "") -> Markup:
     """Draw a column per hour (start epoch, count), labelling every sixth hour in local time.
 
     Columns are placed in percents of the plot, which the stylesheet starts 44 pixels right of the
     chart's left edge (accord.css): the scale is written in that room, left of x=0.
     """
+    title = title or gettext("Answers per hour")
     bottom, top_pad, height = 22, 14, 170
     plot = height - bottom - top_pad
     top = max((value for _, value in series), default=0)
     step = 100 / max(1, len(series))  # percent of the plot's width
     total = sum(value for _, value in series)
-    parts = [_open(height, f"{title}: {count(total)} in the last {len(series)} hours", "chart hourly")]
+    label = gettext("%(title)s: %(total)s in the last %(hours)s hours", title=title, total=count(total),
+                    hours=len(series))
+    parts = [_open(height, label, "chart hourly")]
     parts.append(f'<line class="axis" x1="0" y1="{height - bottom}" x2="100%" y2="{height - bottom}"/>')
     if top:  # an empty chart has no scale: its top labelled 0 like its bottom would say nothing
         parts.append(f'<text class="tick" x="-6" y="{top_pad + 4}" text-anchor="end">{count(top)}</text>')
@@ -60,7 +66,7 @@ def hourly(series: list[tuple[int, int]], tz: ZoneInfo, *, title: str = "Answers
             parts.append(f'<rect class="hour" data-hour="{local:%Y-%m-%d %H:00}" data-value="{value}" '
                          f'x="{x + step * GAP / 2:.2f}%" y="{height - bottom - bar:.1f}" '
                          f'width="{step * (1 - GAP):.2f}%" height="{bar:.1f}" fill="{DEFAULT_COLOUR}">'
-                         f'<title>{local:%a %d %b %H:00}: {count(value)}</title></rect>')
+                         f'<title>{i18n.short_moment(local, seconds=False)}: {count(value)}</title></rect>')
         if local.hour % 6 == 0:
             tick = local.strftime("%d/%m") if local.hour == 0 else local.strftime("%Hh")
             # A tick by the right edge ends at its hour, so that it stays inside the chart.
@@ -68,8 +74,9 @@ def hourly(series: list[tuple[int, int]], tz: ZoneInfo, *, title: str = "Answers
             minor = " minor" if local.hour % 12 else ""  # 06h and 18h: a phone's stylesheet leaves them out
             parts.append(f'<text class="tick{minor}" x="{x:.2f}%" y="{height - 6}"{anchor}>{tick}</text>')
     if not total:
+        empty = gettext("No answers in the last %(hours)s hours", hours=len(series))  # not in an f-string: unextracted
         parts.append(f'<text class="empty" x="50%" y="{height / 2:.0f}" text-anchor="middle">'
-                     f'No answers in the last {len(series)} hours</text>')
+                     f'{escape(empty)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

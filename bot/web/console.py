@@ -7,7 +7,6 @@ viewers until someone decides otherwise.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
 import time
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -25,14 +25,15 @@ from werkzeug.wrappers import Response
 from bot import Accord, audit, costs, lint
 from bot.flows import Flow
 from bot.keys import LIMITS_KEY, funnel_key
-from bot.operators import ADMIN, MAX_FAILURES, Operators
-from bot.web import charts, csrf, dashboard
+from bot.operators import ADMIN, LANGUAGES, MAX_FAILURES, Operators
+from bot.web import charts, csrf, dashboard, i18n, names
 from bot.workers import resume
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 TZ = ZoneInfo("Europe/Paris")  # the console's clock for entries no flow owns (the audit trail)
 OPEN = frozenset({"console.login"})  # the only page shown before signing in
-VIEWER_MAY = frozenset({"console.logout"})  # the only change a viewer may make: ending their own session
+# The only changes a viewer may make: ending their own session, and the language they read it in.
+VIEWER_MAY = frozenset({"console.logout", "console.language"})
 LEDGER_ROWS = 20
 AUDIT_ROWS = 50
 FAILED_ROWS = 10
@@ -95,7 +96,8 @@ def require_operator() -> Response | None:
         session.pop("operator", None)
         return redirect(url_for("console.login", next=request.path if request.method == "GET" else None))
     if request.method not in csrf.SAFE and request.endpoint not in VIEWER_MAY and account.role != ADMIN:
-        abort(403, description=f"Your role, {account.role}, reads the console; only an admin can do this.")
+        abort(403, description=_("Your role, %(role)s, reads the console; only an admin can do this.",
+                                 role=names.role(account.role)))
     g.operator, g.role = name, account.role
     return None
 
@@ -108,7 +110,7 @@ def forbidden(error: HTTPException) -> tuple[str, int]:
 
 @bp.context_processor
 def sign_in_rules() -> dict[str, object]:
-    return {"limit": f"{SIGN_IN_LIMIT.amount} times an hour", "max_failures": MAX_FAILURES}
+    return {"limit": _("%(n)s times an hour", n=SIGN_IN_LIMIT.amount), "max_failures": MAX_FAILURES}
 
 
 @bp.app_template_filter("count")
@@ -118,7 +120,7 @@ def count_filter(value: int) -> str:
 
 @bp.app_template_filter("when")
 def when_filter(epoch: float, tz: ZoneInfo = TZ) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz).strftime("%a %d %b %Y %H:%M %Z")
+    return i18n.moment(epoch, tz)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -141,14 +143,18 @@ def login() -> Response | tuple[str, int, dict[str, str]] | tuple[str, int] | st
             audit.record(redis, now, name, "sign-ins locked",
                          detail=f"{MAX_FAILURES} failed within the hour, the last from {address}")
         if attempt.locked_for:
-            flash(f"Too many failed sign-ins: try again in {dashboard.duration(attempt.locked_for + 59)}.", "error")
+            flash(_("Too many failed sign-ins: try again in %(wait)s.",
+                    wait=dashboard.duration(attempt.locked_for + 59)), "error")
             return render_template("console/login.html", name=name), 429
-        flash("Wrong name or password.", "error")
+        flash(_("Wrong name or password."), "error")
         return render_template("console/login.html", name=name), 401
     target = safe_target(request.args.get("next", ""))
     session.clear()  # a fresh session (and CSRF token) for the signed-in operator
     session.permanent = True
-    session["operator"], session["epoch"] = name, operators.epoch(name)
+    account = operators.account(name)
+    session["operator"], session["epoch"] = name, account.epoch if account else None
+    if account and account.language:  # else the browser's language, as before signing in
+        session["lang"] = account.language
     csrf.token()
     audit.record(redis, now, name, "sign-in", detail=f"from {address}")
     return redirect(target or url_for("console.home"))
@@ -164,12 +170,14 @@ def _throttled(throttle: MovingWindowRateLimiter, address: str) -> tuple[str, in
             {"Retry-After": str(wait)})
 
 
-def safe_target(target: str) -> str | None:
-    """Return a sign-in's `next=` if it is a console path of this site, printable and plain; else None."""
+def safe_target(target: str, roots: tuple[str, ...] = ("/console",)) -> str | None:
+    """Return a sign-in's `next=` if it is a console path of this site (or under `roots`), printable and plain;
+    else None."""
     if not target or not (target.isascii() and target.isprintable()) or "\\" in target:
         return None  # a newline would split the Location header; a backslash, some browsers' host
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not (parts.path == "/console" or parts.path.startswith("/console/")):
+    if parts.scheme or parts.netloc or not any(parts.path == root or parts.path.startswith(root + "/")
+                                               for root in roots):
         return None
     return target
 
@@ -181,8 +189,19 @@ def logout() -> Response:
     audit.record(store.redis, store.clock(), g.operator, "sign-out")
     Operators(store.redis).end_sessions(g.operator)  # a copy of the cookie is no use any more
     session.clear()
-    flash("Signed out.", "info")
+    flash(_("Signed out."), "info")
     return redirect(url_for("console.login"))
+
+
+@bp.post("/language")
+def language() -> Response:
+    """Show the pages in the language the operator picks, from now on and at their next sign-ins."""
+    chosen = request.form.get("lang", "")
+    if chosen in LANGUAGES:  # anything else changes nothing: the page comes back as it was
+        session["lang"] = chosen
+        Operators(_accord().store.redis).set_language(g.operator, chosen)
+    back = safe_target(request.form.get("next", ""), roots=("/console", "/dev"))
+    return redirect(back or url_for("console.home"))
 
 
 @bp.get("/")
@@ -226,7 +245,9 @@ def pause(flow_id: str) -> Response:
     """Stop the flow's sending from the next number on, and record who did it."""
     accord, flow = _accord(), _flow(flow_id)
     accord.store.pause(flow)
-    return _done(flow, "pause", "paused", "sending stops at the next number")
+    _done(flow, "pause", "sending stops at the next number")
+    flash(_("%(flow)s: paused; sending stops at the next number.", flow=flow.id), "info")
+    return redirect(url_for("console.flow_page", flow_id=flow.id))
 
 
 @bp.post("/flows/<flow_id>/resume")
@@ -234,14 +255,16 @@ def resume_flow(flow_id: str) -> Response:
     """Restart the flow's sending (parked and interrupted batches), and record who did it."""
     accord, flow = _accord(), _flow(flow_id)
     parked, recovered = resume(accord, flow)
-    return _done(flow, "resume", "resumed", f"{parked} parked and {recovered} interrupted batch(es) queued again")
+    _done(flow, "resume", f"{parked} parked and {recovered} interrupted batch(es) queued again")
+    flash(_("%(flow)s: resumed; %(parked)s parked and %(recovered)s interrupted batch(es) queued again.",
+            flow=flow.id, parked=parked, recovered=recovered), "info")
+    return redirect(url_for("console.flow_page", flow_id=flow.id))
 
 
-def _done(flow: Flow, action: str, said: str, detail: str) -> Response:
+def _done(flow: Flow, action: str, detail: str) -> None:
+    """Record an operator's action on a flow in the audit trail (its detail in English: a record, not a page)."""
     store = _accord().store
     audit.record(store.redis, store.clock(), g.operator, action, flow=flow.id, detail=detail)
-    flash(f"{flow.id}: {said}; {detail}.", "info")
-    return redirect(url_for("console.flow_page", flow_id=flow.id))
 
 
 def _flow(flow_id: str) -> Flow:

@@ -1,4 +1,7 @@
-"""What the console shows, computed from counters, clock and flow: pure, no Flask, Redis or Twilio."""
+"""What the console shows, computed from counters, clock and flow: no request, Redis or Twilio.
+
+Its words, dates and numbers are in the page's language (bot/web/i18n.py); outside a request, English.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from flask_babel import gettext
 
 from bot import funnel
 from bot.flows import Flow
+from bot.web import i18n, names
 from bot.windows import silence_span
 
 HOUR = 3600
@@ -96,11 +101,11 @@ def silence_text(poll_dates: tuple[dt.date, ...], tz: ZoneInfo, now: float) -> s
     for poll in poll_dates:
         start, end = silence_span(poll, tz)
         if moment < start:
-            return (f"Electoral silence starts in {duration(start.timestamp() - now)}, on "
-                    f"{start:%a %d %b %Y %H:%M}, for the poll of {poll:%a %d %b %Y}.")
+            return gettext("Electoral silence starts in %(wait)s, on %(start)s, for the poll of %(poll)s.",
+                     wait=duration(start.timestamp() - now), start=i18n.moment(start), poll=i18n.day(poll))
         if moment < end:
-            return (f"Electoral silence now: no consent request or content until the polls close, "
-                    f"{end:%a %d %b %Y %H:%M} (in {duration(end.timestamp() - now)}).")
+            return gettext("Electoral silence now: no consent request or content until the polls close, "
+                     "%(end)s (in %(wait)s).", end=i18n.moment(end), wait=duration(end.timestamp() - now))
     return ""
 
 
@@ -109,8 +114,10 @@ def duration(seconds: float) -> str:
     minutes = max(0, int(seconds // 60))
     days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
     if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+        return gettext("%(days)s d %(hours)s h", days=days, hours=hours)
+    if hours:
+        return gettext("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
+    return gettext("%(minutes)s min", minutes=minutes)
 
 
 @dataclass(frozen=True)
@@ -128,15 +135,15 @@ def ledger_rows(entries: list[tuple[str, dict[str, str]]], tz: ZoneInfo, width: 
     """Turn raw ledger entries into rows a screen can show without exposing the numbers."""
     rows = []
     for _, entry in entries:
-        at = dt.datetime.fromtimestamp(float(entry.get("at") or 0), tz).strftime("%d %b %H:%M:%S")
+        at = i18n.short_moment(dt.datetime.fromtimestamp(float(entry.get("at") or 0), tz))
         if entry.get("erased"):
-            rows.append(LedgerRow(at, entry.get("kind", ""), "", "(erased)", ""))
+            rows.append(LedgerRow(at, names.event(entry.get("kind", "")), "", gettext("(erased)"), ""))
             continue
         text = entry.get("text", "")
         if entry.get("event") == "import":
             text = _origin(text)
         text = text if len(text) <= width else text[:width - 1] + "…"
-        rows.append(LedgerRow(at, entry.get("event", ""), entry.get("state", "").replace(">", " → "),
+        rows.append(LedgerRow(at, names.event(entry.get("event", "")), names.move(entry.get("state", "")),
                               mask(entry.get("phone", "")), text))
     return rows
 
@@ -146,9 +153,10 @@ def _origin(raw: str) -> str:
         origin = json.loads(raw)
     except ValueError:  # an older or hand-written entry: show it as it is
         return raw
-    return f"{origin.get('source_type', '?')} list {origin.get('file', '')} by {origin.get('operator', '?')}"
+    return gettext("%(source)s list %(file)s by %(operator)s", source=origin.get("source_type", "?"),
+             file=origin.get("file", ""), operator=origin.get("operator", "?"))
 
 
 def count(value: int) -> str:
-    """Write a count with thin spaces between thousands, as French readers expect: 1 000 000."""
-    return f"{value:,}".replace(",", "\u202f")
+    """Write a count as the page's language does: thin spaces between thousands in French, 1 000 000."""
+    return i18n.number(value)

@@ -15,15 +15,19 @@ from xml.etree import ElementTree
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from bot import Accord
 from bot.flows import Flow
 from bot.phones import E164, PhoneError, normalize
 from bot.threads import Held, answered, thread, waiting
+from bot.web import i18n, names
 
 bp = Blueprint("devphone", __name__, url_prefix="/dev")
 MAX_BODY = 1600
+# How each message of the thread came: the bot's texts from the outbox, the voter's, the bot's answers.
+HOW = {"sent": _l("sent by the bot"), "texted": _l("texted by the voter"), "answered": _l("the bot's answer")}
 
 
 def _accord() -> Accord:
@@ -72,8 +76,11 @@ def thread_json() -> tuple[Response, int] | Response:
         return jsonify(error=found), 400
     phone, flow = found
     store = _accord().store
-    return jsonify(phone=phone, flow=flow.id, sender=flow.sender, state=store.state(flow, phone),
-                   messages=thread(store, flow, phone), window=window_note(waiting(store, flow, phone)))
+    state = store.state(flow, phone)
+    messages = [{**message, "how": str(HOW.get(message["how"], message["how"]))}
+                for message in thread(store, flow, phone)]
+    return jsonify(phone=phone, flow=flow.id, sender=flow.sender, state=state, state_name=names.state(state),
+                   messages=messages, window=window_note(waiting(store, flow, phone)))
 
 
 @bp.post("/phone/send")
@@ -82,7 +89,8 @@ def send() -> tuple[Response, int]:
     found = _pick(request.form)
     body = request.form.get("body", "")
     if isinstance(found, str) or not body.strip() or len(body) > MAX_BODY:
-        return jsonify(error=found if isinstance(found, str) else "type a text of 1-1600 characters"), 400
+        return jsonify(error=found if isinstance(found, str) else _("type a text of 1-%(most)s characters",
+                                                                      most=MAX_BODY)), 400
     phone, flow = found
     before = _accord().store.state(flow, phone)
     status, texts = post_inbound(phone, flow.sender, body)
@@ -114,10 +122,10 @@ def window_note(held: Held | None) -> str:
     if held is None:
         return ""
     window = held.window
-    note = (_("The sending window is shut (%(reason)s): it opens %(when)s.", reason=window.reason,
-              when=f"{window.opens_at:%d/%m %H:%M %Z}") if window.opens_at else
-            _("The sending window is shut (%(reason)s) and opens no more before the flow ends.",
-              reason=window.reason))
+    reason = names.reason(window.reason)
+    note = (_("The sending window is shut (%(reason)s): it opens %(when)s.", reason=reason,
+              when=i18n.moment(window.opens_at)) if window.opens_at else
+            _("The sending window is shut (%(reason)s) and opens no more before the flow ends.", reason=reason))
     if held.texts:
         note += " " + _("A round queued the consent request: it goes when the window opens.")
     return note
@@ -135,7 +143,7 @@ def _pick(values) -> tuple[str, Flow] | str:  # noqa: ANN001 (request.args or re
     flows = _accord().flows
     flow_id = values.get("flow") or next(iter(flows))
     if flow_id not in flows:
-        return f"no flow {flow_id!r}"
+        return _("no flow %(flow)r", flow=flow_id)
     flow = flows[flow_id]
     raw = values.get("phone", "").strip()
     if E164.fullmatch(raw):  # already E.164: any number the webhook accepts, whatever a round would import

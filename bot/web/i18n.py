@@ -1,19 +1,29 @@
 """The pages' language: French first, English available, chosen by the operator or the browser.
 
 Strings are written in English in the code and templates (`_("...")`) and translated by the
-catalogue under bot/web/translations. The language is the one the operator chose (kept in their
-session), else the browser's first of ours, else French: the campaign's staff and its texts are.
+catalogue under bot/web/translations (`make translations` extracts, updates and compiles it; the
+compiled .mo is committed beside its .po, and tests/test_i18n.py checks they agree). The language
+is the one the operator chose (kept in their account, put in their session at sign-in), else the
+browser's first of ours, else French: the campaign's staff and its texts are.
+
+Dates and numbers follow the page's language ("7 déc. 2026", "1 000"); times stay in the zone the
+caller names, a flow's own, since a campaign's clock is where its voters are.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from babel import dates, numbers
 from flask import Flask, request, session
 from flask_babel import Babel, get_locale
 
-LANGUAGES = ("fr", "en")
-DEFAULT = "fr"
+from bot.operators import LANGUAGES
+from bot.web import names
+
+DEFAULT = LANGUAGES[0]
 TRANSLATIONS = Path(__file__).parent / "translations"
 
 
@@ -22,7 +32,11 @@ def init_i18n(app: Flask) -> None:
     app.config.update(BABEL_DEFAULT_LOCALE=DEFAULT, BABEL_DEFAULT_TIMEZONE="Europe/Paris",
                       BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS))
     Babel(app, locale_selector=locale)
-    app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals.update(get_locale=get_locale, languages=LANGUAGES)
+    app.jinja_env.filters.update(
+        number=number, day=day, moment=moment, state_name=names.state, stage_name=names.stage,
+        event_name=names.event, move_name=names.move, action_name=names.action,
+        reason_name=names.reason, role_name=names.role)
 
 
 def locale() -> str:
@@ -31,3 +45,37 @@ def locale() -> str:
     if chosen in LANGUAGES:
         return chosen
     return request.accept_languages.best_match(LANGUAGES, default=DEFAULT) if request else DEFAULT
+
+
+def current() -> str:
+    """Return this request's language; outside a request, English, the words' own: no catalogue applies there."""
+    locale = get_locale()
+    return str(locale) if locale else "en"
+
+
+def number(value: float) -> str:
+    """Write a count as the page's language does: `1 000 000` in French, `1,000,000` in English."""
+    return numbers.format_decimal(value, locale=current())
+
+
+def day(value: dt.date) -> str:
+    """Write a date: `7 déc. 2026`, `Dec 7, 2026`."""
+    return dates.format_date(value, "medium", locale=current())
+
+
+def moment(value: dt.datetime | float, tz: ZoneInfo | None = None, *, seconds: bool = False) -> str:
+    """Write a moment with its weekday, time and zone: `lun. 7 déc. 2026 14:05 CET`.
+
+    An epoch is shown in `tz`; an aware datetime in its own zone.
+    """
+    at = dt.datetime.fromtimestamp(value, tz) if isinstance(value, (int, float)) else value
+    language = current()
+    time = dates.format_skeleton("Hms" if seconds else "Hm", at, locale=language)
+    return f"{dates.format_skeleton('yMMMEd', at, locale=language)} {time} {at.tzname() or ''}".rstrip()
+
+
+def short_moment(value: dt.datetime, *, seconds: bool = True) -> str:
+    """Write a recent moment, its day and time, for lists and charts: `7 déc. 14:05:03`."""
+    language = current()
+    time = dates.format_skeleton("Hms" if seconds else "Hm", value, locale=language)
+    return f"{dates.format_skeleton('MMMd', value, locale=language)} {time}"

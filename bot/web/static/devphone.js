@@ -11,6 +11,10 @@
   const error = document.getElementById("error");
   const windowNote = document.getElementById("window");
   let shown = "";
+  // The page's words, in its language: the server renders them as data-said-* attributes of the form.
+  function said(name) {
+    return compose.dataset["said" + name.charAt(0).toUpperCase() + name.slice(1)] || name;
+  }
   // Answers the ledger does not keep (a one-time link to the voter's page), shown until the number changes.
   let transient = [];
   // The server's word on the texts a shut window held back from the last answer, until the number changes.
@@ -25,13 +29,13 @@
     if (key === shown) return;
     shown = key;
     contact.textContent = data.phone + " ↔ " + data.sender;
-    state.textContent = data.state;
+    state.textContent = data.state_name || data.state;
     state.className = "badge state-" + data.state;
     thread.replaceChildren();
     if (!data.messages.length) {
       const empty = document.createElement("li");
       empty.className = "empty";
-      empty.textContent = "Nothing between this number and " + data.sender + " yet.";
+      empty.textContent = said("empty").replace("{sender}", data.sender);
       thread.append(empty);
     }
     for (const message of data.messages) {
@@ -69,7 +73,7 @@
       }
     }
     const meta = document.createElement("small");
-    meta.textContent = "answered · a one-time link, not kept in the ledger";
+    meta.textContent = said("transient");
     item.append(text, meta);
     return item;
   }
@@ -92,7 +96,7 @@
       error.textContent = "";
       render(data);
     } catch (failure) {
-      error.textContent = "The bot does not answer: is `make run` still running?";
+      error.textContent = said("unreachable");
     }
   }
 
@@ -107,7 +111,7 @@
     });
     const data = await answer.json().catch(() => ({}));
     if (!answer.ok) {
-      error.textContent = data.error || ("the webhook answered " + (data.status || answer.status));
+      error.textContent = data.error || said("webhook").replace("{status}", data.status || answer.status);
       return;
     }
     body.value = "";

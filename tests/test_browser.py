@@ -64,13 +64,13 @@ def test_the_dev_phone_shows_the_request_and_answering_oui_brings_confirmation_a
 
     browser.get(f"{site}/dev/phone?phone=%2B33612340001&flow=demo")
     wait_for(browser, lambda b: bubbles(b) == [("bot", flow.texts.consent_request)])
-    assert browser.find_element(By.ID, "state").text == "asked"
+    assert browser.find_element(By.ID, "state").text == "awaiting an answer"  # the browser asks for English
 
     browser.find_element(By.ID, "body").send_keys("oui")
     browser.find_element(By.ID, "send").click()
     wait_for(browser, lambda b: bubbles(b) == [("bot", flow.texts.consent_request), ("voter", "oui"),
                                                ("bot", flow.texts.confirmation), ("bot", flow.texts.content[0])])
-    wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "consented")
+    wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "gave consent")
     assert accord.store.state(flow, VOTER) == "consented"
     assert browser.find_element(By.ID, "body").get_attribute("value") == ""
 
@@ -111,7 +111,7 @@ def test_the_console_refuses_a_wrong_password_and_signs_in_with_the_right_one(si
     sign_in(browser, site, PASSWORD)
     wait_for(browser, lambda b: b.current_url == f"{site}/console/")
     assert browser.find_element(By.CSS_SELECTOR, ".signout .who").text == "camille"
-    assert "sign-in" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    assert "signed in" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
     failed = browser.find_element(By.CSS_SELECTOR, "#failed-sign-ins table.failed tbody tr").text
     assert failed.split() == ["127.0.0.1", "1", "0", "0"]  # counted apart from the trail, for admins
 
@@ -131,7 +131,7 @@ def test_the_console_funnel_shows_what_the_store_holds_and_pause_resume_work(sit
              for g in browser.find_elements(By.CSS_SELECTOR, "#funnel g.stage")}
     held = dict(dashboard.stages(accord.store.funnel(flow)))
     assert shown == {stage: dashboard.count(value) for stage, value in held.items()}
-    assert shown["imported"] == "1\u202f000\u202f000" and shown["consented"] == "301\u202f234"
+    assert shown["imported"] == "1,000,000" and shown["consented"] == "301,234"  # in English, as the browser asks
 
     browser.find_element(By.ID, "pause").click()
     wait_for(browser, lambda b: b.find_elements(By.ID, "resume"))
@@ -180,3 +180,63 @@ def test_a_viewer_sees_the_flow_without_pause_or_resume_and_an_admin_sees_them(s
     wait_for(browser, lambda b: b.current_url == f"{site}/console/")
     browser.get(f"{site}/console/flows/demo")
     assert browser.find_element(By.ID, "pause").is_displayed() and not browser.find_elements(By.ID, "read-only")
+
+
+@pytest.fixture
+def french(browser) -> Iterator[None]:
+    """Have the browser ask for French, as a French operator's does, then for English again."""
+    agent = browser.execute_script("return navigator.userAgent")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": "fr-FR,fr"})
+    yield
+    browser.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": "en-GB,en"})
+
+
+def test_in_french_the_dev_phone_and_the_console_speak_french_until_the_operator_picks_english(
+        site, browser, accord, french):
+    from selenium.webdriver.common.by import By
+
+    flow = accord.flows["demo"]
+    accord.store.claim(flow, VOTER, window_open=True)
+    sid = accord.gateway.send(VOTER, flow.texts.consent_request, sender=flow.sender)
+    accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request)
+    accord.store.count(flow, {"import:imported": 1_000_000})
+
+    browser.get(f"{site}/dev/phone?phone=%2B33612340001&flow=demo")
+    assert browser.execute_script("return document.documentElement.lang") == "fr"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Téléphone de test"
+    wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "en attente de réponse")
+    browser.find_element(By.ID, "body").send_keys("oui")
+    browser.find_element(By.ID, "send").click()
+    wait_for(browser, lambda b: b.find_element(By.ID, "state").text == "a donné son accord")
+    metas = [meta.text for meta in browser.find_elements(By.CSS_SELECTOR, "#thread .bubble small")]
+    assert metas[0].endswith("envoyé par le bot") and metas[1].endswith("écrit par l'électeur")
+
+    Operators(accord.store.redis).add("camille", PASSWORD)
+    sign_in(browser, site, "not the password")
+    flash = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".flash.error"))
+    assert flash[0].text == "Nom ou mot de passe erroné."
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Campagnes"
+    assert "s'est connecté" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+    browser.find_element(By.LINK_TEXT, "demo").click()
+    stage = browser.find_element(By.CSS_SELECTOR, '#funnel g.stage[data-stage="imported"]')
+    assert stage.find_element(By.CSS_SELECTOR, "text.label").text == "importés"
+    assert stage.find_element(By.CSS_SELECTOR, "text.value").text == "1\u202f000\u202f000"
+    ledger = browser.find_element(By.ID, "ledger").text
+    assert "a répondu OUI" in ledger and "en attente de réponse → a donné son accord" in ledger
+
+    browser.find_element(By.ID, "lang-en").click()  # the operator's choice, over the browser's
+    wait_for(browser, lambda b: b.execute_script("return document.documentElement.lang") == "en")
+    assert browser.current_url == f"{site}/console/flows/demo"
+    assert "answered YES" in browser.find_element(By.ID, "ledger").text
+    browser.find_element(By.CSS_SELECTOR, ".signout button").click()
+    wait_for(browser, lambda b: b.current_url.startswith(f"{site}/console/login"))
+    assert browser.execute_script("return document.documentElement.lang") == "fr"  # signed out: the browser's
+    sign_in(browser, site, PASSWORD)
+    wait_for(browser, lambda b: b.current_url == f"{site}/console/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Flows"  # kept in the account
+    assert not browser.find_element(By.ID, "lang-fr").get_attribute("disabled")
+    browser.find_element(By.ID, "lang-fr").click()
+    wait_for(browser, lambda b: b.find_element(By.TAG_NAME, "h1").text == "Campagnes")

@@ -23,7 +23,8 @@ STATES = {
     "expired": _l("never answered"),
 }
 
-# The funnel's stages (bot/web/dashboard.py STAGES): how many numbers reached each.
+# The funnel's stages (bot/web/dashboard.py STAGES): how many numbers reached each. Short: the
+# funnel chart gives a label about 14 characters.
 STAGES = {
     "imported": _l("imported"),
     "asked": _l("asked"),
@@ -32,7 +33,7 @@ STAGES = {
     "consented": _l("consented"),
     "declined": _l("declined"),
     "opted out": _l("opted out"),
-    "expired": _l("no answer in time"),
+    "expired": _l("unanswered"),
 }
 
 # What a voter's text meant ("in:" + the trigger, bot/store.py) ...

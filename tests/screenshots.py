@@ -1,4 +1,4 @@
-"""Take the README's screenshots: a round, a day of answers, then the dev phone and the console in Chromium.
+"""Take the README's screenshots: a round, a day of answers, then the dev phone and the console, in French, in Chromium.
 
     .venv/bin/python -m tests.screenshots [--out docs]
 
@@ -83,6 +83,7 @@ def shoot(work: Path, redis_url: str, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     with serve(app) as site, chromium(work / "chromium", width=1200, height=1000) as browser:
+        in_french(browser)
         browser.get(f"{site}/dev/phone?phone=%2B{phones[0][1:]}&flow={FLOW}")
         say(browser, "Qui êtes-vous ?", 2)
         say(browser, "oui", 5)
@@ -108,6 +109,13 @@ def text(client, validator: RequestValidator, phone: str, to: str, body: str) ->
     signature = validator.compute_signature("http://localhost/sms/inbound", params)
     answer = client.post("/sms/inbound", data=params, headers={"X-Twilio-Signature": signature})
     assert answer.status_code == 200, answer.status_code
+
+
+def in_french(browser) -> None:
+    """Have the browser ask for French, the language of the campaign's staff and of the pages shown."""
+    agent = browser.execute_script("return navigator.userAgent")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": "fr-FR,fr"})
 
 
 def say(browser, body: str, bubbles: int) -> None:

@@ -13,10 +13,11 @@ caller names, a flow's own, since a campaign's clock is where its voters are.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel import dates, numbers
+from babel import Locale, dates, numbers
 from flask import Flask, request, session
 from flask_babel import Babel, get_locale
 
@@ -55,7 +56,15 @@ def current() -> str:
 
 def number(value: float) -> str:
     """Write a count as the page's language does: `1 000 000` in French, `1,000,000` in English."""
-    return numbers.format_decimal(value, locale=current())
+    language = current()
+    if isinstance(value, int):  # a chart writes dozens a page: the language's separator, found once
+        return f"{value:,}".replace(",", _group(language))
+    return numbers.format_decimal(value, locale=language)
+
+
+@functools.cache
+def _group(language: str) -> str:
+    return numbers.get_group_symbol(language)
 
 
 def day(value: dt.date) -> str:
@@ -69,13 +78,21 @@ def moment(value: dt.datetime | float, tz: ZoneInfo | None = None, *, seconds: b
     An epoch is shown in `tz`; an aware datetime in its own zone.
     """
     at = dt.datetime.fromtimestamp(value, tz) if isinstance(value, (int, float)) else value
-    language = current()
-    time = dates.format_skeleton("Hms" if seconds else "Hm", at, locale=language)
-    return f"{dates.format_skeleton('yMMMEd', at, locale=language)} {time} {at.tzname() or ''}".rstrip()
+    pattern = _pattern(current(), "yMMMEd", "Hms" if seconds else "Hm")
+    return f"{dates.format_datetime(at, pattern, locale=current())} {at.tzname() or ''}".rstrip()
 
 
 def short_moment(value: dt.datetime, *, seconds: bool = True) -> str:
     """Write a recent moment, its day and time, for lists and charts: `7 déc. 14:05:03`."""
     language = current()
-    time = dates.format_skeleton("Hms" if seconds else "Hm", value, locale=language)
-    return f"{dates.format_skeleton('MMMd', value, locale=language)} {time}"
+    return dates.format_datetime(value, _pattern(language, "MMMd", "Hms" if seconds else "Hm"), locale=language)
+
+
+@functools.cache
+def _pattern(language: str, day: str, time: str) -> str:
+    """Return the language's pattern for a day and a time (skeletons, as CLDR names them), found once.
+
+    Matching a skeleton costs more than formatting: a ledger table and a chart format dozens of times a page.
+    """
+    skeletons = Locale.parse(language).datetime_skeletons
+    return f"{skeletons[dates.match_skeleton(day, skeletons)]} {skeletons[dates.match_skeleton(time, skeletons)]}"

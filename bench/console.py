@@ -104,7 +104,7 @@ def check(client: FlaskClient, page: str) -> None:
     answer = client.get(page)
     body = answer.get_data(as_text=True)
     assert answer.status_code == 200, answer.status_code
-    assert 'data-stage="imported" data-value="1020000"' in body and "Latest ledger events" in body
+    assert 'data-stage="imported" data-value="1020000"' in body and 'id="ledger"' in body
 
 
 def bare_client() -> FlaskClient:

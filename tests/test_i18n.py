@@ -13,7 +13,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from bot.operators import VIEWER, Operators
+from bot.operators import VIEWER, OperatorError, Operators
 from bot.web import charts, dashboard, i18n, names
 from tests.conftest import PARIS, ROOT, SMS
 from tests.test_console import PASSWORD, Console
@@ -101,6 +101,13 @@ def test_the_switch_needs_the_csrf_token_and_a_language_we_speak(console, operat
     assert refused.status_code == 400
     assert choose(console, "de").status_code == 302  # nothing to change: the page as it was
     assert operators.account("camille").language == "" and '<html lang="fr">' in page(console, "/console/")
+
+
+def test_an_account_keeps_only_a_language_we_speak(operators):
+    with pytest.raises(OperatorError):
+        operators.set_language("camille", "de")
+    assert operators.set_language("nobody", "en") is False and operators.account("nobody") is None
+    assert operators.set_language("camille", "en") and operators.account("camille").language == "en"
 
 
 @pytest.mark.parametrize("target, lands", [

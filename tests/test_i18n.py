@@ -12,7 +12,9 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from click.testing import CliRunner
 
+from bot.cli import Services, main
 from bot.operators import VIEWER, OperatorError, Operators
 from bot.web import charts, dashboard, i18n, names
 from tests.conftest import PARIS, ROOT, SMS
@@ -101,6 +103,19 @@ def test_the_switch_needs_the_csrf_token_and_a_language_we_speak(console, operat
     assert refused.status_code == 400
     assert choose(console, "de").status_code == 302  # nothing to change: the page as it was
     assert operators.account("camille").language == "" and '<html lang="fr">' in page(console, "/console/")
+
+
+def test_an_operator_made_with_language_en_signs_in_to_english_pages(accord, client):
+    made = CliRunner().invoke(main, ["operator", "add", "sam", "--role", "viewer", "--password", PASSWORD,
+                                     "--language", "en"], obj=Services(accord))
+    assert made.exit_code == 0, made.output
+    console = Console(client)
+    assert '<html lang="fr">' in page(console, "/console/login")
+    console.sign_in("sam")
+    assert '<html lang="en">' in page(console, "/console/") and "Audit trail" in page(console, "/console/")
+    refused = CliRunner().invoke(main, ["operator", "add", "eve", "--role", "viewer", "--password", PASSWORD,
+                                        "--language", "de"], obj=Services(accord))
+    assert refused.exit_code == 2 and Operators(accord.store.redis).account("eve") is None
 
 
 def test_an_account_keeps_only_a_language_we_speak(operators):

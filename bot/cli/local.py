@@ -14,7 +14,7 @@ from bot import address, audit, migrate, threads
 from bot.cli import Services, main, phone_argument
 from bot.cli.rounds import window_line
 from bot.flows import Flow
-from bot.operators import ROLES, OperatorError, Operators
+from bot.operators import LANGUAGES, ROLES, OperatorError, Operators
 from bot.windows import describe
 
 
@@ -115,13 +115,18 @@ ROLE_HELP = "admin: pauses and resumes sending; viewer: reads the console, chang
 @click.option("--role", type=click.Choice(ROLES), prompt="Role (admin or viewer)", help=ROLE_HELP)
 @click.password_option("--password", prompt="Password", confirmation_prompt="Repeat the password",
                        help="Asked twice without echo when not given.")
+@click.option("--language", type=click.Choice(LANGUAGES), default=None,
+              help="The console's language for this operator; without it, their browser's (French by default). "
+                   "They can switch it in the console's header.")
 @click.pass_obj
-def operator_add(obj: Services, name: str, role: str, password: str) -> None:
+def operator_add(obj: Services, name: str, role: str, password: str, language: str | None) -> None:
     """Create console operator NAME with a role; the password is kept as an argon2 hash."""
 
     store = obj.accord.store
     try:
         Operators(store.redis).add(name, password, role)
+        if language:
+            Operators(store.redis).set_language(name, language)
     except OperatorError as error:
         raise click.ClickException(str(error)) from error
     audit.record(store.redis, store.clock(), getpass.getuser(), "operator added", detail=f"{name}, {role}")

@@ -223,6 +223,7 @@ def test_the_dev_phone_speaks_french_to_its_page_and_its_script(client, accord, 
     (names.reason, "public holiday: Noël", "jour férié : Noël"),
     (names.reason, "Sunday", "dimanche"),
     (names.role, "viewer", "lecteur"),
+    (names.level, "warning", "attention"),
 ])
 def test_human_names_in_french_and_raw_names_when_unknown(app, name, raw, french):
     with app.test_request_context("/console/"):

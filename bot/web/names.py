@@ -70,6 +70,9 @@ REASONS = {
     "Friday": _l("Friday"), "Saturday": _l("Saturday"), "Sunday": _l("Sunday"),
 }
 
+# How serious a linter finding about a flow's texts is (bot/lint.py); its message stays the linter's own.
+LEVELS = {"error": _l("error"), "warning": _l("warning")}
+
 # An operator's role (bot/operators.py ROLES).
 ROLES = {"admin": _l("admin"), "viewer": _l("viewer")}
 
@@ -126,6 +129,11 @@ def reason(raw: str) -> str:
     if raw.startswith("after the flow's end date, "):
         return gettext("after the flow's end date, %(date)s", date=raw.rpartition(", ")[2])
     return str(REASONS.get(raw, raw))
+
+
+def level(raw: str) -> str:
+    """Name a linter finding's level for people."""
+    return str(LEVELS.get(raw, raw))
 
 
 def role(raw: str) -> str:

@@ -53,7 +53,7 @@ translations: $(VENV)/.runtime
 	@mkdir -p instance
 	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
 		-o instance/messages.pot .
-	$(VENV)/bin/pybabel -q update -i instance/messages.pot -d bot/web/translations --no-location
+	$(VENV)/bin/pybabel -q update -i instance/messages.pot -d bot/web/translations
 	$(VENV)/bin/pybabel -q compile -d bot/web/translations --statistics
 
 lint: $(VENV)/.dev

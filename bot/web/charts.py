@@ -24,7 +24,8 @@ def funnel(stages: list[tuple[str, int]], *, title: str = "") -> Markup:
     row, bar, text = 40, 14, 14  # pixels: a row holds a line of text, then the bar under it
     top = max((value for _, value in stages), default=0) or 1
     height = row * len(stages)
-    label = f"{title}: " + ", ".join(f"{names.stage(name)} {count(value)}" for name, value in stages)
+    label = gettext("%(title)s: %(stages)s", title=title,
+                    stages=", ".join(f"{names.stage(name)} {count(value)}" for name, value in stages))
     parts = [_open(height, label, "chart funnel")]
     for index, (name, value) in enumerate(stages):
         y = index * row

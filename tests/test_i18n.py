@@ -165,7 +165,7 @@ def test_the_audit_trail_and_the_window_read_in_french(console, accord, clock):
     clock.set(dt.datetime(2026, 12, 6, 12, 0, tzinfo=PARIS))  # a Sunday: the window is shut
     console.sign_in()
     home = page(console, "/console/")
-    assert "dim. 6 déc. 2026 12:00 CET" in home and "s&#39;est connecté" in home
+    assert "dim. 6 déc. 2026 12:00 CET" in home and "s&#39;est connecté" in home and "depuis 127.0.0.1" in home
     assert "dimanche" in home and "fermée" in home
     flow = page(console, "/console/flows/presidentielle-2027")
     assert "Dimanche." in flow and "Ouverture : lun. 7 déc. 2026" in flow
@@ -224,6 +224,13 @@ def test_the_dev_phone_speaks_french_to_its_page_and_its_script(client, accord, 
     (names.reason, "Sunday", "dimanche"),
     (names.role, "viewer", "lecteur"),
     (names.level, "warning", "attention"),
+    (names.detail, "from 192.0.2.1", "depuis 192.0.2.1"),
+    (names.detail, "3 parked and 0 interrupted batch(es) queued again", "3 lot(s) en attente et 0 lot(s) "
+                                                                         "interrompu(s) remis dans la file"),
+    (names.detail, "20 failed within the hour, the last from 2001:db8::/64",
+     "20 échecs dans l'heure, le dernier depuis 2001:db8::/64"),
+    (names.detail, "camille, admin", "camille, admin"),
+    (names.detail, "from", "from"),
 ])
 def test_human_names_in_french_and_raw_names_when_unknown(app, name, raw, french):
     with app.test_request_context("/console/"):

@@ -38,7 +38,7 @@ def init_i18n(app: Flask) -> None:
         number=number, day=day, moment=moment, state_name=names.state, stage_name=names.stage,
         event_name=names.event, move_name=names.move, action_name=names.action,
         reason_name=names.reason, role_name=names.role,
-        level_name=names.level)
+        level_name=names.level, detail_name=names.detail)
 
 
 def locale() -> str:

@@ -8,6 +8,8 @@ as it is: a page never fails for want of a label.
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
@@ -129,6 +131,27 @@ def reason(raw: str) -> str:
     if raw.startswith("after the flow's end date, "):
         return gettext("after the flow's end date, %(date)s", date=raw.rpartition(", ")[2])
     return str(REASONS.get(raw, raw))
+
+
+# The details the console writes into the audit trail (bot/web/console.py), kept in English there as
+# records are; shown in the page's language. Any other detail is shown as written.
+DETAILS = (
+    (re.compile(r"from (\S+)"), _l("from %(address)s"), ("address",)),
+    (re.compile(r"sending stops at the next number"), _l("sending stops at the next number"), ()),
+    (re.compile(r"(\d+) parked and (\d+) interrupted batch\(es\) queued again"),
+     _l("%(parked)s parked and %(recovered)s interrupted batch(es) queued again"), ("parked", "recovered")),
+    (re.compile(r"(\d+) failed within the hour, the last from (\S+)"),
+     _l("%(failed)s failed within the hour, the last from %(address)s"), ("failed", "address")),
+)
+
+
+def detail(raw: str) -> str:
+    """Say an audit entry's detail in the page's language, if the console wrote it; else as written."""
+    for pattern, said, fields in DETAILS:
+        found = pattern.fullmatch(raw)
+        if found:
+            return str(said) % dict(zip(fields, found.groups(), strict=True))
+    return raw
 
 
 def level(raw: str) -> str:

@@ -171,6 +171,15 @@ def test_the_audit_trail_and_the_window_read_in_french(console, accord, clock):
     assert "Dimanche." in flow and "Ouverture : lun. 7 déc. 2026" in flow
 
 
+def test_pause_and_resume_say_so_in_french(console):
+    console.sign_in()
+    console.post("/console/flows/demo/pause")
+    assert "demo : en pause ; l&#39;envoi s&#39;arrête au prochain numéro." in page(console, "/console/flows/demo")
+    console.post("/console/flows/demo/resume")
+    resumed = page(console, "/console/flows/demo")
+    assert "demo : envoi repris ; 0 lot(s) en attente et 0 lot(s) interrompu(s) remis dans la file." in resumed
+
+
 def test_the_ledger_and_the_funnel_name_states_and_events_for_people(console, accord, sms: SMS):
     flow = accord.flows["demo"]
     accord.store.claim(flow, VOTER, window_open=True)

@@ -245,9 +245,7 @@ def pause(flow_id: str) -> Response:
     """Stop the flow's sending from the next number on, and record who did it."""
     accord, flow = _accord(), _flow(flow_id)
     accord.store.pause(flow)
-    _done(flow, "pause", "sending stops at the next number")
-    flash(_("%(flow)s: paused; sending stops at the next number.", flow=flow.id), "info")
-    return redirect(url_for("console.flow_page", flow_id=flow.id))
+    return _done(flow, "pause", _("paused"), "sending stops at the next number")
 
 
 @bp.post("/flows/<flow_id>/resume")
@@ -255,16 +253,15 @@ def resume_flow(flow_id: str) -> Response:
     """Restart the flow's sending (parked and interrupted batches), and record who did it."""
     accord, flow = _accord(), _flow(flow_id)
     parked, recovered = resume(accord, flow)
-    _done(flow, "resume", f"{parked} parked and {recovered} interrupted batch(es) queued again")
-    flash(_("%(flow)s: resumed; %(parked)s parked and %(recovered)s interrupted batch(es) queued again.",
-            flow=flow.id, parked=parked, recovered=recovered), "info")
-    return redirect(url_for("console.flow_page", flow_id=flow.id))
+    return _done(flow, "resume", _("resumed"), f"{parked} parked and {recovered} interrupted batch(es) queued again")
 
 
-def _done(flow: Flow, action: str, detail: str) -> None:
-    """Record an operator's action on a flow in the audit trail (its detail in English: a record, not a page)."""
+def _done(flow: Flow, action: str, said: str, detail: str) -> Response:
+    """Record the action in the trail (its detail in English, as records are); say it in the page language."""
     store = _accord().store
     audit.record(store.redis, store.clock(), g.operator, action, flow=flow.id, detail=detail)
+    flash(_("%(flow)s: %(said)s; %(detail)s.", flow=flow.id, said=said, detail=names.detail(detail)), "info")
+    return redirect(url_for("console.flow_page", flow_id=flow.id))
 
 
 def _flow(flow_id: str) -> Flow:

@@ -82,11 +82,11 @@ def test_at_360_px_the_dev_phone_says_the_window_is_shut_and_when_it_opens(site,
     clock.set(dt.datetime(2026, 12, 2, 3, 0, tzinfo=PARIS))  # the demo flow sends 07:00-23:00
     browser.get(f"{site}/dev/phone?phone=%2B33612340001&flow=demo")
     note = wait_for(browser, lambda b: b.find_element(By.ID, "window").text)
-    assert "(before sending hours)" in note and "02/12 07:00" in note
+    assert "(before sending hours)" in note and "Dec 2, 2026 07:00" in note
 
     browser.find_element(By.ID, "body").send_keys("oui")
     browser.find_element(By.ID, "send").click()
     wait_for(browser, lambda b: "«" in b.find_element(By.ID, "window").text)
     note = browser.find_element(By.ID, "window").text
-    assert flow.texts.content[0] in note and "02/12 07:00" in note
+    assert flow.texts.content[0] in note and "Dec 2, 2026 07:00" in note
     assert sideways(browser) <= 0

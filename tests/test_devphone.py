@@ -148,8 +148,9 @@ def test_at_night_the_thread_says_the_window_is_shut_when_it_opens_and_that_the_
     queue_round(accord, flow, tmp_path)
     thread = client.get("/dev/phone/thread", query_string={"phone": VOTER, "flow": "demo"}, headers=ENGLISH).json
     assert thread["messages"] == []
-    assert thread["window"] == ("The sending window is shut (before sending hours): it opens 02/12 07:00 CET. "
-                                "A round queued the consent request: it goes when the window opens.")
+    assert thread["window"] == ("The sending window is shut (before sending hours): it opens "
+                                "Wed, Dec 2, 2026 07:00 CET. A round queued the consent request: it goes when "
+                                "the window opens.")
 
 
 def test_in_the_window_the_thread_carries_no_window_note(client, accord, flow, tmp_path):

@@ -179,12 +179,13 @@ def test_the_flow_page_shows_each_texts_cost_and_what_was_spent_in_euros(accord,
 
 def test_the_flow_page_says_where_its_price_was_set(accord, config):
     path = config.flows_dir / "demo.toml"
-    assert "(in SEGMENT_PRICES)" in section(signed_in(accord).client.get("/console/flows/demo").get_data(as_text=True))
+    page = signed_in(accord).client.get("/console/flows/demo").get_data(as_text=True)
+    assert "(dans SEGMENT_PRICES)" in section(page)
     path.write_text(path.read_text(encoding="utf-8") + FLOW_PRICES, encoding="utf-8")
     accord = create_app(config, gateway=accord.gateway, clock=accord.store.clock).extensions["accord"]
     Operators(accord.store.redis).remove("camille")
     euros = section(signed_in(accord).client.get("/console/flows/demo").get_data(as_text=True))
-    assert "0,10\u00a0€" in euros and "(in the flow's [[prices]])" in unescape(euros)
+    assert "0,10\u00a0€" in euros and "(dans la table [[prices]] de la campagne)" in unescape(euros)
 
 
 def test_the_flow_page_says_when_no_price_is_set(accord, config):

@@ -67,11 +67,11 @@ def test_a_whole_number_opens_the_file_with_its_state_thread_and_objection_maske
     assert f'<span class="phone" id="number">{MASKED}</span>' in page
     assert VOTER not in page and "612340001" not in page and "12 34 00 01" not in page  # not even in a form
     file = page[page.index('data-flow="demo"'):]
-    assert "objected (STOP)" in file and "Objection recorded: Liste Demo" in file
+    assert ">objected<" in file and "Objection recorded: Liste Demo" in file
     assert "Oui !" in file and "Qui êtes-vous ?" in file and "STOP" in file  # the voter's words
     flow = accord.flows["demo"]
     assert escape(flow.texts.consent_request) in file and escape(flow.texts.confirmation) in file  # and the bot's
-    assert "the voter wrote: consent" in file and "asked → consented" in file
+    assert "answered YES" in file and "awaiting an answer → gave consent" in file
     assert 'data-flow="presidentielle-2027"' not in page  # a flow that holds nothing on the number
 
 

@@ -13,6 +13,8 @@ import re
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
+from bot.rights import REMOVED
+
 # A number's state in a flow (bot/machine.py STATES).
 STATES = {
     "new": _l("not contacted yet"),
@@ -23,6 +25,8 @@ STATES = {
     "declined": _l("said no"),
     "opted_out": _l("objected"),
     "expired": _l("never answered"),
+    "unreadable": _l("unreadable record (see `states check`)"),
+    REMOVED: _l("its flow file was removed"),
 }
 
 # The funnel's stages (bot/web/dashboard.py STAGES): how many numbers reached each. Short: the

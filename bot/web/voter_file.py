@@ -26,11 +26,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from bot import Accord, audit, rights
 from bot.phones import PhoneError, normalize
+from bot.web import names
 from bot.web.console import bp
 from bot.web.dashboard import mask
 from bot.web.voter import describe
@@ -38,23 +38,6 @@ from bot.web.voter import describe
 LOOKUP = "voter file (console)"  # the access log's action for a lookup
 REVEAL = "voter file, number shown in full (console)"
 SEALED_FOR = 15 * 60  # seconds a file's reveal button works: a page left open does not show the number later
-STATES = {
-    "new": _l("on a list, nothing sent"), "contacted": _l("wrote first, never asked"),
-    "asked": _l("asked, no answer yet"), "clarified": _l("asked, answer unclear, clarification sent"),
-    "consented": _l("consented"), "declined": _l("declined"), "opted_out": _l("objected (STOP)"),
-    "expired": _l("asked, no answer: the question expired"),
-    "unreadable": _l("unreadable record (see `states check`)"), rights.REMOVED: _l("its flow file was removed"),
-}
-EVENTS = {
-    "ask": _l("consent request queued"), "sent": _l("text sent"), "content": _l("campaign message queued"),
-    "expire": _l("question expired"), "stop": _l("objection"), "carrier_stop": _l("objection from the carrier"),
-    "send_failed": _l("refused by the provider"), "give_back": _l("sending cancelled"),
-    "release": _l("sending cancelled"), "erasure": _l("erased"),
-    "in:YES": _l("the voter wrote: consent"), "in:NO": _l("the voter wrote: refusal"),
-    "in:STOP": _l("the voter wrote: objection"), "in:START": _l("the voter wrote: START again"),
-    "in:HELP": _l("the voter wrote: a question about us"), "in:DATA": _l("the voter wrote: access to their data"),
-    "in:OTHER": _l("the voter wrote"),
-}
 
 
 @bp.get("/voter")
@@ -123,4 +106,5 @@ def _key() -> bytes:
 
 
 def _words() -> dict[str, object]:
-    return {"states": STATES, "events": EVENTS}
+    """The human names the file shows for states, events and moves, as the rest of the console names them."""
+    return {"state_name": names.state, "event_name": names.event, "move_name": names.move}

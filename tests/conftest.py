@@ -25,6 +25,7 @@ from bot.embedded import spawn
 from bot.gateways import Gateway
 from bot.gateways.ovh import OvhGateway, id_of, sid_of
 from bot.gateways.twilio import TwilioGateway
+from bot.operators import VIEWER, Operators
 from tests.ovh_server import OvhServer
 from tests.twilio_server import TwilioServer
 
@@ -129,6 +130,18 @@ class SMS:
         if error_code:
             params["ErrorCode"] = error_code
         return self.post("/sms/status", params)
+
+
+PASSWORD = "correct horse battery"  # the console accounts' in tests
+
+
+@pytest.fixture
+def operators(accord: Accord) -> Operators:
+    """Two console accounts: camille, an admin, and dominique, a viewer."""
+    operators = Operators(accord.store.redis)
+    operators.add("camille", PASSWORD)
+    operators.add("dominique", PASSWORD, VIEWER)
+    return operators
 
 
 def as_stored(fields: dict[str, str]) -> str:

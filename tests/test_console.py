@@ -9,10 +9,9 @@ from flask.testing import FlaskClient
 
 from bot import audit
 from bot.keys import failures_key
-from bot.operators import LOCK_SECONDS, MAX_FAILURES, Operators
-from tests.conftest import SMS
+from bot.operators import LOCK_SECONDS, MAX_FAILURES
+from tests.conftest import PASSWORD, SMS
 
-PASSWORD = "correct horse battery"
 VOTER = "+33612340001"
 
 
@@ -42,13 +41,6 @@ class Console:
 
     def post(self, path: str, **data: str):
         return self.client.post(path, data={**data, "csrf_token": self.session_token()})
-
-
-@pytest.fixture
-def operators(accord) -> Operators:
-    operators = Operators(accord.store.redis)
-    operators.add("camille", PASSWORD)
-    return operators
 
 
 @pytest.fixture

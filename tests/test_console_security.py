@@ -14,7 +14,7 @@ from flask import Flask
 
 from bot import audit, create_app
 from bot.keys import failures_key, sign_in_failures_key
-from bot.operators import MAX_FAILURES, VIEWER, Operators
+from bot.operators import MAX_FAILURES, VIEWER
 from bot.web import WITHOUT_SIGN_IN
 from bot.web.console import OPEN, SIGN_IN_LIMIT, VIEWER_MAY
 from bot.web.csrf import SAFE
@@ -23,14 +23,6 @@ from tests.conftest import SMS, new_sid
 from tests.test_console import PASSWORD, Console, actions
 
 PUBLIC_URL = "https://accord.example.org"
-
-
-@pytest.fixture
-def operators(accord) -> Operators:
-    operators = Operators(accord.store.redis)
-    operators.add("camille", PASSWORD)
-    operators.add("dominique", PASSWORD, VIEWER)
-    return operators
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po
 from click.testing import CliRunner
 
 from bot.cli import Services, main
-from bot.operators import VIEWER, OperatorError, Operators
+from bot.operators import OperatorError, Operators
 from bot.web import charts, dashboard, i18n, names
 from tests.conftest import PARIS, ROOT, SMS
 from tests.test_console import PASSWORD, Console
@@ -24,14 +24,6 @@ CATALOGUE = ROOT / "bot" / "web" / "translations" / "fr" / "LC_MESSAGES"
 ENGLISH = {"Accept-Language": "en-GB,en;q=0.9"}
 VOTER = "+33612340001"
 NNBSP = "\u202f"  # what French puts between thousands
-
-
-@pytest.fixture
-def operators(accord) -> Operators:
-    operators = Operators(accord.store.redis)
-    operators.add("camille", PASSWORD)
-    operators.add("dominique", PASSWORD, VIEWER)
-    return operators
 
 
 @pytest.fixture

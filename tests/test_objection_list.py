@@ -10,22 +10,13 @@ import pytest
 
 from bot import audit, rights
 from bot.keys import subject_slot
-from bot.operators import VIEWER, Operators
 from bot.web import objection_list
 from tests.conftest import SMS
-from tests.test_console import PASSWORD, Console
+from tests.test_console import Console
 
 STOPPED, ERASED, CAME_BACK = "+33612340001", "+33612340002", "+33612340003"
 ELSEWHERE = "+33612340004"  # objected to another controller
 ENGLISH = {"Accept-Language": "en"}
-
-
-@pytest.fixture
-def operators(accord) -> Operators:
-    operators = Operators(accord.store.redis)
-    operators.add("camille", PASSWORD)
-    operators.add("dominique", PASSWORD, VIEWER)
-    return operators
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from markupsafe import escape
 
 from bot import audit
-from bot.operators import VIEWER, Operators
 from bot.web import voter_file
 from tests.conftest import SMS
 from tests.test_console import PASSWORD, Console
@@ -16,14 +15,6 @@ from tests.test_console import PASSWORD, Console
 VOTER = "+33612340001"
 MASKED = "+33 6 •• •• •• 01"
 ENGLISH = {"Accept-Language": "en"}
-
-
-@pytest.fixture
-def operators(accord) -> Operators:
-    operators = Operators(accord.store.redis)
-    operators.add("camille", PASSWORD)
-    operators.add("dominique", PASSWORD, VIEWER)
-    return operators
 
 
 @pytest.fixture

@@ -36,9 +36,11 @@ def site(app, browser) -> Iterator[str]:
 
 
 def wait_for(browser, condition):
+    """Wait until `condition` holds; an element read while the page it was on is being replaced is read again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT).until(condition)
+    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def bubbles(browser) -> list[tuple[str, str]]:

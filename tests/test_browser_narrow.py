@@ -10,13 +10,13 @@ import pytest
 from bot.operators import Operators
 from tests.browser import MISSING, available, chromium, serve
 from tests.conftest import PARIS
+from tests.test_browser import wait_for
 
 pytestmark = pytest.mark.skipif(not available(), reason=MISSING)
 
 PHONE_WIDTH = 360
 PASSWORD = "correct horse battery"
 VOTER = "+33612340001"
-WAIT = 10
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,6 @@ def site(app, browser) -> Iterator[str]:
     browser.delete_all_cookies()
     with serve(app) as url:
         yield url
-
-
-def wait_for(browser, condition):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, WAIT).until(condition)
 
 
 def sideways(browser) -> int:

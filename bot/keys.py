@@ -44,8 +44,8 @@ def suppression_key(controller_id: str) -> str:
     return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
 
 
-def legacy_sid_key(message_sid: str) -> str:
-    return key_for("sid", message_sid)  # string of earlier versions: the answer to an inbound text (35 days)
+def sid_key(message_sid: str) -> str:
+    return key_for("sid", message_sid)  # the answer given to a processed inbound message
 
 
 def funnel_key(flow_id: str) -> str:
@@ -122,11 +122,8 @@ def legacy_out_key(message_sid: str) -> str:
     return key_for("out", message_sid)  # hash of earlier versions: a sent message's flow, phone, status (35 days)
 
 
-MESSAGE_PERIOD = 35 * 86400  # a generation of message records: each is found 35 to 70 days
+MESSAGE_PERIOD = 35 * 86400  # a generation of sent-message records: each is found 35 to 70 days
 MESSAGE_BUCKETS = 4  # hex digits of a message id's CRC-32 naming its hash: 65,536 a generation
-# Inbound texts are fewer than the texts sent (a tenth of the numbers answer, as often as not): 4,096
-# hashes a generation keep each packed up to 4 million answers, and not a key per answer below that.
-ANSWERED_BUCKETS = 3
 
 
 def messages_key(generation: int, message_sid: str) -> str:
@@ -136,17 +133,8 @@ def messages_key(generation: int, message_sid: str) -> str:
     as states are (bot/states.py); a generation expires whole, the one before it at the latest
     35 days after it ends.
     """
-    return key_for("messages", str(generation), _bucket(message_sid, MESSAGE_BUCKETS))
-
-
-def answered_key(generation: int, message_sid: str) -> str:
-    """Name the hash of a generation holding the answer given to a processed inbound text, by its id,
-    so that a provider's retry or a reconcile gets the same answer and changes nothing (as messages_key)."""
-    return key_for("answered", str(generation), _bucket(message_sid, ANSWERED_BUCKETS))
-
-
-def _bucket(message_sid: str, digits: int) -> str:
-    return f"{zlib.crc32(message_sid.encode()):08x}"[-digits:]
+    bucket = f"{zlib.crc32(message_sid.encode()):08x}"[-MESSAGE_BUCKETS:]
+    return key_for("messages", str(generation), bucket)
 
 
 def costs_key(flow_id: str) -> str:

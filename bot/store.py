@@ -31,7 +31,6 @@ from bot.keys import (
     OUTBOX_KEY,
     SUBJECT_BUCKET,
     admitted_key,
-    answered_key,
     answers_key,
     asked_key,
     batch_key,
@@ -44,7 +43,6 @@ from bot.keys import (
     key_for,
     ledger_key,
     legacy_out_key,
-    legacy_sid_key,
     legacy_state_key,
     legacy_subject_key,
     messages_key,
@@ -54,6 +52,7 @@ from bot.keys import (
     person_key,
     queued_key,
     round_key,
+    sid_key,
     subject_slot,
     suppression_key,
     versions_key,
@@ -153,8 +152,7 @@ class Store:
         flight from a claim until a release (bot/witness.py; step.lua says how).
         """
         digest = self.digest(phone)
-        answered, earlier, ttl = self._generations(answered_key, message_sid or "-")  # used only with a sid
-        keys = [answered, subject_slot(digest)[0]]
+        keys = [sid_key(message_sid or "-"), subject_slot(digest)[0]]  # the sid key is used only with a sid
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
         if in_flight is not None:
@@ -170,8 +168,7 @@ class Store:
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
-                                      "-" if region is None else region, detail, in_flight or "", earlier,
-                                      legacy_sid_key(message_sid or "-"), str(ttl),
+                                      "-" if region is None else region, detail, in_flight or "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -226,9 +223,7 @@ class Store:
         key = answers_key(message_sid)
         if self.redis.exists(key):
             return False
-        current, previous, _ = self._generations(answered_key, message_sid)
-        if (self.redis.hexists(current, message_sid) or self.redis.hexists(previous, message_sid)
-                or self.redis.exists(legacy_sid_key(message_sid))):
+        if self.redis.exists(sid_key(message_sid)):
             return None
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "by", "reconcile")
@@ -522,15 +517,10 @@ class Store:
 
     def _messages(self, provider_sid: str) -> tuple[str, str, int]:
         """Return the hashes of this generation and the previous one that may hold a sent message's
-        record, and this generation's time to live in seconds (see _generations)."""
-        return self._generations(messages_key, provider_sid)
-
-    def _generations(self, name: Callable[[int, str], str], message_id: str) -> tuple[str, str, int]:
-        """Return the hashes `name` gives a message id in this generation and the previous one, and this
-        generation's time to live in seconds: until 35 days after it ends."""
+        record, and this generation's time to live in seconds: until 35 days after it ends."""
         generation = int(self.clock() // MESSAGE_PERIOD)
         ttl = (generation + 2) * MESSAGE_PERIOD - int(self.clock())
-        return name(generation, message_id), name(generation - 1, message_id), ttl
+        return messages_key(generation, provider_sid), messages_key(generation - 1, provider_sid), ttl
 
     def state(self, flow: Flow, phone: str) -> str:
         """Return the number's state in a flow, with expiry evaluated (read-only)."""
@@ -843,7 +833,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     said = {say for steps in rows.values() for step in steps.values() for say in step.partition("|")[2].split(",")}
     return lua_value({
         "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
-        "check_suppressed": check_suppressed, "first": first, "twiml": twiml,
+        "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL), "twiml": twiml,
         "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE, "inflight": inflight,
         "open": {state: True for state in machine.OPEN},
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},

@@ -1,13 +1,12 @@
-"""Message records, found 35 to 70 days by the provider's id: a sent message's furthest status (with no
-number), and the answer given to an inbound text (so that a retry changes nothing)."""
+"""Sent-message records: the furthest status per provider id, with no number, found 35 to 70 days."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 
-from bot.keys import MESSAGE_PERIOD, legacy_out_key, legacy_sid_key
-from tests.conftest import SMS, Clock, answers, new_sid
+from bot.keys import MESSAGE_PERIOD, legacy_out_key
+from tests.conftest import SMS, Clock, new_sid
 
 VOTER = "+33612980001"
 
@@ -77,28 +76,3 @@ def test_erasure_takes_the_number_s_message_records(sms: SMS, accord, flow, redi
     redis_client.hset(legacy_out_key(old), mapping={"flow": flow.id, "phone": VOTER, "status": "sent", "rank": 5})
     accord.store.erase([flow], VOTER, whole=True, objection=True)
     assert records(redis_client) == {} and not redis_client.exists(legacy_out_key(old))
-
-
-def test_a_text_retried_in_the_next_generation_gets_its_first_answer_and_changes_nothing(sms: SMS, accord, flow,
-                                                                                         clock: Clock, redis_client):
-    accord.store.claim(flow, VOTER, window_open=True)
-    sid = new_sid()
-    first = sms.send(VOTER, "oui", sid=sid)
-    assert not [key for key in redis_client.scan_iter("accord:sid:*")]  # no key a text any more
-    (key,) = redis_client.scan_iter("accord:answered:*")
-    clock.advance(seconds=redis_client.ttl(key) - 3600)  # the next generation, before the first one expires
-    ledger = accord.store.ledger(flow.id)
-    assert sms.send(VOTER, "stop", sid=sid).data == first.data
-    assert accord.store.ledger(flow.id) == ledger and accord.store.state(flow, VOTER) == "consented"
-    assert accord.store.answer_late(sid) is None  # reconcile finds it answered
-
-
-def test_a_text_an_earlier_version_answered_in_a_key_of_its_own_is_still_known(sms: SMS, accord, flow,
-                                                                              redis_client):
-    accord.store.claim(flow, VOTER, window_open=True)
-    sid = new_sid()
-    answer = '{"flow":"demo","from":"asked","to":"declined","says":["declined"],"unreadable":{}}'
-    redis_client.set(legacy_sid_key(sid), answer, ex=3600)
-    assert answers(sms.send(VOTER, "oui", sid=sid)) == [flow.texts.declined]
-    assert accord.store.state(flow, VOTER) == "asked"  # nothing applied twice
-    assert accord.store.answer_late(sid) is None

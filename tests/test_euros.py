@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import io
 from decimal import Decimal
 from html import unescape
 from pathlib import Path
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from rq import SimpleWorker
 
 from bot import Accord, create_app, use
-from bot.cli import Services, main
+from bot.cli import main
 from bot.config import Config
 from bot.gateways.twilio import TwilioGateway
 from bot.operators import Operators
@@ -26,6 +24,7 @@ from bot.sending import queue_for
 from tests.conftest import PARIS, ROOT, Clock
 from tests.flowfiles import PRICES as FLOW_PRICES
 from tests.test_console import PASSWORD, Console
+from tests.test_costs import ask, rows, run
 from tests.twilio_server import TwilioServer
 
 A, B, C = "+33612980001", "+33612980002", "+33612980003"
@@ -49,21 +48,6 @@ def accord(config: Config, clock: Clock, redis_client: redis.Redis, twilio: Twil
     accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
     use(accord)
     return accord
-
-
-def run(accord: Accord, *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), obj=Services(accord), catch_exceptions=False)
-
-
-def rows(result: Result) -> list[list[str]]:
-    assert result.exit_code == 0, result.output
-    return [row for row in csv.reader(io.StringIO(result.stdout)) if not row[0].startswith("#")]
-
-
-def ask(accord: Accord, phone: str) -> None:
-    flow = accord.flows["demo"]
-    assert accord.store.claim(flow, phone, window_open=True).dest == "asked"
-    accord.store.record_sent(flow, phone, "SM" + phone[-8:] * 4, flow.texts.consent_request)
 
 
 @pytest.fixture

@@ -71,7 +71,6 @@ ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts
 COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
 BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
 NONZERO = re.compile(rb"[^\x00]")  # a byte of a bitmap with some bit set
-FRENCH_MOBILE = re.compile(r"\+33[67][0-9]{8}")  # the numbers the bitmaps hold (bit_of in state.lua)
 ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
 OBJECTIONS = frozenset({"stop", "carrier_stop"})  # written before anything is read, whatever the state
 EVERYWHERE = OBJECTIONS | {"start"}  # apply to every flow on the sender (START: see _plan)
@@ -546,7 +545,7 @@ class Store:
 
     def is_queued(self, flow: Flow, phone: str) -> bool:
         """Say whether a round queued the number for the flow's consent request (French mobiles only)."""
-        if not FRENCH_MOBILE.fullmatch(phone):
+        if not FRENCH_MOBILE_E164.fullmatch(phone):  # the only numbers with a bit (bit_of in state.lua)
             return False
         return bool(self.redis.getbit(queued_key(flow.id), _bit_of(phone)))
 

@@ -85,7 +85,7 @@ end
 local left = pkey and redis.call('HLEN', pkey) or 0
 if pkey and (whole or left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) then
   redis.call('DEL', pkey)
-  redis.call('HDEL', KEYS[1], string.sub(digest, SUBJECT_BUCKET + 1))
+  redis.call('HDEL', KEYS[1], subject_field(digest))
 end
 save_heads()
 return table.concat(report, ',')

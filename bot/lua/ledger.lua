@@ -8,10 +8,14 @@
 -- Chain heads are read once and written once per script call, however many entries it adds.
 local heads, touched_heads = {}, {}
 local subject_hash, subject_digest, salt, entries, pid, person_key = nil, '', '', 0, nil, nil
--- The random id standing for the number whose HMAC is `digest`, in its subjects hash `key`
--- (bot/keys.py subject_slot), or false. One an earlier version kept in a key of its own moves in.
+-- The field of a number's subjects hash: its HMAC past the digits naming the hash (bot/keys.py subject_slot).
+local function subject_field(digest)
+  return string.sub(digest, SUBJECT_BUCKET + 1)
+end
+-- The random id standing for the number whose HMAC is `digest`, in its subjects hash `key`, or
+-- false. One an earlier version kept in a key of its own moves in.
 local function find_pid(key, digest)
-  local field = string.sub(digest, SUBJECT_BUCKET + 1)
+  local field = subject_field(digest)
   local found = redis.call('HGET', key, field)
   if found then return found end
   local legacy = 'accord:subject:' .. digest
@@ -33,7 +37,7 @@ local function person(phone)
     pid = find_pid(subject_hash, subject_digest)
     if not pid then
       pid = salt
-      redis.call('HSET', subject_hash, string.sub(subject_digest, SUBJECT_BUCKET + 1), pid)
+      redis.call('HSET', subject_hash, subject_field(subject_digest), pid)
     end
     person_key = 'accord:person:' .. pid
   end

@@ -197,7 +197,7 @@ class Bench:
         """At a fake answering in `latency` seconds: one text at a time from this process (the baseline);
         each number of workers sending rate x `--latency-seconds` numbers at the round's rate, one
         batch each, so that the shared pace is read without a worker switching jobs; then one worker
-        sending three batches of BATCH, to read what each switch to the next job costs."""
+        sending three batches of BATCH, queued as a job each, to read what going from one to the next costs."""
         self.rig.fresh(f"one at a time, {latency:g}s answers")
         self.rig.fake.latency(latency)
         flow, epoch, gateway = self.rig.flow, TUESDAY_MORNING.timestamp(), self.rig.gateway()
@@ -418,10 +418,11 @@ def _latency_lines(slow: dict[str, Any]) -> list[str]:
         lines.append(f"  {run['workers']} worker(s): per whole second (steady) {run['per_second_steady']}; "
                      f"shares {run['share_per_batch']}")
     gaps = ", ".join(f"{gap:.2f}s" for gap in switching["between_batches_s"])
-    lines += [f"  One worker, {len(switching['share_per_batch'])} batches of {BATCH} (a job each; 10-s windows over "
-              f"the whole run):", _latency_row(switching),
-              f"  from one job's last text to the next job's first: {gaps} (its last answers, then RQ starting "
-              f"the next job); per whole second (steady) {switching['per_second_steady']}"]
+    lines += [f"  One worker, {len(switching['share_per_batch'])} batches of {BATCH} (queued as a job each, the "
+              f"first carrying on with the others: bot/carrying.py; 10-s windows over the whole run):",
+              _latency_row(switching),
+              f"  from one batch's last text to the next one's first: {gaps}; per whole second (steady) "
+              f"{switching['per_second_steady']}"]
     return lines
 
 

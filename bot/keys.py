@@ -98,6 +98,10 @@ def parked_key(flow_id: str) -> str:
     return key_for("parked", flow_id)  # list: "kind|message|batch id" of what a pause interrupted
 
 
+def carried_key(job_id: str) -> str:
+    return key_for("carried", job_id)  # list: ids of the queued jobs a running job took on (bot/carrying.py)
+
+
 SUBJECT_BUCKET = 4  # hex digits of a number's HMAC naming the hash its person id sits in: 65,536 hashes
 
 

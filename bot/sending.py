@@ -15,6 +15,7 @@ from rq import Queue
 
 from bot import Accord, current
 from bot.batches import Batches
+from bot.carrying import Carrier
 from bot.conversation import handle_carrier_stop
 from bot.flows import Flow
 from bot.gateways import SendError
@@ -139,8 +140,11 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
 
     # The sends wait for the provider's answers on threads of their own, so that one worker keeps
     # the pace; this thread alone takes their slots, and settles them.
+    # Out of numbers while the last sends are out, the job carries on with the round's next queued batch.
+    carrier, began, index = Carrier(queue_for(accord), stored, flow, batch), time.monotonic(), 0
     with _Sends(accord, flow, settle) as sends:
-        for index, item in enumerate(items):
+        while index < len(items) or carrier.carry(items, time.monotonic() - began, interval):
+            item, index = items[index], index + 1
             if not sends.room():  # a send raised: no more, as its exception would have stopped the batch
                 break
             if time.monotonic() - rate_read >= RATE_REREAD:  # the round's rate may have changed meanwhile
@@ -162,7 +166,7 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
                 continue
             slot = accord.store.next_slot(flow, interval)  # the sender's shared pace, and the pause flag
             if slot is None:  # paused: those started end, the rest waits for `round resume`
-                parked = items[index:]
+                parked = items[index - 1:]
                 counts["parked"] += len(parked)
                 break
             time.sleep(slot)
@@ -183,6 +187,7 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
         if parked:
             accord.store.park(flow, f"{kind}|{message}|{stored.keep(flow, parked, pipe, origin_of(batch))}", pipe)
         pipe.execute()
+    carrier.end()
     if not batch.startswith("+"):
         stored.done(flow.id, batch)
     return dict(counts)

@@ -14,6 +14,7 @@ from rq.registry import BaseRegistry, FailedJobRegistry, StartedJobRegistry
 
 from bot import Accord, archivist, witness
 from bot.flows import Flow
+from bot.keys import carried_key
 from bot.rounds import queue_admitted
 from bot.sending import BATCH, enqueue, enqueue_stored, queue_for
 
@@ -131,19 +132,26 @@ def requeue_interrupted(accord: Accord, flow_ids: Collection[str], *, abandoned_
 def _take_over(queue: Queue, registry: BaseRegistry, entry: str, job: Job, pick_ups: int) -> bool:
     """Queue a new job for the batch `entry` of `registry` names, and take the entry out, in one transaction.
 
+    The jobs it had taken on from the queue go back on it.
+
     False if another process took it first (two workers starting together, a resume meanwhile).
     """
     data = Queue.prepare_data(job.func_name, job.args, job.kwargs, timeout=job.timeout, result_ttl=86400,
                               failure_ttl=30 * 86400, meta={"pick_ups": pick_ups} if pick_ups else None)
+    carried = carried_key(job.id)
     with queue.connection.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(registry.key)
+                pipe.watch(registry.key, carried)
                 if pipe.zscore(registry.key, entry) is None:
                     return False
+                taken = pipe.lrange(carried, 0, -1)  # jobs it took off the queue (bot/carrying.py): back on it
                 pipe.multi()
                 pipe.zrem(registry.key, entry)
                 queue.enqueue_many([data], pipeline=pipe)
+                for job_id in taken:
+                    queue.push_job_id(job_id.decode(), pipeline=pipe)
+                pipe.delete(carried)
                 pipe.execute()
                 return True
             except WatchError:  # the registry moved (a heartbeat, a job starting): look again

@@ -103,15 +103,26 @@ def carried_key(job_id: str) -> str:
 
 
 SUBJECT_BUCKET = 4  # hex digits of a number's HMAC naming the hash its person id sits in: 65,536 hashes
+SUBJECT_FIELD = 20  # hex digits of the HMAC after those, naming the person id's field in that hash
 
 
 def subject_slot(digest: str) -> tuple[str, str]:
     """Return the hash and the field holding the random person id that stands for a number in ledgers.
 
     Small hashes of short fields, as states are (bot/states.py): one key a number cost about 160
-    bytes with Redis's own tables; a field in a packed hash, about 50.
+    bytes with Redis's own tables; a field in a packed hash, about 70 (bench.national) while its
+    name was the whole rest of the HMAC (28 digits of bot/pseudonyms.py's 32). The name is the
+    HMAC's next 20 digits, 8 bytes less a number: with the 4 naming the hash, 96 bits tell numbers
+    apart, and two of 34 million numbers share them with a chance of about n^2/2^97, 1e-14 (the
+    HMAC is keyed: nobody without the key can pick numbers that do). Two numbers that did would
+    share one person id: each one's ledger entries shown to the other's access request, and erased
+    with the other's erasure.
     """
-    return key_for("subjects", digest[:SUBJECT_BUCKET]), digest[SUBJECT_BUCKET:]
+    return key_for("subjects", digest[:SUBJECT_BUCKET]), digest[SUBJECT_BUCKET:SUBJECT_BUCKET + SUBJECT_FIELD]
+
+
+def legacy_subject_field(digest: str) -> str:
+    return digest[SUBJECT_BUCKET:]  # field of earlier versions: the whole rest (moved when a script reads it)
 
 
 def legacy_subject_key(digest: str) -> str:

@@ -30,6 +30,7 @@ from bot.keys import (
     MESSAGE_PERIOD,
     OUTBOX_KEY,
     SUBJECT_BUCKET,
+    SUBJECT_FIELD,
     admitted_key,
     answers_key,
     asked_key,
@@ -44,6 +45,7 @@ from bot.keys import (
     ledger_key,
     legacy_out_key,
     legacy_state_key,
+    legacy_subject_field,
     legacy_subject_key,
     messages_key,
     pace_key,
@@ -572,14 +574,17 @@ class Store:
     def pids(self, digests: Sequence[str]) -> list[bytes | None]:
         """Return the random ids standing for these HMACs' numbers in ledgers (None: none), in one round trip.
 
-        One an earlier version kept in a key of its own is read there (the scripts move it when they next write).
+        One an earlier version kept under the long field or in a key of its own is read there (the
+        scripts move it when they next write).
         """
         with self.redis.pipeline(transaction=False) as pipe:
             for digest in digests:
-                pipe.hget(*subject_slot(digest))
+                bucket, field = subject_slot(digest)
+                pipe.hget(bucket, field)
+                pipe.hget(bucket, legacy_subject_field(digest))
                 pipe.get(legacy_subject_key(digest))
             found = pipe.execute()
-        return [held or earlier for held, earlier in zip(found[::2], found[1::2], strict=True)]
+        return [short or long or key for short, long, key in zip(found[::3], found[1::3], found[2::3], strict=True)]
 
     def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
         """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15)."""
@@ -890,7 +895,7 @@ def lua_value(value: object) -> str:
 
 def lua(*names: str) -> str:
     """Return the Lua source of the named scripts, joined (the helpers come first)."""
-    return (states.lua_codes() + f"local SUBJECT_BUCKET = {SUBJECT_BUCKET}\n"
+    return (states.lua_codes() + f"local SUBJECT_BUCKET, SUBJECT_FIELD = {SUBJECT_BUCKET}, {SUBJECT_FIELD}\n"
             + "\n".join((LUA / f"{name}.lua").read_text() for name in names))
 
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from bot import Accord
-from bot.keys import ledger_key, legacy_subject_key, person_key, subject_slot
+from bot.keys import ledger_key, legacy_subject_field, legacy_subject_key, person_key, subject_slot
 from bot.ledger import stored_fields
 from tests.conftest import SMS, as_stored
 
@@ -145,3 +145,45 @@ def test_a_person_id_an_earlier_version_kept_in_a_key_of_its_own_is_found_then_m
     assert len(accord.store.person(VOTER)[flow.id]) == 4  # one person still: the STOP joined the others
     accord.store.erase([flow], VOTER, whole=True, objection=True)
     assert accord.store.pid(digest) is None and not redis_client.exists(person_key(pid.decode()))
+
+
+def test_a_numbers_person_id_sits_under_twenty_digits_of_its_hmac_past_the_hashs_name(accord, flow, conversation,
+                                                                                      redis_client):
+    digest = accord.store.digest(VOTER)
+    bucket = f"accord:subjects:{digest[:4]}"
+    assert redis_client.hgetall(bucket) == {digest[4:24].encode(): accord.store.pid(digest)}
+
+
+def test_a_person_id_an_earlier_version_kept_under_the_long_field_is_found_then_moved(accord, flow, conversation,
+                                                                                    sms: SMS, redis_client):
+    digest = accord.store.digest(VOTER)
+    bucket, field = subject_slot(digest)
+    long = legacy_subject_field(digest)
+    pid = redis_client.hget(bucket, field)
+    redis_client.hdel(bucket, field)
+    redis_client.hset(bucket, long, pid)  # the field of the version before: all 28 digits past the hash's name
+    assert len(long) == 28 and accord.store.pid(digest) == pid
+    assert len(accord.store.person(VOTER)[flow.id]) == 3  # read through the long field: ask, NON, OUI
+
+    sms.send(VOTER, "stop")
+    assert redis_client.hgetall(bucket) == {field.encode(): pid}  # moved, and no second person made
+    assert len(accord.store.person(VOTER)[flow.id]) == 4  # one person still: the STOP joined the others
+    assert accord.store.verify_ledger(flow.id) is None
+
+
+def test_a_number_seen_before_costs_its_script_one_lookup_of_its_person_id(accord, flow, conversation, sms: SMS,
+                                                                          redis_client):
+    digest = accord.store.digest(VOTER)
+    bucket = subject_slot(digest)[0]
+    with redis_client.monitor() as monitor:
+        sms.send(VOTER, "stop")
+        redis_client.echo("sent")
+        seen = []
+        for command in monitor.listen():
+            if command["command"] == "ECHO sent":
+                break
+            if command["client_type"] == "lua" and (bucket in command["command"]
+                                                    or legacy_subject_key(digest) in command["command"]):
+                seen.append(command["command"])
+    assert seen == [f"HGET {bucket} {subject_slot(digest)[1]}"]
+

@@ -8,16 +8,28 @@
 -- Chain heads are read once and written once per script call, however many entries it adds.
 local heads, touched_heads = {}, {}
 local subject_hash, subject_digest, salt, entries, pid, person_key = nil, '', '', 0, nil, nil
--- The field of a number's subjects hash: its HMAC past the digits naming the hash (bot/keys.py subject_slot).
+-- The field of a number's subjects hash: the digits of its HMAC past those naming the hash (bot/keys.py
+-- subject_slot); earlier versions named it by the whole rest of the HMAC.
 local function subject_field(digest)
+  return string.sub(digest, SUBJECT_BUCKET + 1, SUBJECT_BUCKET + SUBJECT_FIELD)
+end
+local function legacy_subject_field(digest)
   return string.sub(digest, SUBJECT_BUCKET + 1)
 end
 -- The random id standing for the number whose HMAC is `digest`, in its subjects hash `key`, or
--- false. One an earlier version kept in a key of its own moves in.
+-- false. One an earlier version kept under the long field, or in a key of its own, moves in. The
+-- field this version writes is read first: a number it has seen costs one HGET.
 local function find_pid(key, digest)
   local field = subject_field(digest)
   local found = redis.call('HGET', key, field)
   if found then return found end
+  local long = legacy_subject_field(digest)
+  found = redis.call('HGET', key, long)
+  if found then
+    redis.call('HSET', key, field, found)
+    redis.call('HDEL', key, long)
+    return found
+  end
   local legacy = 'accord:subject:' .. digest
   found = redis.call('GET', legacy)
   if found then

@@ -187,3 +187,17 @@ def test_a_number_seen_before_costs_its_script_one_lookup_of_its_person_id(accor
                 seen.append(command["command"])
     assert seen == [f"HGET {bucket} {subject_slot(digest)[1]}"]
 
+
+@pytest.mark.parametrize("whole", [True, False], ids=["erasure request", "retention"])
+def test_erasure_removes_the_person_id_under_every_name_a_version_gave_it(accord, flow, conversation, redis_client,
+                                                                         whole):
+    digest = accord.store.digest(VOTER)
+    bucket, field = subject_slot(digest)
+    pid = redis_client.hget(bucket, field)
+    # As a version running beside this one during an upgrade could leave them, besides the field it reads.
+    redis_client.hset(bucket, legacy_subject_field(digest), pid)
+    redis_client.set(legacy_subject_key(digest), pid)
+    accord.store.erase([flow], VOTER, whole=whole, objection=whole)
+    assert not redis_client.exists(bucket)
+    assert not redis_client.exists(legacy_subject_key(digest))
+    assert accord.store.pid(digest) is None

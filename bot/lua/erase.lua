@@ -85,7 +85,10 @@ end
 local left = pkey and redis.call('HLEN', pkey) or 0
 if pkey and (whole or left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) then
   redis.call('DEL', pkey)
-  redis.call('HDEL', KEYS[1], subject_field(digest))
+  -- Under every name a version gave it: one running beside this one during an upgrade may have
+  -- written the long field or the key after find_pid moved the id.
+  redis.call('HDEL', KEYS[1], subject_field(digest), legacy_subject_field(digest))
+  redis.call('DEL', 'accord:subject:' .. digest)
 end
 save_heads()
 return table.concat(report, ',')

@@ -900,7 +900,7 @@ def lua(*names: str) -> str:
 
 
 def _salt() -> str:
-    return secrets.token_hex(8)  # fresh per script call: ledger salts, new person ids
+    return secrets.token_hex(8)  # fresh per script call: ledger salts (a new person id is drawn from it one way)
 
 
 def _bit_of(phone: str) -> int:

@@ -9,7 +9,7 @@ import redis
 
 from bot import Accord
 from bot.keys import ledger_key, legacy_subject_field, legacy_subject_key, person_key, subject_slot
-from bot.ledger import stored_fields
+from bot.ledger import PERSONAL, lp, sha1, stored_fields
 from tests.conftest import SMS, as_stored
 
 VOTER = "+33612980001"
@@ -44,6 +44,25 @@ def test_the_stream_holds_no_number_and_no_text(accord, flow, conversation, redi
     for _, fields in redis_client.xrange(ledger_key(flow.id)):
         assert set(fields) == {b"at", b"flow", b"flow_hash", b"kind", b"pid", b"commit", b"prev", b"hash"}
         assert VOTER.encode() not in b"".join(fields.values())
+
+
+def test_what_the_stream_keeps_of_an_erased_number_does_not_give_its_number_back(accord, flow, conversation,
+                                                                                 redis_client):
+    # Someone holding the stream (or its archive files) knows each entry's person id and commitment, and
+    # can list every French mobile; the other personal fields of a first entry are the same for every
+    # number. The salt is what keeps them from opening a commitment: nothing public may give it away.
+    pid = accord.store.pid(accord.store.digest(VOTER)).decode()
+    held = {name.decode().partition("|")[2]: stored_fields(raw)
+            for name, raw in redis_client.hgetall(person_key(pid)).items()}
+    accord.store.erase([flow], VOTER, whole=True, objection=False)
+    entries = [(entry_id.decode(), fields) for entry_id, fields in redis_client.xrange(ledger_key(flow.id))
+               if fields[b"pid"] == pid.encode()]
+    assert len(entries) == len(held) >= 3
+    for entry_id, fields in entries:
+        values = [str(held[entry_id][name]).encode() for name in PERSONAL]  # the right guess of every field
+        assert fields[b"commit"] == sha1(held[entry_id]["salt"].encode() + lp(values))
+        for salt in (pid, *(f"{pid}.{n}" for n in range(1, 4)), entry_id, fields[b"at"].decode()):
+            assert fields[b"commit"] != sha1(salt.encode() + lp(values))
 
 
 def test_an_edited_answer_is_detected(accord, flow, conversation, redis_client):

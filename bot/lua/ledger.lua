@@ -48,7 +48,9 @@ local function person(phone)
   if pid == nil then
     pid = find_pid(subject_hash, subject_digest)
     if not pid then
-      pid = salt
+      -- Drawn from this call's salt one way: the id is public (in the stream) and the salt opens the
+      -- call's commitments, so the id must not give the salt away (the salt once served as the id).
+      pid = string.sub(redis.sha1hex('person id:' .. salt), 1, 16)
       redis.call('HSET', subject_hash, subject_field(subject_digest), pid)
     end
     person_key = 'accord:person:' .. pid

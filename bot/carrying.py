@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rq import Queue
+from rq.exceptions import DeserializationError
 from rq.job import Job, get_current_job
 
 from bot.batches import Batches
@@ -69,6 +70,10 @@ class Carrier:
 
     def _same_round(self, other: Job) -> bool:
         job = self.job
+        try:
+            other.func_name  # noqa: B018  (reads the job's data: a job RQ cannot read is not this round's)
+        except DeserializationError:
+            return False
         return (job is not None and other.id != job.id and other.func_name == job.func_name
                 and bool(other.args) and isinstance(other.args[-1], str) and not other.args[-1].startswith("+")
                 and tuple(other.args[:-1]) == tuple(job.args[:-1])

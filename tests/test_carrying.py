@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rq import SimpleWorker
 from rq.registry import FinishedJobRegistry
 
 from bot import create_app, rounds
@@ -102,6 +103,18 @@ def test_a_job_carries_no_batch_it_has_no_time_left_for(accord, twilio, tmp_path
         queue.enqueue(send_requests, *job.args, job_timeout=int(SPARE))
     work(accord)
     assert finished_jobs(accord) == 2 and sorted(m["to"] for m in twilio.messages) == NUMBERS[:30]
+
+
+def test_a_job_rq_cannot_read_at_the_head_of_the_queue_stops_no_batch(accord, twilio, tmp_path,  # noqa: F811
+                                                                       redis_client):
+    queue_round(accord, "demo", NUMBERS[:15], tmp_path)
+    queue = queue_for(accord)
+    # A job whose data this version cannot read (another application's, a damaged one) waits behind it.
+    redis_client.hset("rq:job:unreadable", mapping={"data": b"not a job", "status": "queued", "origin": queue.name})
+    queue.push_job_id("unreadable")
+    SimpleWorker([queue], connection=redis_client).work(burst=True, max_jobs=1)
+    assert sorted(m["to"] for m in twilio.messages) == NUMBERS[:15] and finished_jobs(accord) == 1
+    assert queue.get_job_ids() == ["unreadable"]  # left where it was
 
 
 def test_a_job_carries_no_batch_of_another_flow(accord, twilio, clock):  # noqa: F811

@@ -9,6 +9,7 @@ fields a hash as 34 million numbers would put there.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -154,8 +155,11 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
                 n2: int) -> dict[str, dict[str, float]]:
     """Re-measure the hash families whose key count stays put while their fields grow, at 34M numbers' fields a hash.
 
-    Redis keeps a small hash as one compact list, and turns it into a hash table past
-    hash-max-ziplist-entries fields: the state hashes do that long before 34 million numbers.
+    Two things change with the fields a hash holds. Redis keeps a small hash as one compact list,
+    and turns it into a hash table past hash-max-ziplist-entries fields: the state hashes do that
+    long before 34 million numbers. And each key's own cost (its name, its entry in the keyspace)
+    is shared by more fields: the 65,536 hashes of person ids, or of a generation's message
+    records, hold 3 fields each at 200,000 numbers and some 500 at 34 million.
     """
     limits = client.config_get("hash-max-*-entries")
     limit = int(limits.get("hash-max-listpack-entries") or limits.get("hash-max-ziplist-entries") or 128)
@@ -166,9 +170,11 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
                 or (keys_total - keys_first) / keys_first >= FIXED_BELOW * (n2 - n1) / n1):
             continue  # not hashes, or their count follows the numbers: each hash stays the size it is
         per_hash = now.fields / now.hashes
-        target = round(per_hash * NATIONAL / n2)
-        if target <= per_hash or target <= limit or per_hash > limit:
-            continue  # the encoding at 34M is the one measured
+        # The fields at 34M spread over as many hashes as the names allow (65,536 of person ids; 10,000
+        # of states a flow), read from how many of them the fields written so far already reached.
+        target = round(now.fields / n2 * NATIONAL / buckets(now.fields, now.hashes))
+        if target <= per_hash or per_hash > limit:
+            continue  # as full at 34M as now, or already a hash table
         sample = _sample_hash(client, name, min(target, 50_000))
         if sample is None:
             continue
@@ -177,6 +183,24 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
                        "bytes_a_field_now": now.bytes / now.fields, "bytes_a_field_at_34m": size / fields,
                        "encoding_at_34m": encoding}
     return found
+
+
+def buckets(fields: int, keys: int) -> float:
+    """Return how many hashes `fields` spread at random over names must have had to fill `keys` of them.
+
+    n fields over B names fill B (1 - e^(-n/B)) of them on average; solved for B. When nearly every
+    field has a hash of its own, the names could be as many as the fields: the hashes stay that full.
+    """
+    if keys >= fields * 0.99:
+        return float(fields)
+    low, high = float(keys), float(keys) * 1e6
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle * -math.expm1(-fields / middle) < keys:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
 
 
 def _sample_hash(client: redis.Redis, family: str, count: int) -> tuple[int, int, str] | None:

@@ -108,10 +108,12 @@ def report(run: National, yes: list[str], middle: int, baseline: int, projection
                      f"{sum(f[1] for f in view.fixed.values()) / 1e6:>13.3f}")
     lines.append("")
     for name, p in projections.items():
+        past = (f", past hash-max-ziplist-entries {p['limit']:.0f}" if p["fields_a_hash_at_34m"] > p["limit"]
+                else f", within hash-max-ziplist-entries {p['limit']:.0f}")
         lines.append(f"at 34M: {name} would hold {p['fields_a_hash_at_34m']:,.0f} fields a hash (now "
-                     f"{p['fields_a_hash_now']:.0f}), past hash-max-ziplist-entries {p['limit']:.0f}: a hash of that "
-                     f"many, built from its fields, is a {p['encoding_at_34m']} of {p['bytes_a_field_at_34m']:.1f} B "
-                     f"a field (now {p['bytes_a_field_now']:.1f})")
+                     f"{p['fields_a_hash_now']:.0f}){past}: a hash of that many, built from its fields, is a "
+                     f"{p['encoding_at_34m']} of {p['bytes_a_field_at_34m']:.1f} B a field, its key's cost shared "
+                     f"(now {p['bytes_a_field_now']:.1f})")
     share = args.yes_share
     gb, gb_was = kept.gb(share), was.gb(share)
     gb["set"] = gb_was["set"] = base * NATIONAL / 1e9

@@ -131,24 +131,44 @@ def verify(redis: Redis, flow_id: str) -> str | None:
 
 
 def unrecorded_erasure(redis: Redis, flow_id: str) -> str | None:
-    """Return the first entry whose personal fields are gone though no erasure in the ledger names it.
+    """Return the first entry whose personal fields are gone though no erasure in the ledger names it,
+    or the first erasure that left some of a person's earlier entries in the flow.
 
     Erasures name the entries they emptied ("3 entries erased: ID ID ID"); those written before
-    they did ("3 entries erased") account for as many emptied entries before them.
+    they did ("3 entries erased") account for as many emptied entries before them. An erasure
+    empties every entry its person has in the flow (bot/lua/erase.lua, in every version): one that
+    emptied some and left others was written by hand, to make one entry (a STOP) go while the
+    rest (a YES) still shows.
     """
-    emptied: list[str] = []  # in ledger order, not yet accounted for
+    emptied: list[tuple[str, bytes]] = []  # (entry id, person id) in ledger order, not yet accounted for
     for page in pages(entries(redis, flow_id)):
         for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
             if person is None:
-                emptied.append(entry_id.decode())
+                emptied.append((entry_id.decode(), fields.get(b"pid", b"")))
             elif fields.get(b"kind") == b"erasure":
                 count, _, named = str(person.get("text", "")).partition(" entries erased")
                 if named.startswith(": "):
                     listed = set(named[2:].split())
-                    emptied = [entry for entry in emptied if entry not in listed]
+                    erased = [entry for entry in emptied if entry[0] in listed]
+                    emptied = [entry for entry in emptied if entry[0] not in listed]
                 elif count.isdigit():
-                    del emptied[:int(count)]
-    return emptied[0] if emptied else None
+                    erased, emptied = emptied[:int(count)], emptied[int(count):]
+                else:
+                    erased = []
+                if _left_behind(redis, flow_id, {pid for _, pid in erased}, entry_id.decode()):
+                    return entry_id.decode()
+    return emptied[0][0] if emptied else None
+
+
+def _left_behind(redis: Redis, flow_id: str, pids: Iterable[bytes], before: str) -> bool:
+    """Say whether any of these people still holds personal fields of an entry of the flow before `before`."""
+    prefix, until = f"{flow_id}|", entry_order(before)
+    for pid in pids:
+        for name in redis.hkeys(person_key(pid.decode())):
+            held = name.decode()
+            if held.startswith(prefix) and entry_order(held[len(prefix):]) < until:
+                return True
+    return False
 
 
 def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes) -> tuple[str | None, bytes, int]:

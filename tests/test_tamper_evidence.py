@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from bot import Accord, checkpoints, merkle
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
+from bot.flows import Flow
 from bot.keys import base_key, head_key, ledger_key, person_key
 from bot.ledger import lp, sha1, stored_fields
 from tests.conftest import SMS, as_stored
@@ -113,6 +115,42 @@ def test_deleting_one_entry_s_personal_fields_is_caught(accord, flow, talked, re
     result = run(accord, "consent", "verify", flow.id)
     assert result.exit_code == 1
     assert f"broken at entry {stop.partition('|')[2]}" in result.output
+
+
+def append_entry(redis_client: redis.Redis, flow: Flow, values: dict[str, str]) -> str:
+    """Append an entry with no number to the flow's ledger, chained as the scripts chain it, as someone
+    with Redis access (and Accord's source) can; return its id."""
+    salt = "forged.1"
+    committed = [values.get(k, "").encode() for k in ("phone", "event", "state", "text", "sid", "reply")]
+    prev = redis_client.get(head_key(flow.id)) or b""
+    fields = {b"at": b"%.3f" % time.time(), b"flow": flow.id.encode(),
+              b"flow_hash": flow.content_hash.encode(), b"kind": values["event"].partition(":")[0].encode(),
+              b"pid": b"-", b"commit": sha1(salt.encode() + lp(committed)), b"prev": prev}
+    fields[b"hash"] = sha1(lp([fields[k] for k in (b"at", b"flow", b"flow_hash", b"kind", b"pid", b"commit",
+                                                    b"prev")]))
+    entry_id = redis_client.xadd(ledger_key(flow.id), fields).decode()
+    redis_client.hset(person_key("-"), f"{flow.id}|{entry_id}",
+                      as_stored({"phone": "", "state": "", "sid": "", "reply": "", **values, "salt": salt}))
+    redis_client.set(head_key(flow.id), fields[b"hash"])
+    return entry_id
+
+
+@pytest.mark.parametrize("record", [
+    "1 entries erased: {id}",
+    "1 entries erased",  # as erasures were recorded before they named entries
+])
+def test_an_objection_deleted_under_a_forged_erasure_is_caught(accord, flow, talked, redis_client, record):
+    # The STOP's personal fields deleted and an erasure of that one entry appended: the YES still
+    # shows, as if the voter never objected. Accord's erasure empties all a person's entries in a flow.
+    person, fields = personal(accord, redis_client)
+    stop = entry_with(fields, "in:STOP")
+    redis_client.hdel(person, stop)
+    forged = append_entry(redis_client, flow, {"event": "erasure",
+                                               "text": record.format(id=stop.partition("|")[2])})
+    assert any(value["event"] == "in:YES" for value in personal(accord, redis_client)[1].values())
+    result = run(accord, "consent", "verify", flow.id)
+    assert result.exit_code == 1
+    assert f"broken at entry {forged}" in result.output
 
 
 def test_an_erasure_the_ledger_records_still_verifies(accord, flow, talked):

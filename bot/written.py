@@ -23,6 +23,8 @@ from bot.keys import EXPORTS_KEY
 
 FILES_DAYS = 30  # an import's rejects and an export on disk, from when they were written
 NOT_DIGIT = re.compile(r"\D")
+DIGIT = re.compile(r"\d")
+NAMED_DIGITS = 7  # digits in a file's name from which they may be a phone number's (a French one has 9)
 
 
 def rejects_path(accord: Accord, contacts: Path) -> Path:
@@ -34,6 +36,17 @@ def dated(accord: Accord, path: Path) -> None:
     """Date a file written just now by the store's clock, which retention counts with."""
     now = accord.store.clock()
     os.utime(path, (now, now))
+
+
+def shown_name(path: Path) -> str:
+    """Name a file in records that outlive it (the ledger, the access log): its digits masked when they
+    are enough to be a phone number's.
+
+    An export of one voter's data is readily named after their number, and those records keep no
+    number: nothing erases them.
+    """
+    name = path.name
+    return DIGIT.sub("#", name) if len(DIGIT.findall(name)) >= NAMED_DIGITS else name
 
 
 def record_export(accord: Accord, path: Path) -> None:

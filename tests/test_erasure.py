@@ -428,3 +428,17 @@ def test_purge_deletes_the_voters_links_and_page_sessions(app, accord, sms: SMS,
     clock.advance(days=61)  # a number that only wrote: its record is due 60 days after its last text
     assert "demo: no answer: 60 days after the request" in run(accord, "purge").output
     assert mentions(redis_client, tmp_path, None) == []
+
+
+# What the ledger and the access log keep of an export outlives the file: not the number in its name.
+
+@pytest.mark.parametrize("option", ["--output", "--bundle"])
+def test_an_export_named_after_the_number_leaves_nothing_of_it_once_erased(accord, sms: SMS, redis_client,
+                                                                          tmp_path, option):
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    sms.send(VOTER, "oui")
+    (tmp_path / "out").mkdir()
+    named = tmp_path / "out" / "camille-06.12.98.00.01.json"  # how one answers one voter's request
+    run(accord, "consent", "export", "demo", "--phone", VOTER, option, str(named))
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from bot import archive, audit, bundle, checkpoints, ledger, lint, proof, rights, rights_requests
+from bot import archive, audit, bundle, checkpoints, ledger, lint, proof, rights, rights_requests, written
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, tariff_of, write_csv
@@ -201,7 +201,7 @@ def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, out
     target = bundle_path or output
     paths = _or_kept(obj, obj.flow(flow_id).id, paths)
     _trace(obj, "consent export", phone, flow=obj.flow(flow_id).id, request=request,
-           detail=f"{'bundle' if bundle_path else fmt} to {target.name if target else 'stdout'}")
+           detail=f"{'bundle' if bundle_path else fmt} to {written.shown_name(target) if target else 'stdout'}")
     if bundle_path is not None:
         _export_bundle(obj, flow_id, phone, paths, bundle_path)
         return
@@ -217,7 +217,8 @@ def consent_export(obj: Services, flow_id: str, phone: str | None, fmt: str, out
         count = proof.export(obj.accord, flow, sys.stdout, fmt, number, archived=archived)
     else:
         with create_private(output) as file:  # it holds numbers and answers: for its owner only
-            count = proof.export(obj.accord, flow, file, fmt, number, destination=output.name, archived=archived)
+            count = proof.export(obj.accord, flow, file, fmt, number, destination=written.shown_name(output),
+                                 archived=archived)
         rights.keep_export(obj.accord, output)  # purged after 30 days, reached by erasure (bot/written.py)
     click.echo(f"{count} record(s) of {flow_id} exported; the export is logged in the ledger.", err=True)
     if not paths:
@@ -242,7 +243,7 @@ def _export_bundle(obj: Services, flow_id: str, phone: str | None, paths: tuple[
     rights.keep_export(obj.accord, path)  # purged after 30 days, reached by erasure (bot/written.py)
     obj.accord.store.record_export(flow, json.dumps({"operator": getpass.getuser(), "scope": "one number",
                                                      "format": "bundle", "count": len(made["entries"]),
-                                                     "output": path.name}))
+                                                     "output": written.shown_name(path)}))
     count = len(made["entries"])
     click.echo(f"{count} entr{'y' if count == 1 else 'ies'} of {number} in {flow_id}, proven against the checkpoint of "
                f"{made['checkpoint']['at']}, written to {path}; the export is logged in the ledger.", err=True)

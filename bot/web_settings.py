@@ -11,9 +11,13 @@ as Heroku set for their machines, overrides it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from gunicorn.glogging import Logger
 
 from bot import address
 from bot.config import ROOT, Config, ConfigError, read_dotenv
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
 
 MOST_WORKERS = 12
 MOST_WORKERS_SET = 256  # by WEB_CONCURRENCY: more is a typo, and would fork as many copies of the app
+# What a path may hold that proves its holder: OVHcloud's callback secret, a voter's one-time link.
+HELD_IN_PATH = re.compile(r"(?<=^/sms/ovh/)[^/]+|(?<=^/v/)(?!page(?:/|$))[^/]+")
 
 
 def default_workers() -> int:
@@ -43,6 +49,33 @@ def worker_count(environ: Mapping[str, str]) -> int:
 
 
 workers = worker_count({**read_dotenv(ROOT / ".env"), **os.environ})
+
+
+def logged_path(path: str) -> str:
+    """Return a request's path as the access log writes it: no query, and no secret or link token in it."""
+    return HELD_IN_PATH.sub("…", path.partition("?")[0])
+
+
+class AccessLog(Logger):
+    """gunicorn's logger, writing each request without what the log must not keep.
+
+    OVHcloud calls its callbacks with GET queries holding the voter's number and text, beside the
+    secret that proves them (in the path); a voter's link is a path too, and the pages it opens
+    send it on as their Referer. A log is read by more people than Redis and outlives any erasure.
+    """
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        path = logged_path(environ.get("RAW_URI") or environ.get("PATH_INFO") or "")
+        referer = urlsplit(environ.get("HTTP_REFERER", ""))
+        atoms.update(r=f"{atoms['m']} {path} {atoms['H']}", U=logged_path(atoms["U"] or ""), q="",
+                     f=f"{referer.scheme}://{referer.netloc}{logged_path(referer.path)}" if referer.netloc else "-")
+        for name in ("{raw_uri}e", "{path_info}e", "{query_string}e", "{http_referer}e", "{referer}i"):
+            atoms.pop(name, None)  # the same again, for a format that names them
+        return atoms
+
+
+logger_class = AccessLog
 
 
 def when_ready(server: Arbiter) -> None:

@@ -120,14 +120,27 @@ def verify(redis: Redis, flow_id: str) -> str | None:
     """Walk the chain from the base and each commitment; return the first entry id that does not fit, or None.
 
     An entry whose personal fields are gone is checked for its place in the chain, and must be
-    named by an erasure the ledger recorded after it (see `unrecorded_erasure`).
+    named by an erasure the ledger recorded after it (see `unrecorded_erasure`). An entry naming a
+    text by reference is named if the text's words were changed since (see `changed_text`).
     """
     broken, head, _ = walk(redis, flow_id, pages(entries(redis, flow_id)), base(redis, flow_id).hash)
     if broken:
         return broken
     if (redis.get(head_key(flow_id)) or b"") != head:
         return "head"
-    return unrecorded_erasure(redis, flow_id)
+    return unrecorded_erasure(redis, flow_id) or changed_text(redis, flow_id)
+
+
+def changed_text(redis: Redis, flow_id: str) -> str | None:
+    """Return the first entry naming a text whose words were changed in Redis (see references.changed)."""
+    changed = references.changed(redis)
+    if not changed:
+        return None
+    for page in pages(entries(redis, flow_id)):
+        for (entry_id, _), person in zip(page, personal(redis, flow_id, page), strict=True):
+            if person is not None and references.named(person) & changed:
+                return entry_id.decode()
+    return None
 
 
 def unrecorded_erasure(redis: Redis, flow_id: str) -> str | None:

@@ -50,8 +50,19 @@ def register(flows: Iterable[Flow], pipe: Pipeline) -> None:
 
 
 def table(redis: Redis) -> dict[str, str]:
-    """Return every text a reference in the ledger may stand for, by reference."""
-    return {ref.decode(): text.decode("utf-8", "surrogateescape") for ref, text in redis.hgetall(TEXTS_KEY).items()}
+    """Return every text a reference in the ledger may stand for, by reference.
+
+    Only words that hash to their reference: the commitments cover the reference alone, so words
+    changed in Redis would change what every proof says was sent, unseen. See `changed`.
+    """
+    stored = ((ref.decode(), text.decode("utf-8", "surrogateescape")) for ref, text in redis.hgetall(TEXTS_KEY).items())
+    return {ref: text for ref, text in stored if reference(text) == ref}
+
+
+def changed(redis: Redis) -> set[str]:
+    """Return the references whose words in the table no longer hash to them (edited in Redis)."""
+    return {ref.decode() for ref, text in redis.hgetall(TEXTS_KEY).items()
+            if reference(text.decode("utf-8", "surrogateescape")) != ref.decode()}
 
 
 def named(fields: Mapping[str, object]) -> set[str]:

@@ -16,11 +16,11 @@ from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import Accord, checkpoints, merkle
+from bot import Accord, checkpoints, merkle, references
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
 from bot.flows import Flow
-from bot.keys import base_key, head_key, ledger_key, person_key
+from bot.keys import TEXTS_KEY, base_key, head_key, ledger_key, person_key
 from bot.ledger import lp, sha1, stored_fields
 from tests.conftest import SMS, as_stored
 
@@ -339,3 +339,16 @@ def test_checkpoints_made_at_once_keep_one_history(accord, flow, talked):
         list(pool.map(lambda _: keeper.make(flow.id, accord.store.clock()), range(8)))
     assert len(list(keeper.history(flow.id))) == 8  # each follows the one before it
     assert run(accord, "consent", "verify", flow.id).exit_code == 0
+
+
+def test_the_words_of_a_text_changed_in_redis_are_caught_and_shown_nowhere(accord, flow, talked, redis_client):
+    # The ledger names the consent request by a reference to its words, kept in one table: changing
+    # the words there changes what every proof says the voter was asked, and commits nothing.
+    ref = references.reference(flow.texts.consent_request)
+    assert redis_client.hexists(TEXTS_KEY, ref)
+    forged = "Demo : recevez nos offres commerciales ? Repondez OUI. STOP au 38000"
+    redis_client.hset(TEXTS_KEY, ref, forged)
+    result = run(accord, "consent", "verify", flow.id)
+    assert result.exit_code == 1 and "broken at entry" in result.output
+    assert forged not in run(accord, "consent", "export", flow.id, "--phone", VOTER).output
+    assert forged not in run(accord, "person", "show", VOTER).output

@@ -587,7 +587,11 @@ class Store:
         return [short or long or key for short, long, key in zip(found[::3], found[1::3], found[2::3], strict=True)]
 
     def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
-        """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15)."""
+        """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15).
+
+        Only entries whose committed number is this one: the link from a number to its person id
+        is no part of any chain, and pointed at another person's id it would lend their answers.
+        """
         pid = self.pid(self.digest(phone))
         held: dict[str, list[dict[str, str]]] = {}
         if pid is None:
@@ -598,6 +602,8 @@ class Store:
                 continue
             flow_id, _, entry_id = name.decode().partition("|")
             fields = references.resolve(ledger.stored_fields(raw), texts)
+            if fields.get("phone") != phone:
+                continue
             fields.pop("salt", None)
             at = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
             fields["at"] = _text(at[0][1].get(b"at")) if at else ""

@@ -20,7 +20,7 @@ from bot import Accord, checkpoints, merkle, references
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
 from bot.flows import Flow
-from bot.keys import TEXTS_KEY, base_key, head_key, ledger_key, person_key
+from bot.keys import TEXTS_KEY, base_key, head_key, ledger_key, person_key, subject_slot
 from bot.ledger import lp, sha1, stored_fields
 from tests.conftest import SMS, as_stored
 
@@ -352,3 +352,20 @@ def test_the_words_of_a_text_changed_in_redis_are_caught_and_shown_nowhere(accor
     assert result.exit_code == 1 and "broken at entry" in result.output
     assert forged not in run(accord, "consent", "export", flow.id, "--phone", VOTER).output
     assert forged not in run(accord, "person", "show", VOTER).output
+
+
+def test_a_number_pointed_at_another_voters_entries_gets_none_of_their_consent(accord, flow, talked, sms: SMS,
+                                                                                redis_client):
+    # Which random id stands for a number is no part of any chain: pointing a voter who said NON at
+    # the id of one who said OUI changes no entry, and `consent verify` has nothing to find.
+    refuser = "+33612980003"
+    accord.store.claim(flow, refuser, window_open=True)
+    sms.send(refuser, "non")
+    neighbour = accord.store.pid(accord.store.digest(NEIGHBOUR))
+    bucket, field = subject_slot(accord.store.digest(refuser))
+    redis_client.hset(bucket, field, neighbour)
+    assert run(accord, "consent", "verify", flow.id).exit_code == 0
+    exported = run(accord, "consent", "export", flow.id, "--phone", refuser).output
+    (record,) = [json.loads(line) for line in exported.splitlines() if line.startswith("{")]
+    assert record["phone"] == refuser and "YES" not in [answer["event"] for answer in record["answers"]]
+    assert NEIGHBOUR not in run(accord, "person", "show", refuser).output

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bot import Accord, archive
+from bot import Accord, archive, machine
 from bot.flows import Flow
 from bot.keys import ledger_key, person_key
 from bot.ledger import entry_order, stored_fields
@@ -67,6 +67,7 @@ def record(accord: Accord, flow: Flow, phone: str, imports: Imports,
     outcome = accord.store.state(flow, phone)
     if not entries and outcome == "new":
         return None
+    outcome = settled(entries, outcome)
     for entry in entries:
         if not entry["at"] and archived and (sealed := archived.get(entry["entry"])):
             entry["at"] = sealed[0]
@@ -81,6 +82,20 @@ def record(accord: Accord, flow: Flow, phone: str, imports: Imports,
     origin = import_named(imports, entries) or origin_before(imports, first) or fallback_origin
     return {"phone": phone, "flow": flow.id, "outcome": outcome, "requests": requests, "answers": answers,
             "events": events, "origin": origin, "operator": (origin or {}).get("operator", "")}
+
+
+def settled(entries: Iterable[dict[str, str]], stored: str) -> str:
+    """Return what came of a number: where the ledger's last move left it, unless it is the stored
+    state, or expiry (evaluated on reading) alone tells them apart.
+
+    The stored state is no part of any chain: edited in Redis (a STOP made "consented"), it would
+    be the proof's outcome while the answers it lists said otherwise.
+    """
+    moves = [move for move in (entry.get("state", "").split(">") for entry in entries)
+             if len(move) == 2 and move[1] in machine.STATES]
+    if not moves or moves[-1][1] == stored or (moves[-1][1] in machine.OPEN and stored == "expired"):
+        return stored
+    return moves[-1][1]
 
 
 def chain(entries: Iterable[dict[str, str]]) -> tuple[list[dict], list[dict], list[dict]]:

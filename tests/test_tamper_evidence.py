@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -16,11 +18,11 @@ from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import Accord, checkpoints, merkle, references
+from bot import Accord, checkpoints, merkle, references, states
 from bot.cli import Services, main
 from bot.config import Config, ConfigError
 from bot.flows import Flow
-from bot.keys import TEXTS_KEY, base_key, head_key, ledger_key, person_key, subject_slot
+from bot.keys import TEXTS_KEY, base_key, head_key, ledger_key, person_key, subject_slot, suppression_key
 from bot.ledger import lp, sha1, stored_fields
 from tests.conftest import SMS, as_stored
 
@@ -369,3 +371,16 @@ def test_a_number_pointed_at_another_voters_entries_gets_none_of_their_consent(a
     (record,) = [json.loads(line) for line in exported.splitlines() if line.startswith("{")]
     assert record["phone"] == refuser and "YES" not in [answer["event"] for answer in record["answers"]]
     assert NEIGHBOUR not in run(accord, "person", "show", refuser).output
+
+
+def test_a_state_edited_in_redis_is_not_the_proofs_outcome(accord, flow, talked, redis_client):
+    # A number's state is no part of any chain: made "consented" in Redis after the voter's STOP,
+    # it must not become what the proof of consent says came of it.
+    redis_client.hset(*states.slot(flow.id, VOTER), states.encode("consented", accord.store.clock(),
+                                                                 accord.store.clock()))
+    redis_client.hdel(suppression_key(flow.controller_id), accord.store.digest(VOTER))
+    assert accord.store.state(flow, VOTER) == "consented"
+    exported = run(accord, "consent", "export", flow.id, "--phone", VOTER).output
+    assert json.loads(exported.splitlines()[0])["outcome"] == "opted_out"
+    exported = run(accord, "consent", "export", flow.id, "--phone", VOTER, "--format", "csv").output
+    assert next(csv.DictReader(io.StringIO(exported)))["outcome"] == "opted_out"

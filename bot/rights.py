@@ -3,7 +3,8 @@
 A number lives in few places, and erasure and retention reach each: its state record in each
 flow, the ledger's personal fields, its bit in the flows' bitmaps (the offset is the number),
 its claims whose send is in flight (bot/witness.py), the batches still waiting for a worker, an
-import's rejected lines and exports on disk, and Redis's own files (rewritten after). Jobs carry
+import's rejected lines and exports on disk, what the local outbox sent it, and Redis's own files
+(rewritten after). Jobs carry
 a batch's id, never a number. What stays is its keyed HMAC: on a suppression list, and in the
 asked-before set of each flow that asked it.
 """
@@ -172,6 +173,7 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     store, removed = accord.store, Counter[str]()
     batches = Batches(store)
     now = store.clock()
+    purged: set[str] = set()  # the numbers whatever the local outbox sent them goes with
     for flow in accord.flows.values():
         gone = []
         for phone, state, asked_at, touched in list(store.records(flow)):
@@ -182,6 +184,7 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
                 if not dry_run:
                     store.erase([flow], phone, whole=False, objection=state == "opted_out")
         ended = flow.has_ended(now)
+        purged.update(gone)
         if not dry_run:
             batches.forget([flow.id], gone)
         stale = batches.expire(flow.id, None if ended else now - RETENTION_DAYS * 86400, dry_run=dry_run)
@@ -193,6 +196,7 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     for retired in store.retired(accord.flows):
         for phone in store.numbers_held(retired):
             removed[f"{retired.id}: {REMOVED}"] += 1
+            purged.add(phone)
             if not dry_run:
                 store.erase([retired], phone, whole=False, objection=False)
         stale = batches.expire(retired.id, dry_run=dry_run)
@@ -201,6 +205,8 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
         if not dry_run and store.retire(retired.id):
             removed[f"{retired.id}: its bitmaps {REMOVED} (who was asked is kept as HMACs)"] += 1
     removed.update(written.purge(accord, dry_run=dry_run))
+    if purged and not dry_run:
+        store.forget_outbox(*purged)
     if removed and not dry_run:
         store.compact()
     return removed

@@ -767,9 +767,10 @@ class Store:
                 for digits, record in fields.items():
                     yield states.phone_of(suffix, digits), record
 
-    def forget_outbox(self, phone: str) -> int:
-        """Delete the local outbox's messages to a number (erasure); return how many."""
-        ids = [entry_id for entry_id, fields in self.redis.xrange(OUTBOX_KEY) if fields.get(b"to") == phone.encode()]
+    def forget_outbox(self, *phones: str) -> int:
+        """Delete the local outbox's messages to these numbers (erasure, retention); return how many."""
+        wanted = {phone.encode() for phone in phones}
+        ids = [entry_id for entry_id, fields in self.redis.xrange(OUTBOX_KEY) if fields.get(b"to") in wanted]
         return self.redis.xdel(OUTBOX_KEY, *ids) if ids else 0
 
     def compact(self) -> bool:

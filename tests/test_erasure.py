@@ -28,7 +28,7 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from bot import Accord, create_app, sending
+from bot import Accord, create_app, sending, use
 from bot.batches import Batches
 from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
@@ -441,4 +441,18 @@ def test_an_export_named_after_the_number_leaves_nothing_of_it_once_erased(accor
     named = tmp_path / "out" / "camille-06.12.98.00.01.json"  # how one answers one voter's request
     run(accord, "consent", "export", "demo", "--phone", VOTER, option, str(named))
     run(accord, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []
+
+
+def test_purge_reaches_the_local_outbox(accord, clock: Clock, redis_client, tmp_path):
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "contacts.csv").write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
+    run(accord, "round", "start", "demo", str(given / "contacts.csv"), "--source-type", "supporters",
+        "--operator", "camille")
+    use(accord)
+    work(accord)
+    assert [message["to"] for message in accord.store.outbox()] == [VOTER]
+    clock.advance(days=61)  # never answered: due 60 days after the request
+    assert "demo: no answer: 60 days after the request" in run(accord, "purge").output
     assert mentions(redis_client, tmp_path, None) == []

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from bot import Accord
+from bot.keys import sid_key
+from bot.store import SID_TTL
 from tests.conftest import PARIS, SMS, Clock, answers
 
 VOTER = "+33612980001"
@@ -140,6 +142,20 @@ def test_replayed_message_sid_changes_nothing_and_gets_the_same_answer(sms: SMS,
     # Even a retry whose body differs is the same message: Twilio's sid is the identity.
     assert sms.send(asked, "stop", sid="SM" + "a" * 32).data == first.data
     assert state(accord, flow) == "consented"
+
+
+def test_a_text_replayed_after_its_sid_is_forgotten_still_changes_nothing(sms: SMS, accord, flow, asked,
+                                                                           redis_client):
+    # The sid's own key lives 35 days; whoever kept the signed request of the voter's "oui" could
+    # post it again after that, once they have said "non", and have it count as consent anew.
+    yes = "SM" + "a" * 32
+    sms.send(asked, "oui", sid=yes)
+    sms.send(asked, "non", sid="SM" + "b" * 32)
+    ledger = accord.store.ledger(flow.id)
+    assert 0 < redis_client.ttl(sid_key(yes)) <= SID_TTL
+    redis_client.delete(sid_key(yes))  # as 35 days do
+    assert answers(sms.send(asked, "oui", sid=yes)) == []
+    assert state(accord, flow) == "declined" and accord.store.ledger(flow.id) == ledger
 
 
 def test_the_campaign_flow_keeps_sundays_free_of_content(sms: SMS, accord, clock: Clock):

@@ -59,6 +59,25 @@ local function refuse(why)
   local state = states[chosen]
   return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
 end
+-- A text whose sid key has expired (plan.sid_ttl), sent again: its sid is in one of the voter's own
+-- inbound entries. Refused, or a kept copy of a signed "oui" would count as consent anew after a
+-- "non". (An objection was written above all the same: nothing may keep one from holding.)
+if message_sid ~= '' and plan.event == 'in' then
+  local found = find_pid(KEYS[2], digest)
+  if found then
+    pid, person_key = found, 'accord:person:' .. found
+    local held = redis.pcall('HVALS', person_key)  -- a damaged key must not stop the text
+    for _, value in ipairs(held.err and {} or held) do
+      if string.find(value, '"' .. message_sid .. '"', 1, true) then
+        local read, entry = pcall(cjson.decode, value)
+        if read and type(entry) == 'table' and (entry[5] or entry.sid) == message_sid
+            and string.sub(entry[2] or entry.event or '', 1, 3) == 'in:' then
+          return refuse('replayed')
+        end
+      end
+    end
+  end
+end
 -- Only an objection may move a number whose record cannot be read: anything else waits for a person.
 if states[chosen] == 'unreadable' and not plan.objection then return refuse('unreadable record') end
 -- The consent request's in-flight entry (bot/witness.py): a claim writes it, and a release takes it

@@ -456,3 +456,32 @@ def test_purge_reaches_the_local_outbox(accord, clock: Clock, redis_client, tmp_
     clock.advance(days=61)  # never answered: due 60 days after the request
     assert "demo: no answer: 60 days after the request" in run(accord, "purge").output
     assert mentions(redis_client, tmp_path, None) == []
+
+
+class ErasedWhileSending:
+    """A gateway whose send to one number is still out when that number's erasure lands."""
+
+    def __init__(self, accord: Accord, phone: str) -> None:
+        self.accord, self.gateway, self.phone = accord, accord.gateway, phone
+
+    def send(self, to: str, *args, **kwargs) -> str:
+        sid = self.gateway.send(to, *args, **kwargs)
+        if to == self.phone:
+            run(self.accord, "person", "erase", to, "--yes")
+        return sid
+
+
+def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_went(twilio_accord, twilio,
+                                                                                   tmp_path, redis_client):
+    accord = twilio_accord
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "contacts.csv").write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
+    run(accord, "round", "start", CAMPAIGN, str(given / "contacts.csv"), "--contract", "DV-2027-001",
+        "--operator", "camille")
+    accord.gateway = ErasedWhileSending(accord, VOTER)
+    work(accord)
+    assert [message["to"] for message in twilio.messages] == [VOTER]  # it went, and the ledger says so
+    assert [fields["kind"] for _, fields in accord.store.ledger(CAMPAIGN)][-2:] == ["erasure", "sent"]
+    assert mentions(redis_client, tmp_path, None) == []
+    assert accord.store.verify_ledger(CAMPAIGN) is None

@@ -7,11 +7,16 @@
 -- the in-flight entry the outcome settles ('' for none: bot/witness.py), the entry's state field, the
 -- number's HMAC ('-' for none).
 -- A sent message is recorded once: a worker retrying after an answer lost with the connection logs nothing twice.
-if ARGV[12] ~= '' then redis.call('HDEL', KEYS[7], ARGV[12]) end
+local phone = ARGV[2]
+if ARGV[12] ~= '' and redis.call('HDEL', KEYS[7], ARGV[12]) == 0 then
+  -- The outcome of a send no longer in flight, not yet recorded: the number was erased (or purged)
+  -- while it was out. The entry says what went, but not to whom: nothing may hold the number again.
+  phone = ''
+end
 local message = KEYS[3] ~= KEYS[1] and redis.call('HGET', KEYS[3], ARGV[7])
 if message and string.match(message, '|([^|]*)$') ~= '' then return 0 end
 begin(KEYS[5], ARGV[14], ARGV[9])
-append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[13], ARGV[6], ARGV[7], '')
+append(KEYS[1], KEYS[2], ARGV[1], phone, ARGV[3], ARGV[4], ARGV[5], ARGV[13], ARGV[6], ARGV[7], '')
 save_heads()
 for counter in string.gmatch(ARGV[10], '[^,]+') do redis.call('HINCRBY', KEYS[4], counter, 1) end
 if ARGV[11] ~= '' then count_cost(KEYS[6], ARGV[11], KEYS[1]) end

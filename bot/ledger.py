@@ -155,6 +155,7 @@ def unrecorded_erasure(redis: Redis, flow_id: str) -> str | None:
     """
     emptied: list[tuple[str, bytes]] = []  # (entry id, person id) in ledger order, not yet accounted for
     for page in pages(entries(redis, flow_id)):
+        erasures: list[tuple[str, set[bytes]]] = []  # each erasure of the page, and whose entries it emptied
         for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
             if person is None:
                 emptied.append((entry_id.decode(), fields.get(b"pid", b"")))
@@ -168,20 +169,27 @@ def unrecorded_erasure(redis: Redis, flow_id: str) -> str | None:
                     erased, emptied = emptied[:int(count)], emptied[int(count):]
                 else:
                     erased = []
-                if _left_behind(redis, flow_id, {pid for _, pid in erased}, entry_id.decode()):
-                    return entry_id.decode()
+                erasures.append((entry_id.decode(), {pid for _, pid in erased}))
+        partial = _left_behind(redis, flow_id, erasures)
+        if partial:
+            return partial
     return emptied[0][0] if emptied else None
 
 
-def _left_behind(redis: Redis, flow_id: str, pids: Iterable[bytes], before: str) -> bool:
-    """Say whether any of these people still holds personal fields of an entry of the flow before `before`."""
-    prefix, until = f"{flow_id}|", entry_order(before)
-    for pid in pids:
-        for name in redis.hkeys(person_key(pid.decode())):
-            held = name.decode()
-            if held.startswith(prefix) and entry_order(held[len(prefix):]) < until:
-                return True
-    return False
+def _left_behind(redis: Redis, flow_id: str, erasures: list[tuple[str, set[bytes]]]) -> str | None:
+    """Return the first of these erasures whose people still hold personal fields of an earlier entry of the flow."""
+    asked = [(erasure, pid) for erasure, pids in erasures for pid in sorted(pids)]
+    with redis.pipeline(transaction=False) as pipe:
+        for _, pid in asked:
+            pipe.hkeys(person_key(pid.decode()))
+        held = pipe.execute()
+    prefix = f"{flow_id}|"
+    for (erasure, _), names in zip(asked, held, strict=True):
+        until = entry_order(erasure)
+        if any(name.decode().startswith(prefix) and entry_order(name.decode()[len(prefix):]) < until
+               for name in names):
+            return erasure
+    return None
 
 
 def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes) -> tuple[str | None, bytes, int]:

@@ -43,11 +43,15 @@ end
 local function begin(key, digest, random)
   subject_hash, subject_digest, salt = key, digest, random
 end
+-- The random id of the number begin() named, or false: looked up once a call, however many ask.
+local function person_id()
+  if pid == nil then pid = find_pid(subject_hash, subject_digest) end
+  return pid
+end
 local function person(phone)
   if phone == '' then return '-', 'accord:person:-' end
-  if pid == nil then
-    pid = find_pid(subject_hash, subject_digest)
-    if not pid then
+  if person_key == nil then
+    if not person_id() then
       -- Drawn from this call's salt one way: the id is public (in the stream) and the salt opens the
       -- call's commitments, so the id must not give the salt away (the salt once served as the id).
       pid = string.sub(redis.sha1hex('person id:' .. salt), 1, 16)

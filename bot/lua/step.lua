@@ -63,10 +63,9 @@ end
 -- inbound entries. Refused, or a kept copy of a signed "oui" would count as consent anew after a
 -- "non". (An objection was written above all the same: nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
-  local found = find_pid(KEYS[2], digest)
+  local found = person_id()
   if found then
-    pid, person_key = found, 'accord:person:' .. found
-    local held = redis.pcall('HVALS', person_key)  -- a damaged key must not stop the text
+    local held = redis.pcall('HVALS', 'accord:person:' .. found)  -- a damaged key must not stop the text
     for _, value in ipairs(held.err and {} or held) do
       if string.find(value, '"' .. message_sid .. '"', 1, true) then
         local read, entry = pcall(cjson.decode, value)

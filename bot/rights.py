@@ -4,9 +4,8 @@ A number lives in few places, and erasure and retention reach each: its state re
 flow, the ledger's personal fields, its bit in the flows' bitmaps (the offset is the number),
 its claims whose send is in flight (bot/witness.py), the batches still waiting for a worker, an
 import's rejected lines and exports on disk, what the local outbox sent it, and Redis's own files
-(rewritten after). Jobs carry
-a batch's id, never a number. What stays is its keyed HMAC: on a suppression list, and in the
-asked-before set of each flow that asked it.
+(rewritten after). Jobs carry a batch's id, never a number. What stays is its keyed HMAC: on a
+suppression list, and in the asked-before set of each flow that asked it.
 """
 
 from __future__ import annotations

@@ -52,9 +52,13 @@ def handle_carrier_stop(store: Store, flow: Flow, phone: str, code: str,
                         siblings: Sequence[Flow] = ()) -> Outcome:
     """Treat the provider's 'recipient unsubscribed' (21610) as the voter's objection.
 
-    The provider blocks the whole sender, so every flow sending from it stops too.
+    The provider blocks the whole sender, so every flow sending from it stops too. A number whose
+    objection holds on each of them and that none holds (erased, or reduced to its HMAC by the
+    purge) is left as it is: recording the STOP would store the number again, and changes nothing.
     """
     flows = [flow, *(other for other in siblings if other.id != flow.id)]
+    if all(store.is_suppressed(each, phone) and store.state(each, phone) == "new" for each in flows):
+        return Outcome(flow.id, "new", "new")
     return store.step(flows, phone, "carrier_stop", body=f"provider error {code}", first=True)
 
 

@@ -485,3 +485,16 @@ def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_we
     assert [fields["kind"] for _, fields in accord.store.ledger(CAMPAIGN)][-2:] == ["erasure", "sent"]
     assert mentions(redis_client, tmp_path, None) == []
     assert accord.store.verify_ledger(CAMPAIGN) is None
+
+
+def test_a_carrier_stop_coming_after_the_erasure_does_not_bring_the_number_back(accord, sms: SMS, redis_client,
+                                                                                tmp_path):
+    flow = accord.flows["demo"]
+    accord.store.claim(flow, VOTER, window_open=True)
+    sid = "SM" + "e" * 32
+    accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request, in_flight=0)
+    run(accord, "person", "erase", VOTER, "--yes")
+    # The provider's late receipt: the voter had blocked the sender at the carrier (21610).
+    assert sms.status(sid, "undelivered", to=VOTER, error_code="21610").status_code == 204
+    assert accord.store.is_suppressed(flow, VOTER)  # the objection the erasure recorded holds
+    assert mentions(redis_client, tmp_path, None) == []

@@ -326,8 +326,8 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
             # A timeout or a 5xx may have sent the text: sending twice is worse than reporting it, so
             # it stays in flight for the witness; a send given back stays so until it is given back.
             unknown = error.status is None or error.status >= 500
-            accord.store.record_failure(flow, phone, error.code, error.message,
-                                        in_flight=None if unknown or error.unprocessed else message)
+            accord.store.record_failure(flow, phone, error.code, error.message, in_flight=message,
+                                        settles=not (unknown or error.unprocessed))
             if error.opted_out:
                 handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"

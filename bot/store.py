@@ -250,9 +250,15 @@ class Store:
         self._log(flow, "", "export", text, "", ledger_key(flow.id))
 
     def record_failure(self, flow: Flow, phone: str, code: int | None, message: str, *,
-                       in_flight: int | None = None) -> None:
-        """Log a send the provider refused; `in_flight`: the message whose in-flight entry it settles."""
-        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id), in_flight=in_flight)
+                       in_flight: int | None = None, settles: bool = True) -> None:
+        """Log a send the provider refused; `in_flight`: the message whose in-flight entry it settles,
+        or, without `settles`, leaves in flight (for the witness, or until the send is given back).
+
+        Either way, an entry no longer in flight means the number was erased meanwhile: the failure is
+        logged without it (see append.lua).
+        """
+        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id), in_flight=in_flight,
+                  settles=settles)
 
     def give_back(self, flow: Flow, phone: str, message: int, why: str, *, in_flight: str = "") -> bool:
         """Give back content `message` released to a number the provider certainly did not send it to,
@@ -301,7 +307,7 @@ class Store:
 
     def _log(self, flow: Flow, phone: str, event: str, text: str, sid: str, out: str, *,
              counter: str | None = None, cost: str = "", stored: str | None = None, in_flight: int | None = None,
-             move: str = "") -> bool:
+             move: str = "", settles: bool = True) -> bool:
         """Append an entry no state change brings; `stored` is the text as the ledger holds it, if not `text`.
 
         `in_flight` names the message whose in-flight entry the outcome settles (see append.lua).
@@ -315,7 +321,8 @@ class Store:
         return bool(self._append(keys=keys, args=[
             now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid,
             self._messages(sid)[2] if sid else 0, _salt(),
-            counter or event, cost_field, "" if in_flight is None else f"{phone}|{in_flight}", move, digest]))
+            counter or event, cost_field, "" if in_flight is None else f"{'' if settles else '?'}{phone}|{in_flight}",
+            move, digest]))
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow ("" if unknown) and, for a

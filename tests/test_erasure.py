@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 from xml.etree import ElementTree
 
 import pytest
@@ -32,6 +33,7 @@ from bot import Accord, create_app, sending, use
 from bot.batches import Batches
 from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
+from bot.gateways import SendError
 from bot.sending import enqueue, queue_for
 from tests.conftest import PARIS, SMS, Clock
 from tests.flowfiles import NOTICE, TEXTS
@@ -471,14 +473,19 @@ class ErasedWhileSending:
         return sid
 
 
-def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_went(twilio_accord, twilio,
-                                                                                   tmp_path, redis_client):
-    accord = twilio_accord
+def start_voters_round(accord: Accord, tmp_path: Path) -> None:
+    """Start a round of the campaign for the voter alone, from the operator's own file."""
     given = tmp_path / "given"
     given.mkdir()
     (given / "contacts.csv").write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
     run(accord, "round", "start", CAMPAIGN, str(given / "contacts.csv"), "--contract", "DV-2027-001",
         "--operator", "camille")
+
+
+def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_went(twilio_accord, twilio,
+                                                                                   tmp_path, redis_client):
+    accord = twilio_accord
+    start_voters_round(accord, tmp_path)
     accord.gateway = ErasedWhileSending(accord, VOTER)
     work(accord)
     assert [message["to"] for message in twilio.messages] == [VOTER]  # it went, and the ledger says so
@@ -498,3 +505,30 @@ def test_a_carrier_stop_coming_after_the_erasure_does_not_bring_the_number_back(
     assert sms.status(sid, "undelivered", to=VOTER, error_code="21610").status_code == 204
     assert accord.store.is_suppressed(flow, VOTER)  # the objection the erasure recorded holds
     assert mentions(redis_client, tmp_path, None) == []
+
+
+class ErasedThenRefused(ErasedWhileSending):
+    """A gateway that, while the send to one number is out, sees that number erased, then answers with `status`."""
+
+    def __init__(self, accord: Accord, phone: str, status: int) -> None:
+        super().__init__(accord, phone)
+        self.status = status
+
+    def send(self, to: str, *args, **kwargs) -> str:
+        if to == self.phone:
+            run(self.accord, "person", "erase", to, "--yes")
+            raise SendError(20429 if self.status == 429 else None, self.status, "refused after the erasure")
+        return self.gateway.send(to, *args, **kwargs)
+
+
+@pytest.mark.parametrize("status", [500, 429])  # the outcome unknown (left to the witness); certainly not sent
+def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_failed(twilio_accord, tmp_path,
+                                                                                     redis_client, status):
+    accord = twilio_accord
+    start_voters_round(accord, tmp_path)
+    accord.gateway = ErasedThenRefused(accord, VOTER, status)
+    with patch("bot.sending.RETRY_PAUSE", 0):
+        work(accord)
+    assert "send_failed" in [fields["kind"] for _, fields in accord.store.ledger(CAMPAIGN)]  # the ledger says so
+    assert mentions(redis_client, tmp_path, None) == []
+    assert accord.store.verify_ledger(CAMPAIGN) is None

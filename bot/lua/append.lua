@@ -4,11 +4,13 @@
 -- ARGV: now, phone, flow id, flow hash, event, text, provider sid, the messages hash's seconds to live, salt,
 -- funnel counters
 -- (comma-separated), the cost counts' field a message sent adds one to (costs.lua; '' for none),
--- the in-flight entry the outcome settles ('' for none: bot/witness.py), the entry's state field, the
--- number's HMAC ('-' for none).
+-- the in-flight entry the outcome settles ('' for none: bot/witness.py; '?' and the entry: one it
+-- leaves for the witness, only checked), the entry's state field, the number's HMAC ('-' for none).
 -- A sent message is recorded once: a worker retrying after an answer lost with the connection logs nothing twice.
-local phone = ARGV[2]
-if ARGV[12] ~= '' and redis.call('HDEL', KEYS[7], ARGV[12]) == 0 then
+local phone, entry = ARGV[2], ARGV[12]
+local checked = string.sub(entry, 1, 1) == '?'
+if checked then entry = string.sub(entry, 2) end
+if entry ~= '' and redis.call(checked and 'HEXISTS' or 'HDEL', KEYS[7], entry) == 0 then
   -- The outcome of a send no longer in flight, not yet recorded: the number was erased (or purged)
   -- while it was out. The entry says what went, but not to whom: nothing may hold the number again.
   phone = ''

@@ -913,8 +913,11 @@ def lua(*names: str) -> str:
             + "\n".join((LUA / f"{name}.lua").read_text() for name in names))
 
 
+SALT_BYTES = 12  # 96 bits: the other fields of an entry can all be guessed, so trying salts is the only way in
+
+
 def _salt() -> str:
-    return secrets.token_hex(8)  # fresh per script call: ledger salts (a new person id is drawn from it one way)
+    return secrets.token_hex(SALT_BYTES)  # fresh per script call: ledger salts (a new person id is drawn from it)
 
 
 def _bit_of(phone: str) -> int:

@@ -63,6 +63,8 @@ def test_what_the_stream_keeps_of_an_erased_number_does_not_give_its_number_back
         assert fields[b"commit"] == sha1(held[entry_id]["salt"].encode() + lp(values))
         for salt in (pid, *(f"{pid}.{n}" for n in range(1, 4)), entry_id, fields[b"at"].decode()):
             assert fields[b"commit"] != sha1(salt.encode() + lp(values))
+        # Nor trying every salt: 96 random bits at least (2^64 SHA-1 is within a well-funded attacker's reach).
+        assert len(held[entry_id]["salt"].partition(".")[0]) * 4 >= 96
 
 
 def test_an_edited_answer_is_detected(accord, flow, conversation, redis_client):

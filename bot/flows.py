@@ -237,7 +237,7 @@ def parse_flow(data: dict, path: Path | str, public_url: str | None = None) -> F
     return Flow(
         **fields, language=language, poll_dates=poll_dates, timezone=timezone,
         expiry_days=expiry_days, end_date=end_date, sending_hours=hours, texts=texts,
-        content_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16], path=str(path), notice=notice,
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest(), path=str(path), notice=notice,
         canonical=canonical, retention_days=retention_days, gateway=gateway, prices=prices,
     )
 

@@ -89,7 +89,9 @@ def problems(bundle: dict, trusted_key: str | None = None) -> list[str]:
         if personal.get("phone") not in ("", bundle.get("phone")):
             found.append(f"entry {name}: of another number")
     for flow_hash, data in (bundle.get("flow_versions") or {}).items():
-        if data is not None and hashlib.sha256(data.encode()).hexdigest()[:16] != flow_hash:
+        # The whole SHA-256; versions written before 8 December 2026 kept its first 16 hex digits.
+        digest = hashlib.sha256(data.encode()).hexdigest() if data is not None else ""
+        if data is not None and flow_hash not in (digest, digest[:16]):
             found.append(f"flow version {flow_hash}: its data does not hash to it")
     for ref, words in (bundle.get("texts") or {}).items():
         if words is None or "=" + hashlib.sha256(text(words)).hexdigest()[:32] != ref:

@@ -109,6 +109,20 @@ def test_the_verifier_refuses_words_that_are_not_the_referenced_ones(flow, bundl
     assert f"text {ref}: its words do not hash to it" in done.stdout
 
 
+def test_a_flow_version_is_named_by_its_whole_sha256_and_one_named_by_its_first_16_digits_still_checks(
+        flow, bundle, tmp_path):
+    # 16 hex digits are 64 bits: two flow files sharing them (a purpose swapped in a bundle) take 2^32 tries.
+    made = json.loads(bundle.read_text())
+    assert flow.content_hash in made["flow_versions"] and len(flow.content_hash) == 64
+    # A version an earlier version logged, by its first 16 digits, checks; one whose data is not it, not.
+    made["flow_versions"][flow.content_hash[:16]] = flow.canonical
+    made["flow_versions"]["0" * 16] = flow.canonical
+    bundle.write_text(json.dumps(made))
+    done = verify(tmp_path, bundle)
+    assert done.returncode == 1 and done.stdout.count("its data does not hash to it") == 1
+    assert f"flow version {'0' * 16}: its data does not hash to it" in done.stdout
+
+
 def test_a_person_s_ledger_fields_stay_a_compact_hash(accord, flow, sms: SMS):
     """Two entries of about 180 bytes each: packed, as the embedded Redis and the README's settings keep them."""
     accord.store.claim(flow, VOTER, window_open=True)

@@ -27,11 +27,12 @@ from tests.test_workers import resume_and_finish, worker, worker_env  # noqa: F4
 NUMBERS = [f"+3361297{n:04d}" for n in range(45)]
 
 
-def queue_round(accord, flow_id: str, numbers: list[str], tmp_path: Path, name: str = "contacts.csv") -> None:  # noqa: F811
+def queue_round(accord, flow_id: str, numbers: list[str], tmp_path: Path, name: str = "contacts.csv",  # noqa: F811
+                rate: float = 1000) -> None:
     path = tmp_path / name
     path.write_text("phone\n" + "\n".join(numbers) + "\n")
     origin = Origin("supporters", "", "", "test", path.name, "2026-12-01T09:00:00+00:00")
-    start_round(accord, accord.flows[flow_id], path, origin, rate=1000)
+    start_round(accord, accord.flows[flow_id], path, origin, rate=rate)
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +140,9 @@ def test_a_job_carries_no_batch_of_another_flow(accord, twilio, clock):  # noqa:
 
 def test_the_batches_a_killed_worker_carried_go_back_on_the_queue(accord, twilio, worker_env, tmp_path,  # noqa: F811
                                                                   redis_client):
-    queue_round(accord, "demo", NUMBERS, tmp_path)
-    twilio.delay(0.05)  # each send takes a while: the kill lands while the first job carries the second batch
+    # 40 texts a second: the second batch takes 0.4 s to send, and the kill lands while the first job carries it.
+    queue_round(accord, "demo", NUMBERS, tmp_path, rate=40)
+    twilio.delay(0.05)
     first = worker(worker_env, burst=False)
     deadline = time.monotonic() + 30
     while len(twilio.messages) < 20 and time.monotonic() < deadline:

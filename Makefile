@@ -40,6 +40,7 @@ test: $(VENV)/.dev
 ## bench: the benchmarks in bench/, printing figures with their baselines
 bench: $(VENV)/.dev
 	$(PYTHON) -m bench.webhook
+	$(PYTHON) -m bench.step
 	$(PYTHON) -m bench.machine
 	$(PYTHON) -m bench.console
 	$(PYTHON) -m bench.pipeline

@@ -45,7 +45,8 @@ def suppression_key(controller_id: str) -> str:
 
 
 def sid_key(message_sid: str) -> str:
-    return key_for("sid", message_sid)  # the answer given to a processed inbound message
+    # the answer given to a processed inbound message, 35 days; erasure leaves it saying nothing of the voter
+    return key_for("sid", message_sid)
 
 
 def funnel_key(flow_id: str) -> str:

@@ -35,7 +35,7 @@ from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.gateways import SendError
 from bot.sending import enqueue, queue_for
-from tests.conftest import PARIS, SMS, Clock
+from tests.conftest import PARIS, SMS, Clock, answers
 from tests.flowfiles import NOTICE, TEXTS
 
 VOTER, OTHER = "+33612980001", "+33612980002"
@@ -532,3 +532,21 @@ def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_fa
     assert "send_failed" in [fields["kind"] for _, fields in accord.store.ledger(CAMPAIGN)]  # the ledger says so
     assert mentions(redis_client, tmp_path, None) == []
     assert accord.store.verify_ledger(CAMPAIGN) is None
+
+
+def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_replay_nothing(twilio_accord,
+                                                                                            redis_client):
+    accord, flow = twilio_accord, twilio_accord.flows[CAMPAIGN]
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    accord.store.claim(flow, VOTER, window_open=True)
+    sid = "SM" + "e" * 32
+    sms.send(VOTER, "OUI", to=flow.sender, sid=sid)
+    key = f"accord:sid:{sid}"
+    assert b"consented" in redis_client.get(key)  # how their state moved, kept 35 days for a replay
+    ttl = redis_client.ttl(key)
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert b"consented" not in redis_client.get(key) and b"asked" not in redis_client.get(key)
+    assert 0 < redis_client.ttl(key) <= ttl  # still there, for as long
+    entries = len(accord.store.ledger(CAMPAIGN))
+    assert answers(sms.send(VOTER, "OUI", to=flow.sender, sid=sid)) == []  # the same text again: nothing
+    assert len(accord.store.ledger(CAMPAIGN)) == entries and accord.store.state(flow, VOTER) == "new"

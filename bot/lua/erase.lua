@@ -1,7 +1,8 @@
 -- Erase what is held on one number in some flows, keeping only the suppression HMAC.
 -- KEYS: the number's subjects hash, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
 -- set; then the suppression hashes the objection goes to; then for each of the number's sent texts, the
--- messages hashes of this generation and the previous one and its key of earlier versions. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id.
+-- messages hashes of this generation and the previous one and its key of earlier versions. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id,
+-- and so is the key of each inbound text's sid (bot/keys.py's sid_key).
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
 -- flow: flow id, flow hash, number of content messages; then the number of suppression hashes; then
@@ -15,17 +16,32 @@ local pkey = pid and ('accord:person:' .. pid)
 local offset = bit_of(phone)
 local open = {asked = true, clarified = true}
 local report = {}
+-- The answer kept for 35 days under an inbound text's sid (step.lua) says how the voter's state moved
+-- ("asked" to "consented"): it stays, so that the text replayed still changes nothing, but says nothing
+-- of them any more. `stored` is one of their entries' personal fields (bot/ledger.py STORED, or the
+-- named fields of earlier versions).
+local function forget_answer(stored, flow_id)
+  local read, entry = pcall(cjson.decode, stored)
+  if not read or type(entry) ~= 'table' then return end
+  local event, sid = entry[2] or entry.event, entry[5] or entry.sid
+  if type(event) == 'string' and string.sub(event, 1, 3) == 'in:' and type(sid) == 'string' and sid ~= '' then
+    redis.call('SET', 'accord:sid:' .. sid, cjson.encode({flow = flow_id, from = 'new', to = 'new'}), 'KEEPTTL', 'XX')
+  end
+end
 for i = 1, flows do
   local skey, lkey, hkey, fkey, qkey, akey = KEYS[1 + 6 * (i - 1) + 1], KEYS[1 + 6 * (i - 1) + 2],
     KEYS[1 + 6 * (i - 1) + 3], KEYS[1 + 6 * (i - 1) + 4], KEYS[1 + 6 * (i - 1) + 5], KEYS[1 + 6 * (i - 1) + 6]
   local flow_id, flow_hash, contents = ARGV[8 + 3 * (i - 1)], ARGV[9 + 3 * (i - 1)], tonumber(ARGV[10 + 3 * (i - 1)])
   local erased, ids = 0, {}
   if pkey then
-    for _, field in ipairs(redis.call('HKEYS', pkey)) do
+    local held_fields = redis.call('HGETALL', pkey)
+    for f = 1, #held_fields, 2 do
+      local field = held_fields[f]
       if string.sub(field, 1, #flow_id + 1) == flow_id .. '|' then
         redis.call('HDEL', pkey, field)
         erased = erased + 1
         ids[erased] = string.sub(field, #flow_id + 2)
+        forget_answer(held_fields[f + 1], flow_id)
       end
     end
   end

@@ -550,3 +550,20 @@ def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_r
     entries = len(accord.store.ledger(CAMPAIGN))
     assert answers(sms.send(VOTER, "OUI", to=flow.sender, sid=sid)) == []  # the same text again: nothing
     assert len(accord.store.ledger(CAMPAIGN)) == entries and accord.store.state(flow, VOTER) == "new"
+
+
+def test_an_import_named_after_the_number_leaves_nothing_of_it_in_redis_once_erased(twilio_accord, tmp_path,
+                                                                                     redis_client):
+    accord = twilio_accord
+    given = tmp_path / "operator"
+    given.mkdir()
+    contacts = given / "camille-06.12.98.00.01.csv"  # one supporter added by hand, the file named after them
+    contacts.write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
+    run(accord, "round", "start", CAMPAIGN, str(contacts), "--contract", "DV-2027-001", "--operator", "camille")
+    work(accord)
+    run(accord, "person", "erase", VOTER, "--yes")
+    elsewhere = tmp_path / "nothing-written-here"
+    elsewhere.mkdir()
+    assert mentions(redis_client, elsewhere, None) == []  # the ledger's import entry, the round's origin
+    imports = [fields["text"] for _, fields in accord.store.ledger(CAMPAIGN) if fields["kind"] == "import"]
+    assert imports and all("camille-##.##.##.##.##.csv" in text for text in imports)

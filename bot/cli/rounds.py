@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bot import use, witness
+from bot import use, witness, written
 from bot.cli import Services, count_lines, main
 from bot.contacts import ContactsError
 from bot.costs import costs, rest_of_round, spent, tariff_of
@@ -59,7 +59,7 @@ def round_start(obj: Services, flow_id: str, contacts: Path, dry_run: bool, rate
             f"{flow.source!r} (the flow's `source`), which does not name {broker!r}. The SMS and the ledger would "
             "name different sources: give the broker the flow names, or use a flow whose `source` names this one.")
     origin = Origin(source_type=source_type, broker=broker or flow.source, contract=contract,
-                    operator=operator, file=contacts.name, imported_at=now_iso(accord))
+                    operator=operator, file=written.shown_name(contacts), imported_at=now_iso(accord))
     lines = max(0, count_lines(contacts) - 1)
     try:
         with click.progressbar(length=lines, label="Importing", file=sys.stderr) as bar:

@@ -28,8 +28,9 @@ NAMED_DIGITS = 7  # digits in a file's name from which they may be a phone numbe
 
 
 def rejects_path(accord: Accord, contacts: Path) -> Path:
-    """Return where the rejected lines of an import of `contacts` go."""
-    return accord.config.instance_dir / "rejects" / f"{contacts.name}.rejects.csv"
+    """Return where the rejected lines of an import of `contacts` go: named after it, its digits masked
+    if they could be a number's (an erasure takes the number's lines out, not a file's name)."""
+    return accord.config.instance_dir / "rejects" / f"{shown_name(contacts)}.rejects.csv"
 
 
 def dated(accord: Accord, path: Path) -> None:

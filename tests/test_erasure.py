@@ -552,13 +552,13 @@ def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_r
     assert len(accord.store.ledger(CAMPAIGN)) == entries and accord.store.state(flow, VOTER) == "new"
 
 
-def test_an_import_named_after_the_number_leaves_nothing_of_it_in_redis_once_erased(twilio_accord, tmp_path,
+def test_an_import_named_after_the_number_leaves_nothing_of_it_once_erased(twilio_accord, tmp_path,
                                                                                      redis_client):
     accord = twilio_accord
     given = tmp_path / "operator"
     given.mkdir()
     contacts = given / "camille-06.12.98.00.01.csv"  # one supporter added by hand, the file named after them
-    contacts.write_text(f"telephone\n{VOTER}\n", encoding="utf-8")
+    contacts.write_text(f"telephone\n{VOTER}\n01 45 67 89 10\n", encoding="utf-8")  # and a landline, rejected
     run(accord, "round", "start", CAMPAIGN, str(contacts), "--contract", "DV-2027-001", "--operator", "camille")
     work(accord)
     run(accord, "person", "erase", VOTER, "--yes")
@@ -567,3 +567,7 @@ def test_an_import_named_after_the_number_leaves_nothing_of_it_in_redis_once_era
     assert mentions(redis_client, elsewhere, None) == []  # the ledger's import entry, the round's origin
     imports = [fields["text"] for _, fields in accord.store.ledger(CAMPAIGN) if fields["kind"] == "import"]
     assert imports and all("camille-##.##.##.##.##.csv" in text for text in imports)
+    # Nor in the name of the file its rejected lines went to.
+    written = [path.name for path in accord.config.instance_dir.rglob("*")]
+    assert "camille-##.##.##.##.##.csv.rejects.csv" in written
+    assert not [name for name in written if any(form in name for form in FORMS)]

@@ -167,7 +167,8 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     """Apply the retention rules to every flow, and to files; return what was (or would be) removed, by reason.
 
     A flow whose file was removed keeps nothing but its ledger's chain: no end date or notice
-    covers its numbers any more. A flow past its end date keeps no batch and no bitmap.
+    covers its numbers any more. A flow past its end date keeps no batch, no bitmap, and no state
+    record nobody can read.
     """
     store, removed = accord.store, Counter[str]()
     batches = Batches(store)
@@ -183,6 +184,14 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
                 if not dry_run:
                     store.erase([flow], phone, whole=False, objection=state == "opted_out")
         ended = flow.has_ended(now)
+        if ended:
+            # A record nobody can read has no dates to keep it by; once nothing may be sent any more, it
+            # goes too (its number is in its field's name). An objection stays: it is the HMAC's.
+            for phone, _ in list(store.unreadable(flow)):
+                removed[f"{flow.id}: an unreadable record, after its end date"] += 1
+                gone.append(phone)
+                if not dry_run:
+                    store.erase([flow], phone, whole=False, objection=False)
         purged.update(gone)
         if not dry_run:
             batches.forget([flow.id], gone)

@@ -29,7 +29,7 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from bot import Accord, create_app, sending, use
+from bot import Accord, create_app, sending, states, use
 from bot.batches import Batches
 from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
@@ -571,3 +571,16 @@ def test_an_import_named_after_the_number_leaves_nothing_of_it_once_erased(twili
     written = [path.name for path in accord.config.instance_dir.rglob("*")]
     assert "camille-##.##.##.##.##.csv.rejects.csv" in written
     assert not [name for name in written if any(form in name for form in FORMS)]
+
+
+def test_a_record_nobody_can_read_goes_with_the_purge_once_its_flow_has_ended(accord, clock: Clock, redis_client,
+                                                                            tmp_path):
+    flow = accord.flows[CAMPAIGN]
+    accord.store.step([flow], VOTER, "stop")  # an objection, kept as the HMAC whatever happens to the record
+    redis_client.hset(*states.slot(flow.id, VOTER), "not a state record")  # damaged: its dates unreadable
+    assert "unreadable" not in run(accord, "purge").output  # before the end date: `states check` shows it
+    assert accord.store.state(flow, VOTER) == "unreadable"
+    clock.set(dt.datetime(2027, 4, 26, 12, 0, tzinfo=PARIS))  # the day after the flow's end date
+    assert f"{CAMPAIGN}: an unreadable record, after its end date" in run(accord, "purge").output
+    assert mentions(redis_client, tmp_path, None) == []
+    assert accord.store.is_suppressed(flow, VOTER)

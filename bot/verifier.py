@@ -89,7 +89,7 @@ def problems(bundle: dict, trusted_key: str | None = None) -> list[str]:
         if personal.get("phone") not in ("", bundle.get("phone")):
             found.append(f"entry {name}: of another number")
     for flow_hash, data in (bundle.get("flow_versions") or {}).items():
-        # The whole SHA-256; versions written before 8 December 2026 kept its first 16 hex digits.
+        # The whole SHA-256; versions of Accord up to 7 December 2026 wrote its first 16 hex digits.
         digest = hashlib.sha256(data.encode()).hexdigest() if data is not None else ""
         if data is not None and flow_hash not in (digest, digest[:16]):
             found.append(f"flow version {flow_hash}: its data does not hash to it")

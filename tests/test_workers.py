@@ -62,7 +62,9 @@ def test_a_worker_killed_mid_batch_then_restarted_asks_each_number_at_most_once(
     assert 10 <= sent_before < len(NUMBERS)
 
     sends = resume_and_finish(accord, twilio, worker_env)
-    # The text in flight at the kill reached the provider: its claim stands and it is not resent.
+    # Killed alone, a worker leaves the work horse running its job (RQ puts it in a process group of its
+    # own) to go on with the batch: the text in flight at the kill reached the provider, its claim
+    # stands, and nothing is resent. tests/test_carrying.py kills both, as a machine going down would.
     assert sorted(sends) == NUMBERS
     flow = accord.flows["demo"]
     assert all(accord.store.state(flow, phone) == "asked" for phone in NUMBERS)

@@ -18,13 +18,10 @@ local open = {asked = true, clarified = true}
 local report = {}
 -- The answer kept for 35 days under an inbound text's sid (step.lua) says how the voter's state moved
 -- ("asked" to "consented"): it stays, so that the text replayed still changes nothing, but says nothing
--- of them any more. `stored` is one of their entries' personal fields (bot/ledger.py STORED, or the
--- named fields of earlier versions).
+-- of them any more. `stored` is one of their entries' personal fields.
 local function forget_answer(stored, flow_id)
-  local read, entry = pcall(cjson.decode, stored)
-  if not read or type(entry) ~= 'table' then return end
-  local event, sid = entry[2] or entry.event, entry[5] or entry.sid
-  if type(event) == 'string' and string.sub(event, 1, 3) == 'in:' and type(sid) == 'string' and sid ~= '' then
+  local sid = inbound_sid(stored)
+  if sid then
     redis.call('SET', 'accord:sid:' .. sid, cjson.encode({flow = flow_id, from = 'new', to = 'new'}), 'KEEPTTL', 'XX')
   end
 end

@@ -38,6 +38,17 @@ local function find_pid(key, digest)
   end
   return found
 end
+-- The provider's id of the voter's text an entry's personal fields record ('stored': a JSON list in
+-- bot/ledger.py's STORED order, or the named fields of earlier versions), or nil for any other entry.
+local function inbound_sid(stored)
+  local read, entry = pcall(cjson.decode, stored)
+  if not read or type(entry) ~= 'table' then return nil end
+  local event, sid = entry[2] or entry.event, entry[5] or entry.sid
+  if type(event) == 'string' and string.sub(event, 1, 3) == 'in:' and type(sid) == 'string' and sid ~= '' then
+    return sid
+  end
+  return nil
+end
 -- Name the person (the subjects hash holding their random id, and their HMAC) and a fresh random
 -- salt for this call's entries.
 local function begin(key, digest, random)

@@ -67,12 +67,8 @@ if message_sid ~= '' and plan.event == 'in' then
   if found then
     local held = redis.pcall('HVALS', 'accord:person:' .. found)  -- a damaged key must not stop the text
     for _, value in ipairs(held.err and {} or held) do
-      if string.find(value, '"' .. message_sid .. '"', 1, true) then
-        local read, entry = pcall(cjson.decode, value)
-        if read and type(entry) == 'table' and (entry[5] or entry.sid) == message_sid
-            and string.sub(entry[2] or entry.event or '', 1, 3) == 'in:' then
-          return refuse('replayed')
-        end
+      if string.find(value, '"' .. message_sid .. '"', 1, true) and inbound_sid(value) == message_sid then
+        return refuse('replayed')
       end
     end
   end

@@ -229,6 +229,10 @@ class Invariants(RuleBasedStateMachine):
         phone = data.draw(st.one_of(voters, st.sampled_from(awaited)) if awaited else voters, label="phone")
         return multiple(*(self.one_text(phone, body, to) for body in bodies))
 
+    def flow_texts(self) -> set[str]:
+        return {self.flow.texts.say(key) for key in ("stopped", "help", "confirmation", "content", "declined",
+                                                      "consent_request", "clarification")}
+
     def talking(self) -> list[str]:
         """The voters the flow awaits an answer from, or may send content to."""
         return [phone for phone in VOTERS if self.current(phone).state in (*OPEN, "consented")]
@@ -259,6 +263,12 @@ class Invariants(RuleBasedStateMachine):
             if to == RETIRED:
                 voter.confirmations = 0  # nobody answered it
         said = answers(response)
+        if reply is Reply.DATA and to != RETIRED:
+            # A rights request, answered apart from the flow's texts: a one-time link to the voter's
+            # page, or, past the links an hour, a text to wait (bot/voter_access.py).
+            rights = [text for text in said if text not in self.flow_texts()]
+            assert len(rights) <= 1 and all("/v/" in text or "réessayez" in text for text in rights), said
+            said = [text for text in said if text not in rights]
         assert said == [self.flow.texts.say(key) for key in says], (body, reply)
         for text in said:
             self.receive(phone, text, channel="twiml", reply=reply)

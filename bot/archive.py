@@ -3,7 +3,7 @@
 `archive` writes them as they are stored to a gzipped JSON-lines file, fsynced and read back; `seal`
 then records the file as the stream's new base and trims the entries off, in one script. The chain
 then starts at the base's hash instead of "", and the archive files carry it from "" to there. No
-personal field goes to a file: those stay in Redis, where erasure and retention reach them.
+personal field goes to these files: bot/personal_archive.py moves them next, sealed, to files of their own.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from pathlib import Path
 from redis import Redis
 
 from bot.files import sha256_of
-from bot.keys import archives_key, base_key, ledger_key
+from bot.keys import archives_key, base_key, ledger_key, personal_pending_key
 from bot.ledger import base, entries, entry_order, pages, verify, walk
 
 # Record an archive as the stream's new base and trim its entries off, in one step, only if the
 # stream still starts with them. Appends since go to the end and stay; entries are never inserted
 # before the last one, so a stream that starts with the first entry archived and still holds the
 # last one with its hash holds, in between, what the file holds (or less, if some were deleted).
-# KEYS: ledger, base, archives. ARGV: the base's last id expected ('' for none), first id archived,
-# last id archived, its hash, count, the id right after the last, file name, sha256, its JSON record.
+# KEYS: ledger, base, archives, pending. ARGV: the base's last id expected ('' for none), first id
+# archived, last id archived, its hash, count, the id right after the last, file name, sha256, its
+# JSON record, then '1' to leave the file pending for its entries' personal fields to move off Redis
+# (bot/personal_archive.py).
 SEAL_LUA = """
 if (redis.call('HGET', KEYS[2], 'last') or '') ~= ARGV[1] then return 'another archive of this flow ran meanwhile' end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
@@ -45,6 +47,7 @@ end
 redis.call('HSET', KEYS[2], 'last', ARGV[3], 'hash', ARGV[4], 'file', ARGV[7], 'sha256', ARGV[8])
 redis.call('HINCRBY', KEYS[2], 'count', ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[7], ARGV[9])
+if ARGV[10] == '1' then redis.call('SADD', KEYS[4], ARGV[7]) end
 return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
 """
 
@@ -119,8 +122,11 @@ def archive(redis: Redis, flow_id: str, directory: Path, *, keep: int = 0,
     return written
 
 
-def seal(redis: Redis, flow_id: str, written: Archive) -> int:
+def seal(redis: Redis, flow_id: str, written: Archive, *, personal: bool = False) -> int:
     """Record `written` as the stream's new base and trim its entries off, atomically; return how many went.
+
+    With `personal`, the file is left pending for its entries' personal fields to move off Redis
+    too (bot/personal_archive.py: the folder must be the one the workers archive to).
 
     Refused, changing nothing, if another archive ran since it was written or the stream no longer
     starts with its entries.
@@ -129,9 +135,9 @@ def seal(redis: Redis, flow_id: str, written: Archive) -> int:
     ms, seq = written.last.split("-")
     minid = f"{ms}-{int(seq) + 1}"  # XTRIM MINID drops every entry before this id
     done = redis.register_script(SEAL_LUA)(
-        keys=[ledger_key(flow_id), base_key(flow_id), archives_key(flow_id)],
+        keys=[ledger_key(flow_id), base_key(flow_id), archives_key(flow_id), personal_pending_key(flow_id)],
         args=[written.after, written.first, written.last, written.hash, written.count,
-              minid, written.file, written.sha256, record])
+              minid, written.file, written.sha256, record, int(personal)])
     if not isinstance(done, int):
         raise ArchiveError(f"{done.decode()}: {written.file} is not recorded and nothing was trimmed; run again")
     return done

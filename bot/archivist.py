@@ -4,9 +4,10 @@ A number asked and sent leaves two stream entries of about 250 bytes each: 17 GB
 million numbers, for entries nobody reads again but to verify the chain. So every few minutes a
 worker moves a flow's entries beyond the newest ARCHIVE_KEEP to a file in the deployment's archive
 folder, as `ledger archive` does by hand: a checkpoint signed first, the file written, fsynced and
-read back, then recorded as the chain's new start and the entries trimmed, in one step. Personal
-fields stay in Redis, where access and erasure reach them. `consent verify`, `consent export` and
-`report costs` read the folder's files by themselves.
+read back, then recorded as the chain's new start and the entries trimmed, in one step. Their
+personal fields then go too, each number's sealed under a key its seal record keeps in Redis
+(bot/personal_archive.py), where access requests read them back and erasure makes them unreadable.
+`consent verify`, `consent export` and `report costs` read the folder's files by themselves.
 
 The folder must outlive the machine and be the same for every worker that archives (shared or
 backed-up storage): a file missing there is a hole in the chain `consent verify` will name.
@@ -17,8 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bot import Accord, archive, checkpoints
-from bot.keys import key_for, ledger_key
+from bot import Accord, archive, checkpoints, personal_archive
+from bot.keys import key_for, ledger_key, personal_pending_key
 
 ARCHIVE_ABOVE = 20_000  # stream entries a flow keeps in Redis before the oldest go to a file
 ARCHIVE_KEEP = 1_000  # the newest entries left in Redis (the console lists 20)
@@ -44,12 +45,16 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
     redis, trimmed = accord.store.redis, {}
     for flow in accord.flows.values():
         held = redis.xlen(ledger_key(flow.id))
-        if held <= above:
+        pending = redis.scard(personal_pending_key(flow.id))
+        if held <= above and not pending:
             continue
         if not redis.set(lock_key(flow.id), "1", nx=True, ex=LOCK_SECONDS):
             continue  # another worker is at it
         try:
-            trimmed[flow.id] = _archive(accord, flow.id, directory, max(keep, held - at_once))
+            if held > above:
+                trimmed[flow.id] = _archive(accord, flow.id, directory, max(keep, held - at_once))
+            # What this upkeep archived, and what one interrupted left: files stay pending until moved.
+            personal_archive.move_pending(redis, flow.id, directory)
         except (archive.ArchiveError, checkpoints.CheckpointError, OSError) as error:
             # The entries stay in Redis, whole; the next round of upkeep tries again.
             log.error("ledger of %s not archived: %s", flow.id, error)
@@ -66,6 +71,6 @@ def _archive(accord: Accord, flow_id: str, directory: Path, keep: int) -> int:
     written = archive.archive(redis, flow_id, directory, keep=keep)
     if written is None:
         return 0
-    done = archive.seal(redis, flow_id, written)
+    done = archive.seal(redis, flow_id, written, personal=True)
     log.info("ledger of %s: %d entries archived to %s", flow_id, written.count, directory / written.file)
     return done

@@ -15,8 +15,7 @@ from dataclasses import asdict
 from bot import Accord, archive, merkle, references
 from bot.checkpoints import Keeper, Signed, leaf_data
 from bot.flows import Flow
-from bot.keys import person_key
-from bot.ledger import PERSONAL, base, entries, stored_fields
+from bot.ledger import PERSONAL, base, entries
 
 FORMAT = "accord-proof-bundle/1"
 
@@ -71,16 +70,11 @@ def build(accord: Accord, flow: Flow, phone: str, keeper: Keeper, signed: Signed
 
 
 def _personal(accord: Accord, phone: str, flow_id: str) -> dict[str, dict]:
-    """Return the number's personal fields per entry id of the flow, salts included."""
-    redis = accord.store.redis
-    pid = accord.store.pid(accord.store.digest(phone))
-    if pid is None:
-        return {}
+    """Return the number's personal fields per entry id of the flow, salts included (archived ones too)."""
     found = {}
-    for name, raw in redis.hgetall(person_key(pid.decode())).items():
-        flow, _, entry_id = name.decode().partition("|")
+    for name, (fields, _) in accord.store.personal(phone).items():
+        flow, _, entry_id = name.partition("|")
         if flow == flow_id:
-            fields = stored_fields(raw)
             found[entry_id] = {key: fields.get(key, "") for key in (*PERSONAL, "salt")}
     return found
 

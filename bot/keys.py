@@ -40,6 +40,23 @@ def archives_key(flow_id: str) -> str:
     return key_for("ledger-archives", flow_id)  # hash: archive file name -> its id range, count, sha256 (JSON)
 
 
+def sealed_key(flow_id: str, suffix: str) -> str:
+    # hash: numbers ending in `suffix` -> the key sealing their archived personal fields (bot/sealing.py)
+    return key_for("sealed", flow_id, suffix)
+
+
+def personal_files_key(flow_id: str) -> str:
+    return key_for("personal-files", flow_id)  # hash: number -> a personal archive file's name, sha256 (JSON)
+
+
+def personal_count_key(flow_id: str) -> str:
+    return key_for("personal-count", flow_id)  # counter: the last personal archive file's number
+
+
+def personal_pending_key(flow_id: str) -> str:
+    return key_for("personal-pending", flow_id)  # set: archive files whose entries' personal fields are to move
+
+
 def suppression_key(controller_id: str) -> str:
     return key_for("suppressed", controller_id)  # hash: HMAC of phone -> when it objected
 

@@ -24,7 +24,7 @@ from redis import Redis, ResponseError, WatchError
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from bot import ledger, machine, references, states
+from bot import ledger, machine, personal_archive, references, states
 from bot.flows import Flow
 from bot.keys import (
     MESSAGE_PERIOD,
@@ -117,6 +117,9 @@ class Store:
     # Where the voter's own page is served (bot/web/voter.py sets it): a rights request is answered
     # with a link under it. Empty where no page is served (a worker): no link can be given there.
     page_root: str = ""
+    # The folder archived personal fields are sealed in (bot/personal_archive.py): the config's
+    # archive_dir. None: none were moved there by this deployment, nothing is read there.
+    personal_dir: Path | None = None
     _named: set[str] = field(default_factory=set, repr=False)  # content hashes whose texts resolve (_name)
 
     def __post_init__(self) -> None:
@@ -599,25 +602,40 @@ class Store:
         Only entries whose committed number is this one: the link from a number to its person id
         is no part of any chain, and pointed at another person's id it would lend their answers.
         """
-        pid = self.pid(self.digest(phone))
         held: dict[str, list[dict[str, str]]] = {}
-        if pid is None:
-            return held
         texts = references.table(self.redis)
-        for name, raw in sorted(self.redis.hgetall(person_key(pid.decode())).items()):
-            if name == b"pid":
-                continue
-            flow_id, _, entry_id = name.decode().partition("|")
-            fields = references.resolve(ledger.stored_fields(raw), texts)
-            if fields.get("phone") != phone:
-                continue
+        for name, (stored, at) in sorted(self.personal(phone).items()):
+            flow_id, _, entry_id = name.partition("|")
+            fields = references.resolve(stored, texts)
             fields.pop("salt", None)
-            at = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
-            fields["at"] = _text(at[0][1].get(b"at")) if at else ""
+            if at is None:
+                found = self.redis.xrange(ledger_key(flow_id), min=entry_id, max=entry_id)
+                at = _text(found[0][1].get(b"at")) if found else ""
+            fields["at"] = at
             held.setdefault(flow_id, []).append({"entry": entry_id, **fields})
         for entries in held.values():
             entries.sort(key=lambda entry: ledger.entry_order(entry["entry"]))
         return held
+
+    def personal(self, phone: str) -> dict[str, tuple[dict, str | None]]:
+        """Return the personal fields, salts included, of every ledger entry held on a number, by
+        "flow|entry id", with the time of those archived off Redis (None for those in Redis).
+
+        Those archived are opened from the sealed files (bot/personal_archive.py); an entry in both,
+        the move interrupted, is read from Redis. Only entries whose committed number is this one.
+        """
+        pid = self.pid(self.digest(phone))
+        found: dict[str, tuple[dict, str | None]] = {}
+        if pid is None:
+            return found
+        for flow_id in sorted(self.flows):
+            for entry_id, (raw, at) in personal_archive.held(self.redis, self.personal_dir, flow_id, phone,
+                                                                pid.decode()).items():
+                found[f"{flow_id}|{entry_id}"] = (ledger.stored_fields(raw.encode("utf-8", "surrogateescape")), at)
+        for name, raw in self.redis.hgetall(person_key(pid.decode())).items():
+            if name != b"pid":
+                found[name.decode()] = (ledger.stored_fields(raw), None)
+        return {name: (fields, at) for name, (fields, at) in found.items() if fields.get("phone") == phone}
 
     def erase(self, flows: Sequence[Flow | Retired], phone: str, *, whole: bool, objection: bool,
               controllers: Sequence[str] = ()) -> dict[str, int]:
@@ -643,7 +661,10 @@ class Store:
         args.append(len(objected))
         for sid in sorted(sids):
             keys += [*self._messages(sid)[:2], legacy_out_key(sid)]
-        report = _text(self._erase(keys=keys, args=[*args, *sorted(sids)]))
+        # The flows not erased here: one still holding a state of the number keeps its person, whose
+        # entries there may all be archived (bot/personal_archive.py), none left in the person's hash.
+        kept = sorted(set(self.flows) - {flow.id for flow in flows})
+        report = _text(self._erase(keys=keys, args=[*args, *sorted(sids), *kept]))
         self._forget_pages(digest)
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}

@@ -6,7 +6,7 @@
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
 -- flow: flow id, flow hash, number of content messages; then the number of suppression hashes; then
--- the provider's ids of the sent texts.
+-- the provider's ids of the sent texts; then the ids of the flows loaded and not erased here.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 begin(KEYS[1], digest, ARGV[4])
@@ -19,8 +19,7 @@ local report = {}
 -- The answer kept for 35 days under an inbound text's sid (step.lua) says how the voter's state moved
 -- ("asked" to "consented"): it stays, so that the text replayed still changes nothing, but says nothing
 -- of them any more. `stored` is one of their entries' personal fields.
-local function forget_answer(stored, flow_id)
-  local sid = inbound_sid(stored)
+local function forget_answer(sid, flow_id)
   if sid then
     redis.call('SET', 'accord:sid:' .. sid, cjson.encode({flow = flow_id, from = 'new', to = 'new'}), 'KEEPTTL', 'XX')
   end
@@ -38,9 +37,15 @@ for i = 1, flows do
         redis.call('HDEL', pkey, field)
         erased = erased + 1
         ids[erased] = string.sub(field, #flow_id + 2)
-        forget_answer(held_fields[f + 1], flow_id)
+        forget_answer(inbound_sid(held_fields[f + 1]), flow_id)
       end
     end
+  end
+  -- Inbound texts whose personal fields were archived off Redis (bot/personal_archive.py) are named
+  -- in the seal record del_state deletes below.
+  local seal = get_seal(skey, phone)
+  if seal then
+    for sid in string.gmatch(string.sub(seal, 17), '!([^@!]+)') do forget_answer(sid, flow_id) end
   end
   local state, asked_at = get_state(skey, phone)  -- false: held, but unreadable
   local held = state ~= nil or erased > 0
@@ -87,16 +92,23 @@ if object then
   for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call(write, KEYS[n], digest, now) end
 end
 local sent = 1 + 6 * flows + objections
-for n = 1, (#KEYS - sent) / 3 do
+local sids = (#KEYS - sent) / 3
+for n = 1, sids do
   local sid = ARGV[8 + 3 * flows + n]
   redis.call('HDEL', KEYS[sent + 3 * n - 2], sid)
   redis.call('HDEL', KEYS[sent + 3 * n - 1], sid)
   redis.call('DEL', KEYS[sent + 3 * n])
 end
 -- The person goes once nothing of theirs is left: another flow's entry still there keeps them (only
--- a 'pid' field, which earlier versions wrote, may be left over).
+-- a 'pid' field, which earlier versions wrote, may be left over), and so does another flow's state,
+-- its entries maybe all archived, sealed under the person id (bot/personal_archive.py).
 local left = pkey and redis.call('HLEN', pkey) or 0
-if pkey and (whole or left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) then
+local kept = false
+for n = 8 + 3 * flows + sids + 1, whole and 0 or #ARGV do
+  local other = 'accord:state:' .. ARGV[n] .. ':' .. string.sub(phone, -4)
+  if redis.call('HEXISTS', other, slot(phone)) == 1 then kept = true end
+end
+if pkey and (whole or ((left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) and not kept)) then
   redis.call('DEL', pkey)
   -- Under every name a version gave it: one running beside this one during an upgrade may have
   -- written the long field or the key after find_pid moved the id.

@@ -32,8 +32,21 @@ local function lift(key, digest, sender)
   local value = redis.call('HGET', key, digest)
   if objects(value, sender) then redis.call('HSET', key, digest, value .. '|' .. sender) end
 end
+-- A number's seal record in a flow (bot/sealing.py), beside its state: the same field, in the hash of
+-- the same name in its own family. It keeps the key its archived personal fields are sealed under.
+local function seal_of(key) return 'accord:sealed:' .. string.sub(key, 14) end
+local function get_seal(key, phone) return redis.call('HGET', seal_of(key), slot(phone)) end
+-- Whether a seal record names the provider's id of an inbound text archived.
+local function seal_names(seal, sid)
+  for named in string.gmatch(string.sub(seal, 17), '!([^@!]+)') do
+    if named == sid then return true end
+  end
+  return false
+end
+-- The state goes with its seal record: what was archived of the number in the flow is unreadable.
 local function del_state(key, phone)
   redis.call('HDEL', key, slot(phone))
+  redis.call('HDEL', seal_of(key), slot(phone))
 end
 -- Where a French mobile sits in a flow's bitmaps (queued, content sent): +33 6 00 00 00 00 is bit 0,
 -- +33 7 00 00 00 00 bit 100,000,000. From the byte of the digit after +33 and the 8 digits after

@@ -60,9 +60,13 @@ local function refuse(why)
   return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
 end
 -- A text whose sid key has expired (plan.sid_ttl), sent again: its sid is in one of the voter's own
--- inbound entries. Refused, or a kept copy of a signed "oui" would count as consent anew after a
+-- inbound entries, or in a seal record once they were archived. Refused, or a kept copy of a signed "oui" would count as consent anew after a
 -- "non". (An objection was written above all the same: nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
+  for i = 1, #flows do
+    local seal = get_seal(KEYS[7 * i - 4], phone)  -- those archived off Redis (bot/personal_archive.py)
+    if seal and seal_names(seal, message_sid) then return refuse('replayed') end
+  end
   local found = person_id()
   if found then
     local held = redis.pcall('HVALS', 'accord:person:' .. found)  -- a damaged key must not stop the text

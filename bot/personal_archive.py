@@ -1,0 +1,240 @@
+"""Move the personal fields of archived ledger entries off Redis, each number's sealed (bot/sealing.py).
+
+Once a stream segment is archived and sealed (bot/archive.py), its file is pending here. The upkeep
+then reads it, takes each entry's personal fields from its person's hash, and writes them to a
+file of the archive folder, a line per number, sealed under the number's key for the flow. Only
+once that file is fsynced, read back and recorded, one script per chunk of numbers adds the file
+to each number's seal record and deletes the fields it holds from the person's hash, provided the
+record still holds the key they were sealed under: a number erased meanwhile is passed over (its
+fields went with the erasure). Run again after a crash, the same segment is moved again and only
+fields still in Redis go: a file written but never recorded holds lines nobody is pointed to.
+
+Passed over, their fields staying in Redis: an entry of a number the flow holds no state of (an
+objection alone, a retired layout), or opted out (the objection list reads its number there).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis import Redis
+
+from bot import sealing
+from bot.archive import ArchiveError, read_file
+from bot.files import sha256_of
+from bot.keys import person_key, personal_count_key, personal_files_key, personal_pending_key
+from bot.ledger import pages, stored_fields
+from bot.states import CODES, base36
+from bot.states import slot as state_slot
+
+log = logging.getLogger(__name__)
+
+# A seal record for each number whose state record the flow holds, unless it objected: the one
+# held, or the fresh key given. KEYS: per number its state hash and its seal hash. ARGV: per
+# number its field and a fresh key. Returns per number the record, or '' for none.
+ENSURE_LUA = f"""
+local found = {{}}
+for i = 1, #KEYS / 2 do
+  local field = ARGV[2 * i - 1]
+  local state = redis.call('HGET', KEYS[2 * i - 1], field)
+  found[i] = ''
+  if state and string.sub(state, 1, 1) ~= '{CODES["opted_out"]}' then
+    found[i] = redis.call('HGET', KEYS[2 * i], field)
+    if not found[i] then
+      found[i] = ARGV[2 * i]
+      redis.call('HSET', KEYS[2 * i], field, found[i])
+    end
+  end
+end
+return found
+"""
+
+# Point each number's seal record at the file its lines went to, with the provider ids of its
+# inbound texts, and delete the moved fields from the person's hash; only where the record still
+# holds the key they were sealed under. KEYS: per number its seal hash and its person's hash.
+# ARGV: the file's number (base 36), then per number: its field, its key, the count of moved
+# fields, those fields, the count of inbound ids, those ids. Returns how many numbers moved.
+COMMIT_LUA = """
+local file, a, moved = ARGV[1], 2, 0
+for i = 1, #KEYS / 2 do
+  local skey, pkey, field, key = KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1]
+  local names, tokens = {}, {'@' .. file}
+  for j = 1, tonumber(ARGV[a + 2]) do names[j] = ARGV[a + 2 + j] end
+  a = a + 3 + #names
+  for j = 1, tonumber(ARGV[a]) do tokens[j + 1] = '!' .. ARGV[a + j] end
+  a = a + #tokens
+  local held = redis.call('HGET', skey, field)
+  if held and string.sub(held, 1, 16) == key then
+    local present = {}
+    for token in string.gmatch(string.sub(held, 17), '[@!][^@!]+') do present[token] = true end
+    for _, token in ipairs(tokens) do
+      if not present[token] then held, present[token] = held .. token, true end
+    end
+    redis.call('HSET', skey, field, held)
+    if #names > 0 then redis.call('HDEL', pkey, unpack(names)) end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+@dataclass
+class _Number:
+    """One number's entries of a chunk, and where they go."""
+
+    pid: str
+    phone: str
+    entries: dict[str, list] = field(default_factory=dict)  # entry id -> [stored fields (JSON), at]
+    names: list[str] = field(default_factory=list)  # their fields in the person's hash
+    sids: list[str] = field(default_factory=list)  # the provider's ids of its inbound texts
+
+
+def move_pending(redis: Redis, flow_id: str, directory: Path | None) -> int:
+    """Move the personal fields of every archive file pending for the flow; return the numbers moved.
+
+    Nothing happens without an archive folder: the fields stay in Redis. A file that cannot be
+    read stays pending, logged.
+    """
+    if directory is None:
+        return 0
+    moved = 0
+    for name in sorted(member.decode() for member in redis.smembers(personal_pending_key(flow_id))):
+        try:
+            moved += move(redis, flow_id, directory, directory / name)
+        except (ArchiveError, OSError) as error:
+            log.error("personal fields of %s not moved off Redis: %s", name, error)
+            continue
+        redis.srem(personal_pending_key(flow_id), name)
+    return moved
+
+
+def move(redis: Redis, flow_id: str, directory: Path, archived: Path) -> int:
+    """Move the personal fields of the entries of one archive file to a sealed file; return the numbers moved."""
+    number = redis.incr(personal_count_key(flow_id))
+    name = f"personal.{flow_id}.{number}.jsonl.gz"
+    ensure, commit = redis.register_script(ENSURE_LUA), redis.register_script(COMMIT_LUA)
+    sealed: list[tuple[_Number, bytes]] = []
+    lines = 0
+    descriptor, partial = tempfile.mkstemp(prefix=f".personal.{flow_id}.", suffix=".partial", dir=directory)
+    try:
+        with open(descriptor, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+                for chunk in pages(read_file(archived)):
+                    for person, key in _keyed(redis, ensure, flow_id, _numbers(redis, flow_id, chunk)):
+                        line = {"pid": person.pid, "sealed": sealing.seal(key, flow_id, person.pid, person.entries)}
+                        out.write(json.dumps(line).encode() + b"\n")
+                        sealed.append((person, key))
+                        lines += 1
+            raw.flush()
+            os.fsync(raw.fileno())
+        if not lines:
+            return 0
+        path = directory / name
+        os.replace(partial, path)
+        try:
+            read_back = sum(1 for _ in _lines(path))
+        except (OSError, EOFError) as error:
+            path.unlink()
+            raise ArchiveError(f"{name}: unreadable once written ({error}); nothing moved") from error
+        if read_back != lines:
+            path.unlink()
+            raise ArchiveError(f"{name}: read back, it does not hold what was written; nothing moved")
+        redis.hset(personal_files_key(flow_id), str(number),
+                   json.dumps({"file": name, "sha256": sha256_of(path), "lines": lines, "from": archived.name}))
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    moved = 0
+    for start in range(0, len(sealed), 500):
+        keys: list[str] = []
+        args: list[str | bytes] = [base36(number)]
+        for person, key in sealed[start:start + 500]:
+            seal_hash, seal_field = sealing.slot(flow_id, person.phone)
+            keys += [seal_hash, person_key(person.pid)]
+            args += [seal_field, key, str(len(person.names)), *person.names, str(len(person.sids)), *person.sids]
+        moved += commit(keys=keys, args=args)
+    return moved
+
+
+def held(redis: Redis, directory: Path | None, flow_id: str, phone: str, pid: str) -> dict[str, list]:
+    """Return a number's archived entries in a flow, opened: entry id -> [stored fields (JSON), at].
+
+    Empty where it has none, or no key any more (erased). A file named by its record but missing
+    from the folder, or a line that does not open, is logged and passed over.
+    """
+    record = sealing.parse(redis.hget(*sealing.slot(flow_id, phone)))
+    if record is None or not record.files or directory is None:
+        return {}
+    found: dict[str, list] = {}
+    infos = redis.hmget(personal_files_key(flow_id), [str(n) for n in record.files])
+    mark = json.dumps({"pid": pid})[:-1].encode()  # the start of this person's lines
+    for number, info in zip(record.files, infos, strict=True):
+        if info is None:
+            log.error("personal archive %d of %s is not recorded", number, flow_id)
+            continue
+        path = directory / json.loads(info)["file"]
+        try:
+            for line in _lines(path):
+                if line.startswith(mark):
+                    found.update(sealing.unseal(record.key, flow_id, pid, json.loads(line)["sealed"]))
+        except (OSError, EOFError, ValueError, sealing.SealError) as error:
+            log.error("personal archive %s: %s", path.name, error)
+    return found
+
+
+def _numbers(redis: Redis, flow_id: str, chunk: list[tuple[bytes, dict[bytes, bytes]]]) -> list[_Number]:
+    """Group a chunk's entries whose personal fields Redis holds by number."""
+    named = [(entry_id.decode(), fields) for entry_id, fields in chunk if fields.get(b"pid", b"-") not in (b"-", b"")]
+    with redis.pipeline(transaction=False) as pipe:
+        for entry_id, fields in named:
+            pipe.hget(person_key(fields[b"pid"].decode()), f"{flow_id}|{entry_id}")
+        stored = pipe.execute()
+    numbers: dict[str, _Number] = {}
+    for (entry_id, fields), raw in zip(named, stored, strict=True):
+        if raw is None:
+            continue  # erased, or moved already
+        try:
+            personal = stored_fields(raw)
+        except ValueError:
+            continue  # the chain check names it; it stays where it is
+        phone, sid = str(personal.get("phone", "")), str(personal.get("sid", ""))
+        inbound = str(personal.get("event", "")).startswith("in:") and sid != ""
+        if not phone.startswith("+") or len(phone) < 8 or (inbound and not sealing.SID.fullmatch(sid)):
+            continue
+        pid = fields[b"pid"].decode()
+        person = numbers.setdefault(phone, _Number(pid, phone))
+        if person.pid != pid:
+            continue  # one number, two ids: left for a person to look at
+        person.entries[entry_id] = [raw.decode("utf-8", "surrogateescape"), fields.get(b"at", b"").decode()]
+        person.names.append(f"{flow_id}|{entry_id}")
+        if inbound:
+            person.sids.append(sid)
+    return list(numbers.values())
+
+
+def _keyed(redis: Redis, ensure, flow_id: str, numbers: list[_Number]) -> Iterator[tuple[_Number, bytes]]:
+    """Yield each number with its seal key, made where it has none; those with no record are passed over."""
+    for start in range(0, len(numbers), 500):
+        part = numbers[start:start + 500]
+        keys: list[str] = []
+        args: list[str | bytes] = []
+        for person in part:
+            state_hash, state_field = state_slot(flow_id, person.phone)
+            keys += [state_hash, sealing.slot(flow_id, person.phone)[0]]
+            args += [state_field, sealing.new_key()]
+        for person, raw in zip(part, ensure(keys=keys, args=args), strict=True):
+            record = sealing.parse(raw)
+            if record is not None:
+                yield person, record.key
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with gzip.open(path, "rb") as lines:
+        yield from lines

@@ -1,0 +1,197 @@
+"""Archived entries' personal fields leave Redis sealed per number, and stay as readable, as provable and
+as erasable as they were."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot import Accord, archivist, personal_archive, sealing
+from bot.keys import person_key, personal_pending_key, sid_key
+from tests.conftest import SMS, answers
+from tests.test_archivist import run
+
+ROOT = Path(__file__).resolve().parent.parent
+VOTERS = [f"+336129800{n:02d}" for n in range(12)]
+YES = "SM" + "a" * 32
+
+
+@pytest.fixture
+def config(config, tmp_path: Path):
+    return replace(config, archive_dir=tmp_path / "ledger-archive")
+
+
+@pytest.fixture
+def talked(accord: Accord, sms: SMS) -> None:
+    """Twelve numbers asked, the first answering OUI."""
+    flow = accord.flows["demo"]
+    for phone in VOTERS:
+        accord.store.claim(flow, phone, window_open=True)
+    sms.send(VOTERS[0], "oui", sid=YES)
+
+
+def pid(accord: Accord, phone: str) -> str:
+    return accord.store.pid(accord.store.digest(phone)).decode()
+
+
+def sealed_files(config) -> list[Path]:
+    return sorted(config.archive_dir.glob("personal.*"))
+
+
+def test_the_upkeep_moves_archived_personal_fields_off_redis_and_they_read_back_the_same(accord, talked, config):
+    held = {phone: accord.store.person(phone) for phone in VOTERS}
+    archivist.keep_up(accord, above=5, keep=0)
+    redis = accord.store.redis
+    assert not redis.exists(*[person_key(pid(accord, phone)) for phone in VOTERS])
+    assert {phone: accord.store.person(phone) for phone in VOTERS} == held  # the times read back from the files
+    assert not redis.smembers(personal_pending_key("demo"))
+    # The files hold no number and no word of theirs.
+    data = b"".join(line for path in sealed_files(config) for line in personal_archive._lines(path))
+    assert data and not [phone for phone in VOTERS if phone[3:].encode() in data] and b"oui" not in data.lower()
+
+
+def test_a_bundle_of_an_archived_number_verifies_without_accord(accord, talked, tmp_path):
+    archivist.keep_up(accord, above=5, keep=0)
+    bundle = tmp_path / "bundle.json"
+    run(accord, "consent", "export", "demo", "--phone", VOTERS[0], "--bundle", str(bundle))
+    assert {entry["personal"]["event"] for entry in json.loads(bundle.read_text())["entries"]} == {"ask", "in:YES"}
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    (auditor / "verifier.py").write_bytes((ROOT / "bot" / "verifier.py").read_bytes())
+    done = subprocess.run([sys.executable, "-I", str(auditor / "verifier.py"), str(bundle)], capture_output=True,
+                          text=True, cwd=auditor, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_erased_number_s_archived_lines_open_for_nobody(accord, talked, config):
+    archivist.keep_up(accord, above=5, keep=0)
+    redis = accord.store.redis
+    voter = VOTERS[0]
+    record = sealing.parse(redis.hget(*sealing.slot("demo", voter)))
+    person = pid(accord, voter)
+    assert personal_archive.held(redis, config.archive_dir, "demo", voter, person)
+    run(accord, "person", "erase", voter, "--yes")
+    assert accord.store.person(voter) == {}
+    assert redis.hget(*sealing.slot("demo", voter)) is None
+    # The key is nowhere in Redis any more: whoever holds the files and Redis opens nothing.
+    for key in redis.scan_iter(count=1000):
+        kind = redis.type(key)
+        values = (redis.hvals(key) if kind == b"hash" else [redis.get(key)] if kind == b"string" else [])
+        assert not [value for value in values if value and record.key in value], key
+    # Its line is still in the file, and does not open under any key Redis holds.
+    lines = [json.loads(line) for path in sealed_files(config) for line in personal_archive._lines(path)]
+    mine = [line for line in lines if line["pid"] == person]
+    assert mine
+    for other in VOTERS[1:]:
+        key = sealing.parse(redis.hget(*sealing.slot("demo", other))).key
+        with pytest.raises(sealing.SealError):
+            sealing.unseal(key, "demo", person, mine[0]["sealed"])
+
+
+def test_retention_of_a_flow_makes_its_archived_lines_unreadable(accord, talked, config):
+    archivist.keep_up(accord, above=5, keep=0)
+    voter, flow = VOTERS[1], accord.flows["demo"]
+    person = pid(accord, voter)
+    assert personal_archive.held(accord.store.redis, config.archive_dir, "demo", voter, person)
+    accord.store.erase([flow], voter, whole=False, objection=False)  # what `purge` does when it is due
+    assert accord.store.redis.hget(*sealing.slot("demo", voter)) is None
+    assert personal_archive.held(accord.store.redis, config.archive_dir, "demo", voter, person) == {}
+    assert accord.store.person(voter) == {}
+
+
+def test_a_text_replayed_after_its_entry_was_archived_changes_nothing(accord, talked, sms, redis_client):
+    archivist.keep_up(accord, above=5, keep=0)
+    flow, voter = accord.flows["demo"], VOTERS[0]
+    assert not redis_client.exists(person_key(pid(accord, voter)))  # its "oui" is in a sealed file only
+    sms.send(voter, "stop", sid="SM" + "b" * 32)
+    redis_client.delete(sid_key(YES))  # as 35 days do
+    ledger = accord.store.ledger(flow.id)
+    assert answers(sms.send(voter, "oui", sid=YES)) == []
+    assert accord.store.state(flow, voter) == "opted_out" and accord.store.ledger(flow.id) == ledger
+
+
+def test_erasure_forgets_the_answer_kept_under_an_archived_text(accord, talked, redis_client):
+    archivist.keep_up(accord, above=5, keep=0)
+    assert b"consented" in redis_client.get(sid_key(YES))
+    run(accord, "person", "erase", VOTERS[0], "--yes")
+    assert b"consented" not in redis_client.get(sid_key(YES)) and b"asked" not in redis_client.get(sid_key(YES))
+
+
+def test_a_number_erased_while_its_fields_move_is_not_brought_back(accord, talked, config, monkeypatch):
+    voter = VOTERS[2]
+    person = pid(accord, voter)
+    sealed = sealing.seal
+
+    def erase_first(key, flow_id, pid_, entries):  # the erasure lands between the key's making and the move
+        if pid_ == person and accord.store.redis.hexists(*sealing.slot(flow_id, voter)):
+            accord.store.erase([accord.flows[flow_id]], voter, whole=True, objection=True)
+        return sealed(key, flow_id, pid_, entries)
+
+    monkeypatch.setattr(sealing, "seal", erase_first)
+    archivist.keep_up(accord, above=5, keep=0)
+    redis = accord.store.redis
+    assert redis.hget(*sealing.slot("demo", voter)) is None and not redis.exists(person_key(person))
+    assert accord.store.person(voter) == {}
+    assert accord.store.person(VOTERS[3])  # the others moved
+
+
+def test_a_move_cut_short_is_done_by_the_next_upkeep_and_nothing_is_lost(accord, talked, config, monkeypatch):
+    held = {phone: accord.store.person(phone) for phone in VOTERS}
+
+    def cut(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(personal_archive, "_lines", cut)
+    archivist.keep_up(accord, above=5, keep=0)
+    redis = accord.store.redis
+    assert redis.smembers(personal_pending_key("demo"))  # still to do
+    assert redis.exists(person_key(pid(accord, VOTERS[0])))  # nothing left Redis
+    assert not sealed_files(config)
+    monkeypatch.undo()
+    archivist.keep_up(accord, above=5, keep=0)
+    assert not redis.smembers(personal_pending_key("demo"))
+    assert not redis.exists(person_key(pid(accord, VOTERS[0])))
+    assert {phone: accord.store.person(phone) for phone in VOTERS} == held
+
+
+def test_an_objector_s_fields_stay_in_redis_where_the_objection_list_reads_the_number(accord, talked, sms):
+    voter = VOTERS[4]
+    sms.send(voter, "stop")
+    archivist.keep_up(accord, above=5, keep=0)
+    assert accord.store.redis.exists(person_key(pid(accord, voter)))
+    assert accord.store.redis.hget(*sealing.slot("demo", voter)) is None
+    assert not accord.store.redis.exists(person_key(pid(accord, VOTERS[5])))
+
+
+def test_retention_in_one_flow_keeps_what_another_flow_archived_of_the_number(accord, talked, config):
+    demo, campaign = accord.flows["demo"], accord.flows["presidentielle-2027"]
+    voter = VOTERS[6]
+    accord.store.claim(campaign, voter, window_open=True)
+    archivist.keep_up(accord, above=0, keep=0)
+    held = accord.store.person(voter)
+    assert set(held) == {"demo", campaign.id}
+    assert not accord.store.redis.exists(person_key(pid(accord, voter)))  # both flows' entries archived
+    accord.store.erase([demo], voter, whole=False, objection=False)
+    assert accord.store.person(voter) == {campaign.id: held[campaign.id]}
+
+
+def test_a_number_erased_before_its_key_is_made_gets_none(accord, talked, monkeypatch):
+    voter = VOTERS[2]
+    person = pid(accord, voter)
+    grouped = personal_archive._numbers
+
+    def erase_after_reading(redis, flow_id, chunk):  # its fields read, then the erasure lands
+        found = grouped(redis, flow_id, chunk)
+        accord.store.erase([accord.flows[flow_id]], voter, whole=True, objection=True)
+        return found
+
+    monkeypatch.setattr(personal_archive, "_numbers", erase_after_reading)
+    archivist.keep_up(accord, above=5, keep=0)
+    redis = accord.store.redis
+    assert redis.hget(*sealing.slot("demo", voter)) is None and not redis.exists(person_key(person))
+    assert accord.store.person(voter) == {}

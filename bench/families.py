@@ -170,7 +170,7 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
                 or (keys_total - keys_first) / keys_first >= FIXED_BELOW * (n2 - n1) / n1):
             continue  # not hashes, or their count follows the numbers: each hash stays the size it is
         per_hash = now.fields / now.hashes
-        # The fields at 34M spread over as many hashes as the names allow (65,536 of person ids; 10,000
+        # The fields at 34M spread over as many hashes as the names allow (65,536 of person ids; 100,000
         # of states a flow), read from how many of them the fields written so far already reached.
         target = round(now.fields / n2 * NATIONAL / buckets(now.fields, now.hashes))
         if target <= per_hash or per_hash > limit:

@@ -17,10 +17,11 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis could not be started."""
 
 
-# Numbers' states sit in 10,000 hashes a flow (bot/states.py): keep each compact up to 1,024
-# numbers, i.e. flows of about ten million numbers. A person's ledger fields (JSON of about 180
-# bytes an entry) stay compact too, up to 512 bytes a value (the default packs 64 bytes at most):
-# bench.national measured 505 bytes a number asked and sent, against 692 as hash tables.
+# Numbers' states sit in 100,000 hashes a flow (bot/states.py): keep each compact up to 1,024
+# numbers, i.e. flows of about a hundred million numbers. A person's ledger fields (JSON of about
+# 180 bytes an entry, until archived) stay compact too, up to 512 bytes a value (the default packs
+# 64 bytes at most): bench.national measured 505 bytes a number asked and sent, against 692 as hash
+# tables.
 SETTINGS = ("--hash-max-ziplist-entries", "1024", "--hash-max-ziplist-value", "512")
 # The server's append-only file, its rewrites and its log hold every number: the server runs with
 # this umask, so they are created readable by their owner only, in a folder only the owner opens.

@@ -1,8 +1,10 @@
 """Bring data written by an earlier version up to date; run with the bot stopped (`python -m bot migrate`).
 
-Numbers' states used to sit in one hash per flow, `accord:state:FLOW`, phone -> "state|asked|touched".
-They now sit in 10,000 small hashes per flow (bot/states.py). A process that finds the old hash
-refuses to start, naming this command, rather than treat every number in it as new.
+Numbers' states used to sit in one hash per flow, `accord:state:FLOW`, phone -> "state|asked|touched",
+then in 10,000 small hashes per flow named by the numbers' last four digits. They now sit in
+100,000, named by five (bot/states.py): 34 million numbers left 3,400 in each of the 10,000, too
+many for Redis to keep them compact. A process that finds either earlier layout refuses to start,
+naming this command, rather than treat every number in it as new.
 
 Jobs used to carry their numbers, where erasure cannot reach them (RQ keeps a failed job 30
 days). They now carry a stored batch's id (bot/batches.py): `migrate_jobs` moves the numbers of
@@ -32,13 +34,20 @@ class LegacyLayoutError(RuntimeError):
 
 
 def legacy_flows(store: Store, flow_ids: Iterable[str]) -> list[str]:
-    """Return the flows whose states are still in the earlier layout."""
+    """Return the flows whose states are still in an earlier layout (one hash, or hashes of four digits)."""
     ids = sorted(flow_ids)
     with store.redis.pipeline(transaction=False) as pipe:
         for flow_id in ids:
             pipe.type(legacy_state_key(flow_id))
         kinds = pipe.execute()
-    return [flow_id for flow_id, kind in zip(ids, kinds, strict=True) if kind == b"hash"]
+    return [flow_id for flow_id, kind in zip(ids, kinds, strict=True)
+            if kind == b"hash" or _four_digits(store, flow_id)]
+
+
+def _four_digits(store: Store, flow_id: str) -> bool:
+    """Say whether any of the flow's 10,000 hashes of the earlier layout is there (10 EXISTS, no SCAN)."""
+    names = [states.state_key(flow_id, suffix) for suffix in states.suffixes(states.EARLIER_SUFFIX)]
+    return any(store.redis.exists(*names[start:start + BATCH]) for start in range(0, len(names), BATCH))
 
 
 def check_layout(store: Store, flow_ids: Iterable[str]) -> None:
@@ -51,13 +60,13 @@ def check_layout(store: Store, flow_ids: Iterable[str]) -> None:
 
 
 def migrate_states(store: Store, flow_id: str) -> int:
-    """Move one flow's states into the current layout, then drop the old hash; return how many moved.
+    """Move one flow's states into the current layout, then drop the old hashes; return how many moved.
 
-    Safe to run again after an interruption: a record is written the same way twice, and the old
-    hash goes only once every record is in place.
+    Safe to run again after an interruption: a record is written the same way twice, and an old
+    hash goes only once every record of it is in place. A record this version wrote meanwhile wins.
     """
-    old = legacy_state_key(flow_id)
     moved = 0
+    old = legacy_state_key(flow_id)
     batch: list[tuple[str, str]] = []
     for phone, record in store.redis.hscan_iter(old, count=BATCH):
         state, asked_at, touched = record.decode().split("|")
@@ -67,13 +76,19 @@ def migrate_states(store: Store, flow_id: str) -> int:
             batch = []
     moved += _write(store, flow_id, batch)
     store.redis.delete(old)
+    for suffix in store.state_hashes(flow_id, states.EARLIER_SUFFIX):
+        key = states.state_key(flow_id, suffix)
+        records = [(states.phone_of(suffix, digits), record.decode())
+                   for digits, record in store.redis.hgetall(key).items()]
+        moved += _write(store, flow_id, records)
+        store.redis.delete(key)
     return moved
 
 
 def _write(store: Store, flow_id: str, records: list[tuple[str, str]]) -> int:
     with store.redis.pipeline(transaction=False) as pipe:
         for phone, value in records:
-            pipe.hset(*states.slot(flow_id, phone), value)
+            pipe.hsetnx(*states.slot(flow_id, phone), value)
         pipe.execute()
     return len(records)
 

@@ -5,7 +5,7 @@ text reference, provider id, salt): 14 GB of Redis at 34 million numbers, for fi
 reads but an access request or a proof. So once a stream segment is archived (bot/archive.py),
 its entries' personal fields go to a file beside it (bot/personal_archive.py), each number's lines
 sealed with AES-GCM under a random key of its own for that flow. The key stays in Redis, in a
-record laid out as the state's (bot/states.py: the flow's hash for the number's last four digits,
+record laid out as the state's (bot/states.py: the flow's hash for the number's last five digits,
 field = the digits before them), with the files holding the number's lines and the provider's ids
 of the texts it sent in (the replay check and erasure need them; bot/lua/step.lua, erase.lua).
 

@@ -1,9 +1,11 @@
 """How a number's state in a flow is laid out in Redis: small hashes of short values.
 
-A flow's numbers are spread over 10,000 hashes by their last four digits (the key's suffix);
+A flow's numbers are spread over 100,000 hashes by their last five digits (the key's suffix);
 within one, the field is the number's other digits. Both stay small enough for Redis to keep
 each hash as one compact list of integers and short strings, instead of a table entry per
-number: about 20 bytes a number rather than about 90.
+number: about 20 bytes a number rather than about 90. A national list of 34 million numbers puts
+340 in a hash, well within hash-max-listpack-entries (1,024); the 10,000 hashes of four digits
+earlier versions used held 3,400 each, past it (bot/migrate.py moves them).
 
 A value is one letter for the state, then when the question was asked (whole seconds) and when
 the number was last touched (milliseconds: it decides which flow a text answers), written in
@@ -23,7 +25,8 @@ from bot.machine import STATES
 CODES = {"new": "n", "contacted": "c", "asked": "a", "clarified": "l", "consented": "y",
          "declined": "d", "opted_out": "o", "expired": "e"}
 NAMES = {code: name for name, code in CODES.items()}
-SUFFIX = 4  # digits naming the hash; 10,000 hashes a flow
+SUFFIX = 5  # digits naming the hash; 100,000 hashes a flow
+EARLIER_SUFFIX = 4  # those of the layout before (bot/migrate.py)
 VALUE = re.compile(r"^([a-z])([0-9a-z]+)\.([0-9a-z]+)([A-Z]?)\Z")
 assert set(CODES) == set(STATES), "every state needs a letter"
 
@@ -42,9 +45,9 @@ def phone_of(suffix: str, field: bytes | str) -> str:
     return f"+{field.decode() if isinstance(field, bytes) else field}{suffix}"
 
 
-def suffixes() -> Iterator[str]:
-    """Every hash suffix, in order."""
-    return (f"{n:0{SUFFIX}d}" for n in range(10 ** SUFFIX))
+def suffixes(digits: int = SUFFIX) -> Iterator[str]:
+    """Every hash suffix, in order (of the earlier layout, with EARLIER_SUFFIX)."""
+    return (f"{n:0{digits}d}" for n in range(10 ** digits))
 
 
 def encode(state: str, asked_at: float, touched: float, region: str = "") -> str:
@@ -72,7 +75,8 @@ def region(value: bytes | str) -> str:
 
 def lua_codes() -> str:
     """The state letters as Lua tables both ways, prefixed to bot/lua/state.lua (one list for both sides)."""
-    return ("local CODES = {" + ", ".join(f"{name} = '{code}'" for name, code in CODES.items()) + "}\n"
+    return (f"local SUFFIX = {SUFFIX}\n"
+            "local CODES = {" + ", ".join(f"{name} = '{code}'" for name, code in CODES.items()) + "}\n"
             "local NAMES = {" + ", ".join(f"{code} = '{name}'" for name, code in CODES.items()) + "}\n")
 
 

@@ -698,10 +698,10 @@ class Store:
             if flow_id in loaded:
                 continue
             held = [legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id), admitted_key(flow_id),
-                    parked_key(flow_id)] + [states.state_key(flow_id, suffix) for suffix in states.suffixes()]
+                    parked_key(flow_id)]
             contents = sorted(int(_text(key).rpartition(":")[2])
                               for key in self.redis.scan_iter(match=key_for("content", flow_id, "*"), count=10_000))
-            if not self.redis.exists(*held) and not contents:
+            if not self.redis.exists(*held) and not contents and not self.state_hashes(flow_id):
                 continue
             last = self.redis.xrevrange(ledger_key(flow_id), count=1)
             found.append(Retired(flow_id, _text(last[0][1].get(b"flow_hash")) if last else "",
@@ -784,7 +784,7 @@ class Store:
         return phones + [_text(phone) for phone, _ in self.redis.hscan_iter(legacy_state_key(flow.id), count=1000)]
 
     def _scan(self, flow: Flow | Retired, batch: int) -> Iterator[tuple[str, bytes]]:
-        suffixes = list(states.suffixes())
+        suffixes = self.state_hashes(flow.id)
         for start in range(0, len(suffixes), batch):
             chunk = suffixes[start:start + batch]
             with self.redis.pipeline(transaction=False) as pipe:
@@ -794,6 +794,16 @@ class Store:
             for suffix, fields in zip(chunk, found, strict=True):
                 for digits, record in fields.items():
                     yield states.phone_of(suffix, digits), record
+
+    def state_hashes(self, flow_id: str, digits: int = states.SUFFIX) -> list[str]:
+        """Return the suffixes of the flow's state hashes Redis holds, in order (a SCAN of the keyspace).
+
+        A flow of a few thousand numbers fills a few thousand of its 100,000 names: the keyspace is
+        walked once rather than every name asked for. `digits`: the hashes of an earlier layout.
+        """
+        prefix = states.state_key(flow_id, "")
+        pattern = "".join("\\" + c if c in "[]?*\\" else c for c in prefix) + "[0-9]" * digits
+        return sorted({_text(name)[len(prefix):] for name in self.redis.scan_iter(match=pattern, count=10_000)})
 
     def forget_outbox(self, *phones: str) -> int:
         """Delete the local outbox's messages to these numbers (erasure, retention); return how many."""

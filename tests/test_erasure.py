@@ -370,6 +370,19 @@ def test_a_removed_flows_numbers_are_shown_erased_and_purged(config, clock: Cloc
     assert "nothing is due" in run(after, "purge").output
 
 
+def test_a_removed_flow_holding_only_states_is_still_found_and_purged(config, clock: Clock, redis_client, tmp_path):
+    before, _ = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    beta = before.flows["beta"]
+    before.store.admit(beta, [VOTER])
+    before.store.claim(beta, VOTER, window_open=True)
+    before.store.retire(beta.id)  # it ended: its bitmaps went, its states stay until due
+    redis_client.delete("accord:admitted:beta", "accord:batches:beta")  # and its rounds are long done
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+    assert [flow.id for flow in after.store.retired(after.flows)] == ["beta"]
+    run(after, "purge")
+    assert after.store.retired(after.flows) == [] and after.store.person(VOTER) == {}
+
+
 # Files: an import's rejected lines and exports, 30 days.
 
 def test_rejects_and_exports_on_disk_go_after_30_days(accord, sms: SMS, clock: Clock, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from bot import Accord, create_server_app
+from bot import Accord, create_server_app, states
 from bot.cli import Services, main
 from bot.migrate import LegacyLayoutError
 from tests.conftest import SMS, Clock
@@ -62,3 +62,30 @@ def test_an_embedded_redis_started_by_an_earlier_version_gets_the_newer_settings
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def four_digits(accord: Accord, redis_client: redis.Redis, clock: Clock) -> None:
+    """What the version before left: 10,000 hashes a flow, named by the numbers' last four digits."""
+    now = clock() - 3600
+    redis_client.hset("accord:state:demo:5678", "3361234", states.encode("asked", now, now))
+    redis_client.hset("accord:state:demo:5432", "3369876", states.encode("consented", now - 60, now))
+    redis_client.hset("accord:funnel:demo", mapping={"asked": 1, "consented": 1, "answered": 1})
+
+
+def test_hashes_of_four_digits_are_refused_then_moved_to_those_of_five(accord, four_digits, redis_client, sms: SMS,
+                                                                        config, clock):
+    refused = cli(accord, "round", "status", "demo")
+    assert refused.exit_code != 0 and "python -m bot migrate" in refused.output
+    with pytest.raises(LegacyLayoutError, match="python -m bot migrate"):
+        create_server_app(config, clock=clock)
+    done = cli(accord, "migrate")
+    assert done.exit_code == 0 and "demo: 2 number state(s) moved" in done.output
+    assert not redis_client.exists("accord:state:demo:5678", "accord:state:demo:5432")
+    flow = accord.flows["demo"]
+    assert (accord.store.state(flow, ASKED), accord.store.state(flow, CONSENTED)) == ("asked", "consented")
+    assert redis_client.hexists("accord:state:demo:45678", "336123")
+    sms.send(ASKED, "oui")
+    assert accord.store.state(flow, ASKED) == "consented"
+    assert cli(accord, "migrate").output.strip().endswith("Nothing to migrate: the data is already in this "
+                                                          "version's layout.")

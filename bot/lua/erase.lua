@@ -105,7 +105,7 @@ end
 local left = pkey and redis.call('HLEN', pkey) or 0
 local kept = false
 for n = 8 + 3 * flows + sids + 1, whole and 0 or #ARGV do
-  local other = 'accord:state:' .. ARGV[n] .. ':' .. string.sub(phone, -4)
+  local other = 'accord:state:' .. ARGV[n] .. ':' .. string.sub(phone, -SUFFIX)
   if redis.call('HEXISTS', other, slot(phone)) == 1 then kept = true end
 end
 if pkey and (whole or ((left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) and not kept)) then

@@ -1,10 +1,10 @@
--- A number's state in a flow (see bot/states.py): the flow's hash for the number's last four
+-- A number's state in a flow (see bot/states.py): the flow's hash for the number's last SUFFIX
 -- digits, field = the digits before them, value = state letter, asked at in whole seconds and
 -- touched in milliseconds, base 36, then the voter's calendar region, an upper-case letter or
 -- nothing ("a" .. asked .. "." .. touched .. region). CODES and NAMES come from bot/states.py.
 -- Times are written in base 36 by the caller (Python), which also hands them to the script: the
 -- script only cuts and copies them.
-local function slot(phone) return string.sub(phone, 2, -5) end
+local function slot(phone) return string.sub(phone, 2, -SUFFIX - 1) end
 -- Return the state, asked at and touched (seconds), asked at as stored (base 36) and the region;
 -- nil when the flow holds nothing on it, false when what it holds cannot be read (each caller
 -- decides what that means: an objection still holds, anything else is refused).

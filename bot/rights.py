@@ -29,7 +29,7 @@ REMOVED = "(its flow file was removed)"
 def show(accord: Accord, phone: str) -> dict:
     """Gather everything held on a number, with where it came from (GDPR art. 15)."""
     store = accord.store
-    held = store.person(phone)
+    held = store.person(phone, [flow.id for flow in store.retired(accord.flows)])
     flows = {}
     for flow in accord.flows.values():
         state = store.state(flow, phone)

@@ -596,15 +596,16 @@ class Store:
             found = pipe.execute()
         return [short or long or key for short, long, key in zip(found[::3], found[1::3], found[2::3], strict=True)]
 
-    def person(self, phone: str) -> dict[str, list[dict[str, str]]]:
+    def person(self, phone: str, retired: Collection[str] = ()) -> dict[str, list[dict[str, str]]]:
         """Return every ledger entry held on a number, by flow, oldest first (GDPR art. 15).
 
         Only entries whose committed number is this one: the link from a number to its person id
         is no part of any chain, and pointed at another person's id it would lend their answers.
+        Those archived off Redis are read for the flows loaded and the `retired` ones named.
         """
         held: dict[str, list[dict[str, str]]] = {}
         texts = references.table(self.redis)
-        for name, (stored, at) in sorted(self.personal(phone).items()):
+        for name, (stored, at) in sorted(self.personal(phone, retired).items()):
             flow_id, _, entry_id = name.partition("|")
             fields = references.resolve(stored, texts)
             fields.pop("salt", None)
@@ -617,7 +618,7 @@ class Store:
             entries.sort(key=lambda entry: ledger.entry_order(entry["entry"]))
         return held
 
-    def personal(self, phone: str) -> dict[str, tuple[dict, str | None]]:
+    def personal(self, phone: str, retired: Collection[str] = ()) -> dict[str, tuple[dict, str | None]]:
         """Return the personal fields, salts included, of every ledger entry held on a number, by
         "flow|entry id", with the time of those archived off Redis (None for those in Redis).
 
@@ -628,7 +629,7 @@ class Store:
         found: dict[str, tuple[dict, str | None]] = {}
         if pid is None:
             return found
-        for flow_id in sorted(self.flows):
+        for flow_id in sorted({*self.flows, *retired}):
             for entry_id, (raw, at) in personal_archive.held(self.redis, self.personal_dir, flow_id, phone,
                                                                 pid.decode()).items():
                 found[f"{flow_id}|{entry_id}"] = (ledger.stored_fields(raw.encode("utf-8", "surrogateescape")), at)
@@ -647,7 +648,8 @@ class Store:
         number on the suppression list of each flow's controller and of `controllers`.
         """
         digest = self.digest(phone)
-        sids = {entry["sid"] for entries in self.person(phone).values() for entry in entries if entry.get("sid")}
+        sids = {entry["sid"] for entries in self.person(phone, [flow.id for flow in flows]).values()
+                for entry in entries if entry.get("sid")}
         keys = [subject_slot(digest)[0]]
         args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
         for flow in flows:

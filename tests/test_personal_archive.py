@@ -71,20 +71,24 @@ def test_a_bundle_of_an_archived_number_verifies_without_accord(accord, talked, 
 
 
 def test_an_erased_number_s_archived_lines_open_for_nobody(accord, talked, config):
+    voter, sent = VOTERS[0], "SM" + "c" * 32
+    accord.store.record_sent(accord.flows["demo"], voter, sent, accord.flows["demo"].texts.consent_request)
     archivist.keep_up(accord, above=5, keep=0)
     redis = accord.store.redis
-    voter = VOTERS[0]
     record = sealing.parse(redis.hget(*sealing.slot("demo", voter)))
     person = pid(accord, voter)
     assert personal_archive.held(redis, config.archive_dir, "demo", voter, person)
     run(accord, "person", "erase", voter, "--yes")
     assert accord.store.person(voter) == {}
     assert redis.hget(*sealing.slot("demo", voter)) is None
-    # The key is nowhere in Redis any more: whoever holds the files and Redis opens nothing.
+    # The key is nowhere in Redis any more: whoever holds the files and Redis opens nothing. Nor is
+    # the id of the text sent to the number, which its archived entry named.
     for key in redis.scan_iter(count=1000):
         kind = redis.type(key)
         values = (redis.hvals(key) if kind == b"hash" else [redis.get(key)] if kind == b"string" else [])
         assert not [value for value in values if value and record.key in value], key
+        fields = redis.hkeys(key) if kind == b"hash" else []
+        assert sent.encode() not in key and sent.encode() not in fields, key
     # Its line is still in the file, and does not open under any key Redis holds.
     lines = [json.loads(line) for path in sealed_files(config) for line in personal_archive._lines(path)]
     mine = [line for line in lines if line["pid"] == person]
@@ -197,3 +201,19 @@ def test_a_number_erased_before_its_key_is_made_gets_none(accord, talked, monkey
     redis = accord.store.redis
     assert redis.hget(*sealing.slot("demo", voter)) is None and not redis.exists(person_key(person))
     assert accord.store.person(voter) == {}
+
+
+def test_a_removed_flow_s_archived_entries_are_still_shown_and_erased(config, clock, tmp_path, redis_client):
+    from tests.test_erasure import VOTER, flows_dir, services
+
+    before, sms = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    beta = before.flows["beta"]
+    before.store.claim(beta, VOTER, window_open=True)
+    sms.send(VOTER, "oui", to=beta.sender, sid=YES)
+    archivist.keep_up(before, above=0, keep=0)
+    assert not redis_client.exists(person_key(pid(before, VOTER)))
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+    shown = run(after, "person", "show", VOTER).output
+    assert "(its flow file was removed)" in shown and "in:YES" in shown
+    assert "beta: 0 ledger entries erased" in run(after, "person", "erase", VOTER, "--yes").output
+    assert after.store.person(VOTER, ["beta"]) == {} and redis_client.hget(*sealing.slot("beta", VOTER)) is None

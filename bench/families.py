@@ -164,11 +164,15 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
     limits = client.config_get("hash-max-*-entries")
     limit = int(limits.get("hash-max-listpack-entries") or limits.get("hash-max-ziplist-entries") or 128)
     found = {}
+    expected = FIXED_BELOW * (n2 - n1) / n1  # the second half's growth over the first's, at least
     for name, now in two.families.items():
         keys_first, keys_total = one.keys(name) - start.keys(name), now.keys - start.keys(name)
+        fields_first = one.families[name].fields - _fields(start, name) if name in one.families else 0
         if (not now.hashes or now.hashes != now.keys or keys_first <= 0
-                or (keys_total - keys_first) / keys_first >= FIXED_BELOW * (n2 - n1) / n1):
+                or (keys_total - keys_first) / keys_first >= expected):
             continue  # not hashes, or their count follows the numbers: each hash stays the size it is
+        if fields_first <= 0 or (now.fields - _fields(start, name) - fields_first) / fields_first < expected:
+            continue  # fields that do not grow with the numbers (what the upkeep leaves of a family it empties)
         per_hash = now.fields / now.hashes
         # The fields at 34M spread over as many hashes as the names allow (65,536 of person ids; 100,000
         # of states a flow), read from how many of them the fields written so far already reached.
@@ -180,9 +184,14 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
             continue
         size, fields, encoding = sample
         found[name] = {"fields_a_hash_now": per_hash, "fields_a_hash_at_34m": target, "limit": limit,
+                       "keys_now": now.keys, "keys_at_34m": round(NATIONAL * now.fields / n2 / target),
                        "bytes_a_field_now": now.bytes / now.fields, "bytes_a_field_at_34m": size / fields,
                        "encoding_at_34m": encoding}
     return found
+
+
+def _fields(snapshot: Snapshot, name: str) -> int:
+    return snapshot.families[name].fields if name in snapshot.families else 0
 
 
 def buckets(fields: int, keys: int) -> float:

@@ -28,6 +28,7 @@ class View:
     increase: float  # bytes more a number that answered
     a34: float  # bytes a number asked, at 34M numbers
     fixed: dict[str, tuple[int, int, int]]  # family: bytes after (a), after (b), keys
+    tables34: tuple[float, float, float] = (0.0, 0.0, 0.0)  # in no key: bytes a key, keys at 34M, bytes a number
 
     @property
     def b(self) -> float:
@@ -56,13 +57,22 @@ def _view(run: National, answered: int, middle: int, projections: dict[str, dict
     # At 34M: each projected family's bytes a field as measured at that many fields a hash.
     a34 = a + sum(asked.per_number[name]["per_number"] * (p["bytes_a_field_at_34m"] / p["bytes_a_field_now"] - 1)
                   for name, p in projections.items() if name in asked.per_number)
+    # Redis's own tables (memory in no key) cost about as much for every key: at 34M, there are the
+    # keys the projected families' names allow, and as many a number as now for the other families.
+    keys_now = sum(f["keys"] for f in asked.per_number.values())
+    tables34 = (0.0, 0.0, asked.unkeyed / asked.numbers)
+    if keys_now > 0:
+        keys34 = sum(projections[name]["keys_at_34m"] if name in projections else f["keys"] / asked.numbers * NATIONAL
+                     for name, f in asked.per_number.items())
+        tables34 = (asked.unkeyed / keys_now, keys34, asked.unkeyed / keys_now * keys34 / NATIONAL)
+        a34 += tables34[2] - asked.unkeyed / asked.numbers
     fixed = {}
     for name in sorted(set(asked.fixed) | set(grown.fixed)):
         # A family fixed in (a) that grew per number in (b) has its growth in (b) counted there, not here.
         at_b = began_b if name in grown.per_number else snaps["answered 2" + end]
         fixed[name] = (snaps["asked 2" + end].size(name) - start.size(name), at_b.size(name) - start.size(name),
                        at_b.keys(name) - start.keys(name))
-    return View(asked, grown, a, increase, a34, fixed)
+    return View(asked, grown, a, increase, a34, fixed, tables34)
 
 
 def report(run: National, yes: list[str], middle: int, baseline: int, projections: dict[str, dict[str, float]],
@@ -114,6 +124,10 @@ def report(run: National, yes: list[str], middle: int, baseline: int, projection
                      f"{p['fields_a_hash_now']:.0f}){past}: a hash of that many, built from its fields, is a "
                      f"{p['encoding_at_34m']} of {p['bytes_a_field_at_34m']:.1f} B a field, its key's cost shared "
                      f"(now {p['bytes_a_field_now']:.1f})")
+    per_key, keys34, tables = kept.tables34
+    lines.append(f"at 34M: Redis's own tables (memory in no key), {per_key:.1f} B a key grown now, for "
+                 f"{keys34:,.0f} keys of the families counted per number -> {tables:.1f} B a number (now "
+                 f"{kept.asked.unkeyed / kept.asked.numbers:.1f})")
     share = args.yes_share
     gb, gb_was = kept.gb(share), was.gb(share)
     gb["set"] = gb_was["set"] = base * NATIONAL / 1e9
@@ -160,6 +174,7 @@ def report(run: National, yes: list[str], middle: int, baseline: int, projection
         "asked": asdict(was.asked), "answered": asdict(was.answered),
         "kept_up": {"bytes_per_number": {"asked": kept.a, "answered_increase": kept.increase, "answered": kept.b,
                                          "asked_at_34m": kept.a34, "answered_at_34m": kept.b34},
+                    "tables_at_34m": dict(zip(("bytes_a_key", "keys", "bytes_a_number"), kept.tables34, strict=True)),
                     "asked": asdict(kept.asked), "answered": asdict(kept.answered),
                     "entries_trimmed": run.trimmed,
                     "archive_files": {name: {"files": files, "bytes": size}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 PREFIX = "accord"
@@ -62,8 +63,22 @@ def suppression_key(controller_id: str) -> str:
 
 
 def sid_key(message_sid: str) -> str:
-    # the answer given to a processed inbound message, 35 days; erasure leaves it saying nothing of the voter
+    # string of earlier versions: the answer given to a processed inbound message, 35 days (read until it expires)
     return key_for("sid", message_sid)
+
+
+ANSWER_BUCKETS = 4  # hex digits of a message id's SHA-1 naming its hash: 65,536 a generation
+
+
+def answered_key(generation: int, message_sid: str) -> str:
+    """Name the hash of a generation holding the answer given to an inbound text: its id -> the answer (JSON).
+
+    Small hashes of short fields, as sent-message records are (messages_key): a key a text cost
+    some 290 bytes. A generation lasts MESSAGE_PERIOD and expires whole 35 days after it ends; the
+    scripts name the hash too (bot/lua/step.lua, erase.lua), from the id's SHA-1 (Redis's Lua has
+    no CRC-32). Erasure leaves an answer there saying nothing of the voter.
+    """
+    return key_for("answered", str(generation), hashlib.sha1(message_sid.encode()).hexdigest()[:ANSWER_BUCKETS])
 
 
 def funnel_key(flow_id: str) -> str:

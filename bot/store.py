@@ -27,11 +27,13 @@ from redis.commands.core import Script
 from bot import ledger, machine, personal_archive, references, states
 from bot.flows import Flow
 from bot.keys import (
+    ANSWER_BUCKETS,
     MESSAGE_PERIOD,
     OUTBOX_KEY,
     SUBJECT_BUCKET,
     SUBJECT_FIELD,
     admitted_key,
+    answered_key,
     answers_key,
     asked_key,
     batch_key,
@@ -68,7 +70,7 @@ from bot.windows import REGIONS
 
 log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
-SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days
+SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days at least
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
 COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
 BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
@@ -156,7 +158,9 @@ class Store:
         flight from a claim until a release (bot/witness.py; step.lua says how).
         """
         digest = self.digest(phone)
-        keys = [sid_key(message_sid or "-"), subject_slot(digest)[0]]  # the sid key is used only with a sid
+        generation, ttl = self._answers()
+        # The hash of answers is used only with a sid.
+        keys = [answered_key(generation, message_sid or "-"), subject_slot(digest)[0]]
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], *_step_keys(flow)]
         if in_flight is not None:
@@ -172,7 +176,7 @@ class Store:
         seconds = float(now)  # the times below are `now` as written, to the millisecond
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
-                                      "-" if region is None else region, detail, in_flight or "",
+                                      "-" if region is None else region, detail, in_flight or "", ttl,
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -227,8 +231,13 @@ class Store:
         key = answers_key(message_sid)
         if self.redis.exists(key):
             return False
-        if self.redis.exists(sid_key(message_sid)):
-            return None
+        generation, _ = self._answers()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(answered_key(generation, message_sid), message_sid)
+            pipe.hexists(answered_key(generation - 1, message_sid), message_sid)
+            pipe.exists(sid_key(message_sid))
+            if any(pipe.execute()):
+                return None
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "by", "reconcile")
             pipe.expire(key, SID_TTL)
@@ -525,6 +534,12 @@ class Store:
         if record:
             return record[1:].partition("|")[0] or None
         return _text(self.redis.hget(legacy_out_key(provider_sid), "status")) or None
+
+    def _answers(self) -> tuple[int, int]:
+        """Return this generation of answers to inbound texts, and its time to live in seconds: until
+        35 days after it ends (bot/keys.py answered_key)."""
+        now = int(self.clock())
+        return now // MESSAGE_PERIOD, (now // MESSAGE_PERIOD + 2) * MESSAGE_PERIOD - now
 
     def _messages(self, provider_sid: str) -> tuple[str, str, int]:
         """Return the hashes of this generation and the previous one that may hold a sent message's
@@ -884,7 +899,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
     said = {say for steps in rows.values() for step in steps.values() for say in step.partition("|")[2].split(",")}
     return lua_value({
         "trigger": trigger, "inbound_event": f"in:{trigger.upper()}", "event": "in" if inbound else "",
-        "check_suppressed": check_suppressed, "first": first, "sid_ttl": str(SID_TTL), "twiml": twiml,
+        "check_suppressed": check_suppressed, "first": first, "twiml": twiml,
         "objection": trigger in OBJECTIONS, "everywhere": trigger in EVERYWHERE, "inflight": inflight,
         "open": {state: True for state in machine.OPEN},
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
@@ -943,6 +958,7 @@ def lua_value(value: object) -> str:
 def lua(*names: str) -> str:
     """Return the Lua source of the named scripts, joined (the helpers come first)."""
     return (states.lua_codes() + f"local SUBJECT_BUCKET, SUBJECT_FIELD = {SUBJECT_BUCKET}, {SUBJECT_FIELD}\n"
+            + f"local ANSWER_BUCKETS, ANSWER_PERIOD = {ANSWER_BUCKETS}, {MESSAGE_PERIOD}\n"
             + "\n".join((LUA / f"{name}.lua").read_text() for name in names))
 
 

@@ -154,6 +154,22 @@ def new_sid() -> str:
     return "SM" + secrets.token_hex(16)
 
 
+def kept_answer(client: redis.Redis, message_sid: str) -> tuple[bytes | None, int]:
+    """Return the answer Redis keeps to an inbound text and its hash's time to live, whichever of the
+    generations holds it (bot/keys.py answered_key); (None, -2) for none."""
+    for key in client.scan_iter(match="accord:answered:*"):
+        found = client.hget(key, message_sid)
+        if found is not None:
+            return found, client.ttl(key)
+    return None, -2
+
+
+def forget_answer(client: redis.Redis, message_sid: str) -> None:
+    """Drop the answer kept to an inbound text, as its generation's expiry does, 35 to 70 days on."""
+    for key in client.scan_iter(match="accord:answered:*"):
+        client.hdel(key, message_sid)
+
+
 def answers(response) -> list[str]:
     """Return the texts a TwiML answer sends."""
     from xml.etree import ElementTree

@@ -35,7 +35,7 @@ from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.gateways import SendError
 from bot.sending import enqueue, queue_for
-from tests.conftest import PARIS, SMS, Clock, answers
+from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, kept_answer
 from tests.flowfiles import NOTICE, TEXTS
 
 VOTER, OTHER = "+33612980001", "+33612980002"
@@ -554,15 +554,30 @@ def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_r
     accord.store.claim(flow, VOTER, window_open=True)
     sid = "SM" + "e" * 32
     sms.send(VOTER, "OUI", to=flow.sender, sid=sid)
-    key = f"accord:sid:{sid}"
-    assert b"consented" in redis_client.get(key)  # how their state moved, kept 35 days for a replay
-    ttl = redis_client.ttl(key)
+    kept, ttl = kept_answer(redis_client, sid)
+    assert b"consented" in kept  # how their state moved, kept 35 to 70 days for a replay
     run(accord, "person", "erase", VOTER, "--yes")
-    assert b"consented" not in redis_client.get(key) and b"asked" not in redis_client.get(key)
-    assert 0 < redis_client.ttl(key) <= ttl  # still there, for as long
+    kept, left = kept_answer(redis_client, sid)
+    assert b"consented" not in kept and b"asked" not in kept
+    assert 0 < left <= ttl  # still there, for as long
     entries = len(accord.store.ledger(CAMPAIGN))
     assert answers(sms.send(VOTER, "OUI", to=flow.sender, sid=sid)) == []  # the same text again: nothing
     assert len(accord.store.ledger(CAMPAIGN)) == entries and accord.store.state(flow, VOTER) == "new"
+
+
+def test_an_answer_an_earlier_version_kept_under_an_erased_voters_text_says_nothing_of_them(twilio_accord,
+                                                                                            redis_client):
+    accord, flow = twilio_accord, twilio_accord.flows[CAMPAIGN]
+    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
+    accord.store.claim(flow, VOTER, window_open=True)
+    sid = "SM" + "f" * 32
+    sms.send(VOTER, "OUI", to=flow.sender, sid=sid)
+    kept, _ = kept_answer(redis_client, sid)
+    forget_answer(redis_client, sid)
+    redis_client.set(f"accord:sid:{sid}", kept, ex=3600)  # where an earlier version kept it
+    run(accord, "person", "erase", VOTER, "--yes")
+    left = redis_client.get(f"accord:sid:{sid}")
+    assert b"consented" not in left and b"asked" not in left and 0 < redis_client.ttl(f"accord:sid:{sid}") <= 3600
 
 
 def test_an_import_named_after_the_number_leaves_nothing_of_it_once_erased(twilio_accord, tmp_path,

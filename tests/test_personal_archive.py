@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot import Accord, archivist, personal_archive, sealing
-from bot.keys import person_key, personal_pending_key, sid_key
-from tests.conftest import SMS, answers
+from bot.keys import person_key, personal_pending_key
+from tests.conftest import SMS, answers, forget_answer, kept_answer
 from tests.test_archivist import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def test_a_text_replayed_after_its_entry_was_archived_changes_nothing(accord, ta
     flow, voter = accord.flows["demo"], VOTERS[0]
     assert not redis_client.exists(person_key(pid(accord, voter)))  # its "oui" is in a sealed file only
     sms.send(voter, "stop", sid="SM" + "b" * 32)
-    redis_client.delete(sid_key(YES))  # as 35 days do
+    forget_answer(redis_client, YES)  # as 35 to 70 days do
     ledger = accord.store.ledger(flow.id)
     assert answers(sms.send(voter, "oui", sid=YES)) == []
     assert accord.store.state(flow, voter) == "opted_out" and accord.store.ledger(flow.id) == ledger
@@ -123,9 +123,10 @@ def test_a_text_replayed_after_its_entry_was_archived_changes_nothing(accord, ta
 
 def test_erasure_forgets_the_answer_kept_under_an_archived_text(accord, talked, redis_client):
     archivist.keep_up(accord, above=5, keep=0)
-    assert b"consented" in redis_client.get(sid_key(YES))
+    assert b"consented" in kept_answer(redis_client, YES)[0]
     run(accord, "person", "erase", VOTERS[0], "--yes")
-    assert b"consented" not in redis_client.get(sid_key(YES)) and b"asked" not in redis_client.get(sid_key(YES))
+    kept = kept_answer(redis_client, YES)[0]
+    assert b"consented" not in kept and b"asked" not in kept
 
 
 def test_a_number_erased_while_its_fields_move_is_not_brought_back(accord, talked, config, monkeypatch):

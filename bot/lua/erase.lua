@@ -2,7 +2,7 @@
 -- KEYS: the number's subjects hash, then per flow: the number's state hash, ledger, head, funnel, queued bitmap, asked-before
 -- set; then the suppression hashes the objection goes to; then for each of the number's sent texts, the
 -- messages hashes of this generation and the previous one and its key of earlier versions. Each flow's in-flight hash (bot/keys.py's in_flight_key) is named here from its id,
--- and so is the key of each inbound text's sid (bot/keys.py's sid_key).
+-- and so are the hashes holding the answer to each inbound text (bot/keys.py's answered_key).
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
 -- flow: flow id, flow hash, number of content messages; then the number of suppression hashes; then
@@ -16,12 +16,18 @@ local pkey = pid and ('accord:person:' .. pid)
 local offset = bit_of(phone)
 local open = {asked = true, clarified = true}
 local report = {}
--- The answer kept for 35 days under an inbound text's sid (step.lua) says how the voter's state moved
+-- The answer kept 35 to 70 days under an inbound text's sid (step.lua) says how the voter's state moved
 -- ("asked" to "consented"): it stays, so that the text replayed still changes nothing, but says nothing
--- of them any more. `stored` is one of their entries' personal fields.
+-- of them any more.
 local function forget_answer(sid, flow_id)
-  if sid then
-    redis.call('SET', 'accord:sid:' .. sid, cjson.encode({flow = flow_id, from = 'new', to = 'new'}), 'KEEPTTL', 'XX')
+  if not sid then return end
+  local found, key = answered(answered_key(now, sid), sid)
+  if not found then return end
+  local neutral = cjson.encode({flow = flow_id, from = 'new', to = 'new'})
+  if string.sub(key, 1, 11) == 'accord:sid:' then
+    redis.call('SET', key, neutral, 'KEEPTTL', 'XX')  -- an earlier version's key of its own
+  else
+    redis.call('HSET', key, sid, neutral)
   end
 end
 for i = 1, flows do

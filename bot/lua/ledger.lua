@@ -49,6 +49,25 @@ local function inbound_sid(stored)
   end
   return nil
 end
+-- The answer given to an inbound text, by the provider's id of the text (bot/keys.py answered_key):
+-- in this generation's hash `key`, in the one before it (named from this one), or in the key of its
+-- own an earlier version kept for 35 days. Returns the answer and the key holding it, or nil.
+local function answered(key, sid)
+  local generation, bucket = string.match(key, '^accord:answered:(%d+):(%x+)$')
+  local before = 'accord:answered:' .. string.format('%d', tonumber(generation) - 1) .. ':' .. bucket
+  local found = redis.call('HGET', key, sid)
+  if found then return found, key end
+  found = redis.call('HGET', before, sid)
+  if found then return found, before end
+  found = redis.call('GET', 'accord:sid:' .. sid)
+  if found then return found, 'accord:sid:' .. sid end
+  return nil
+end
+-- This generation's hash of answers for a text's id, at `now` (seconds, as text).
+local function answered_key(now, sid)
+  return 'accord:answered:' .. string.format('%d', math.floor(tonumber(now) / ANSWER_PERIOD)) .. ':'
+    .. string.sub(redis.sha1hex(sid), 1, ANSWER_BUCKETS)
+end
 -- Name the person (the subjects hash holding their random id, and their HMAC) and a fresh random
 -- salt for this call's entries.
 local function begin(key, digest, random)

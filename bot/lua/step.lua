@@ -1,18 +1,19 @@
--- KEYS: sid key, the person's subjects hash, then per candidate flow: the number's state hash, ledger, head,
+-- KEYS: this generation's hash of answers for the text's id (bot/keys.py answered_key), the person's subjects hash, then per candidate flow: the number's state hash, ledger, head,
 -- suppression, funnel, first content, queued; then, with plan.inflight, the first flow's in-flight hash;
 -- then the cost counts of bot/lua/answers.lua.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
 -- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
 -- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
 -- follows the event of a step no text brought ('' for none: see Store.claim), the in-flight entry a
--- release expects ('' for none: see below), then the days of bot/lua/answers.lua.
+-- release expects ('' for none: see below), the seconds the hash of answers has left to live, then
+-- the days of bot/lua/answers.lua.
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now_s36, now_ms36, now_hour, given_region, detail = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 if message_sid ~= '' then
-  local seen = redis.call('GET', KEYS[1])
+  local seen = answered(KEYS[1], message_sid)
   if seen then return seen end
 end
 begin(KEYS[2], digest, ARGV[6])
@@ -59,7 +60,7 @@ local function refuse(why)
   local state = states[chosen]
   return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
 end
--- A text whose sid key has expired (plan.sid_ttl), sent again: its sid is in one of the voter's own
+-- A text whose answer has expired (35 to 70 days), sent again: its sid is in one of the voter's own
 -- inbound entries, or in a seal record once they were archived. Refused, or a kept copy of a signed "oui" would count as consent anew after a
 -- "non". (An objection was written above all the same: nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
@@ -209,6 +210,10 @@ if plan.everywhere then
   end
 end
 save_heads()
+if next(unreadable) == nil then unreadable = nil end  -- kept for every text: no empty field in it
 local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says = says, unreadable = unreadable})
-if message_sid ~= '' then redis.call('SET', KEYS[1], answer, 'EX', plan.sid_ttl) end
+if message_sid ~= '' then
+  redis.call('HSET', KEYS[1], message_sid, answer)
+  redis.call('EXPIRE', KEYS[1], ARGV[13])
+end
 return answer

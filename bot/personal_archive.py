@@ -15,7 +15,6 @@ objection alone, a retired layout), or opted out (the objection list reads its n
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -56,23 +55,30 @@ end
 return found
 """
 
-# Point each number's seal record at the file its lines went to, with the provider ids of its
+# Point each number's seal record at the line its fields went to, with the provider ids of its
 # inbound texts, and delete the moved fields from the person's hash; only where the record still
-# holds the key they were sealed under. KEYS: per number its seal hash and its person's hash.
-# ARGV: the file's number (base 36), then per number: its field, its key, the count of moved
-# fields, those fields, the count of inbound ids, those ids. Returns how many numbers moved.
-COMMIT_LUA = """
-local file, a, moved = ARGV[1], 2, 0
-for i = 1, #KEYS / 2 do
-  local skey, pkey, field, key = KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1]
-  local names, tokens = {}, {'@' .. file}
-  for j = 1, tonumber(ARGV[a + 2]) do names[j] = ARGV[a + 2 + j] end
-  a = a + 3 + #names
+# holds the key they were sealed under, every moved field is still there (an erasure since the
+# fields were read took them: a record made anew since must not point at them), and the number has
+# not objected since. KEYS: per number its seal hash, its person's hash and its state hash. ARGV: per
+# number: its field, its key, its line ("N.offset.length", base 36), the count of moved fields,
+# those fields, the count of inbound ids, those ids. Returns how many numbers moved.
+COMMIT_LUA = f"""
+local a, moved = 1, 0
+for i = 1, #KEYS / 3 do
+  local skey, pkey, field, key = KEYS[3 * i - 2], KEYS[3 * i - 1], ARGV[a], ARGV[a + 1]
+  local names, tokens = {{}}, {{'@' .. ARGV[a + 2]}}
+  for j = 1, tonumber(ARGV[a + 3]) do names[j] = ARGV[a + 3 + j] end
+  a = a + 4 + #names
   for j = 1, tonumber(ARGV[a]) do tokens[j + 1] = '!' .. ARGV[a + j] end
   a = a + #tokens
   local held = redis.call('HGET', skey, field)
-  if held and string.sub(held, 1, 16) == key then
-    local present = {}
+  local state = redis.call('HGET', KEYS[3 * i], field)
+  local whole = state and string.sub(state, 1, 1) ~= '{CODES["opted_out"]}'
+  for _, name in ipairs(names) do
+    if whole and redis.call('HEXISTS', pkey, name) == 0 then whole = false end
+  end
+  if whole and held and string.sub(held, 1, 16) == key then
+    local present = {{}}
     for token in string.gmatch(string.sub(held, 17), '[@!][^@!]+') do present[token] = true end
     for _, token in ipairs(tokens) do
       if not present[token] then held, present[token] = held .. token, true end
@@ -117,48 +123,54 @@ def move_pending(redis: Redis, flow_id: str, directory: Path | None) -> int:
 
 
 def move(redis: Redis, flow_id: str, directory: Path, archived: Path) -> int:
-    """Move the personal fields of the entries of one archive file to a sealed file; return the numbers moved."""
+    """Move the personal fields of the entries of one archive file to a sealed file; return the numbers moved.
+
+    The file is plain JSON lines (a sealed line hardly compresses): each number's seal record
+    names where its line starts and how long it is, so that reading it back is one seek.
+    """
     number = redis.incr(personal_count_key(flow_id))
-    name = f"personal.{flow_id}.{number}.jsonl.gz"
+    name = f"personal.{flow_id}.{number}.jsonl"
     ensure, commit = redis.register_script(ENSURE_LUA), redis.register_script(COMMIT_LUA)
-    sealed: list[tuple[_Number, bytes]] = []
-    lines = 0
+    sealed: list[tuple[_Number, bytes, str]] = []
+    offset = 0
     descriptor, partial = tempfile.mkstemp(prefix=f".personal.{flow_id}.", suffix=".partial", dir=directory)
     try:
-        with open(descriptor, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-                for chunk in pages(read_file(archived)):
-                    for person, key in _keyed(redis, ensure, flow_id, _numbers(redis, flow_id, chunk)):
-                        line = {"pid": person.pid, "sealed": sealing.seal(key, flow_id, person.pid, person.entries)}
-                        out.write(json.dumps(line).encode() + b"\n")
-                        sealed.append((person, key))
-                        lines += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        if not lines:
+        with open(descriptor, "wb") as out:
+            for chunk in pages(read_file(archived)):
+                for person, key in _keyed(redis, ensure, flow_id, _numbers(redis, flow_id, chunk)):
+                    line = json.dumps({"pid": person.pid,
+                                       "sealed": sealing.seal(key, flow_id, person.pid, person.entries)}).encode()
+                    out.write(line + b"\n")
+                    person.entries = {}  # sealed: only what the commit needs is kept
+                    sealed.append((person, key, f"{base36(number)}.{base36(offset)}.{base36(len(line))}"))
+                    offset += len(line) + 1
+            out.flush()
+            os.fsync(out.fileno())
+        if not sealed:
             return 0
         path = directory / name
         os.replace(partial, path)
         try:
-            read_back = sum(1 for _ in _lines(path))
-        except (OSError, EOFError) as error:
+            read_back = [_line_at(path, *where.split(".")[1:]) for _, _, where in (sealed[0], sealed[-1])]
+        except (OSError, ValueError) as error:
             path.unlink()
             raise ArchiveError(f"{name}: unreadable once written ({error}); nothing moved") from error
-        if read_back != lines:
+        if [line["pid"] for line in read_back] != [sealed[0][0].pid, sealed[-1][0].pid]:
             path.unlink()
             raise ArchiveError(f"{name}: read back, it does not hold what was written; nothing moved")
         redis.hset(personal_files_key(flow_id), str(number),
-                   json.dumps({"file": name, "sha256": sha256_of(path), "lines": lines, "from": archived.name}))
+                   json.dumps({"file": name, "sha256": sha256_of(path), "lines": len(sealed), "from": archived.name}))
     finally:
         Path(partial).unlink(missing_ok=True)
     moved = 0
     for start in range(0, len(sealed), 500):
         keys: list[str] = []
-        args: list[str | bytes] = [base36(number)]
-        for person, key in sealed[start:start + 500]:
+        args: list[str | bytes] = []
+        for person, key, where in sealed[start:start + 500]:
             seal_hash, seal_field = sealing.slot(flow_id, person.phone)
-            keys += [seal_hash, person_key(person.pid)]
-            args += [seal_field, key, str(len(person.names)), *person.names, str(len(person.sids)), *person.sids]
+            keys += [seal_hash, person_key(person.pid), state_slot(flow_id, person.phone)[0]]
+            args += [seal_field, key, where, str(len(person.names)), *person.names, str(len(person.sids)),
+                     *person.sids]
         moved += commit(keys=keys, args=args)
     return moved
 
@@ -166,27 +178,33 @@ def move(redis: Redis, flow_id: str, directory: Path, archived: Path) -> int:
 def held(redis: Redis, directory: Path | None, flow_id: str, phone: str, pid: str) -> dict[str, list]:
     """Return a number's archived entries in a flow, opened: entry id -> [stored fields (JSON), at].
 
-    Empty where it has none, or no key any more (erased). A file named by its record but missing
-    from the folder, or a line that does not open, is logged and passed over.
+    Empty where it has none, or no key any more (erased). A line its record names in a file missing
+    from the folder, or that does not open, is logged and passed over.
     """
     record = sealing.parse(redis.hget(*sealing.slot(flow_id, phone)))
     if record is None or not record.files or directory is None:
         return {}
     found: dict[str, list] = {}
-    infos = redis.hmget(personal_files_key(flow_id), [str(n) for n in record.files])
-    mark = json.dumps({"pid": pid})[:-1].encode()  # the start of this person's lines
-    for number, info in zip(record.files, infos, strict=True):
+    infos = redis.hmget(personal_files_key(flow_id), [str(number) for number, _, _ in record.files])
+    for (number, offset, length), info in zip(record.files, infos, strict=True):
         if info is None:
             log.error("personal archive %d of %s is not recorded", number, flow_id)
             continue
         path = directory / json.loads(info)["file"]
         try:
-            for line in _lines(path):
-                if line.startswith(mark):
-                    found.update(sealing.unseal(record.key, flow_id, pid, json.loads(line)["sealed"]))
-        except (OSError, EOFError, ValueError, sealing.SealError) as error:
+            # Sealed for this flow and person id: another's line there does not open.
+            found.update(sealing.unseal(record.key, flow_id, pid, _line_at(path, offset, length)["sealed"]))
+        except (OSError, ValueError, KeyError, sealing.SealError) as error:
             log.error("personal archive %s: %s", path.name, error)
     return found
+
+
+def _line_at(path: Path, offset: int | str, length: int | str) -> dict:
+    """Read the JSON line of `length` bytes at `offset` (base 36 when given as text)."""
+    start, size = (int(value, 36) if isinstance(value, str) else value for value in (offset, length))
+    with open(path, "rb") as lines:
+        lines.seek(start)
+        return json.loads(lines.read(size))
 
 
 def _numbers(redis: Redis, flow_id: str, chunk: list[tuple[bytes, dict[bytes, bytes]]]) -> list[_Number]:
@@ -235,6 +253,3 @@ def _keyed(redis: Redis, ensure, flow_id: str, numbers: list[_Number]) -> Iterat
                 yield person, record.key
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    with gzip.open(path, "rb") as lines:
-        yield from lines

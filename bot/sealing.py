@@ -12,8 +12,9 @@ of the texts it sent in (the replay check and erasure need them; bot/lua/step.lu
 Erasure and retention delete that record with the state (bot/lua/state.lua's del_state): the lines
 left in the files can then be read by nobody, whoever holds the files and a copy of Redis since.
 
-A record is the 16 bytes of the key, then "@" and a file's number (base 36) for each file holding
-the number's lines, then "!" and a provider id for each inbound text archived.
+A record is the 16 bytes of the key, then "@" and where each line of the number's is (its file's
+number, its offset and its length, base 36, joined by dots), then "!" and a provider id for each
+inbound text archived.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bot.keys import sealed_key
-from bot.states import SUFFIX, base36
+from bot.states import SUFFIX
 
 KEY_BYTES = 16
 NONCE_BYTES = 12
@@ -45,7 +46,7 @@ class Seal:
     """A number's seal record in one flow."""
 
     key: bytes
-    files: tuple[int, ...] = ()
+    files: tuple[tuple[int, int, int], ...] = ()  # each line holding its entries: file number, offset, length
     sids: tuple[str, ...] = ()
 
 
@@ -69,12 +70,16 @@ def parse(raw: bytes | None) -> Seal | None:
     tokens = TOKEN.findall(rest)
     if "".join(mark + value for mark, value in tokens) != rest:
         return None
-    return Seal(raw[:KEY_BYTES], tuple(int(value, 36) for mark, value in tokens if mark == "@"),
-                tuple(value for mark, value in tokens if mark == "!"))
+    try:
+        files = tuple(_line(value) for mark, value in tokens if mark == "@")
+    except ValueError:
+        return None
+    return Seal(raw[:KEY_BYTES], files, tuple(value for mark, value in tokens if mark == "!"))
 
 
-def encode(seal: Seal) -> bytes:
-    return seal.key + "".join([*(f"@{base36(n)}" for n in seal.files), *(f"!{sid}" for sid in seal.sids)]).encode()
+def _line(value: str) -> tuple[int, int, int]:
+    number, offset, length = (int(part, 36) for part in value.split("."))
+    return number, offset, length
 
 
 def seal(key: bytes, flow_id: str, pid: str, entries: dict[str, list]) -> str:

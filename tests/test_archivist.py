@@ -43,7 +43,7 @@ def test_upkeep_moves_all_but_the_newest_entries_to_the_folder(accord, talked, c
     assert trimmed == {"demo": 10}
     assert accord.store.redis.xlen(ledger_key("demo")) == 3
     files = sorted(path.name for path in config.archive_dir.iterdir())
-    assert len(files) == 2 and files[0].startswith("ledger.demo.") and files[1] == "personal.demo.1.jsonl.gz"
+    assert len(files) == 2 and files[0].startswith("ledger.demo.") and files[1] == "personal.demo.1.jsonl"
     # Under the threshold, nothing more goes.
     assert archivist.keep_up(accord, above=5, keep=3) == {}
 

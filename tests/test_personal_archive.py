@@ -51,7 +51,7 @@ def test_the_upkeep_moves_archived_personal_fields_off_redis_and_they_read_back_
     assert {phone: accord.store.person(phone) for phone in VOTERS} == held  # the times read back from the files
     assert not redis.smembers(personal_pending_key("demo"))
     # The files hold no number and no word of theirs.
-    data = b"".join(line for path in sealed_files(config) for line in personal_archive._lines(path))
+    data = b"".join(path.read_bytes() for path in sealed_files(config))
     # (Whole numbers and quoted or colon-bearing words: base64 has no quote nor colon, and 12 given characters.)
     assert data and not [phone for phone in VOTERS if phone.encode() in data]
     assert b'"oui"' not in data and b"in:YES" not in data and b'"ask"' not in data
@@ -90,7 +90,7 @@ def test_an_erased_number_s_archived_lines_open_for_nobody(accord, talked, confi
         fields = redis.hkeys(key) if kind == b"hash" else []
         assert sent.encode() not in key and sent.encode() not in fields, key
     # Its line is still in the file, and does not open under any key Redis holds.
-    lines = [json.loads(line) for path in sealed_files(config) for line in personal_archive._lines(path)]
+    lines = [json.loads(line) for path in sealed_files(config) for line in path.read_bytes().splitlines()]
     mine = [line for line in lines if line["pid"] == person]
     assert mine
     for other in VOTERS[1:]:
@@ -153,7 +153,7 @@ def test_a_move_cut_short_is_done_by_the_next_upkeep_and_nothing_is_lost(accord,
     def cut(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(personal_archive, "_lines", cut)
+    monkeypatch.setattr(personal_archive, "_line_at", cut)
     archivist.keep_up(accord, above=5, keep=0)
     redis = accord.store.redis
     assert redis.smembers(personal_pending_key("demo"))  # still to do
@@ -218,3 +218,40 @@ def test_a_removed_flow_s_archived_entries_are_still_shown_and_erased(config, cl
     assert "(its flow file was removed)" in shown and "in:YES" in shown
     assert "beta: 0 ledger entries erased" in run(after, "person", "erase", VOTER, "--yes").output
     assert after.store.person(VOTER, ["beta"]) == {} and redis_client.hget(*sealing.slot("beta", VOTER)) is None
+
+
+def test_fields_erased_while_they_move_stay_erased_when_the_number_is_asked_again(accord, talked, monkeypatch):
+    voter, flow = VOTERS[2], accord.flows["demo"]
+    accord.store.claim(accord.flows["presidentielle-2027"], voter, window_open=True)  # keeps the person id
+    erased = {entry["entry"] for entry in accord.store.person(voter)["demo"]}
+    grouped = personal_archive._numbers
+
+    def erase_and_ask_again(redis, flow_id, chunk):  # read, then erased by retention, then asked anew
+        found = grouped(redis, flow_id, chunk)
+        if any(person.phone == voter for person in found):
+            accord.store.erase([flow], voter, whole=False, objection=False)
+            redis.srem(f"accord:asked:{flow.id}", accord.store.digest(voter))  # as a new import's would
+            accord.store.claim(flow, voter, window_open=True)
+        return found
+
+    monkeypatch.setattr(personal_archive, "_numbers", erase_and_ask_again)
+    archivist.keep_up(accord, above=5, keep=0)
+    monkeypatch.undo()
+    assert not erased & {entry["entry"] for entry in accord.store.person(voter).get("demo", [])}
+    record = sealing.parse(accord.store.redis.hget(*sealing.slot("demo", voter)))
+    assert record is None or not record.files  # its new key opens none of the lines
+
+
+def test_a_number_that_objects_while_its_fields_move_keeps_them_in_redis(accord, talked, sms, monkeypatch):
+    voter = VOTERS[3]
+    sealed = sealing.seal
+
+    def stop_first(key, flow_id, pid_, entries):  # the STOP lands between the key's making and the move
+        if pid_ == pid(accord, voter) and accord.store.state(accord.flows[flow_id], voter) != "opted_out":
+            sms.send(voter, "stop")
+        return sealed(key, flow_id, pid_, entries)
+
+    monkeypatch.setattr(sealing, "seal", stop_first)
+    archivist.keep_up(accord, above=5, keep=0)
+    assert accord.store.redis.hexists(person_key(pid(accord, voter)), *[
+        f"demo|{entry['entry']}" for entry in accord.store.person(voter)["demo"][:1]])

@@ -164,7 +164,7 @@ def archived_times(accord: Accord, flow: Flow, paths: Iterable[Path], phone: str
     if phone:
         recorded = archive.archives(accord.store.redis, flow.id)
         wanted = {held.file for entry in accord.store.person(phone).get(flow.id, [])
-                  if not entry["at"] and (held := archive.holding(recorded, entry["entry"]))}
+                  if (held := archive.holding(recorded, entry["entry"]))}
     found = archive.Sealed()
     for entry_id, fields in archive.recorded_entries(accord.store.redis, flow.id, paths, wanted):
         if fields.get(b"kind", b"") not in UNSHOWN:

@@ -255,3 +255,10 @@ def test_a_number_that_objects_while_its_fields_move_keeps_them_in_redis(accord,
     archivist.keep_up(accord, above=5, keep=0)
     assert accord.store.redis.hexists(person_key(pid(accord, voter)), *[
         f"demo|{entry['entry']}" for entry in accord.store.person(voter)["demo"][:1]])
+
+
+def test_the_proof_of_an_archived_number_is_the_one_taken_before(accord, talked):
+    before = json.loads(run(accord, "consent", "export", "demo", "--phone", VOTERS[0]).stdout)
+    archivist.keep_up(accord, above=5, keep=0)
+    after = json.loads(run(accord, "consent", "export", "demo", "--phone", VOTERS[0]).stdout)
+    assert after == before and after["requests"][0]["flow_hash"]

@@ -13,6 +13,11 @@ def key_for(kind: str, *parts: str) -> str:
     return ":".join((PREFIX, kind, *parts))
 
 
+def glob_of(prefix: str) -> str:
+    """Return a SCAN pattern matching `prefix` as it is, then anything: its glob characters escaped."""
+    return "".join("\\" + c if c in "[]?*\\" else c for c in prefix) + "*"
+
+
 def state_key(flow_id: str, suffix: str) -> str:
     return key_for("state", flow_id, suffix)  # hash: numbers ending in `suffix` -> state (bot/states.py)
 

@@ -201,14 +201,17 @@ def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes) -> tupl
             entry_hash = sha1(lp(sealed))
             if fields.get(b"prev") != head or fields.get(b"hash") != entry_hash:
                 return entry_id.decode(), head, count
-            if person is not None:
-                values = [str(person.get(name, "")).encode("utf-8", "surrogateescape") for name in PERSONAL]
-                salt = str(person.get("salt", "")).encode()
-                if fields.get(b"commit") != sha1(salt + lp(values)):
-                    return entry_id.decode(), head, count
+            if person is not None and fields.get(b"commit") != commitment(person):
+                return entry_id.decode(), head, count
             head = entry_hash
             count += 1
     return None, head, count
+
+
+def commitment(person: dict) -> bytes:
+    """Return the commitment an entry's personal fields (salt included) hash to, as bot/lua/ledger.lua writes it."""
+    values = [str(person.get(name, "")).encode("utf-8", "surrogateescape") for name in PERSONAL]
+    return sha1(str(person.get("salt", "")).encode() + lp(values))
 
 
 def base(redis: Redis, flow_id: str) -> Base:

@@ -19,19 +19,23 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
-from bot import sealing
+from bot import archive, sealing
 from bot.archive import ArchiveError, read_file
 from bot.files import sha256_of
-from bot.keys import person_key, personal_count_key, personal_files_key, personal_pending_key
-from bot.ledger import pages, stored_fields
-from bot.states import CODES, base36
+from bot.keys import glob_of, person_key, personal_count_key, personal_files_key, personal_pending_key, sealed_key
+from bot.ledger import commitment, pages, stored_fields
+from bot.states import CODES, base36, phone_of
 from bot.states import slot as state_slot
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +201,40 @@ def held(redis: Redis, directory: Path | None, flow_id: str, phone: str, pid: st
         except (OSError, ValueError, KeyError, sealing.SealError) as error:
             log.error("personal archive %s: %s", path.name, error)
     return found
+
+
+def verify(store: Store, flow_id: str, paths: Iterable[Path]) -> str | None:
+    """Open every number's sealed lines in the flow and check each entry against the commitment its
+    archived stream entry holds; say where one does not fit, or None.
+
+    Whoever holds Redis holds the keys, and could seal changed fields again: the commitments in the
+    archive files (`paths`, their chain walked by archive.verify_archived) are what tell. The
+    commitments are kept in memory meanwhile, about 60 bytes an archived entry.
+    """
+    redis, directory = store.redis, store.personal_dir
+    commits = {entry_id.decode(): fields.get(b"commit", b"")
+               for entry_id, fields in archive.recorded_entries(redis, flow_id, paths)}
+    files = {int(number): json.loads(info)["file"]
+             for number, info in redis.hgetall(personal_files_key(flow_id)).items()}
+    prefix = sealed_key(flow_id, "")
+    for name in redis.scan_iter(match=glob_of(prefix), count=10_000):
+        suffix = name.decode()[len(prefix):]
+        records = [(phone_of(suffix, field), sealing.parse(raw)) for field, raw in redis.hgetall(name).items()]
+        pids = store.pids([store.digest(phone) for phone, _ in records])
+        for (_, record), pid in zip(records, pids, strict=True):
+            if record is None or pid is None:
+                return f"the seal record of a number ending in {suffix} cannot be read"
+            for number, offset, length in record.files:
+                try:
+                    line = _line_at((directory or Path()) / files[number], offset, length)
+                    opened = sealing.unseal(record.key, flow_id, pid.decode(), line["sealed"])
+                except (KeyError, OSError, ValueError, sealing.SealError) as error:
+                    return f"a sealed line of a number ending in {suffix} cannot be read ({error})"
+                for entry_id, (raw, _) in opened.items():
+                    fields = stored_fields(raw.encode("utf-8", "surrogateescape"))
+                    if commits.get(entry_id) != commitment(fields):  # the number is among what it commits to
+                        return f"sealed fields of entry {entry_id} are not the ones committed to"
+    return None
 
 
 def _line_at(path: Path, offset: int | str, length: int | str) -> dict:

@@ -41,6 +41,7 @@ from bot.keys import (
     content_key,
     costs_key,
     funnel_key,
+    glob_of,
     head_key,
     in_flight_key,
     key_for,
@@ -819,7 +820,7 @@ class Store:
         walked once rather than every name asked for. `digits`: the hashes of an earlier layout.
         """
         prefix = states.state_key(flow_id, "")
-        pattern = "".join("\\" + c if c in "[]?*\\" else c for c in prefix) + "[0-9]" * digits
+        pattern = glob_of(prefix)[:-1] + "[0-9]" * digits
         return sorted({_text(name)[len(prefix):] for name in self.redis.scan_iter(match=pattern, count=10_000)})
 
     def forget_outbox(self, *phones: str) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from bot import Accord, archivist, personal_archive, sealing
 from bot.keys import person_key, personal_pending_key
+from bot.states import base36
 from tests.conftest import SMS, answers, forget_answer, kept_answer
 from tests.test_archivist import run
 
@@ -262,3 +263,34 @@ def test_the_proof_of_an_archived_number_is_the_one_taken_before(accord, talked)
     archivist.keep_up(accord, above=5, keep=0)
     after = json.loads(run(accord, "consent", "export", "demo", "--phone", VOTERS[0]).stdout)
     assert after == before and after["requests"][0]["flow_hash"]
+
+
+def test_fields_sealed_again_changed_are_named_by_consent_verify(accord, talked, config):
+    archivist.keep_up(accord, above=5, keep=0)
+    assert "chain intact" in run(accord, "consent", "verify", "demo").output
+    # Whoever holds Redis holds the key: they open the voter's line, turn the OUI into a NON, seal it again.
+    redis, voter = accord.store.redis, VOTERS[0]
+    person, slot = pid(accord, voter), sealing.slot("demo", voter)
+    record = sealing.parse(redis.hget(*slot))
+    number, offset, length = record.files[0]
+    path = sealed_files(config)[0]
+    opened = sealing.unseal(record.key, "demo", person, json.loads(path.read_bytes()[offset:offset + length])["sealed"])
+    forged = {entry_id: [raw.replace('"oui"', '"non"').replace("in:YES", "in:NO"), at]
+              for entry_id, (raw, at) in opened.items()}
+    assert forged != opened
+    line = json.dumps({"pid": person, "sealed": sealing.seal(record.key, "demo", person, forged)}).encode()
+    with path.open("ab") as out:
+        start = out.tell()
+        out.write(line + b"\n")
+    was = f"@{base36(number)}.{base36(offset)}.{base36(length)}".encode()
+    redis.hset(*slot, redis.hget(*slot).replace(was, f"@{base36(number)}.{base36(start)}.{base36(len(line))}".encode()))
+    assert "in:NO" in run(accord, "person", "show", voter).output  # the forgery reads back
+    verified = run(accord, "consent", "verify", "demo", code=1).output
+    assert "are not the ones committed to" in verified
+
+
+def test_a_seal_record_damaged_by_hand_is_named_by_consent_verify(accord, talked):
+    archivist.keep_up(accord, above=5, keep=0)
+    accord.store.redis.hset(*sealing.slot("demo", VOTERS[1]), "not a seal record")  # its lines unreadable now
+    assert "the seal record of a number ending in 80001 cannot be read" in run(accord, "consent", "verify", "demo",
+                                                                                 code=1).output

@@ -12,7 +12,19 @@ from pathlib import Path
 
 import click
 
-from bot import archive, audit, bundle, checkpoints, ledger, lint, proof, rights, rights_requests, written
+from bot import (
+    archive,
+    audit,
+    bundle,
+    checkpoints,
+    ledger,
+    lint,
+    personal_archive,
+    proof,
+    rights,
+    rights_requests,
+    written,
+)
 from bot.cli import Services, main, phone_argument
 from bot.config import Config, ConfigError
 from bot.costs import costs, parse_price, tariff_of, write_csv
@@ -131,7 +143,8 @@ def consent_verify(obj: Services, flow_id: str, paths: tuple[Path, ...], checkpo
     base = ledger.base(store.redis, flow.id)
     paths = _or_kept(obj, flow.id, paths)
     if paths:
-        broken = archive.verify_archived(store.redis, flow.id, paths)
+        broken = (archive.verify_archived(store.redis, flow.id, paths)
+                  or personal_archive.verify(store, flow.id, paths))
         _say_unrecorded(obj, flow_id, paths)
     else:
         found = store.verify_ledger(flow.id)

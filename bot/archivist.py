@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from redis import ResponseError
+
 from bot import Accord, archive, checkpoints, personal_archive
 from bot.keys import key_for, ledger_key, personal_pending_key
 
@@ -55,7 +57,7 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
                 trimmed[flow.id] = _archive(accord, flow.id, directory, max(keep, held - at_once))
             # What this upkeep archived, and what one interrupted left: files stay pending until moved.
             personal_archive.move_pending(redis, flow.id, directory)
-        except (archive.ArchiveError, checkpoints.CheckpointError, OSError) as error:
+        except (archive.ArchiveError, checkpoints.CheckpointError, OSError, ResponseError) as error:
             # The entries stay in Redis, whole; the next round of upkeep tries again.
             log.error("ledger of %s not archived: %s", flow.id, error)
         finally:

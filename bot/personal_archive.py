@@ -186,7 +186,10 @@ def held(redis: Redis, directory: Path | None, flow_id: str, phone: str, pid: st
     from the folder, or that does not open, is logged and passed over.
     """
     record = sealing.parse(redis.hget(*sealing.slot(flow_id, phone)))
-    if record is None or not record.files or directory is None:
+    if record is None or not record.files:
+        return {}
+    if directory is None:  # a machine that does not mount the workers' archive folder
+        log.error("archived entries of %s are sealed in the archive folder, which this machine has none of", flow_id)
         return {}
     found: dict[str, list] = {}
     infos = redis.hmget(personal_files_key(flow_id), [str(number) for number, _, _ in record.files])

@@ -664,15 +664,21 @@ class Store:
         number on the suppression list of each flow's controller and of `controllers`.
         """
         digest = self.digest(phone)
-        sids = {entry["sid"] for entries in self.person(phone, [flow.id for flow in flows]).values()
-                for entry in entries if entry.get("sid")}
+        held = self.personal(phone, [flow.id for flow in flows])
+        sids = {fields["sid"] for fields, _ in held.values() if fields.get("sid")}
+        archived: dict[str, list[str]] = {}  # by flow: the entries whose sealed fields the erasure makes unreadable
+        for name, (_, at) in held.items():
+            if at is not None:
+                flow_id, _, entry_id = name.partition("|")
+                archived.setdefault(flow_id, []).append(entry_id)
         keys = [subject_slot(digest)[0]]
         args: list[str | int] = [phone, digest, self._now(), _salt(), len(flows), int(whole), int(objection)]
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
                      queued_key(flow.id), asked_key(flow.id)]
             args += [flow.id, flow.content_hash,
-                     len(flow.texts.content) if isinstance(flow, Flow) else flow.contents]
+                     len(flow.texts.content) if isinstance(flow, Flow) else flow.contents,
+                     " ".join(archived.get(flow.id, []))]
         owners = [flow.controller_id for flow in flows if isinstance(flow, Flow)] + list(controllers)
         objected = [suppression_key(owner) for owner in dict.fromkeys(owners)] if objection else []
         keys += objected

@@ -217,7 +217,11 @@ def test_a_removed_flow_s_archived_entries_are_still_shown_and_erased(config, cl
     after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
     shown = run(after, "person", "show", VOTER).output
     assert "(its flow file was removed)" in shown and "in:YES" in shown
-    assert "beta: 0 ledger entries erased" in run(after, "person", "erase", VOTER, "--yes").output
+    archived = sorted(entry["entry"] for entry in after.store.person(VOTER, ["beta"])["beta"])
+    # The ask and the OUI: their sealed fields unreadable from now on, and the erasure names them.
+    assert "beta: 2 ledger entries erased" in run(after, "person", "erase", VOTER, "--yes").output
+    erasure = [fields["text"] for _, fields in after.store.ledger("beta") if fields["kind"] == "erasure"]
+    assert erasure == [f"2 entries erased: {' '.join(archived)}"]
     assert after.store.person(VOTER, ["beta"]) == {} and redis_client.hget(*sealing.slot("beta", VOTER)) is None
 
 
@@ -294,3 +298,20 @@ def test_a_seal_record_damaged_by_hand_is_named_by_consent_verify(accord, talked
     accord.store.redis.hset(*sealing.slot("demo", VOTERS[1]), "not a seal record")  # its lines unreadable now
     assert "the seal record of a number ending in 80001 cannot be read" in run(accord, "consent", "verify", "demo",
                                                                                  code=1).output
+
+
+def test_a_machine_without_the_archive_folder_says_what_it_cannot_read(accord, talked, caplog):
+    archivist.keep_up(accord, above=5, keep=0)
+    accord.store.personal_dir = None  # a web machine that does not mount the workers' folder
+    assert accord.store.person(VOTERS[0]) == {}
+    assert "sealed in the archive folder, which this machine has none of" in caplog.text
+
+
+def test_a_damaged_person_key_leaves_the_other_flows_upkeep_whole(accord, talked, caplog):
+    campaign = accord.flows["presidentielle-2027"]
+    accord.store.claim(campaign, VOTERS[7], window_open=True)
+    accord.store.redis.delete(person_key(pid(accord, VOTERS[1])))
+    accord.store.redis.set(person_key(pid(accord, VOTERS[1])), "not a hash")  # damaged by hand
+    archivist.keep_up(accord, above=0, keep=0)
+    assert "WRONGTYPE" in caplog.text
+    assert accord.store.redis.xlen(f"accord:ledger:{campaign.id}") == 0  # archived all the same

@@ -5,7 +5,9 @@
 -- and so are the hashes holding the answer to each inbound text (bot/keys.py's answered_key).
 -- ARGV: phone, suppression hmac, now, salt, number of flows, '1' to erase the whole person (all
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
--- flow: flow id, flow hash, number of content messages; then the number of suppression hashes; then
+-- flow: flow id, flow hash, number of content messages, the ids of its entries archived off Redis
+-- (their fields sealed, bot/personal_archive.py: the erasure makes them unreadable), space-separated;
+-- then the number of suppression hashes; then
 -- the provider's ids of the sent texts; then the ids of the flows loaded and not erased here.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
@@ -33,7 +35,7 @@ end
 for i = 1, flows do
   local skey, lkey, hkey, fkey, qkey, akey = KEYS[1 + 6 * (i - 1) + 1], KEYS[1 + 6 * (i - 1) + 2],
     KEYS[1 + 6 * (i - 1) + 3], KEYS[1 + 6 * (i - 1) + 4], KEYS[1 + 6 * (i - 1) + 5], KEYS[1 + 6 * (i - 1) + 6]
-  local flow_id, flow_hash, contents = ARGV[8 + 3 * (i - 1)], ARGV[9 + 3 * (i - 1)], tonumber(ARGV[10 + 3 * (i - 1)])
+  local flow_id, flow_hash, contents = ARGV[8 + 4 * (i - 1)], ARGV[9 + 4 * (i - 1)], tonumber(ARGV[10 + 4 * (i - 1)])
   local erased, ids = 0, {}
   if pkey then
     local held_fields = redis.call('HGETALL', pkey)
@@ -52,6 +54,10 @@ for i = 1, flows do
   local seal = get_seal(skey, phone)
   if seal then
     for sid in string.gmatch(string.sub(seal, 17), '!([^@!]+)') do forget_answer(sid, flow_id) end
+    for id in string.gmatch(ARGV[11 + 4 * (i - 1)], '%S+') do
+      erased = erased + 1
+      ids[erased] = id
+    end
   end
   local state, asked_at = get_state(skey, phone)  -- false: held, but unreadable
   local held = state ~= nil or erased > 0
@@ -90,7 +96,7 @@ for i = 1, flows do
   end
 end
 -- The objection holds even where nothing was held yet: a request may still wait in a queued job.
-local objections = tonumber(ARGV[8 + 3 * flows])
+local objections = tonumber(ARGV[8 + 4 * flows])
 -- An erasure request objects anew (every START before it taken back); retention only makes sure the
 -- objection is there, keeping the senders a START lifted it for.
 if object then
@@ -100,7 +106,7 @@ end
 local sent = 1 + 6 * flows + objections
 local sids = (#KEYS - sent) / 3
 for n = 1, sids do
-  local sid = ARGV[8 + 3 * flows + n]
+  local sid = ARGV[8 + 4 * flows + n]
   redis.call('HDEL', KEYS[sent + 3 * n - 2], sid)
   redis.call('HDEL', KEYS[sent + 3 * n - 1], sid)
   redis.call('DEL', KEYS[sent + 3 * n])
@@ -110,7 +116,7 @@ end
 -- its entries maybe all archived, sealed under the person id (bot/personal_archive.py).
 local left = pkey and redis.call('HLEN', pkey) or 0
 local kept = false
-for n = 8 + 3 * flows + sids + 1, whole and 0 or #ARGV do
+for n = 8 + 4 * flows + sids + 1, whole and 0 or #ARGV do
   local other = 'accord:state:' .. ARGV[n] .. ':' .. string.sub(phone, -SUFFIX)
   if redis.call('HEXISTS', other, slot(phone)) == 1 then kept = true end
 end

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -152,14 +152,17 @@ def split(base: Snapshot, one: Snapshot, two: Snapshot, n1: int, n2: int, *, res
 
 
 def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapshot, n1: int,
-                n2: int) -> dict[str, dict[str, float]]:
+                n2: int, national: int = NATIONAL, bucketed: Collection[str] = ()) -> dict[str, dict[str, float]]:
     """Re-measure the hash families whose key count stays put while their fields grow, at 34M numbers' fields a hash.
 
     Two things change with the fields a hash holds. Redis keeps a small hash as one compact list,
     and turns it into a hash table past hash-max-ziplist-entries fields: the state hashes do that
     long before 34 million numbers. And each key's own cost (its name, its entry in the keyspace)
     is shared by more fields: the 65,536 hashes of person ids, or of a generation's message
-    records, hold 3 fields each at 200,000 numbers and some 500 at 34 million.
+    records, hold 3 fields each at 200,000 numbers and some 500 at 34 million. `national`: the
+    numbers that grow the family there (those that answered, for the answers' hashes). `bucketed`:
+    families known to spread over a fixed set of names (bot/keys.py), measured even while their key
+    count still follows the numbers (20,000 answers over 65,536 names a generation).
     """
     limits = client.config_get("hash-max-*-entries")
     limit = int(limits.get("hash-max-listpack-entries") or limits.get("hash-max-ziplist-entries") or 128)
@@ -169,14 +172,14 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
         keys_first, keys_total = one.keys(name) - start.keys(name), now.keys - start.keys(name)
         fields_first = one.families[name].fields - _fields(start, name) if name in one.families else 0
         if (not now.hashes or now.hashes != now.keys or keys_first <= 0
-                or (keys_total - keys_first) / keys_first >= expected):
+                or (name not in bucketed and (keys_total - keys_first) / keys_first >= expected)):
             continue  # not hashes, or their count follows the numbers: each hash stays the size it is
         if fields_first <= 0 or (now.fields - _fields(start, name) - fields_first) / fields_first < expected:
             continue  # fields that do not grow with the numbers (what the upkeep leaves of a family it empties)
         per_hash = now.fields / now.hashes
         # The fields at 34M spread over as many hashes as the names allow (65,536 of person ids; 100,000
         # of states a flow), read from how many of them the fields written so far already reached.
-        target = round(now.fields / n2 * NATIONAL / buckets(now.fields, now.hashes))
+        target = round(now.fields / n2 * national / buckets(now.fields, now.hashes))
         if target <= per_hash or per_hash > limit:
             continue  # as full at 34M as now, or already a hash table
         sample = _sample_hash(client, name, min(target, 50_000))
@@ -184,7 +187,7 @@ def projections(client: redis.Redis, start: Snapshot, one: Snapshot, two: Snapsh
             continue
         size, fields, encoding = sample
         found[name] = {"fields_a_hash_now": per_hash, "fields_a_hash_at_34m": target, "limit": limit,
-                       "keys_now": now.keys, "keys_at_34m": round(NATIONAL * now.fields / n2 / target),
+                       "keys_now": now.keys, "keys_at_34m": round(national * now.fields / n2 / target),
                        "bytes_a_field_now": now.bytes / now.fields, "bytes_a_field_at_34m": size / fields,
                        "encoding_at_34m": encoding}
     return found

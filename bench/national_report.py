@@ -15,6 +15,7 @@ from bench.rig import ROOT
 from bot import archivist
 
 AIMS = {"asked": 200, "answered": 400}  # bytes a number, from the issue
+ANSWERED = "answered: "  # a projection of a family grown by the answers (bench/national.py)
 FEW_MINUTES = 300  # seconds: "the bench must finish within a few minutes on two cores"
 
 
@@ -27,6 +28,7 @@ class View:
     a: float  # bytes a number asked
     increase: float  # bytes more a number that answered
     a34: float  # bytes a number asked, at 34M numbers
+    increase34: float  # bytes more a number that answered, at 34M numbers of which --yes-share answered
     fixed: dict[str, tuple[int, int, int]]  # family: bytes after (a), after (b), keys
     tables34: tuple[float, float, float] = (0.0, 0.0, 0.0)  # in no key: bytes a key, keys at 34M, bytes a number
 
@@ -36,12 +38,12 @@ class View:
 
     @property
     def b34(self) -> float:
-        return self.a34 + self.increase
+        return self.a34 + self.increase34
 
     def gb(self, share: float) -> dict[str, float]:
         fixed_a, fixed_b = (sum(f[n] for f in self.fixed.values()) for n in (0, 1))
         return {"asked": (self.a34 * NATIONAL + fixed_a) / 1e9, "all_answered": (self.b34 * NATIONAL + fixed_b) / 1e9,
-                "at_share": ((self.a34 + share * self.increase) * NATIONAL + fixed_b) / 1e9}
+                "at_share": ((self.a34 + share * self.increase34) * NATIONAL + fixed_b) / 1e9}
 
 
 def _view(run: National, answered: int, middle: int, projections: dict[str, dict[str, float]], kept: bool) -> View:
@@ -57,6 +59,17 @@ def _view(run: National, answered: int, middle: int, projections: dict[str, dict
     # At 34M: each projected family's bytes a field as measured at that many fields a hash.
     a34 = a + sum(asked.per_number[name]["per_number"] * (p["bytes_a_field_at_34m"] / p["bytes_a_field_now"] - 1)
                   for name, p in projections.items() if name in asked.per_number)
+    # An answer's own families (named "answered: FAMILY" among the projections), as full as they would be then.
+    increase34 = increase + sum(
+        grown.per_number[name]["per_number"] * (p["bytes_a_field_at_34m"] / p["bytes_a_field_now"] - 1)
+        for label, p in projections.items() if label.startswith(ANSWERED) and (name := label[len(ANSWERED):])
+        in grown.per_number)
+    answering = NATIONAL * run.args.yes_share
+    grown_keys = sum(f["keys"] for f in grown.per_number.values() if f["keys"] > 0)
+    if grown_keys > 0 and grown.numbers:
+        keys34 = sum(projections[ANSWERED + name]["keys_at_34m"] if ANSWERED + name in projections
+                     else max(f["keys"], 0) / grown.numbers * answering for name, f in grown.per_number.items())
+        increase34 += grown.unkeyed / grown_keys * keys34 / answering - grown.unkeyed / grown.numbers
     # Redis's own tables (memory in no key) cost about as much for every key: at 34M, there are the
     # keys the projected families' names allow, and as many a number as now for the other families.
     keys_now = sum(f["keys"] for f in asked.per_number.values())
@@ -72,7 +85,7 @@ def _view(run: National, answered: int, middle: int, projections: dict[str, dict
         at_b = began_b if name in grown.per_number else snaps["answered 2" + end]
         fixed[name] = (snaps["asked 2" + end].size(name) - start.size(name), at_b.size(name) - start.size(name),
                        at_b.keys(name) - start.keys(name))
-    return View(asked, grown, a, increase, a34, fixed, tables34)
+    return View(asked, grown, a, increase, a34, increase34, fixed, tables34)
 
 
 def report(run: National, yes: list[str], middle: int, baseline: int, projections: dict[str, dict[str, float]],

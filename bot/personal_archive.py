@@ -3,11 +3,13 @@
 Once a stream segment is archived and sealed (bot/archive.py), its file is pending here. The upkeep
 then reads it, takes each entry's personal fields from its person's hash, and writes them to a
 file of the archive folder, a line per number, sealed under the number's key for the flow. Only
-once that file is fsynced, read back and recorded, one script per chunk of numbers adds the file
-to each number's seal record and deletes the fields it holds from the person's hash, provided the
-record still holds the key they were sealed under: a number erased meanwhile is passed over (its
-fields went with the erasure). Run again after a crash, the same segment is moved again and only
-fields still in Redis go: a file written but never recorded holds lines nobody is pointed to.
+once that file is fsynced, read back and recorded, one script per chunk of numbers adds where its
+line is to each number's seal record and deletes the fields it holds from the person's hash,
+provided the record still holds the key they were sealed under, every one of those fields is still
+there and the number has not objected since: a number erased meanwhile is passed over (its fields
+went with the erasure), even one asked again since under a new key. Run again after a crash, the
+same segment is moved again and only fields still in Redis go: a file written but never recorded
+holds lines nobody is pointed to.
 
 Passed over, their fields staying in Redis: an entry of a number the flow holds no state of (an
 objection alone, a retired layout), or opted out (the objection list reads its number there).

@@ -7,8 +7,8 @@
 -- their flows) or '0' for only these flows (retention), '1' to also record an objection, then per
 -- flow: flow id, flow hash, number of content messages, the ids of its entries archived off Redis
 -- (their fields sealed, bot/personal_archive.py: the erasure makes them unreadable), space-separated;
--- then the number of suppression hashes; then
--- the provider's ids of the sent texts; then the ids of the flows loaded and not erased here.
+-- then the number of suppression hashes; then the provider's ids of the sent texts; then the ids of
+-- the flows loaded and not erased here.
 -- Returns the number of personal ledger entries erased per flow, as "flow=count,...".
 local phone, digest, now = ARGV[1], ARGV[2], ARGV[3]
 begin(KEYS[1], digest, ARGV[4])

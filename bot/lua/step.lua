@@ -1,6 +1,7 @@
--- KEYS: this generation's hash of answers for the text's id (bot/keys.py answered_key), the person's subjects hash, then per candidate flow: the number's state hash, ledger, head,
--- suppression, funnel, first content, queued; then, with plan.inflight, the first flow's in-flight hash;
--- then the cost counts of bot/lua/answers.lua.
+-- KEYS: this generation's hash of answers for the text's id (bot/keys.py answered_key), the person's
+-- subjects hash, then per candidate flow: the number's state hash, ledger, head, suppression, funnel,
+-- first content, queued; then, with plan.inflight, the first flow's in-flight hash; then the cost
+-- counts of bot/lua/answers.lua.
 -- ARGV: phone, suppression hmac, now, inbound body, message sid ('' for none), salt, then now again
 -- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
 -- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
@@ -61,8 +62,9 @@ local function refuse(why)
   return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
 end
 -- A text whose answer has expired (35 to 70 days), sent again: its sid is in one of the voter's own
--- inbound entries, or in a seal record once they were archived. Refused, or a kept copy of a signed "oui" would count as consent anew after a
--- "non". (An objection was written above all the same: nothing may keep one from holding.)
+-- inbound entries, or in a seal record once they were archived. Refused, or a kept copy of a signed
+-- "oui" would count as consent anew after a "non". (An objection was written above all the same:
+-- nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
   for i = 1, #flows do
     local seal = get_seal(KEYS[7 * i - 4], phone)  -- those archived off Redis (bot/personal_archive.py)

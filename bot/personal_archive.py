@@ -213,8 +213,13 @@ def verify(store: Store, flow_id: str, paths: Iterable[Path]) -> str | None:
     archived stream entry holds; say where one does not fit, or None.
 
     Whoever holds Redis holds the keys, and could seal changed fields again: the commitments in the
-    archive files (`paths`, their chain walked by archive.verify_archived) are what tell. The
-    commitments are kept in memory meanwhile, about 60 bytes an archived entry.
+    archive files (`paths`, their chain walked by archive.verify_archived) are what tell. They could
+    also take a line out of a number's record, to hide an entry (a STOP) as an erasure would: so
+    every line of the flow's files whose person still has a record is tried under its key, and one
+    that opens though its record does not name it is named. (A line an erasure or retention left
+    behind was sealed under a key deleted since, and opens under no record's.) The commitments are
+    kept in memory meanwhile, about 60 bytes an archived entry, and the records' keys, about 100
+    bytes a number.
     """
     redis, directory = store.redis, store.personal_dir
     commits = {entry_id.decode(): fields.get(b"commit", b"")
@@ -222,6 +227,8 @@ def verify(store: Store, flow_id: str, paths: Iterable[Path]) -> str | None:
     files = {int(number): json.loads(info)["file"]
              for number, info in redis.hgetall(personal_files_key(flow_id)).items()}
     prefix = sealed_key(flow_id, "")
+    named: dict[str, sealing.Seal] = {}  # person id -> their record
+    readable: dict[str, set[str]] = {}  # person id -> the entries their record's lines hold
     for name in redis.scan_iter(match=glob_of(prefix), count=10_000):
         suffix = name.decode()[len(prefix):]
         records = [(phone_of(suffix, field), sealing.parse(raw)) for field, raw in redis.hgetall(name).items()]
@@ -229,16 +236,51 @@ def verify(store: Store, flow_id: str, paths: Iterable[Path]) -> str | None:
         for (_, record), pid in zip(records, pids, strict=True):
             if record is None or pid is None:
                 return f"the seal record of a number ending in {suffix} cannot be read"
+            named[pid.decode()] = record
+            seen = readable.setdefault(pid.decode(), set())
             for number, offset, length in record.files:
                 try:
                     line = _line_at((directory or Path()) / files[number], offset, length)
                     opened = sealing.unseal(record.key, flow_id, pid.decode(), line["sealed"])
                 except (KeyError, OSError, ValueError, sealing.SealError) as error:
                     return f"a sealed line of a number ending in {suffix} cannot be read ({error})"
+                seen.update(opened)
                 for entry_id, (raw, _) in opened.items():
                     fields = stored_fields(raw.encode("utf-8", "surrogateescape"))
                     if commits.get(entry_id) != commitment(fields):  # the number is among what it commits to
                         return f"sealed fields of entry {entry_id} are not the ones committed to"
+    return _unnamed(redis, flow_id, directory or Path(), files, named, readable)
+
+
+def _unnamed(redis: Redis, flow_id: str, directory: Path, files: dict[int, str], named: dict[str, sealing.Seal],
+             readable: dict[str, set[str]]) -> str | None:
+    """Name an entry of a sealed line that opens under its person's key though their record does not name
+    the line, and that no line it names holds, nor Redis; or None.
+
+    A move cut short and run again leaves such lines whose entries went to the next file, or stayed
+    in Redis: those are no hidden entries.
+    """
+    for number, file in sorted(files.items()):
+        offset = 0
+        with open(directory / file, "rb") as lines:
+            for raw in lines:
+                line, start, offset = json.loads(raw), offset, offset + len(raw)
+                record = named.get(line.get("pid", ""))
+                if record is None or (number, start, len(raw.rstrip(b"\n"))) in record.files:
+                    continue
+                try:
+                    opened = sealing.unseal(record.key, flow_id, line["pid"], line["sealed"])
+                except sealing.SealError:
+                    continue  # sealed under a key an erasure or retention deleted since
+                left = sorted(set(opened) - readable.get(line["pid"], set()))
+                with redis.pipeline(transaction=False) as pipe:
+                    for entry_id in left:
+                        pipe.hexists(person_key(line["pid"]), f"{flow_id}|{entry_id}")
+                    in_redis = pipe.execute()
+                hidden = [entry_id for entry_id, found in zip(left, in_redis, strict=True) if not found]
+                if hidden:
+                    return f"sealed fields of entry {hidden[0]} open under their number's key, though its record no " \
+                           "longer names them"
     return None
 
 

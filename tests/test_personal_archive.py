@@ -260,6 +260,8 @@ def test_a_number_that_objects_while_its_fields_move_keeps_them_in_redis(accord,
     archivist.keep_up(accord, above=5, keep=0)
     assert accord.store.redis.hexists(person_key(pid(accord, voter)), *[
         f"demo|{entry['entry']}" for entry in accord.store.person(voter)["demo"][:1]])
+    # Its line, sealed under its key, stays in the file unnamed: no hidden entry, its fields in Redis.
+    assert "chain intact" in run(accord, "consent", "verify", "demo").output
 
 
 def test_the_proof_of_an_archived_number_is_the_one_taken_before(accord, talked):
@@ -315,3 +317,33 @@ def test_a_damaged_person_key_leaves_the_other_flows_upkeep_whole(accord, talked
     archivist.keep_up(accord, above=0, keep=0)
     assert "WRONGTYPE" in caplog.text
     assert accord.store.redis.xlen(f"accord:ledger:{campaign.id}") == 0  # archived all the same
+
+
+def test_an_entry_hidden_by_taking_its_line_out_of_the_record_is_named_by_consent_verify(accord, talked):
+    archivist.keep_up(accord, above=5, keep=0)
+    redis, slot = accord.store.redis, sealing.slot("demo", VOTERS[0])
+    record = sealing.parse(redis.hget(*slot))
+    redis.hset(*slot, record.key)  # its OUI gone from `person show`, as if erased, with no erasure recorded
+    assert "in:YES" not in run(accord, "person", "show", VOTERS[0]).output
+    verified = run(accord, "consent", "verify", "demo", code=1).output
+    assert "open under their number's key, though its record no longer names them" in verified
+
+
+def test_lines_a_move_cut_short_left_behind_are_no_hidden_entries(accord, talked, monkeypatch):
+    monkeypatch.setattr(personal_archive, "COMMIT_LUA", "return redis.error_reply('cut short')")
+    archivist.keep_up(accord, above=5, keep=0)  # the file written and recorded, no record pointed at it
+    monkeypatch.undo()
+    archivist.keep_up(accord, above=5, keep=0)  # moved again, to a second file
+    assert len(accord.store.redis.hgetall("accord:personal-files:demo")) == 2
+    assert "chain intact" in run(accord, "consent", "verify", "demo").output
+
+
+def test_lines_retention_left_behind_are_no_hidden_entries(accord, talked, clock):
+    flow, voter = accord.flows["demo"], VOTERS[5]
+    accord.store.claim(accord.flows["presidentielle-2027"], voter, window_open=True)  # keeps the person id
+    archivist.keep_up(accord, above=0, keep=0)
+    accord.store.erase([flow], voter, whole=False, objection=False)
+    accord.store.redis.srem("accord:asked:demo", accord.store.digest(voter))  # as a new import's would
+    accord.store.claim(flow, voter, window_open=True)
+    archivist.keep_up(accord, above=0, keep=0)  # a new key: the old line opens under none
+    assert "chain intact" in run(accord, "consent", "verify", "demo").output

@@ -547,13 +547,19 @@ def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_fa
     assert accord.store.verify_ledger(CAMPAIGN) is None
 
 
-def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_replay_nothing(twilio_accord,
-                                                                                            redis_client):
-    accord, flow = twilio_accord, twilio_accord.flows[CAMPAIGN]
+def answered_oui(accord: Accord, sid: str) -> SMS:
+    """The voter asked in the campaign, then answering OUI in a text of that id; the webhook's client."""
+    flow = accord.flows[CAMPAIGN]
     sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
     accord.store.claim(flow, VOTER, window_open=True)
-    sid = "SM" + "e" * 32
     sms.send(VOTER, "OUI", to=flow.sender, sid=sid)
+    return sms
+
+
+def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_replay_nothing(twilio_accord,
+                                                                                            redis_client):
+    accord, flow, sid = twilio_accord, twilio_accord.flows[CAMPAIGN], "SM" + "e" * 32
+    sms = answered_oui(accord, sid)
     kept, ttl = kept_answer(redis_client, sid)
     assert b"consented" in kept  # how their state moved, kept 35 to 70 days for a replay
     run(accord, "person", "erase", VOTER, "--yes")
@@ -567,11 +573,8 @@ def test_what_is_kept_under_an_erased_voters_text_says_nothing_of_them_and_its_r
 
 def test_an_answer_an_earlier_version_kept_under_an_erased_voters_text_says_nothing_of_them(twilio_accord,
                                                                                             redis_client):
-    accord, flow = twilio_accord, twilio_accord.flows[CAMPAIGN]
-    sms = SMS(create_app(accord.config, gateway=accord.gateway, clock=accord.store.clock).test_client())
-    accord.store.claim(flow, VOTER, window_open=True)
-    sid = "SM" + "f" * 32
-    sms.send(VOTER, "OUI", to=flow.sender, sid=sid)
+    accord, sid = twilio_accord, "SM" + "f" * 32
+    answered_oui(accord, sid)
     kept, _ = kept_answer(redis_client, sid)
     forget_answer(redis_client, sid)
     redis_client.set(f"accord:sid:{sid}", kept, ex=3600)  # where an earlier version kept it

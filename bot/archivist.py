@@ -62,6 +62,7 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
             log.error("ledger of %s not archived: %s", flow.id, error)
         finally:
             redis.delete(lock_key(flow.id))
+    personal_archive.register(redis, accord.flows.values())
     return trimmed
 
 

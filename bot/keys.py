@@ -51,6 +51,12 @@ def sealed_key(flow_id: str, suffix: str) -> str:
     return key_for("sealed", flow_id, suffix)
 
 
+def sealed_flows_key(sender: str) -> str:
+    # set: the flows that sealed archived texts a voter sent to `sender` (bot/personal_archive.py register);
+    # the step script's replay check reads their seal records, flows no longer loaded included
+    return key_for("sealed-flows", sender)
+
+
 def personal_files_key(flow_id: str) -> str:
     return key_for("personal-files", flow_id)  # hash: number -> a personal archive file's name, sha256 (JSON)
 

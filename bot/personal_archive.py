@@ -31,12 +31,21 @@ from redis import Redis
 from bot import archive, sealing
 from bot.archive import ArchiveError, read_file
 from bot.files import sha256_of
-from bot.keys import glob_of, person_key, personal_count_key, personal_files_key, personal_pending_key, sealed_key
+from bot.keys import (
+    glob_of,
+    person_key,
+    personal_count_key,
+    personal_files_key,
+    personal_pending_key,
+    sealed_flows_key,
+    sealed_key,
+)
 from bot.ledger import commitment, pages, stored_fields
 from bot.states import CODES, base36, phone_of
 from bot.states import slot as state_slot
 
 if TYPE_CHECKING:
+    from bot.flows import Flow
     from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,26 @@ class _Number:
     entries: dict[str, list] = field(default_factory=dict)  # entry id -> [stored fields (JSON), at]
     names: list[str] = field(default_factory=list)  # their fields in the person's hash
     sids: list[str] = field(default_factory=list)  # the provider's ids of its inbound texts
+
+
+def register(redis: Redis, flows: Iterable[Flow]) -> None:
+    """Name each flow holding sealed lines under its sender, for the step script's replay check.
+
+    A text a voter sent, once archived, is known by its provider id in the number's seal record of
+    that flow. A flow later retired (its file removed) or moved to another sender is no longer among
+    those a text to this sender is checked against: the set keeps it there (bot/lua/step.lua).
+    Run after each upkeep, for flows sealed before the set existed as well.
+    """
+    flows = list(flows)
+    with redis.pipeline(transaction=False) as pipe:
+        for flow in flows:
+            pipe.exists(personal_files_key(flow.id))
+        held = pipe.execute()
+    with redis.pipeline(transaction=False) as pipe:
+        for flow, sealed in zip(flows, held, strict=True):
+            if sealed:
+                pipe.sadd(sealed_flows_key(flow.sender), flow.id)
+        pipe.execute()
 
 
 def move_pending(redis: Redis, flow_id: str, directory: Path | None) -> int:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot import Accord, archivist, personal_archive, sealing
+from bot import Accord, archivist, create_app, personal_archive, sealing
 from bot.keys import person_key, personal_pending_key
 from bot.states import base36
 from tests.conftest import SMS, answers, forget_answer, kept_answer
 from tests.test_archivist import run
+from tests.test_shared_sender import FLOW as SHARED_FLOW
 
 ROOT = Path(__file__).resolve().parent.parent
 VOTERS = [f"+336129800{n:02d}" for n in range(12)]
@@ -347,3 +348,29 @@ def test_lines_retention_left_behind_are_no_hidden_entries(accord, talked, clock
     accord.store.claim(flow, voter, window_open=True)
     archivist.keep_up(accord, above=0, keep=0)  # a new key: the old line opens under none
     assert "chain intact" in run(accord, "consent", "verify", "demo").output
+
+
+def test_a_text_archived_in_a_retired_flow_replayed_to_its_sender_changes_nothing(config, clock, redis_client,
+                                                                                 tmp_path: Path):
+    """Its seal record is in a flow no process loads any more; the flow asking now on that sender must
+    not take its "oui" as an answer."""
+    folder = tmp_path / "shared-sender"
+    folder.mkdir()
+    for flow_id, name in (("alpha", "Alpha"), ("beta", "Beta")):
+        (folder / f"{flow_id}.toml").write_text(SHARED_FLOW.format(id=flow_id, name=name), encoding="utf-8")
+    both = create_app(replace(config, flows_dir=folder), clock=clock)
+    accord = both.extensions["accord"]
+    for phone in VOTERS:
+        accord.store.claim(accord.flows["alpha"], phone, window_open=True)
+    SMS(both.test_client()).send(VOTERS[0], "oui", sid=YES)
+    archivist.keep_up(accord, above=5, keep=0)
+    assert not redis_client.exists(person_key(pid(accord, VOTERS[0])))  # its "oui" is in a sealed file only
+    (folder / "alpha.toml").unlink()  # alpha retired
+    beta_only = create_app(replace(config, flows_dir=folder), clock=clock)
+    later = beta_only.extensions["accord"]
+    beta = later.flows["beta"]
+    assert later.store.claim(beta, VOTERS[0], window_open=True, siblings=later.flows_for(beta.sender)).dest == "asked"
+    forget_answer(redis_client, YES)  # as 35 to 70 days do
+    ledger = later.store.ledger("beta")
+    assert answers(SMS(beta_only.test_client()).send(VOTERS[0], "oui", sid=YES)) == []
+    assert later.store.state(beta, VOTERS[0]) == "asked" and later.store.ledger("beta") == ledger

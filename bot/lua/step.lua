@@ -66,9 +66,19 @@ end
 -- "oui" would count as consent anew after a "non". (An objection was written above all the same:
 -- nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
+  local checked = {}
   for i = 1, #flows do
     local seal = get_seal(KEYS[7 * i - 4], phone)  -- those archived off Redis (bot/personal_archive.py)
     if seal and seal_names(seal, message_sid) then return refuse('replayed') end
+    checked[flows[i].id] = true
+  end
+  -- And in every other flow that sealed texts sent to this sender: one retired since, or moved to
+  -- another sender, still holds the texts answered then (bot/personal_archive.py register).
+  for _, id in ipairs(redis.call('SMEMBERS', 'accord:sealed-flows:' .. flows[1].sender)) do
+    if not checked[id] then
+      local seal = redis.call('HGET', 'accord:sealed:' .. id .. ':' .. string.sub(phone, -SUFFIX), slot(phone))
+      if seal and seal_names(seal, message_sid) then return refuse('replayed') end
+    end
   end
   local found = person_id()
   if found then

@@ -374,3 +374,24 @@ def test_a_text_archived_in_a_retired_flow_replayed_to_its_sender_changes_nothin
     ledger = later.store.ledger("beta")
     assert answers(SMS(beta_only.test_client()).send(VOTERS[0], "oui", sid=YES)) == []
     assert later.store.state(beta, VOTERS[0]) == "asked" and later.store.ledger("beta") == ledger
+
+
+def test_the_retention_of_one_flow_keeps_the_person_a_retired_flow_s_sealed_lines_are_read_by(
+        config, clock, redis_client, tmp_path: Path):
+    folder = tmp_path / "two-flows"
+    folder.mkdir()
+    for flow_id, name in (("alpha", "Alpha"), ("beta", "Beta")):
+        (folder / f"{flow_id}.toml").write_text(SHARED_FLOW.format(id=flow_id, name=name), encoding="utf-8")
+    both = create_app(replace(config, flows_dir=folder), clock=clock).extensions["accord"]
+    for flow_id in ("beta", "alpha"):  # beta asked and answered first; then alpha asks
+        for phone in VOTERS:
+            flow = both.flows[flow_id]
+            both.store.claim(flow, phone, window_open=True, siblings=both.flows_for(flow.sender))
+        both.store.step(both.flows_for("38000"), VOTERS[0], "no", inbound=True)
+    archivist.keep_up(both, above=0, keep=0)
+    assert not redis_client.exists(person_key(pid(both, VOTERS[0])))  # every entry sealed in files
+    (folder / "beta.toml").unlink()  # beta retired
+    later = create_app(replace(config, flows_dir=folder), clock=clock).extensions["accord"]
+    assert "beta" in later.store.person(VOTERS[0], ["beta"])
+    later.store.erase([later.flows["alpha"]], VOTERS[0], whole=False, objection=False)  # alpha's retention
+    assert list(later.store.person(VOTERS[0], ["beta"])) == ["beta"]  # beta's, still readable

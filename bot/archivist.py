@@ -45,6 +45,7 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
     if directory is None:
         return {}
     redis, trimmed = accord.store.redis, {}
+    personal_archive.list_sealed_flows(redis)
     for flow in accord.flows.values():
         held = redis.xlen(ledger_key(flow.id))
         pending = redis.scard(personal_pending_key(flow.id))
@@ -62,7 +63,6 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
             log.error("ledger of %s not archived: %s", flow.id, error)
         finally:
             redis.delete(lock_key(flow.id))
-    personal_archive.register(redis, accord.flows.values())
     return trimmed
 
 

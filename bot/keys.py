@@ -51,10 +51,14 @@ def sealed_key(flow_id: str, suffix: str) -> str:
     return key_for("sealed", flow_id, suffix)
 
 
-def sealed_flows_key(sender: str) -> str:
-    # set: the flows that sealed archived texts a voter sent to `sender` (bot/personal_archive.py register);
-    # the step script's replay check reads their seal records, flows no longer loaded included
-    return key_for("sealed-flows", sender)
+def sealed_flows_key() -> str:
+    # set: every flow that ever sealed archived entries (bot/personal_archive.py), loaded or not: the
+    # step script's replay check and erasure read their seal records
+    return key_for("sealed-flows")
+
+
+def sealed_flows_listed_key() -> str:
+    return key_for("sealed-flows", "listed")  # string: the flows sealed before the set existed are in it
 
 
 def personal_files_key(flow_id: str) -> str:

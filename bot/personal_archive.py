@@ -38,6 +38,7 @@ from bot.keys import (
     personal_files_key,
     personal_pending_key,
     sealed_flows_key,
+    sealed_flows_listed_key,
     sealed_key,
 )
 from bot.ledger import commitment, pages, stored_fields
@@ -45,7 +46,6 @@ from bot.states import CODES, base36, phone_of
 from bot.states import slot as state_slot
 
 if TYPE_CHECKING:
-    from bot.flows import Flow
     from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -118,24 +118,22 @@ class _Number:
     sids: list[str] = field(default_factory=list)  # the provider's ids of its inbound texts
 
 
-def register(redis: Redis, flows: Iterable[Flow]) -> None:
-    """Name each flow holding sealed lines under its sender, for the step script's replay check.
+def list_sealed_flows(redis: Redis) -> None:
+    """Name in one set every flow holding sealed lines, those sealed by earlier versions included.
 
     A text a voter sent, once archived, is known by its provider id in the number's seal record of
-    that flow. A flow later retired (its file removed) or moved to another sender is no longer among
-    those a text to this sender is checked against: the set keeps it there (bot/lua/step.lua).
-    Run after each upkeep, for flows sealed before the set existed as well.
+    its flow only. The replay check (bot/lua/step.lua) and erasure (bot/lua/erase.lua) must reach
+    the records of flows no process loads any more (retired), or that moved to another sender: they
+    read the set. `move` adds its flow before any record names a text; this adds those sealed before
+    the set existed, once for all (one SCAN).
     """
-    flows = list(flows)
-    with redis.pipeline(transaction=False) as pipe:
-        for flow in flows:
-            pipe.exists(personal_files_key(flow.id))
-        held = pipe.execute()
-    with redis.pipeline(transaction=False) as pipe:
-        for flow, sealed in zip(flows, held, strict=True):
-            if sealed:
-                pipe.sadd(sealed_flows_key(flow.sender), flow.id)
-        pipe.execute()
+    if redis.exists(sealed_flows_listed_key()):
+        return
+    held = [name.decode().rpartition(":")[2]
+            for name in redis.scan_iter(match=personal_files_key("*"), count=10_000)]
+    if held:
+        redis.sadd(sealed_flows_key(), *held)
+    redis.set(sealed_flows_listed_key(), "1")
 
 
 def move_pending(redis: Redis, flow_id: str, directory: Path | None) -> int:
@@ -197,6 +195,7 @@ def move(redis: Redis, flow_id: str, directory: Path, archived: Path) -> int:
                    json.dumps({"file": name, "sha256": sha256_of(path), "lines": len(sealed), "from": archived.name}))
     finally:
         Path(partial).unlink(missing_ok=True)
+    redis.sadd(sealed_flows_key(), flow_id)  # before any seal record names a line or a text (list_sealed_flows)
     moved = 0
     for start in range(0, len(sealed), 500):
         keys: list[str] = []

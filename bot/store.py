@@ -124,7 +124,6 @@ class Store:
     # archive_dir. None: none were moved there by this deployment, nothing is read there.
     personal_dir: Path | None = None
     _named: set[str] = field(default_factory=set, repr=False)  # content hashes whose texts resolve (_name)
-    _ever: set[str] | None = field(default=None, repr=False)  # flows that ever held a number (_flows_ever)
 
     def __post_init__(self) -> None:
         self.digest = Pseudonyms(self.suppression_secret)  # the keyed HMAC that stands for a number
@@ -688,8 +687,8 @@ class Store:
             keys += [*self._messages(sid)[:2], legacy_out_key(sid)]
         # The flows not erased here: one still holding a state of the number keeps its person, whose
         # entries there may all be archived (bot/personal_archive.py), none left in the person's hash.
-        # Retired flows too: their sealed lines open under the person id, until their own purge.
-        kept = [] if whole else sorted({*self.flows, *self._flows_ever()} - {flow.id for flow in flows})
+        # Retired flows too, those that sealed lines (erase.lua reads them): those open under the person id.
+        kept = [] if whole else sorted(set(self.flows) - {flow.id for flow in flows})
         report = _text(self._erase(keys=keys, args=[*args, *sorted(sids), *kept]))
         self._forget_pages(digest)
         pairs = (item.partition("=") for item in report.split(",") if item)
@@ -712,16 +711,6 @@ class Store:
                     return
                 except WatchError:  # a link given meanwhile: read the index again
                     continue
-
-    def _flows_ever(self) -> set[str]:
-        """Return the id of every flow that ever held a number (a funnel each); one SCAN a process.
-
-        A flow retired since the SCAN was loaded by this process, and is in `self.flows`.
-        """
-        if self._ever is None:
-            self._ever = {_text(name).rpartition(":")[2]
-                          for name in self.redis.scan_iter(match=funnel_key("*"), count=10_000)}
-        return self._ever
 
     def retired(self, loaded: Collection[str]) -> list[Retired]:
         """Return the flows not in `loaded` (their file removed) whose numbers Redis still holds.

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import Accord, archivist, create_app, personal_archive, sealing
+from bot import Accord, archivist, personal_archive, sealing
 from bot.keys import person_key, personal_pending_key
 from bot.states import base36
 from tests.conftest import SMS, answers, forget_answer, kept_answer
 from tests.test_archivist import run
-from tests.test_shared_sender import FLOW as SHARED_FLOW
 
 ROOT = Path(__file__).resolve().parent.parent
 VOTERS = [f"+336129800{n:02d}" for n in range(12)]
@@ -349,49 +348,3 @@ def test_lines_retention_left_behind_are_no_hidden_entries(accord, talked, clock
     archivist.keep_up(accord, above=0, keep=0)  # a new key: the old line opens under none
     assert "chain intact" in run(accord, "consent", "verify", "demo").output
 
-
-def test_a_text_archived_in_a_retired_flow_replayed_to_its_sender_changes_nothing(config, clock, redis_client,
-                                                                                 tmp_path: Path):
-    """Its seal record is in a flow no process loads any more; the flow asking now on that sender must
-    not take its "oui" as an answer."""
-    folder = tmp_path / "shared-sender"
-    folder.mkdir()
-    for flow_id, name in (("alpha", "Alpha"), ("beta", "Beta")):
-        (folder / f"{flow_id}.toml").write_text(SHARED_FLOW.format(id=flow_id, name=name), encoding="utf-8")
-    both = create_app(replace(config, flows_dir=folder), clock=clock)
-    accord = both.extensions["accord"]
-    for phone in VOTERS:
-        accord.store.claim(accord.flows["alpha"], phone, window_open=True)
-    SMS(both.test_client()).send(VOTERS[0], "oui", sid=YES)
-    archivist.keep_up(accord, above=5, keep=0)
-    assert not redis_client.exists(person_key(pid(accord, VOTERS[0])))  # its "oui" is in a sealed file only
-    (folder / "alpha.toml").unlink()  # alpha retired
-    beta_only = create_app(replace(config, flows_dir=folder), clock=clock)
-    later = beta_only.extensions["accord"]
-    beta = later.flows["beta"]
-    assert later.store.claim(beta, VOTERS[0], window_open=True, siblings=later.flows_for(beta.sender)).dest == "asked"
-    forget_answer(redis_client, YES)  # as 35 to 70 days do
-    ledger = later.store.ledger("beta")
-    assert answers(SMS(beta_only.test_client()).send(VOTERS[0], "oui", sid=YES)) == []
-    assert later.store.state(beta, VOTERS[0]) == "asked" and later.store.ledger("beta") == ledger
-
-
-def test_the_retention_of_one_flow_keeps_the_person_a_retired_flow_s_sealed_lines_are_read_by(
-        config, clock, redis_client, tmp_path: Path):
-    folder = tmp_path / "two-flows"
-    folder.mkdir()
-    for flow_id, name in (("alpha", "Alpha"), ("beta", "Beta")):
-        (folder / f"{flow_id}.toml").write_text(SHARED_FLOW.format(id=flow_id, name=name), encoding="utf-8")
-    both = create_app(replace(config, flows_dir=folder), clock=clock).extensions["accord"]
-    for flow_id in ("beta", "alpha"):  # beta asked and answered first; then alpha asks
-        for phone in VOTERS:
-            flow = both.flows[flow_id]
-            both.store.claim(flow, phone, window_open=True, siblings=both.flows_for(flow.sender))
-        both.store.step(both.flows_for("38000"), VOTERS[0], "no", inbound=True)
-    archivist.keep_up(both, above=0, keep=0)
-    assert not redis_client.exists(person_key(pid(both, VOTERS[0])))  # every entry sealed in files
-    (folder / "beta.toml").unlink()  # beta retired
-    later = create_app(replace(config, flows_dir=folder), clock=clock).extensions["accord"]
-    assert "beta" in later.store.person(VOTERS[0], ["beta"])
-    later.store.erase([later.flows["alpha"]], VOTERS[0], whole=False, objection=False)  # alpha's retention
-    assert list(later.store.person(VOTERS[0], ["beta"])) == ["beta"]  # beta's, still readable

@@ -114,11 +114,20 @@ end
 -- The person goes once nothing of theirs is left: another flow's entry still there keeps them (only
 -- a 'pid' field, which earlier versions wrote, may be left over), and so does another flow's state,
 -- its entries maybe all archived, sealed under the person id (bot/personal_archive.py).
+-- Every flow that sealed lines counts, loaded or not: a retired flow's open under the person id until
+-- its own purge (bot/personal_archive.py list_sealed_flows).
 local left = pkey and redis.call('HLEN', pkey) or 0
 local kept = false
-for n = 8 + 4 * flows + sids + 1, whole and 0 or #ARGV do
-  local other = 'accord:state:' .. ARGV[n] .. ':' .. string.sub(phone, -SUFFIX)
-  if redis.call('HEXISTS', other, slot(phone)) == 1 then kept = true end
+if not whole then
+  local erased_here, others = {}, redis.call('SMEMBERS', 'accord:sealed-flows')
+  for i = 1, flows do erased_here[ARGV[8 + 4 * (i - 1)]] = true end
+  for n = 8 + 4 * flows + sids + 1, #ARGV do others[#others + 1] = ARGV[n] end
+  for _, id in ipairs(others) do
+    if not erased_here[id] and redis.call('HEXISTS', 'accord:state:' .. id .. ':' .. string.sub(phone, -SUFFIX),
+                                          slot(phone)) == 1 then
+      kept = true
+    end
+  end
 end
 if pkey and (whole or ((left == 0 or (left == 1 and redis.call('HEXISTS', pkey, 'pid') == 1)) and not kept)) then
   redis.call('DEL', pkey)

@@ -72,11 +72,11 @@ if message_sid ~= '' and plan.event == 'in' then
     if seal and seal_names(seal, message_sid) then return refuse('replayed') end
     checked[flows[i].id] = true
   end
-  -- And in every other flow that sealed texts sent to this sender: one retired since, or moved to
-  -- another sender, still holds the texts answered then (bot/personal_archive.py register).
-  for _, id in ipairs(redis.call('SMEMBERS', 'accord:sealed-flows:' .. flows[1].sender)) do
+  -- And in every other flow that ever sealed texts: one retired since, or on another sender now,
+  -- still holds those answered then (bot/personal_archive.py list_sealed_flows).
+  for _, id in ipairs(redis.call('SMEMBERS', 'accord:sealed-flows')) do
     if not checked[id] then
-      local seal = redis.call('HGET', 'accord:sealed:' .. id .. ':' .. string.sub(phone, -SUFFIX), slot(phone))
+      local seal = seal_in(id, phone)
       if seal and seal_names(seal, message_sid) then return refuse('replayed') end
     end
   end

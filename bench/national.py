@@ -122,10 +122,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         # those it fills (seal records) are.
         projections = families.projections(client, snaps["start"], snaps["asked 1" + KEPT_UP],
                                            snaps["asked 2" + KEPT_UP], run.numbers["asked 1"], run.numbers["asked 2"])
-        # The answers' own hashes, as full as --yes-share of 34M numbers answering makes them.
+        # The answers' own hashes, and those knowing each inbound text for good, as full as --yes-share
+        # of 34M numbers answering makes them.
         answered = families.projections(client, snaps["asked 2" + KEPT_UP], snaps["answered 1" + KEPT_UP],
                                         snaps["answered 2" + KEPT_UP], middle, len(yes),
-                                        round(families.NATIONAL * args.yes_share), bucketed=["accord:answered:*"])
+                                        round(families.NATIONAL * args.yes_share),
+                                        bucketed=["accord:answered:*", "accord:seen:*"])
         projections |= {f"answered: {name}": found for name, found in answered.items()}
         run.verify_ledger()
         funnel = run.rig.accord.store.funnel(run.flow)

@@ -96,6 +96,22 @@ def answered_key(generation: int, message_sid: str) -> str:
     return key_for("answered", str(generation), hashlib.sha1(message_sid.encode()).hexdigest()[:ANSWER_BUCKETS])
 
 
+SEEN_BUCKET = 4  # hex digits of an inbound text's keyed digest naming its hash in the seen family: 65,536
+SEEN_FIELD = 16  # hex digits after those naming its field: 80 bits in all, no two texts of a campaign alike
+
+
+def seen_slot(digest: str) -> tuple[str, str]:
+    """Return the hash and field that say an inbound text was processed, for good, from its id's keyed digest.
+
+    The answers kept under a text's id (answered_key) go after 35 to 70 days, and the entries and
+    seal records that hold it go with the number's retention: a signed request replayed after that
+    would be a fresh answer, to whichever flow asks the number then. This record stays: a keyed
+    digest of the provider's id (bot/pseudonyms.py), no number, nothing the provider's own records
+    could be matched against without the key. bot/lua/step.lua names it the same way.
+    """
+    return key_for("seen", digest[:SEEN_BUCKET]), digest[SEEN_BUCKET:SEEN_BUCKET + SEEN_FIELD]
+
+
 def funnel_key(flow_id: str) -> str:
     return key_for("funnel", flow_id)  # hash: counts per state, per event, open questions per hour
 

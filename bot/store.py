@@ -30,6 +30,8 @@ from bot.keys import (
     ANSWER_BUCKETS,
     MESSAGE_PERIOD,
     OUTBOX_KEY,
+    SEEN_BUCKET,
+    SEEN_FIELD,
     SUBJECT_BUCKET,
     SUBJECT_FIELD,
     admitted_key,
@@ -178,6 +180,7 @@ class Store:
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
                                       "-" if region is None else region, detail, in_flight or "", ttl,
+                                      self.seen_digest(message_sid) if message_sid and inbound else "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -192,6 +195,10 @@ class Store:
         return Outcome(answer["flow"], answer["from"], answer["to"],
                        tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""),
                        unreadable)
+
+    def seen_digest(self, message_sid: str) -> str:
+        """Return the keyed digest an inbound text is known by for good, from its provider's id (keys.seen_slot)."""
+        return self.digest(f"inbound text:{message_sid}")
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),
               region: str = "", origin: str = "") -> Outcome:
@@ -967,6 +974,7 @@ def lua(*names: str) -> str:
     """Return the Lua source of the named scripts, joined (the helpers come first)."""
     return (states.lua_codes() + f"local SUBJECT_BUCKET, SUBJECT_FIELD = {SUBJECT_BUCKET}, {SUBJECT_FIELD}\n"
             + f"local ANSWER_BUCKETS, ANSWER_PERIOD = {ANSWER_BUCKETS}, {MESSAGE_PERIOD}\n"
+            + f"local SEEN_BUCKET, SEEN_FIELD = {SEEN_BUCKET}, {SEEN_FIELD}\n"
             + "\n".join((LUA / f"{name}.lua").read_text() for name in names))
 
 

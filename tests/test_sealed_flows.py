@@ -1,5 +1,6 @@
 """Flows that sealed archived texts, whether loaded, retired or moved to another sender: a replayed text
-is still known, and the person id their lines open under stays while one of them holds the number."""
+is still known, and the person id their lines open under stays while one of them holds the number. Once
+the flow has erased the number, its texts are still known, by a record that holds no number."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from flask import Flask
 
 from bot import Accord, archivist, create_app, rights
-from bot.keys import person_key, sealed_flows_key, sealed_flows_listed_key
+from bot.keys import person_key, sealed_flows_key, sealed_flows_listed_key, seen_slot
 from tests.conftest import SMS, answers, forget_answer
 from tests.test_personal_archive import VOTERS, YES, pid
 from tests.test_shared_sender import FLOW
@@ -167,3 +168,21 @@ def test_once_the_retired_flow_is_purged_too_no_person_id_is_left(config, clock,
     rights.purge(later)  # alpha's numbers past retention; beta, retired, keeps nothing
     assert later.store.pid(later.store.digest(VOTER)) is None
     assert later.store.person(VOTER, ["beta"]) == {}
+
+
+@pytest.mark.parametrize("archived", [True, False], ids=["sealed", "in Redis"])
+def test_a_text_replayed_once_its_retired_flow_is_purged_changes_nothing(config, clock, folder, redis_client,
+                                                                         archived):
+    write(folder, "alpha")
+    write(folder, "beta")
+    _, accord = alpha_answered(config, clock, folder)
+    if archived:
+        sealed(accord)
+    (folder / "alpha.toml").unlink()
+    app, later = serve(config, clock, folder)
+    rights.purge(later)  # a retired flow keeps nothing: the number's entries and seal record go
+    assert later.store.pid(later.store.digest(VOTER)) is None
+    beta_asks_and_the_oui_is_replayed(app, later)
+    assert redis_client.hexists(*seen_slot(later.store.seen_digest(YES)))
+    held = b"".join(redis_client.dump(key) or b"" for key in redis_client.scan_iter(match="accord:seen:*"))
+    assert VOTER[1:].encode() not in held and YES.encode() not in held

@@ -6,13 +6,17 @@
 -- as states store it (whole seconds and milliseconds, base 36) and its hour (hours since 1970), and
 -- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
 -- follows the event of a step no text brought ('' for none: see Store.claim), the in-flight entry a
--- release expects ('' for none: see below), the seconds the hash of answers has left to live, then
--- the days of bot/lua/answers.lua.
+-- release expects ('' for none: see below), the seconds the hash of answers has left to live, the
+-- keyed digest an inbound text is known by for good ('' for none: bot/keys.py seen_slot), then the
+-- days of bot/lua/answers.lua.
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now_s36, now_ms36, now_hour, given_region, detail = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local seen = ARGV[14]
+local seen_key, seen_field = 'accord:seen:' .. string.sub(seen, 1, SEEN_BUCKET),
+  string.sub(seen, SEEN_BUCKET + 1, SEEN_BUCKET + SEEN_FIELD)
 if message_sid ~= '' then
   local seen = answered(KEYS[1], message_sid)
   if seen then return seen end
@@ -66,6 +70,9 @@ end
 -- "oui" would count as consent anew after a "non". (An objection was written above all the same:
 -- nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
+  -- Known for good, once processed: its answer, entries and seal records may all be gone since.
+  if seen ~= '' and redis.call('HEXISTS', seen_key, seen_field) == 1 then return refuse('replayed') end
+  -- Texts processed before that record was kept: by the entries and seal records holding their id.
   local checked = {}
   for i = 1, #flows do
     local seal = get_seal(KEYS[7 * i - 4], phone)  -- those archived off Redis (bot/personal_archive.py)
@@ -227,5 +234,6 @@ local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says
 if message_sid ~= '' then
   redis.call('HSET', KEYS[1], message_sid, answer)
   redis.call('EXPIRE', KEYS[1], ARGV[13])
+  if seen ~= '' then redis.call('HSET', seen_key, seen_field, '1') end
 end
 return answer

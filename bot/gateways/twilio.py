@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client
 
 from bot.config import SEND_CONCURRENCY
 from bot.gateways import SendError
+from bot.gateways.twilio_http import PooledHttpClient, TransportError
 
 _MAX_PAGE_SIZE = 1000  # Twilio's ceiling for PageSize
-
-
-class _SharedHttpClient(TwilioHttpClient):
-    """Twilio's HTTP client, for the sending threads of a worker to share.
-
-    Its `request` keeps each response on the client, then returns the one kept: in between,
-    another thread's response could take its place, and its sid be recorded for the wrong number.
-    Here each thread keeps its own.
-    """
-
-    def __init__(self, *, timeout: float) -> None:
-        self._kept = threading.local()
-        super().__init__(timeout=timeout)
-
-    @property  # type: ignore[override]
-    def _test_only_last_response(self) -> Response | None:
-        return getattr(self._kept, "response", None)
-
-    @_test_only_last_response.setter
-    def _test_only_last_response(self, response: Response | None) -> None:
-        self._kept.response = response
 
 
 class TwilioGateway:
@@ -50,13 +25,8 @@ class TwilioGateway:
         self, account_sid: str, auth_token: str, *, api_url: str = "https://api.twilio.com",
         timeout: float = 10.0, concurrency: int = SEND_CONCURRENCY,
     ) -> None:
-        http = _SharedHttpClient(timeout=timeout)
-        # One pool of connections as large as the sends in flight: past its size, a connection
-        # would be closed after one use ("Connection pool is full, discarding connection").
-        assert http.session is not None
-        adapter = HTTPAdapter(pool_maxsize=concurrency)
-        http.session.mount("https://", adapter)
-        http.session.mount("http://", adapter)
+        # One pool of connections as large as the sends in flight, shared by the sending threads.
+        http = PooledHttpClient(timeout=timeout, maxsize=concurrency)
         self.client = Client(account_sid, auth_token, http_client=http)
         # Every api.twilio.com URL (create, list, and each next_page_uri list follows) is built from this.
         self.client.api.base_url = api_url
@@ -80,7 +50,7 @@ class TwilioGateway:
                 validity_period=validity_period,
                 status_callback=status_callback,
             )
-        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+        except (TwilioException, TransportError) as exc:
             raise _send_error(exc) from exc
         return str(message.sid)
 
@@ -96,7 +66,7 @@ class TwilioGateway:
             messages = self.client.messages.list(
                 to=to, date_sent_after=since.astimezone(UTC), limit=limit, page_size=min(limit, page_size)
             )
-        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+        except (TwilioException, TransportError) as exc:
             raise _send_error(exc) from exc
         received = [
             {"sid": m.sid, "from": m.from_, "to": m.to, "body": m.body, "date_sent": m.date_sent}
@@ -120,7 +90,7 @@ class TwilioGateway:
             # A Messaging Service picks the number each text goes from: its texts are found by their service.
             messages = self.client.messages.list(to=to, from_=None if service else sender, limit=at_most,
                                                  page_size=at_most)
-        except (TwilioException, requests.ConnectionError, requests.Timeout) as exc:
+        except (TwilioException, TransportError) as exc:
             raise _send_error(exc) from exc
         taken = [(str(m.sid), m.date_created, m.body or "") for m in messages
                  if (m.direction or "").startswith("outbound") and m.date_created is not None
@@ -142,4 +112,4 @@ def _send_error(exc: Exception) -> SendError:
         except ValueError:
             body = {}
         return SendError(body.get("code"), response.status_code, body.get("message", str(exc.args[0])))
-    return SendError(None, None, str(exc))
+    return SendError(None, None, str(exc))  # no answer (TransportError): no status, so retryable

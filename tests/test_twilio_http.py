@@ -7,6 +7,7 @@ failure of the transport must come out of the gateway as a SendError, never as u
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 import ssl
@@ -215,10 +216,13 @@ def test_threads_sharing_a_gateway_each_get_the_sid_of_their_own_text_over_kept_
     threads, rounds = 32, 3
     got: dict[str, str] = {}
 
+    kept: dict[str, str] = {}  # the response each thread finds kept after its own send
+
     def send(phones: list[str], start: threading.Barrier) -> None:
         start.wait()
         for phone in phones:
             got[phone] = gateway.send(phone, "Bonjour", sender=SHORT_CODE)
+            kept[phone] = json.loads(gateway.client.http_client._test_only_last_response.text)["sid"]
 
     start = threading.Barrier(threads)
     workers = [threading.Thread(target=send, args=([f"+3367{t:03d}{r:04d}" for r in range(rounds)], start))
@@ -233,7 +237,7 @@ def test_threads_sharing_a_gateway_each_get_the_sid_of_their_own_text_over_kept_
     finally:
         sys.setswitchinterval(interval)
     assert len(got) == threads * rounds
-    assert got == {message["to"]: message["sid"] for message in server.messages}
+    assert got == {message["to"]: message["sid"] for message in server.messages} == kept
     pool = gateway.client.http_client.pool_for(server.base_url).connection_from_url(server.base_url)
     assert pool.num_requests == threads * rounds and pool.num_connections <= threads  # kept alive, reused
 

@@ -56,7 +56,8 @@ class PooledHttpClient(HttpClient):
         self._timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout)
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
         # One pool per host of at most `maxsize` idle connections: past it, a connection would be
-        # closed after one use ("Connection pool is full, discarding connection").
+        # closed after one use ("Connection pool is full, discarding connection"). No retries:
+        # a POST retried blindly can send a text twice; the worker decides.
         self._options: dict[str, Any] = {"maxsize": maxsize, "block": False, "retries": False,
                                          "timeout": self._timeout, "cert_reqs": "CERT_REQUIRED",
                                          "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle}
@@ -100,8 +101,9 @@ class PooledHttpClient(HttpClient):
         if auth is not None:
             headers["Authorization"] = "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode("latin-1")).decode()
         try:
+            # retries=False (the pools') already hands a redirect back as it came; redirect=False says so here.
             answer = self.pool_for(url).urlopen(method, url, body=body, headers=headers, timeout=limits,
-                                                retries=False, redirect=False, preload_content=True)
+                                                redirect=False, preload_content=True)
         except urllib3.exceptions.LocationValueError:
             raise  # a malformed URL is a setting's mistake, not a request that went astray
         except urllib3.exceptions.HTTPError as exc:

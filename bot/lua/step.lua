@@ -18,8 +18,8 @@ local seen = ARGV[14]
 local seen_key, seen_field = 'accord:seen:' .. string.sub(seen, 1, SEEN_BUCKET),
   string.sub(seen, SEEN_BUCKET + 1, SEEN_BUCKET + SEEN_FIELD)
 if message_sid ~= '' then
-  local seen = answered(KEYS[1], message_sid)
-  if seen then return seen end
+  local kept = answered(KEYS[1], message_sid)
+  if kept then return answer_of(kept) end
 end
 begin(KEYS[2], digest, ARGV[6])
 local open, flows = plan.open, plan.flows
@@ -232,7 +232,10 @@ save_heads()
 if next(unreadable) == nil then unreadable = nil end  -- kept for every text: no empty field in it
 local answer = cjson.encode({flow = flows[chosen].id, from = from, to = to, says = says, unreadable = unreadable})
 if message_sid ~= '' then
-  redis.call('HSET', KEYS[1], message_sid, answer)
+  -- Kept short (see answer_of in ledger.lua); one naming unreadable records, whole.
+  local kept = answer
+  if unreadable == nil then kept = flows[chosen].id .. '|' .. from .. '|' .. to .. '|' .. table.concat(says, ',') end
+  redis.call('HSET', KEYS[1], message_sid, kept)
   redis.call('EXPIRE', KEYS[1], ARGV[13])
   if seen ~= '' then redis.call('HSET', seen_key, seen_field, '1') end
 end

@@ -15,7 +15,9 @@ backed-up storage): a file missing there is a hole in the chain `consent verify`
 
 from __future__ import annotations
 
+import glob
 import logging
+import time
 from pathlib import Path
 
 from redis import ResponseError
@@ -54,6 +56,7 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
         if not redis.set(lock_key(flow.id), "1", nx=True, ex=LOCK_SECONDS):
             continue  # another worker is at it
         try:
+            sweep_partials(directory, flow.id)
             if held > above:
                 trimmed[flow.id] = _archive(accord, flow.id, directory, max(keep, held - at_once))
             # What this upkeep archived, and what one interrupted left: files stay pending until moved.
@@ -64,6 +67,30 @@ def keep_up(accord: Accord, *, above: int = ARCHIVE_ABOVE, keep: int = ARCHIVE_K
         finally:
             redis.delete(lock_key(flow.id))
     return trimmed
+
+
+def sweep_partials(directory: Path, flow_id: str, *, now: float | None = None) -> list[str]:
+    """Delete the half-written files a worker killed while archiving the flow left; return their names.
+
+    A file is written under a hidden ".partial" name, then renamed once whole: one still there was
+    cut short (its entries stay in Redis, the segment pending) and is read by nothing. The personal
+    ones hold sealed lines that open under keys Redis still has. Run under the flow's lock; a file
+    touched within the lock's lifetime may be a live worker's, and is left.
+    """
+    cutoff = (time.time() if now is None else now) - LOCK_SECONDS
+    swept = []
+    for kind in ("ledger", "personal"):
+        for path in map(Path, glob.glob(str(directory / f".{kind}.{glob.escape(flow_id)}.*.partial"))):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept.append(path.name)
+            except FileNotFoundError:
+                continue
+    if swept:
+        log.warning("flow %s: removed %d file(s) an interrupted archiving left: %s", flow_id, len(swept),
+                    ", ".join(sorted(swept)))
+    return swept
 
 
 def _archive(accord: Accord, flow_id: str, directory: Path, keep: int) -> int:

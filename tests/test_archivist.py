@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,20 @@ def test_an_access_request_shows_the_times_of_archived_entries(accord, talked):
     shown = run(accord, "person", "show", VOTERS[0]).output
     assert "archived" not in shown
     assert "2026-12-01T" in shown and "in:YES" in shown and "ask" in shown
+
+
+def test_files_a_killed_archiving_left_half_written_are_removed_by_the_next_upkeep(accord, talked, config):
+    folder = config.archive_dir
+    folder.mkdir(parents=True)
+    old = time.time() - archivist.LOCK_SECONDS - 60
+    left = {name: folder / name for name in (".ledger.demo.k1ll3d00.partial", ".personal.demo.k1ll3d01.partial",
+                                              ".personal.demo.wr1t1ng0.partial", ".personal.demo-2.k1ll3d02.partial")}
+    for name, path in left.items():
+        path.write_bytes(b'{"pid": "0123456789abcdef", "sealed": "..."}\n')
+        if "wr1t1ng" not in name:
+            os.utime(path, (old, old))  # a worker killed more than a lock's lifetime ago
+    archivist.keep_up(accord, above=5, keep=3)
+    assert not left[".ledger.demo.k1ll3d00.partial"].exists()
+    assert not left[".personal.demo.k1ll3d01.partial"].exists()
+    assert left[".personal.demo.wr1t1ng0.partial"].exists()  # touched lately: maybe a live worker's
+    assert left[".personal.demo-2.k1ll3d02.partial"].exists()  # another flow's: its own upkeep sweeps it

@@ -41,7 +41,8 @@ def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str
     reply = classify(body, flows[0].language)
     outcome = store.step(flows, phone, REPLY_TRIGGERS[reply], body=body[:MAX_BODY],
                          message_sid=message_sid, inbound=True, shut=shut_regions(flows, store.clock()))
-    if reply is Reply.DATA:
+    # Not to a text processed before: whoever replays a captured request would get the voter's page.
+    if reply is Reply.DATA and not outcome.refused and not outcome.replayed:
         link = voter_access.answer(store, flows, phone=phone, message_sid=message_sid)
         if link:
             return replace(outcome, texts=(*outcome.texts, link))

@@ -11,6 +11,12 @@ days). They now carry a stored batch's id (bot/batches.py): `migrate_jobs` moves
 jobs still queued, deferred or failed into batches, and deletes finished ones. Until it runs, a
 worker still sends such a job, and `round resume` and `round start` store what an earlier version
 left parked or admitted.
+
+Each inbound text is now known for good by a keyed digest of its id (bot/keys.py seen_slot), which
+erasure and retention leave: a signed request replayed after them changes nothing. `migrate_seen`
+records so the texts an earlier version processed whose id Redis still holds (kept answers,
+entries, seal records). Until it runs, those are known by their entries as before, only while the
+flow holds the number.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from collections.abc import Iterable
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
 
-from bot import Accord, states
+from bot import Accord, ledger, sealing, states
 from bot.batches import Batches
-from bot.keys import legacy_state_key
+from bot.keys import key_for, legacy_state_key, seen_slot
 from bot.sending import queue_for
-from bot.store import Store
+from bot.store import GLOBAL_SID, Store
 
 BATCH = 1000
 
@@ -125,3 +131,42 @@ def _carried(job: Job | None) -> str | None:
         return None
     last = job.args[-1] if job.args else None
     return last if isinstance(last, str) and last.startswith("+") else None
+
+
+def migrate_seen(store: Store) -> int:
+    """Record as known for good every inbound text whose id Redis holds; return how many were not yet.
+
+    The ids are in the answers kept 35 to 70 days (and an earlier version's key of its own), in
+    the inbound entries of person hashes, and in seal records once archived. Only ids unique for
+    good are kept so (Store.seen_digest). Safe to run again: a digest is written the same way twice.
+    """
+    found: set[str] = set()
+    for key in store.redis.scan_iter(match=key_for("answered", "*"), count=10_000):
+        found.update(_text(sid) for sid in store.redis.hkeys(key))
+    for key in store.redis.scan_iter(match=key_for("sid", "*"), count=10_000):
+        found.add(_text(key).partition("accord:sid:")[2])
+    for key in store.redis.scan_iter(match=key_for("person", "*"), count=10_000):
+        for raw in store.redis.hvals(key):
+            try:
+                fields = ledger.stored_fields(raw)
+            except ValueError:
+                continue
+            if str(fields.get("event", "")).startswith("in:") and fields.get("sid"):
+                found.add(str(fields["sid"]))
+    for key in store.redis.scan_iter(match=key_for("sealed", "*"), count=10_000):
+        for raw in store.redis.hvals(key):
+            seal = sealing.parse(raw)
+            if seal is not None:
+                found.update(seal.sids)
+    kept = sorted(sid for sid in found if GLOBAL_SID.fullmatch(sid))
+    recorded = 0
+    for start in range(0, len(kept), BATCH):
+        with store.redis.pipeline(transaction=False) as pipe:
+            for sid in kept[start:start + BATCH]:
+                pipe.hset(*seen_slot(store.seen_digest(sid)), "1")
+            recorded += sum(pipe.execute())
+    return recorded
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -74,6 +74,7 @@ from bot.windows import REGIONS
 log = logging.getLogger(__name__)
 LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days at least
+GLOBAL_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")  # a Twilio message sid: "SM" or "MM", then 128 random bits
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
 COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
 BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
@@ -96,6 +97,7 @@ class Outcome:
     texts: tuple[str, ...] = ()
     refused: str = ""
     unreadable: tuple[str, ...] = ()  # flows whose record of the number could not be read
+    replayed: bool = False  # a text processed before: its first answer again, or refused
 
     @property
     def changed(self) -> bool:
@@ -180,7 +182,8 @@ class Store:
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
                                       "-" if region is None else region, detail, in_flight or "", ttl,
-                                      self.seen_digest(message_sid) if message_sid and inbound else "",
+                                      self.seen_digest(message_sid) if inbound and GLOBAL_SID.fullmatch(message_sid)
+                                      else "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -194,10 +197,15 @@ class Store:
         says = (answer.get("says") or ()) if flow else ()  # an empty Lua table comes back as {}
         return Outcome(answer["flow"], answer["from"], answer["to"],
                        tuple(flow.texts.say(key) for key in says) if flow else (), answer.get("refused", ""),
-                       unreadable)
+                       unreadable, bool(answer.get("replayed")))
 
     def seen_digest(self, message_sid: str) -> str:
-        """Return the keyed digest an inbound text is known by for good, from its provider's id (keys.seen_slot)."""
+        """Return the keyed digest an inbound text is known by for good, from its provider's id (keys.seen_slot).
+
+        Only ids unique the world over and for good are kept so (GLOBAL_SID: Twilio's): two texts
+        sharing one would have the second refused. OVHcloud's are numbers of an account's own, which
+        a deployment's next account may give again; its texts are known by their entries, as before.
+        """
         return self.digest(f"inbound text:{message_sid}")
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),

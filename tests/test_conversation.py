@@ -157,6 +157,45 @@ def test_a_text_replayed_after_its_sid_is_forgotten_still_changes_nothing(sms: S
     assert state(accord, flow) == "declined" and accord.store.ledger(flow.id) == ledger
 
 
+def test_a_stop_replayed_after_its_sid_is_forgotten_does_not_take_back_a_later_start(sms: SMS, accord, flow, asked,
+                                                                                      redis_client):
+    stop = "SM" + "5" * 32
+    sms.send(asked, "STOP", sid=stop)
+    assert answers(sms.send(asked, "START")) == [flow.texts.consent_request]
+    forget_answer(redis_client, stop)
+    ledger = accord.store.ledger(flow.id)
+    assert answers(sms.send(asked, "STOP", sid=stop)) == []
+    assert not accord.store.is_suppressed(flow, asked) and accord.store.ledger(flow.id) == ledger
+    assert answers(sms.send(asked, "oui")) == [flow.texts.confirmation, flow.texts.content[0]]
+
+
+def test_the_answer_kept_under_a_text_s_id_is_short_and_answers_a_retry_the_same(sms: SMS, asked, redis_client):
+    yes, other = "SM" + "9" * 32, "SM" + "8" * 32
+    first = sms.send(asked, "oui", sid=yes).data
+    assert kept_answer(redis_client, yes)[0] == b"demo|asked|consented|confirmation,content"
+    assert sms.send(asked, "oui", sid=yes).data == first
+    said_nothing = sms.send(asked, "merci", sid=other).data
+    assert kept_answer(redis_client, other)[0] == b"demo|consented|consented|"
+    assert sms.send(asked, "merci", sid=other).data == said_nothing
+
+
+def test_an_answer_an_earlier_version_kept_as_json_answers_a_retry(sms: SMS, flow, asked, redis_client):
+    yes = "SM" + "7" * 32
+    first = sms.send(asked, "oui", sid=yes).data
+    for key in redis_client.scan_iter(match="accord:answered:*"):
+        if redis_client.hexists(key, yes):
+            redis_client.hset(key, yes, json.dumps({"flow": "demo", "from": "asked", "to": "consented",
+                                                    "says": ["confirmation", "content"]}))
+    assert sms.send(asked, "oui", sid=yes).data == first
+
+
+def test_only_ids_unique_for_good_are_known_for_good(accord, flow, asked, redis_client):
+    accord.store.step([flow], asked, "yes", inbound=True, message_sid="OVH1234567")  # OVHcloud's: an account's own
+    assert not list(redis_client.scan_iter(match="accord:seen:*"))
+    accord.store.step([flow], asked, "yes", inbound=True, message_sid="SM" + "6" * 32)
+    assert len(list(redis_client.scan_iter(match="accord:seen:*"))) == 1
+
+
 def test_a_text_retried_in_the_next_generation_of_answers_gets_the_same_answer(sms: SMS, accord, flow, asked,
                                                                                clock: Clock, redis_client):
     # Answers sit in a hash per 35-day generation: a retry just after the turn finds the one before.

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 from click.testing import CliRunner
 
-from bot import Accord, create_server_app, states
+from bot import Accord, archivist, create_server_app, states
 from bot.cli import Services, main
+from bot.keys import seen_slot
 from bot.migrate import LegacyLayoutError
-from tests.conftest import SMS, Clock
+from tests.conftest import SMS, Clock, answers, forget_answer, kept_answer
 
 ASKED, CONSENTED = "+33612345678", "+33698765432"
 
@@ -89,3 +92,35 @@ def test_hashes_of_four_digits_are_refused_then_moved_to_those_of_five(accord, f
     assert accord.store.state(flow, ASKED) == "consented"
     assert cli(accord, "migrate").output.strip().endswith("Nothing to migrate: the data is already in this "
                                                           "version's layout.")
+
+
+def test_texts_an_earlier_version_processed_become_known_for_good(accord, redis_client, sms: SMS, tmp_path):
+    flow = accord.flows["demo"]
+    archived, held, erased, older = "+33612340001", "+33612340002", "+33612340003", "+33612340004"
+    sids = {phone: "SM" + digit * 32 for phone, digit in ((archived, "1"), (erased, "3"), (older, "4"), (held, "2"))}
+    for phone, sid in sids.items():
+        accord.store.claim(flow, phone, window_open=True)
+        sms.send(phone, "oui", sid=sid)
+    accord.config = replace(accord.config, archive_dir=tmp_path / "archive")
+    archivist.keep_up(accord, above=0, keep=2)  # all sealed but the last one's ask and "oui", still in Redis
+    accord.store.claim(flow, "+33612340005", window_open=True)
+    accord.store.step([flow], "+33612340005", "yes", inbound=True, message_sid="OVH1234567")  # an account's own id
+    for phone in (erased, older):  # known by their kept answers alone, as an erasure leaves them
+        accord.store.erase([flow], phone, whole=True, objection=True)
+    # As an earlier version left them: no record; the answers gone with time, but two, one in a key of its own.
+    kept = kept_answer(redis_client, sids[older])[0]
+    for sid in sids.values():
+        redis_client.hdel(*seen_slot(accord.store.seen_digest(sid)))
+        if sid != sids[erased]:
+            forget_answer(redis_client, sid)
+    redis_client.set(f"accord:sid:{sids[older]}", kept, ex=3600)
+    done = cli(accord, "migrate")
+    assert done.exit_code == 0 and "4 inbound text(s) an earlier version processed" in done.output
+    for sid in sids.values():
+        assert redis_client.hexists(*seen_slot(accord.store.seen_digest(sid)))
+    assert not redis_client.hexists(*seen_slot(accord.store.seen_digest("OVH1234567")))
+    for phone in (archived, held):
+        accord.store.erase([flow], phone, whole=False, objection=False)  # the flow's retention
+        assert accord.store.claim(flow, phone, window_open=True).dest == "asked"  # a round asks it anew, say
+        assert answers(sms.send(phone, "oui", sid=sids[phone])) == []  # the old "oui", replayed: nothing
+        assert accord.store.state(flow, phone) == "asked"

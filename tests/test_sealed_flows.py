@@ -13,6 +13,7 @@ from flask import Flask
 from bot import Accord, archivist, create_app, rights
 from bot.keys import person_key, sealed_flows_key, sealed_flows_listed_key, seen_slot
 from tests.conftest import SMS, answers, forget_answer
+from tests.test_erasure import key_contents
 from tests.test_personal_archive import VOTERS, YES, pid
 from tests.test_shared_sender import FLOW
 
@@ -184,5 +185,6 @@ def test_a_text_replayed_once_its_retired_flow_is_purged_changes_nothing(config,
     assert later.store.pid(later.store.digest(VOTER)) is None
     beta_asks_and_the_oui_is_replayed(app, later)
     assert redis_client.hexists(*seen_slot(later.store.seen_digest(YES)))
-    held = b"".join(redis_client.dump(key) or b"" for key in redis_client.scan_iter(match="accord:seen:*"))
-    assert VOTER[1:].encode() not in held and YES.encode() not in held
+    held = b"".join(part for key in redis_client.scan_iter(match="accord:seen:*")
+                    for part in key_contents(redis_client, key))
+    assert held and VOTER[1:].encode() not in held and YES.encode() not in held

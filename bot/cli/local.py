@@ -189,8 +189,12 @@ def migrate_command(obj: Services) -> None:
     jobs = migrate.migrate_jobs(accord)
     if jobs:
         click.echo(f"{jobs} job(s) carrying numbers now name a stored batch instead (or, finished, are gone).")
+    seen = migrate.migrate_seen(accord.store)
+    if seen:
+        click.echo(f"{seen} inbound text(s) an earlier version processed are now known for good (a replay changes "
+                   "nothing).")
     found = migrate.legacy_flows(accord.store, accord.flows)
-    if not found and jobs:
+    if not found and (jobs or seen):
         return
     if not found:
         click.echo("Nothing to migrate: the data is already in this version's layout.")

@@ -64,13 +64,19 @@ local function answered(key, sid)
   return nil
 end
 -- An answer as kept: "flow|from|to|say,say", 37 bytes less than its JSON, or JSON (earlier versions,
--- erasure's, one naming unreadable records). Returns the JSON the step script answers with.
+-- erasure's, one naming unreadable records). Returns the JSON the step script answers a replay with,
+-- saying it is one (a rights request's answer is then no fresh link: bot/conversation.py).
 local function answer_of(kept)
-  if string.sub(kept, 1, 1) == '{' then return kept end
-  local flow, from, to, said = string.match(kept, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  local says = {}
-  for say in string.gmatch(said, '[^,]+') do says[#says + 1] = say end
-  return cjson.encode({flow = flow, from = from, to = to, says = says})
+  local answer
+  if string.sub(kept, 1, 1) == '{' then
+    answer = cjson.decode(kept)
+  else
+    local flow, from, to, said = string.match(kept, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    answer = {flow = flow, from = from, to = to, says = {}}
+    for say in string.gmatch(said, '[^,]+') do answer.says[#answer.says + 1] = say end
+  end
+  answer.replayed = true
+  return cjson.encode(answer)
 end
 -- This generation's hash of answers for a text's id, at `now` (seconds, as text).
 local function answered_key(now, sid)

@@ -20,6 +20,12 @@ local seen_key, seen_field = 'accord:seen:' .. string.sub(seen, 1, SEEN_BUCKET),
 if message_sid ~= '' then
   local kept = answered(KEYS[1], message_sid)
   if kept then return answer_of(kept) end
+  -- Known for good once processed: its answer, entries and seal records may all be gone since. Before
+  -- the objection below: the text's own was written when it came, and written anew it would take back
+  -- every START since.
+  if seen ~= '' and redis.call('HEXISTS', seen_key, seen_field) == 1 then
+    return cjson.encode({flow = plan.flows[1].id, from = 'new', to = 'new', refused = 'replayed', replayed = true})
+  end
 end
 begin(KEYS[2], digest, ARGV[6])
 local open, flows = plan.open, plan.flows
@@ -63,16 +69,16 @@ end
 local now_seconds = tonumber(now)
 local function refuse(why)
   local state = states[chosen]
-  return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable})
+  return cjson.encode({flow = flows[chosen].id, from = state, to = state, refused = why, unreadable = unreadable,
+                       replayed = why == 'replayed' or nil})
 end
 -- A text whose answer has expired (35 to 70 days), sent again: its sid is in one of the voter's own
 -- inbound entries, or in a seal record once they were archived. Refused, or a kept copy of a signed
 -- "oui" would count as consent anew after a "non". (An objection was written above all the same:
 -- nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
-  -- Known for good, once processed: its answer, entries and seal records may all be gone since.
-  if seen ~= '' and redis.call('HEXISTS', seen_key, seen_field) == 1 then return refuse('replayed') end
-  -- Texts processed before that record was kept: by the entries and seal records holding their id.
+  -- Texts processed before the record above was kept (bot/migrate.py fills it): by the entries and
+  -- seal records holding their id.
   local checked = {}
   for i = 1, #flows do
     local seal = get_seal(KEYS[7 * i - 4], phone)  -- those archived off Redis (bot/personal_archive.py)

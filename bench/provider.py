@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from bench import servers
 from tests.twilio_server import TwilioServer, _Handler
@@ -37,12 +37,7 @@ class TimedTwilioServer(TwilioServer):
         super().__init__()
         self.arrivals: list[tuple[float, str]] = []
 
-    def start(self) -> Self:
-        """Listen as TwilioServer does, answering without Nagle's delay."""
-        super().start()
-        assert self._httpd is not None
-        self._httpd.RequestHandlerClass = _NoDelayHandler  # read per connection; none served yet
-        return self
+    handler = _NoDelayHandler  # answering without Nagle's delay
 
     def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         arrived = time.time()

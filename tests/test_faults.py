@@ -106,11 +106,7 @@ class _PromptHandler(_Handler):
 class PromptTwilio(TwilioServer):
     """The local Twilio server, answering without the 40 ms Nagle/delayed-ACK stall on kept-alive connections."""
 
-    def start(self) -> PromptTwilio:
-        super().start()
-        assert self._httpd is not None
-        self._httpd.RequestHandlerClass = _PromptHandler
-        return self
+    handler = _PromptHandler
 
 
 @pytest.fixture

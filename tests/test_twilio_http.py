@@ -50,15 +50,11 @@ class _HeaderNotingHandler(_Handler):
 class HeaderNotingTwilio(TwilioServer):
     """The local Twilio, noting the headers of each request it gets, in order."""
 
+    handler = _HeaderNotingHandler
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.headers: list[dict[str, str]] = []
-
-    def start(self) -> Self:
-        super().start()
-        assert self._httpd is not None
-        self._httpd.RequestHandlerClass = _HeaderNotingHandler  # read per connection; none served yet
-        return self
 
 
 @pytest.fixture(scope="module")

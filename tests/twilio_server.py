@@ -81,6 +81,8 @@ def parse_date_filter(value: str) -> datetime:
 class TwilioServer:
     """Serve Twilio's Messages endpoints on 127.0.0.1, recording what arrives and failing on cue."""
 
+    handler: type[BaseHTTPRequestHandler] | None = None  # a subclass of _Handler, for a server that serves otherwise
+
     def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
         self.account_sid = account_sid or new_sid("AC")
         self.auth_token = auth_token or secrets.token_hex(16)
@@ -111,7 +113,7 @@ class TwilioServer:
 
     def start(self) -> Self:
         """Listen on a free loopback port in a daemon thread."""
-        httpd = _Listener(("127.0.0.1", 0), _Handler)
+        httpd = _Listener(("127.0.0.1", 0), self.handler or _Handler)
         httpd.daemon_threads = True
         # Keep-alive handler threads wait on idle sockets: do not join them on close.
         httpd.block_on_close = False

@@ -28,7 +28,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from bot import Accord, ledger, sealing, states
 from bot.batches import Batches
-from bot.keys import key_for, legacy_state_key, seen_slot
+from bot.keys import key_for, legacy_state_key, person_key, seen_slot, sid_key
 from bot.sending import queue_for
 from bot.store import GLOBAL_SID, Store
 
@@ -142,10 +142,10 @@ def migrate_seen(store: Store) -> int:
     """
     found: set[str] = set()
     for key in store.redis.scan_iter(match=key_for("answered", "*"), count=10_000):
-        found.update(_text(sid) for sid in store.redis.hkeys(key))
-    for key in store.redis.scan_iter(match=key_for("sid", "*"), count=10_000):
-        found.add(_text(key).partition("accord:sid:")[2])
-    for key in store.redis.scan_iter(match=key_for("person", "*"), count=10_000):
+        found.update(sid.decode(errors="replace") for sid in store.redis.hkeys(key))
+    for key in store.redis.scan_iter(match=sid_key("*"), count=10_000):
+        found.add(key.decode(errors="replace")[len(sid_key("")):])
+    for key in store.redis.scan_iter(match=person_key("*"), count=10_000):
         for raw in store.redis.hvals(key):
             try:
                 fields = ledger.stored_fields(raw)
@@ -166,7 +166,3 @@ def migrate_seen(store: Store) -> int:
                 pipe.hset(*seen_slot(store.seen_digest(sid)), "1")
             recorded += sum(pipe.execute())
     return recorded
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

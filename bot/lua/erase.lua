@@ -123,8 +123,7 @@ if not whole then
   for i = 1, flows do erased_here[ARGV[8 + 4 * (i - 1)]] = true end
   for n = 8 + 4 * flows + sids + 1, #ARGV do others[#others + 1] = ARGV[n] end
   for _, id in ipairs(others) do
-    if not erased_here[id] and redis.call('HEXISTS', 'accord:state:' .. id .. ':' .. string.sub(phone, -SUFFIX),
-                                          slot(phone)) == 1 then
+    if not erased_here[id] and redis.call('HEXISTS', state_key_in(id, phone), slot(phone)) == 1 then
       kept = true
     end
   end

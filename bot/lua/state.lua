@@ -36,10 +36,10 @@ end
 -- the same name in its own family. It keeps the key its archived personal fields are sealed under.
 local function seal_of(key) return 'accord:sealed:' .. string.sub(key, 14) end
 local function get_seal(key, phone) return redis.call('HGET', seal_of(key), slot(phone)) end
--- The same in a flow named by its id (one the script holds no key of: retired, or on another sender).
-local function seal_in(flow_id, phone)
-  return redis.call('HGET', 'accord:sealed:' .. flow_id .. ':' .. string.sub(phone, -SUFFIX), slot(phone))
-end
+-- A number's state hash in a flow named by its id (one the script holds no key of: retired, or on
+-- another sender), and its seal record there.
+local function state_key_in(flow_id, phone) return 'accord:state:' .. flow_id .. ':' .. string.sub(phone, -SUFFIX) end
+local function seal_in(flow_id, phone) return get_seal(state_key_in(flow_id, phone), phone) end
 -- Whether a seal record names the provider's id of an inbound text archived.
 local function seal_names(seal, sid)
   for named in string.gmatch(string.sub(seal, 17), '!([^@!]+)') do

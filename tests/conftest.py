@@ -25,6 +25,7 @@ from bot.embedded import spawn
 from bot.gateways import Gateway
 from bot.gateways.ovh import OvhGateway, id_of, sid_of
 from bot.gateways.twilio import TwilioGateway
+from bot.keys import seen_slot
 from bot.operators import VIEWER, Operators
 from tests.ovh_server import OvhServer
 from tests.twilio_server import TwilioServer
@@ -168,6 +169,12 @@ def forget_answer(client: redis.Redis, message_sid: str) -> None:
     """Drop the answer kept to an inbound text, as its generation's expiry does, 35 to 70 days on."""
     for key in client.scan_iter(match="accord:answered:*"):
         client.hdel(key, message_sid)
+
+
+def forget_seen(store, message_sid: str) -> None:
+    """Drop the record that knows an inbound text for good (bot/keys.py seen_slot), as if a version before
+    it had processed the text, or its id were OVHcloud's: then only its entries and seal records know it."""
+    store.redis.hdel(*seen_slot(store.seen_digest(message_sid)))
 
 
 def answers(response) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from bot import Accord
 from bot.store import SID_TTL
-from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, kept_answer
+from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, forget_seen, kept_answer
 
 VOTER = "+33612980001"
 
@@ -143,8 +143,9 @@ def test_replayed_message_sid_changes_nothing_and_gets_the_same_answer(sms: SMS,
     assert state(accord, flow) == "consented"
 
 
+@pytest.mark.parametrize("known_for_good", [True, False], ids=["known for good", "by its entry alone"])
 def test_a_text_replayed_after_its_sid_is_forgotten_still_changes_nothing(sms: SMS, accord, flow, asked,
-                                                                           redis_client):
+                                                                           redis_client, known_for_good):
     # The sid's own key lives 35 days; whoever kept the signed request of the voter's "oui" could
     # post it again after that, once they have said "non", and have it count as consent anew.
     yes = "SM" + "a" * 32
@@ -153,6 +154,8 @@ def test_a_text_replayed_after_its_sid_is_forgotten_still_changes_nothing(sms: S
     ledger = accord.store.ledger(flow.id)
     assert SID_TTL <= kept_answer(redis_client, yes)[1] <= 2 * SID_TTL  # kept 35 to 70 days
     forget_answer(redis_client, yes)  # as that time does
+    if not known_for_good:
+        forget_seen(accord.store, yes)
     assert answers(sms.send(asked, "oui", sid=yes)) == []
     assert state(accord, flow) == "declined" and accord.store.ledger(flow.id) == ledger
 

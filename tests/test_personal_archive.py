@@ -14,7 +14,7 @@ import pytest
 from bot import Accord, archivist, personal_archive, sealing
 from bot.keys import person_key, personal_pending_key
 from bot.states import base36
-from tests.conftest import SMS, answers, forget_answer, kept_answer
+from tests.conftest import SMS, answers, forget_answer, forget_seen, kept_answer
 from tests.test_archivist import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,12 +111,16 @@ def test_retention_of_a_flow_makes_its_archived_lines_unreadable(accord, talked,
     assert accord.store.person(voter) == {}
 
 
-def test_a_text_replayed_after_its_entry_was_archived_changes_nothing(accord, talked, sms, redis_client):
+@pytest.mark.parametrize("known_for_good", [True, False], ids=["known for good", "by its seal record alone"])
+def test_a_text_replayed_after_its_entry_was_archived_changes_nothing(accord, talked, sms, redis_client,
+                                                                      known_for_good):
     archivist.keep_up(accord, above=5, keep=0)
     flow, voter = accord.flows["demo"], VOTERS[0]
     assert not redis_client.exists(person_key(pid(accord, voter)))  # its "oui" is in a sealed file only
     sms.send(voter, "stop", sid="SM" + "b" * 32)
     forget_answer(redis_client, YES)  # as 35 to 70 days do
+    if not known_for_good:
+        forget_seen(accord.store, YES)
     ledger = accord.store.ledger(flow.id)
     assert answers(sms.send(voter, "oui", sid=YES)) == []
     assert accord.store.state(flow, voter) == "opted_out" and accord.store.ledger(flow.id) == ledger

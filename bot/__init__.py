@@ -91,7 +91,8 @@ def build(config: Config | None = None, *, gateway: Gateway | None = None,
     # No retries inside the client: with Redis away the webhook must answer 503 within one timeout,
     # so Twilio's retry (or reconcile) brings the text back, rather than hang past Twilio's 15 s.
     client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-    store = Store(client, config.suppression_key, clock=clock, flows=flows, personal_dir=config.archive_dir)
+    store = Store(client, config.suppression_key, clock=clock, flows=flows, personal_dir=config.archive_dir,
+                  ovh_service=config.ovh.service if config.ovh else "")
     providers = dict(gateways or {})
     if config.twilio_account_sid and "twilio" not in providers:
         providers["twilio"] = TwilioGateway(config.twilio_account_sid, config.auth_token,

@@ -137,8 +137,10 @@ def migrate_seen(store: Store) -> int:
     """Record as known for good every inbound text whose id Redis holds; return how many were not yet.
 
     The ids are in the answers kept 35 to 70 days (and an earlier version's key of its own), in
-    the inbound entries of person hashes, and in seal records once archived. Only ids unique for
-    good are kept so (Store.seen_digest). Safe to run again: a digest is written the same way twice.
+    the inbound entries of person hashes, and in seal records once archived. Only Twilio's are
+    recorded: an OVHcloud id Redis holds may have come from a service the settings no longer name,
+    and recorded under today's it could refuse that service's own text of the same number (see
+    Store.known_as). Safe to run again: a digest is written the same way twice.
     """
     found: set[str] = set()
     for key in store.redis.scan_iter(match=key_for("answered", "*"), count=10_000):

@@ -26,6 +26,7 @@ from redis.commands.core import Script
 
 from bot import ledger, machine, personal_archive, references, states
 from bot.flows import Flow
+from bot.gateways.ovh import id_of as ovh_id_of
 from bot.keys import (
     ANSWER_BUCKETS,
     MESSAGE_PERIOD,
@@ -127,6 +128,8 @@ class Store:
     # The folder archived personal fields are sealed in (bot/personal_archive.py): the config's
     # archive_dir. None: none were moved there by this deployment, nothing is read there.
     personal_dir: Path | None = None
+    # The OVHcloud SMS service the settings name (OVH_SMS_SERVICE), "" without: the ids of its texts are its own.
+    ovh_service: str = ""
     _named: set[str] = field(default_factory=set, repr=False)  # content hashes whose texts resolve (_name)
 
     def __post_init__(self) -> None:
@@ -182,8 +185,7 @@ class Store:
         raw = script(keys=keys, args=[phone, digest, now, body, message_sid, _salt(), states.base36(int(seconds)),
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
                                       "-" if region is None else region, detail, in_flight or "", ttl,
-                                      self.seen_digest(message_sid) if inbound and GLOBAL_SID.fullmatch(message_sid)
-                                      else "",
+                                      self.seen_digest(message_sid) if inbound else "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}
@@ -200,13 +202,23 @@ class Store:
                        unreadable, bool(answer.get("replayed")))
 
     def seen_digest(self, message_sid: str) -> str:
-        """Return the keyed digest an inbound text is known by for good, from its provider's id (keys.seen_slot).
+        """Return the keyed digest an inbound text is known by for good, from its provider's id (keys.seen_slot);
+        "" for a text whose id does not name it for good (see known_as): it is known by its entries only."""
+        name = self.known_as(message_sid)
+        return self.digest(f"inbound text:{name}") if name else ""
 
-        Only ids unique the world over and for good are kept so (GLOBAL_SID: Twilio's): two texts
-        sharing one would have the second refused. OVHcloud's are numbers of an account's own, which
-        a deployment's next account may give again; its texts are known by their entries, as before.
+    def known_as(self, message_sid: str) -> str:
+        """Name an inbound text for good from its provider's id, or return "" where that id may come again.
+
+        Two texts sharing a name would have the second refused. Twilio's ids are unique the world
+        over (GLOBAL_SID): the id itself. OVHcloud's are numbers of one SMS service's own, which
+        another service (the deployment's next account) may give again: the id under the service's
+        name, that of the settings (ovh_service), since a text reaches only the service it was sent to.
         """
-        return self.digest(f"inbound text:{message_sid}")
+        if GLOBAL_SID.fullmatch(message_sid):
+            return message_sid
+        ovh_id = ovh_id_of(message_sid)
+        return f"OVH:{self.ovh_service}:{ovh_id}" if ovh_id and self.ovh_service else ""
 
     def claim(self, flow: Flow, phone: str, *, window_open: bool, siblings: Sequence[Flow] = (),
               region: str = "", origin: str = "") -> Outcome:

@@ -173,7 +173,8 @@ def forget_answer(client: redis.Redis, message_sid: str) -> None:
 
 def forget_seen(store, message_sid: str) -> None:
     """Drop the record that knows an inbound text for good (bot/keys.py seen_slot), as if a version before
-    it had processed the text, or its id were OVHcloud's: then only its entries and seal records know it."""
+    it had processed the text, or its id were OVHcloud's with no service named: then only its entries and seal
+    records know it."""
     store.redis.hdel(*seen_slot(store.seen_digest(message_sid)))
 
 
@@ -299,11 +300,14 @@ class OvhProvider:
                 tried += [job["message"]] if phone in job.get("receivers", []) else []
         return tried
 
+    @staticmethod
+    def ovh_id(sid: str) -> str:
+        """Return the OVHcloud id a test's `sid` stands for: the same `sid` twice is the same text called back twice."""
+        return str(int(hashlib.sha1(sid.encode()).hexdigest()[:12], 16))
+
     def text(self, client: FlaskClient, phone: str, body: str, *, to: str, sid: str | None = None) -> Reply:
         before = len(self.server.jobs)
-        # The same `sid` twice is the same text delivered twice, as a replayed callback.
-        ovh_id = (str(int(hashlib.sha1(sid.encode()).hexdigest()[:12], 16)) if sid
-                  else self.server.add_inbound(phone, body))
+        ovh_id = self.ovh_id(sid) if sid else self.server.add_inbound(phone, body)
         response = client.get(f"/sms/ovh/{OVH_SECRET}/inbound/{to}",
                               query_string={"id": ovh_id, "sender": phone, "message": body})
         answered = [job for job in self.server.jobs[before:] if job["receiver"] == phone]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -193,10 +194,26 @@ def test_an_answer_an_earlier_version_kept_as_json_answers_a_retry(sms: SMS, flo
 
 
 def test_only_ids_unique_for_good_are_known_for_good(accord, flow, asked, redis_client):
-    accord.store.step([flow], asked, "yes", inbound=True, message_sid="OVH1234567")  # OVHcloud's: an account's own
+    # OVHcloud's ids are an SMS service's own: without the service's name, whose text it was is unknown.
+    accord.store.step([flow], asked, "yes", inbound=True, message_sid="OVH1234567")
     assert not list(redis_client.scan_iter(match="accord:seen:*"))
     accord.store.step([flow], asked, "yes", inbound=True, message_sid="SM" + "6" * 32)
     assert len(list(redis_client.scan_iter(match="accord:seen:*"))) == 1
+
+
+def test_an_ovhcloud_id_is_known_for_good_under_its_service_s_name(accord, flow, asked, redis_client):
+    ours = dataclasses.replace(accord.store, ovh_service="sms-ab12345-1")
+    next_account = dataclasses.replace(accord.store, ovh_service="sms-cd67890-1")
+    ours.step([flow], asked, "yes", inbound=True, message_sid="OVH7")
+    forget_answer(redis_client, "OVH7")  # its 35 to 70 days past; the record of it stays
+    other = "+33612980002"
+    ours.claim(flow, other, window_open=True)
+    # Called back again with another number in it: the entries of that number do not know the text.
+    replayed = ours.step([flow], other, "yes", inbound=True, message_sid="OVH7")
+    assert replayed.refused == "replayed" and state(accord, flow, other) == "asked"
+    # The next account's own text 7 is another text.
+    answered = next_account.step([flow], other, "yes", inbound=True, message_sid="OVH7")
+    assert not answered.refused and state(accord, flow, other) == "consented"
 
 
 def test_a_text_retried_in_the_next_generation_of_answers_gets_the_same_answer(sms: SMS, accord, flow, asked,

@@ -12,9 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bot import Accord, create_app, use
+from bot import Accord, create_app, rights, use
+from bot.gateways.ovh import sid_of
 from bot.sending import ask
-from tests.conftest import OVH_OLD_SECRET, OVH_SECRET, OvhProvider, Voter
+from tests.conftest import OVH_OLD_SECRET, OVH_SECRET, OvhProvider, Voter, forget_answer
 from tests.ovh_server import BUFFERED, DELIVERED, FAILED, SUBMITTED, OvhServer
 
 VOTER = "+33612980001"
@@ -127,6 +128,21 @@ def test_a_replayed_callback_answers_once_and_changes_nothing(accord: Accord, vo
     again = voter.send(VOTER, "OUI", sid="same text")
     assert len(first.texts) == 2 and again.status_code == 200 and again.texts == []
     assert held(accord) == before
+
+
+def test_a_text_called_back_again_after_the_voter_s_erasure_changes_nothing(accord: Accord, voter: Voter,
+                                                                            provider: OvhProvider, redis_client):
+    # OVHcloud signs nothing: whoever saw a callback's URL (in a proxy's log) can call it again. Once the
+    # number is erased and the answer kept under the text's id has gone (35 to 70 days on), nothing of the
+    # voter is left to know the text by: only the record that knows it for good, under the service's name.
+    flow = accord.flows["demo"]
+    asked(accord, provider)
+    assert len(voter.send(VOTER, "OUI", sid="captured").texts) == 2
+    rights.erase(accord, VOTER)
+    forget_answer(redis_client, sid_of(provider.ovh_id("captured")))
+    before = held(accord)
+    assert voter.send(VOTER, "OUI", sid="captured").texts == []
+    assert held(accord) == before and accord.store.state(flow, VOTER) == "new"
 
 
 def test_an_answer_refused_for_ovh_s_stop_list_records_the_objection(accord: Accord, voter: Voter,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 
@@ -19,8 +20,9 @@ def is_gsm7(text: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=1024)
 def segments(text: str) -> int:
-    """Return how many segments `text` is billed as."""
+    """Return how many segments `text` is billed as (cached: a flow's texts are few, and sent to every number)."""
     if is_gsm7(text):
         septets = len(text.encode("gsm03.38"))  # extension characters (€ [ ] ...) take two
         return 1 if septets <= GSM7_SINGLE else math.ceil(septets / GSM7_PART)

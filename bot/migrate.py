@@ -139,7 +139,7 @@ def migrate_seen(store: Store) -> int:
     The ids are in the answers kept 35 to 70 days (and an earlier version's key of its own), in
     the inbound entries of person hashes, and in seal records once archived. Only Twilio's are
     recorded: an OVHcloud id Redis holds may have come from a service the settings no longer name,
-    and recorded under today's it could refuse that service's own text of the same number (see
+    and recorded under today's it could refuse that service's own text of the same id (see
     Store.known_as). Safe to run again: a digest is written the same way twice.
     """
     found: set[str] = set()

@@ -197,6 +197,27 @@ def test_a_file_written_but_not_recorded_changes_nothing_and_the_next_run_comple
     assert "not recorded" not in run(accord, "consent", "verify", "demo", "--archive", str(tmp_path)).output
 
 
+@pytest.mark.parametrize("damage", ["a line changed", "a line lost"])
+def test_a_file_that_reads_back_otherwise_than_written_is_removed_and_nothing_archived(
+        talked, redis_client, tmp_path, monkeypatch, damage):
+    """The disk gives back other bytes than were written: the chain read back ends elsewhere, or short."""
+    def damaged(directory: Path) -> None:  # right after the rename, before the file is read back
+        (path,) = directory.glob("*.jsonl.gz")
+        entries = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+        if damage == "a line lost":
+            entries.pop()
+        else:
+            entries[1] = entries[1].replace(b'"kind": "', b'"kind": "x')
+        path.write_bytes(gzip.compress(b"".join(entries)))
+
+    monkeypatch.setattr(archive, "_fsync_directory", damaged)
+    before = stream(redis_client)
+    with pytest.raises(archive.ArchiveError, match="read back, it does not hold what was written"):
+        archive.archive(redis_client, "demo", tmp_path, keep=1)
+    assert list(tmp_path.iterdir()) == [] and stream(redis_client) == before
+    assert ledger.base(redis_client, "demo") == ledger.Base()
+
+
 def test_a_file_written_before_another_archive_ran_is_refused_and_changes_nothing(
         accord, flow, talked, redis_client, tmp_path):
     (tmp_path / "stale").mkdir()

@@ -113,7 +113,8 @@ def seen_slot(digest: str) -> tuple[str, str]:
 
 
 def funnel_key(flow_id: str) -> str:
-    return key_for("funnel", flow_id)  # hash: counts per state, per event, open questions per hour
+    # hash: counts per state, per event, open questions per hour; bot/lua/status.lua names it the same way
+    return key_for("funnel", flow_id)
 
 
 def content_key(flow_id: str, message: int) -> str:

@@ -369,11 +369,10 @@ class Store:
         message an earlier version sent, its phone (else "": the callback names the number)."""
         rank = STATUS_RANK.get(status, 0)
         current, previous, ttl = self._messages(provider_sid)
-        moved, flow_id, phone = self._status(keys=[current, previous, legacy_out_key(provider_sid)],
-                                             args=[provider_sid, status, rank, error_code.replace("|", "/"), ttl])
-        if moved and flow_id and rank >= STATUS_RANK["delivered"]:
-            # A final status counts once per message (the script moved it there just now).
-            self.redis.hincrby(funnel_key(_text(flow_id)), f"status:{status}", 1)
+        # A final status counts once in the flow's funnel, in the script that moves the message there.
+        _, flow_id, phone = self._status(keys=[current, previous, legacy_out_key(provider_sid)],
+                                         args=[provider_sid, status, rank, error_code.replace("|", "/"), ttl,
+                                               STATUS_RANK["delivered"]])
         return _text(flow_id), _text(phone)
 
     def admit(self, flow: Flow, items: Sequence[str], siblings: Sequence[Flow] = (), *,

@@ -192,17 +192,11 @@ def _left_behind(redis: Redis, flow_id: str, erasures: list[tuple[str, set[bytes
     return None
 
 
-def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes, *,
-         commitments: bool = True) -> tuple[str | None, bytes, int]:
-    """Check pages of entries chained from `head`; return the first that does not fit, the new head, the count.
-
-    Without `commitments`, the personal fields are not read and their commitments not checked: the
-    chain alone, as when a file is read back that holds entries just walked whole.
-    """
+def walk(redis: Redis, flow_id: str, pages: Iterable[Page], head: bytes) -> tuple[str | None, bytes, int]:
+    """Check pages of entries chained from `head`; return the first that does not fit, the new head, the count."""
     count = 0
     for page in pages:
-        people = personal(redis, flow_id, page) if commitments else [None] * len(page)
-        for (entry_id, fields), person in zip(page, people, strict=True):
+        for (entry_id, fields), person in zip(page, personal(redis, flow_id, page), strict=True):
             sealed = [fields.get(name.encode(), b"") for name in SEALED[:-1]] + [head]
             entry_hash = sha1(lp(sealed))
             if fields.get(b"prev") != head or fields.get(b"hash") != entry_hash:

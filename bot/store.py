@@ -186,6 +186,7 @@ class Store:
                                       states.base36(round(seconds * 1000)), str(math.floor(seconds / 3600)),
                                       "-" if region is None else region, detail, in_flight or "", ttl,
                                       self.seen_digest(message_sid) if inbound else "",
+                                      "1" if GLOBAL_SID.fullmatch(message_sid) else "",
                                       *(_day(flow.timezone, int(seconds // 60)) for flow in flows)])
         answer = json.loads(raw)
         unreadable = tuple(answer.get("unreadable") or ())  # an empty Lua table comes back as {}

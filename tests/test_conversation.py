@@ -216,6 +216,17 @@ def test_an_ovhcloud_id_is_known_for_good_under_its_service_s_name(accord, flow,
     assert not answered.refused and state(accord, flow, other) == "consented"
 
 
+def test_an_ovhcloud_stop_whose_name_another_text_holds_still_objects(accord, flow, asked, redis_client):
+    # A text of the service the deployment left, its number retired and its callback still coming, is
+    # recorded under the service the settings name now: this service's own text 7 shares its name. Refused
+    # as that text's replay, a genuine STOP still objects, as OVHcloud's texts did before the record.
+    ours = dataclasses.replace(accord.store, ovh_service="sms-ab12345-1")
+    ours.step([flow], "+33612980002", "yes", inbound=True, message_sid="OVH7")
+    forget_answer(redis_client, "OVH7")
+    assert ours.step([flow], asked, "stop", inbound=True, message_sid="OVH7").refused == "replayed"
+    assert accord.store.is_suppressed(flow, asked)
+
+
 def test_a_text_retried_in_the_next_generation_of_answers_gets_the_same_answer(sms: SMS, accord, flow, asked,
                                                                                clock: Clock, redis_client):
     # Answers sit in a hash per 35-day generation: a retry just after the turn finds the one before.

@@ -7,23 +7,25 @@
 -- the voter's calendar region for the first flow ('-' to keep the one stored), the detail that
 -- follows the event of a step no text brought ('' for none: see Store.claim), the in-flight entry a
 -- release expects ('' for none: see below), the seconds the hash of answers has left to live, the
--- keyed digest an inbound text is known by for good ('' for none: bot/keys.py seen_slot), then the
+-- keyed digest an inbound text is known by for good ('' for none: bot/keys.py seen_slot), '1' if that
+-- name is the provider's own for good (Twilio's sids; not OVHcloud's, see Store.known_as), then the
 -- days of bot/lua/answers.lua.
 -- `plan` (what the step does, per state, and the flows' texts) is compiled in: see _plan in bot/store.py.
 -- This script runs for every text a voter sends, inside Redis: it keeps to plain string work and
 -- passes strings, not numbers, to commands (Redis prints a Lua number with a slow "%.17g").
 local phone, digest, now, body, message_sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now_s36, now_ms36, now_hour, given_region, detail = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local seen = ARGV[14]
+local seen, certain = ARGV[14], ARGV[15] == '1'
 local seen_key, seen_field = 'accord:seen:' .. string.sub(seen, 1, SEEN_BUCKET),
   string.sub(seen, SEEN_BUCKET + 1, SEEN_BUCKET + SEEN_FIELD)
+local function known() return seen ~= '' and redis.call('HEXISTS', seen_key, seen_field) == 1 end
 if message_sid ~= '' then
   local kept = answered(KEYS[1], message_sid)
   if kept then return answer_of(kept) end
   -- Known for good once processed: its answer, entries and seal records may all be gone since. Before
-  -- the objection below: the text's own was written when it came, and written anew it would take back
-  -- every START since.
-  if seen ~= '' and redis.call('HEXISTS', seen_key, seen_field) == 1 then
+  -- the objection below, when the name is certain: the text's own was written when it came, and
+  -- written anew it would take back every START since.
+  if certain and known() then
     return cjson.encode({flow = plan.flows[1].id, from = 'new', to = 'new', refused = 'replayed', replayed = true})
   end
 end
@@ -77,6 +79,9 @@ end
 -- "oui" would count as consent anew after a "non". (An objection was written above all the same:
 -- nothing may keep one from holding.)
 if message_sid ~= '' and plan.event == 'in' then
+  -- A name that two texts might share (an OVHcloud id from a service the settings no longer name):
+  -- after the objection, which a genuine STOP must never lose to another text's record.
+  if not certain and known() then return refuse('replayed') end
   -- Texts processed before the record above was kept (bot/migrate.py fills it): by the entries and
   -- seal records holding their id.
   local checked = {}

@@ -49,6 +49,14 @@ def test_a_record_is_found_through_the_next_generation_and_lives_no_longer(sms: 
     assert len(list(redis_client.scan_iter("accord:messages:*"))) == 1  # moved in place, not copied
 
 
+def test_a_final_status_come_before_its_sending_is_logged_counts_in_no_funnel(sms: SMS, accord, flow, redis_client):
+    sid = new_sid()
+    sms.status(sid, "delivered", to=VOTER)  # before the worker logs it: no flow to count it in
+    assert not redis_client.exists("accord:funnel:")
+    assert accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request)
+    assert accord.store.message_status(sid) == "delivered"
+
+
 def test_a_sending_logged_twice_is_logged_once_even_after_its_callbacks(sms: SMS, accord, flow):
     sid = new_sid()
     sms.status(sid, "sent", to=VOTER)  # before the worker logs it: kept, with no flow yet

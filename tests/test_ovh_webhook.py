@@ -130,6 +130,13 @@ def test_a_replayed_callback_answers_once_and_changes_nothing(accord: Accord, vo
     assert held(accord) == before
 
 
+def test_an_id_written_with_leading_zeros_is_the_same_text(accord: Accord, client: FlaskClient):
+    assert inbound(client, id="0042").status_code == 204
+    before = held(accord)
+    assert inbound(client, id="42").status_code == 204
+    assert held(accord) == before
+
+
 def test_a_text_called_back_again_after_the_voter_s_erasure_changes_nothing(accord: Accord, voter: Voter,
                                                                             provider: OvhProvider, redis_client):
     # OVHcloud signs nothing: whoever saw a callback's URL (in a proxy's log) can call it again. Once the
@@ -196,6 +203,14 @@ def test_a_stop_to_a_sender_no_flow_uses_stops_every_flow(accord: Accord, client
 def receipt(client: FlaskClient, url: str):
     parts = urlsplit(url)
     return client.get(f"{parts.path}?{parts.query}")
+
+
+def test_a_receipt_naming_its_id_with_leading_zeros_is_the_message_s(accord: Accord, client: FlaskClient,
+                                                                     provider: OvhProvider):
+    sid = asked(accord, provider)
+    query = {"id": "00" + sid.removeprefix("OVH"), "dlr": DELIVERED}
+    assert client.get(f"/sms/ovh/{OVH_SECRET}/status", query_string=query).status_code == 204
+    assert accord.store.message_status(sid) == "delivered"
 
 
 def test_receipts_climb_the_status_ladder_and_never_go_back(accord: Accord, client: FlaskClient,

@@ -74,7 +74,7 @@ def inbound(secret: str, sender: str) -> Response:
     ovh_id, body = values.get("id", ""), values.get("message", "")
     if not E164.fullmatch(phone) or not ovh_id.isdigit() or len(ovh_id) > 20:
         return Response("bad callback", status=400, mimetype="text/plain")
-    sid = sid_of(ovh_id)
+    sid = sid_of(int(ovh_id))  # "0042" is text 42, as the API names it: one text, one id
     flows = accord.flows_for(sender)
     try:
         if not flows:
@@ -135,7 +135,7 @@ def status(secret: str) -> Response:
         return Response("bad callback", status=400, mimetype="text/plain")
     stop_list = state != "delivered" and any(words in values.get("description", "").lower() for words in STOP_LIST)
     try:
-        flow_id, phone = accord.store.record_status(sid_of(ovh_id), state, str(OPTED_OUT) if stop_list else "")
+        flow_id, phone = accord.store.record_status(sid_of(int(ovh_id)), state, str(OPTED_OUT) if stop_list else "")
         flow = accord.flows.get(flow_id)
         phone = phone or e164(values.get("receiver", ""))
         if stop_list and flow and E164.fullmatch(phone):

@@ -363,7 +363,7 @@ class Store:
             now, phone, flow.id, flow.content_hash, event, text if stored is None else stored, sid,
             self._messages(sid)[2] if sid else 0, _salt(),
             counter or event, cost_field, "" if in_flight is None else f"{'' if settles else '?'}{phone}|{in_flight}",
-            move, digest]))
+            move, digest, STATUS_RANK["delivered"]]))
 
     def record_status(self, provider_sid: str, status: str, error_code: str = "") -> tuple[str, str]:
         """Keep the furthest status a sent message reached; return its flow ("" if unknown) and, for a

@@ -49,12 +49,23 @@ def test_a_record_is_found_through_the_next_generation_and_lives_no_longer(sms: 
     assert len(list(redis_client.scan_iter("accord:messages:*"))) == 1  # moved in place, not copied
 
 
-def test_a_final_status_come_before_its_sending_is_logged_counts_in_no_funnel(sms: SMS, accord, flow, redis_client):
+def test_a_final_status_come_before_its_sending_is_logged_counts_once_it_is(sms: SMS, accord, flow, redis_client):
     sid = new_sid()
-    sms.status(sid, "delivered", to=VOTER)  # before the worker logs it: no flow to count it in
-    assert not redis_client.exists("accord:funnel:")
+    sms.status(sid, "delivered", to=VOTER)  # before the worker logs it: no flow to count it in yet
+    assert not redis_client.exists("accord:funnel:") and "status:delivered" not in accord.store.funnel(flow)
     assert accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request)
-    assert accord.store.message_status(sid) == "delivered"
+    assert not accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request)  # a worker's retry
+    sms.status(sid, "delivered", to=VOTER)  # and Twilio's
+    assert accord.store.message_status(sid) == "delivered" and accord.store.funnel(flow)["status:delivered"] == 1
+    counted = {name: n for name, n in accord.store.funnel(flow).items() if name.startswith("status:")}
+    assert counted == {"status:delivered": 1}
+
+
+def test_a_status_short_of_final_come_first_counts_nothing(sms: SMS, accord, flow):
+    sid = new_sid()
+    sms.status(sid, "sent", to=VOTER)
+    assert accord.store.record_sent(flow, VOTER, sid, flow.texts.consent_request)
+    assert not [name for name in accord.store.funnel(flow) if name.startswith("status:")]
 
 
 def test_a_sending_logged_twice_is_logged_once_even_after_its_callbacks(sms: SMS, accord, flow):

@@ -5,7 +5,8 @@
 -- funnel counters
 -- (comma-separated), the cost counts' field a message sent adds one to (costs.lua; '' for none),
 -- the in-flight entry the outcome settles ('' for none: bot/witness.py; '?' and the entry: one it
--- leaves for the witness, only checked), the entry's state field, the number's HMAC ('-' for none).
+-- leaves for the witness, only checked), the entry's state field, the number's HMAC ('-' for none),
+-- the rank of a final status (bot/store.py STATUS_RANK).
 -- A sent message is recorded once: a worker retrying after an answer lost with the connection logs nothing twice.
 local phone, entry = ARGV[2], ARGV[12]
 local checked = string.sub(entry, 1, 1) == '?'
@@ -23,8 +24,11 @@ save_heads()
 for counter in string.gmatch(ARGV[10], '[^,]+') do redis.call('HINCRBY', KEYS[4], counter, 1) end
 if ARGV[11] ~= '' then count_cost(KEYS[6], ARGV[11], KEYS[1]) end
 if KEYS[3] ~= KEYS[1] then
-  -- A status callback may already have come: never overwrite its status with 'queued'.
+  -- A status callback may already have come: never overwrite its status with 'queued'. A final one
+  -- found no flow to count it in (bot/lua/status.lua): it counts now, once, as the flow is filled in.
   redis.call('HSET', KEYS[3], ARGV[7], (message and string.match(message, '^(.*|)') or '3queued||') .. ARGV[3])
   redis.call('EXPIRE', KEYS[3], ARGV[8])
+  local rank, status = string.match(message or '', '^(%d)([^|]*)|')
+  if rank and tonumber(rank) >= tonumber(ARGV[15]) then redis.call('HINCRBY', KEYS[4], 'status:' .. status, '1') end
 end
 return 1

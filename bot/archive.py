@@ -155,14 +155,11 @@ def check(redis: Redis, flow_id: str, path: Path, head: bytes) -> tuple[str | No
 
 def _content_sha256(path: Path) -> str:
     """Return the SHA-256 of an archive file's lines as gzip gives them back ("" if it cannot)."""
-    digest = hashlib.sha256()
     try:
         with gzip.open(path, "rb") as lines:
-            for chunk in iter(lambda: lines.read(1 << 20), b""):
-                digest.update(chunk)
+            return hashlib.file_digest(lines, "sha256").hexdigest()
     except (OSError, EOFError, zlib.error):
         return ""
-    return digest.hexdigest()
 
 
 def read_file(path: Path) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:

@@ -22,7 +22,7 @@ from bot.sending import queue_for, send_requests
 from bot.workers import broadcast
 from tests.conftest import PARIS, SMS
 from tests.test_rounds import accord, run, work  # noqa: F401  (shared fixtures)
-from tests.test_workers import resume_and_finish, worker, worker_env  # noqa: F401  (shared fixtures)
+from tests.test_workers import finish, resume, worker, worker_env  # noqa: F401  (shared fixtures)
 
 NUMBERS = [f"+3361297{n:04d}" for n in range(45)]
 
@@ -152,7 +152,8 @@ def test_the_batches_a_killed_worker_carried_go_back_on_the_queue(accord, twilio
     assert queue_for(accord).count == 1  # the dead worker's job had taken the second job off the queue
     assert len(list(redis_client.scan_iter(match=carried_key("*")))) == 1
 
-    sends = resume_and_finish(accord, twilio, worker_env)
+    resume(accord)
+    sends = finish(twilio, worker_env)
     # Everyone asked but the claims in flight at the kill: the witness asks the provider about them.
     in_flight = {phone for phone, _, _ in accord.store.in_flight(accord.flows["demo"])}
     assert set(sends) | in_flight == set(NUMBERS) and set(NUMBERS[30:]) <= set(sends)

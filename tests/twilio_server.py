@@ -8,7 +8,8 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,6 +96,8 @@ class TwilioServer:
         self._held: set[str] = set()  # numbers whose texts stay in the queue: no date_sent
         self.clock: Callable[[], float] = time.time  # when a text is taken; a test may give its own
         self._delay = 0.0
+        self._answering = threading.Event()  # cleared: requests are taken and recorded, answered once set
+        self._answering.set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -150,6 +153,7 @@ class TwilioServer:
             self._held.clear()
             self._delay = 0.0
             self.clock = time.time
+        self._answering.set()
 
     def fail_next(self, n: int = 1, status: int = 429, code: int = 20429, message: str | None = None) -> None:
         """Answer the next `n` POSTs with this Twilio error instead of sending."""
@@ -171,6 +175,15 @@ class TwilioServer:
         """Wait `seconds` before every answer; a POST's message is recorded before the wait."""
         with self._lock:
             self._delay = seconds
+
+    @contextmanager
+    def stalled(self) -> Iterator[None]:
+        """Take and record every request, but answer none until the block ends: what is in flight stays so."""
+        self._answering.clear()
+        try:
+            yield
+        finally:
+            self._answering.set()
 
     def add_inbound(
         self, from_: str, to: str, body: str, date_sent: datetime | None = None
@@ -379,6 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if delay:
             time.sleep(delay)
+        twilio._answering.wait()
         data = json.dumps(payload).encode()
         try:
             self.send_response(status)

@@ -46,6 +46,7 @@ bench: $(VENV)/.dev
 	$(PYTHON) -m bench.pipeline
 	$(PYTHON) -m bench.states
 	$(PYTHON) -m bench.ledger
+	$(PYTHON) -m bench.erasure
 	$(PYTHON) -m bench.sending
 	$(PYTHON) -m bench.national
 

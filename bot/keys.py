@@ -246,6 +246,8 @@ OPERATORS_KEY = key_for("operators")  # set: every console operator's name
 AUDIT_KEY = key_for("audit")  # stream: what operators did in the console, kept a year (bot/audit.py)
 LIMITS_KEY = key_for("limits")  # prefix of the sign-in throttle's keys, one per client address (the `limits` library)
 ACCESS_KEY = key_for("access")  # stream, uncapped: who touched personal data, and on which request (bot/audit.py)
+COMPACTION_WANTED_KEY = key_for("compaction", "wanted")  # counter: erasures and purges so far (bot/compaction.py)
+COMPACTION_COVERED_KEY = key_for("compaction", "covered")  # "count|when": those the latest rewrite began after
 RIGHTS_KEY = key_for("rights-requests")  # sorted set: rights request refs, by the day received (ordinal)
 
 

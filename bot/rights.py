@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import Accord, ledger, proof, written
+from bot import Accord, compaction, ledger, proof, written
 from bot.batches import Batches
 from bot.flows import Flow
 from bot.keys import person_key, suppression_key
@@ -104,11 +104,13 @@ def _held_numbers(accord: Accord, digests: list[str]) -> Iterator[tuple[str, str
                 break
 
 
-def erase(accord: Accord, phone: str) -> dict[str, int]:
+def erase(accord: Accord, phone: str, *, wait: bool = True) -> dict[str, int]:
     """Erase a number everywhere, keeping only the suppression HMAC so the objection holds (art. 17, 21).
 
     Flows whose file was removed are reached too, and the objection goes on every controller's
-    list Redis holds. Return the ledger entries erased per flow that held the number.
+    list Redis holds. Redis's files are rewritten after: with `wait`, as an operator's command does,
+    once a rewrite already running ends; without, as the voter's page does, never waiting for one
+    (bot/compaction.py). Return the ledger entries erased per flow that held the number.
     """
     store = accord.store
     retired = store.retired(accord.flows)
@@ -117,7 +119,8 @@ def erase(accord: Accord, phone: str) -> dict[str, int]:
     Batches(store).forget([*accord.flows, *(flow.id for flow in retired)], [phone])
     store.forget_outbox(phone)
     written.erase(accord, phone)
-    store.compact()
+    compaction.want(store.redis)
+    compaction.rewrite(store.redis, store.clock, wait=wait)
     return erased
 
 
@@ -216,5 +219,6 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     if purged and not dry_run:
         store.forget_outbox(*purged)
     if removed and not dry_run:
-        store.compact()
+        compaction.want(store.redis)
+        compaction.rewrite(store.redis, store.clock, wait=True)
     return removed

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from redis import Redis, ResponseError, WatchError
+from redis import Redis, WatchError
 from redis.client import Pipeline
 from redis.commands.core import Script
 
@@ -77,7 +77,6 @@ LUA = Path(__file__).parent / "lua"
 SID_TTL = 35 * 86400  # a replayed MessageSid (Twilio retry, reconcile) is recognised for 35 days at least
 GLOBAL_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")  # a Twilio message sid: "SM" or "MM", then 128 random bits
 ADMITTED_PHONE = 12  # characters of a French mobile in E.164, as admit.lua cuts them
-COMPACT_PATIENCE = 60.0  # seconds to wait out an append-only file rewrite that began before an erasure
 BITMAP_CHUNK = 1 << 20  # bytes of a bitmap read at once (8 million numbers)
 NONZERO = re.compile(rb"[^\x00]")  # a byte of a bitmap with some bit set
 ADMIT_AT_MOST = 5000  # numbers a call to admit.lua (Lua's unpack takes about 8,000 values); rounds send 500
@@ -862,30 +861,6 @@ class Store:
         wanted = {phone.encode() for phone in phones}
         ids = [entry_id for entry_id, fields in self.redis.xrange(OUTBOX_KEY) if fields.get(b"to") in wanted]
         return self.redis.xdel(OUTBOX_KEY, *ids) if ids else 0
-
-    def compact(self) -> bool:
-        """Have Redis rewrite its files from what it holds now, so what was erased leaves the disk too.
-
-        Redis's append-only file logs every write since its last rewrite, an erased number's
-        included. A rewrite already running began before the erasure: it is waited out, then
-        another is asked for. Say whether one was; a Redis that refuses (managed services may)
-        rewrites on its own schedule, and its backups are the operator's to rotate.
-        """
-        info = self.redis.info("persistence")
-        deadline = time.monotonic() + COMPACT_PATIENCE
-        while info.get("aof_rewrite_in_progress") and time.monotonic() < deadline:
-            time.sleep(0.1)
-            info = self.redis.info("persistence")
-        rewritten = False
-        try:
-            if info.get("aof_enabled"):
-                self.redis.bgrewriteaof()
-                rewritten = True
-            if any(_text(value) for value in self.redis.config_get("save").values()):
-                self.redis.bgsave(schedule=True)  # a snapshot file holds the erased number too
-        except ResponseError as error:  # refused (CONFIG may be), or a rewrite still running after the wait
-            log.warning("Redis's files may hold an erased number until it rewrites them: %s", error)
-        return rewritten
 
     def outbox_add(self, sender: str, to: str, body: str, sid: str) -> None:
         """Keep a message the local outbox gateway would have sent."""

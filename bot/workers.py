@@ -12,7 +12,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import BaseRegistry, FailedJobRegistry, StartedJobRegistry
 
-from bot import Accord, archivist, witness
+from bot import Accord, archivist, compaction, witness
 from bot.flows import Flow
 from bot.keys import carried_key
 from bot.rounds import queue_admitted
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 class SendingWorker(Worker):
     """An RQ worker that also picks up the batches dead workers abandoned, settles with the provider
-    the claims they left in flight (bot/witness.py), and archives the ledger's older entries
-    (bot/archivist.py): at start, then every few minutes."""
+    the claims they left in flight (bot/witness.py), archives the ledger's older entries
+    (bot/archivist.py), and has Redis rewrite its files after the erasures nobody waited for
+    (bot/compaction.py): at start, then every few minutes."""
 
     def __init__(self, accord: Accord, *, pick_up_every: int = PICK_UP_EVERY,
                  archive_above: int = archivist.ARCHIVE_ABOVE, archive_keep: int = archivist.ARCHIVE_KEEP) -> None:
@@ -49,6 +50,7 @@ class SendingWorker(Worker):
             log.warning("picked up %d batch(es) abandoned by a dead worker", picked)
         witness.sweep(self.accord)
         archivist.keep_up(self.accord, above=self.archive_above, keep=self.archive_keep)
+        compaction.keep_up(self.accord.store.redis, self.accord.store.clock)
 
 
 def run_worker(accord: Accord, *, burst: bool = False, pick_up_every: int = PICK_UP_EVERY) -> None:

@@ -15,10 +15,12 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
+import signal
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest.mock import patch
 from xml.etree import ElementTree
@@ -30,12 +32,13 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from bot import Accord, create_app, sending, states, use
+from bot import Accord, compaction, create_app, sending, states, use
 from bot.batches import Batches
 from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.gateways import SendError
 from bot.sending import enqueue, queue_for
+from bot.workers import SendingWorker
 from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, kept_answer
 from tests.flowfiles import NOTICE, TEXTS
 
@@ -160,7 +163,8 @@ def mentions(client: redis.Redis, tmp_path: Path, redis_dir: Path | None) -> lis
     places = [path for path in tmp_path.rglob("*") if path.is_file() and path != given]
     if redis_dir is not None:
         wait_for_rewrite(client)
-        places += [path for path in redis_dir.iterdir() if path.is_file() and not path.is_socket()]
+        # Redis 7 keeps its append-only file in parts, in a folder of their own (appendonlydir).
+        places += [path for path in redis_dir.rglob("*") if path.is_file() and not path.is_socket()]
     for path in places:
         data = path.read_bytes()
         found += [f"{path}: {form}" for form in FORMS if form.encode() in data]
@@ -435,6 +439,115 @@ def test_person_erase_deletes_the_voters_links_and_page_sessions(app, accord, sm
     run(accord, "person", "erase", VOTER, "--yes")
     assert mentions(redis_client, tmp_path, None) == []
     assert voter.get("/v/page").status_code == 404 and app.test_client().get(unused).status_code == 404
+
+
+def test_the_voters_own_erasure_never_waits_for_redis_s_files_and_the_workers_rewrite_them(
+        app, accord, sms: SMS, clock: Clock, redis_client, redis_files, tmp_path, caplog):
+    voter = app.test_client()
+    open_voter_page(voter, voter_link(sms))
+    run(accord, "person", "erase", OTHER, "--yes")  # an operator's erasure: Redis rewrites its files at once
+    assert not compaction.pending(redis_client)
+    wait_for_rewrite(redis_client)
+
+    # A moment later, the voter's own: within EVERY of the last rewrite, none starts.
+    token = re.search(r'name="csrf_token" value="([^"]+)"', voter.get("/v/page").get_data(as_text=True)).group(1)
+    assert voter.post("/v/page/erase", data={"csrf_token": token, "confirm": "yes"}).status_code == 200
+    assert compaction.pending(redis_client)
+    held = mentions(redis_client, tmp_path, redis_files)
+    assert held and all("appendonly" in place for place in held)  # Redis's own file alone, until its rewrite
+
+    clock.advance(seconds=compaction.EVERY - 1)
+    SendingWorker(accord).run_maintenance_tasks()  # too soon after the last rewrite: none
+    assert compaction.pending(redis_client)
+    clock.advance(seconds=1)
+    SendingWorker(accord).run_maintenance_tasks()
+    assert mentions(redis_client, tmp_path, redis_files) == []
+    assert not compaction.pending(redis_client)
+    clock.advance(seconds=compaction.EVERY)
+    assert not compaction.keep_up(redis_client, clock)  # nothing pending: no rewrite of the whole dataset
+    assert "may hold an erased number" not in caplog.text
+
+
+@pytest.fixture
+def slow_rewrites(redis_client: redis.Redis) -> Iterator[Callable[[], None]]:
+    """Make Redis's rewrites of its files take a second or so from now on (a delay for each key written)."""
+    before = redis_client.config_get("aof-use-rdb-preamble")["aof-use-rdb-preamble"]
+
+    def slow() -> None:
+        keys = redis_client.dbsize()
+        assert keys, "a rewrite of nothing is quick however slow each key"
+        redis_client.config_set("aof-use-rdb-preamble", "yes")  # the delay applies to the snapshot format
+        redis_client.config_set("rdb-key-save-delay", str(1_000_000 // keys))
+
+    yield slow
+    redis_client.config_set("rdb-key-save-delay", "0")
+    wait_for_rewrite(redis_client)
+    redis_client.config_set("aof-use-rdb-preamble", before)
+
+
+def rewriting(client: redis.Redis) -> bool:
+    info = client.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
+
+
+def test_a_rewrite_running_is_waited_out_on_the_command_line_and_not_on_the_voters_page(
+        app, accord, sms: SMS, redis_client, slow_rewrites, caplog):
+    voter = app.test_client()
+    open_voter_page(voter, voter_link(sms))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', voter.get("/v/page").get_data(as_text=True)).group(1)
+    slow_rewrites()
+    redis_client.bgrewriteaof()
+    assert voter.post("/v/page/erase", data={"csrf_token": token, "confirm": "yes"}).status_code == 200
+    assert compaction.pending(redis_client) and rewriting(redis_client)  # it did not wait for the one running
+    assert "may hold an erased number" not in caplog.text  # nor asked Redis for one it would refuse
+
+    run(accord, "person", "erase", OTHER, "--yes")  # waits the running one out, then has Redis start its own
+    assert not compaction.pending(redis_client)
+    assert "may hold an erased number" not in caplog.text
+
+
+def test_an_erasure_stays_pending_while_redis_refuses_a_rewrite_and_not_where_redis_keeps_no_files(
+        accord, redis_client, slow_rewrites, caplog, monkeypatch):
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    slow_rewrites()
+    redis_client.bgrewriteaof()
+    monkeypatch.setattr(compaction, "PATIENCE", 0.0)  # an operator's command that waited its longest
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert compaction.pending(redis_client) and "may hold an erased number" in caplog.text
+    redis_client.config_set("rdb-key-save-delay", "0")
+    wait_for_rewrite(redis_client)
+
+    kept = redis_client.config_get("appendonly")["appendonly"], redis_client.config_get("save")["save"]
+    redis_client.config_set("appendonly", "no")
+    redis_client.config_set("save", "")
+    try:
+        run(accord, "person", "erase", OTHER, "--yes")  # nothing on disk: nothing to wait for
+        assert not compaction.pending(redis_client)
+    finally:
+        redis_client.config_set("appendonly", kept[0])
+        redis_client.config_set("save", kept[1])
+        wait_for_rewrite(redis_client)
+
+
+def test_the_workers_try_again_after_a_rewrite_of_redis_s_files_failed(accord, clock: Clock, redis_client,
+                                                                        slow_rewrites, caplog):
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    slow_rewrites()
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert not compaction.pending(redis_client)  # Redis took the order: only the outcome says it failed
+    server = redis_client.info("server")["process_id"]
+    for child in Path(f"/proc/{server}/task/{server}/children").read_text().split():
+        os.kill(int(child), signal.SIGKILL)  # the rewriting process dies: Redis records the rewrite failed
+    deadline = time.monotonic() + 30
+    while rewriting(redis_client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert redis_client.info("persistence")["aof_last_bgrewrite_status"] == "err"
+    redis_client.config_set("rdb-key-save-delay", "0")
+
+    clock.advance(seconds=compaction.EVERY)
+    SendingWorker(accord).run_maintenance_tasks()
+    wait_for_rewrite(redis_client)  # this one went through
+    assert "last rewrite of its files failed: it rewrites them again" in caplog.text
 
 
 def test_purge_deletes_the_voters_links_and_page_sessions(app, accord, sms: SMS, clock: Clock, redis_client,

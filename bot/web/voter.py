@@ -124,7 +124,9 @@ def erase() -> Response:
     ref = _open(accord, holder, "erasure")
     rights_requests.record_access(store.redis, store.clock(), VOTER, "person erase (voter page)",
                                   subject=holder.digest, request=ref)
-    erased = rights.erase(accord, holder.phone)  # the page session goes with the rest (Store._forget_pages)
+    # The page session goes with the rest (Store._forget_pages). Redis's files are left to rewrite
+    # without holding up a web worker, which the webhook needs (bot/compaction.py).
+    erased = rights.erase(accord, holder.phone, wait=False)
     _close(accord, ref, f"erased: {sum(erased.values())} ledger entries in {len(erased)} flow(s); "
                         "only the suppression HMAC kept")
     response = _page("voter/erased.html", lang=holder.language)

@@ -61,6 +61,24 @@ def sealed_flows_listed_key() -> str:
     return key_for("sealed-flows", "listed")  # string: the flows sealed before the set existed are in it
 
 
+def held_flows_key() -> str:
+    # set: every flow that ever held a number, loaded or not (Store.retired reads it; step.lua and admit.lua fill it)
+    return key_for("held-flows")
+
+
+def held_flows_listed_key() -> str:
+    return key_for("held-flows", "listed")  # string: the flows that held numbers before the set existed are in it
+
+
+def objection_lists_key() -> str:
+    # set: every controller with an objection list (Store.objection_lists reads it; step.lua and erase.lua fill it)
+    return key_for("objection-lists")
+
+
+def objection_lists_listed_key() -> str:
+    return key_for("objection-lists", "listed")  # string: the lists kept before the set existed are in it
+
+
 def personal_files_key(flow_id: str) -> str:
     return key_for("personal-files", flow_id)  # hash: number -> a personal archive file's name, sha256 (JSON)
 

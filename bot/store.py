@@ -46,6 +46,8 @@ from bot.keys import (
     funnel_key,
     glob_of,
     head_key,
+    held_flows_key,
+    held_flows_listed_key,
     in_flight_key,
     key_for,
     ledger_key,
@@ -54,6 +56,8 @@ from bot.keys import (
     legacy_subject_field,
     legacy_subject_key,
     messages_key,
+    objection_lists_key,
+    objection_lists_listed_key,
     pace_key,
     parked_key,
     paused_key,
@@ -404,7 +408,8 @@ class Store:
         digest = self.digest
         numbers = "".join([phone + digest(phone) for phone in phones])
         return _text(self._admit(keys=keys, args=[self.clock(), ",".join(str(o.expiry_seconds) for o in others),
-                                                  "1" if dry_run else "0", numbers, batch, flow.sender, batch_id]))
+                                                  "1" if dry_run else "0", numbers, batch, flow.sender, batch_id,
+                                                  flow.id]))
 
     def settle(self, flow: Flow, admitted: Sequence[str]) -> None:
         """Say these admitted batches (their ids, as `unsettled` gives them) have their jobs queued."""
@@ -741,11 +746,13 @@ class Store:
     def retired(self, loaded: Collection[str]) -> list[Retired]:
         """Return the flows not in `loaded` (their file removed) whose numbers Redis still holds.
 
-        A flow that ever held a number has a funnel: one SCAN of the keyspace finds them all.
+        Every flow that ever held a number is on a registry, which the scripts that write a flow's
+        numbers add it to (step.lua, admit.lua): no SCAN of the keyspace, which a national campaign's
+        makes long, on a voter's page or erasure. Only a flow found there goes through a SCAN or two
+        of its own.
         """
         found = []
-        for name in self.redis.scan_iter(match=funnel_key("*"), count=10_000):
-            flow_id = _text(name).rpartition(":")[2]
+        for flow_id in sorted(self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))):
             if flow_id in loaded:
                 continue
             held = [legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id), admitted_key(flow_id),
@@ -757,12 +764,23 @@ class Store:
             last = self.redis.xrevrange(ledger_key(flow_id), count=1)
             found.append(Retired(flow_id, _text(last[0][1].get(b"flow_hash")) if last else "",
                                  contents[-1] if contents else 0))
-        return sorted(found, key=lambda flow: flow.id)
+        return found
 
     def objection_lists(self) -> list[str]:
-        """Return every controller id with a suppression list in Redis (a SCAN)."""
-        return sorted(_text(name).rpartition(":")[2]
-                      for name in self.redis.scan_iter(match=suppression_key("*"), count=10_000))
+        """Return every controller id with a suppression list in Redis (from a registry, as `retired`)."""
+        return sorted(self._registry(objection_lists_key(), objection_lists_listed_key(), suppression_key("*")))
+
+    def _registry(self, members: str, listed: str, pattern: str) -> set[str]:
+        """Read a registry's set of ids; the first time, add those the keys under `pattern` name (an
+        earlier version kept no registry): one SCAN for good. The ids are what follows the last colon."""
+        if not self.redis.exists(listed):
+            found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
+            with self.redis.pipeline(transaction=False) as pipe:
+                if found:
+                    pipe.sadd(members, *found)
+                pipe.set(listed, "1")
+                pipe.execute()
+        return {_text(member) for member in self.redis.smembers(members)}
 
     def unqueue_unasked(self, flow_id: str, phones: Collection[str]) -> int:
         """Clear the queued bit of those numbers the flow never asked (no state record); return how many.
@@ -915,6 +933,7 @@ def _plan(flows: tuple[Flow, ...], trigger: str, inbound: bool, window_open: boo
         **rows, "others": others, "shut": {region: True for region in sorted(shut)},
         "known": {region: True for region in REGIONS},
         "flows": [{"id": f.id, "hash": f.content_hash, "expiry": f.expiry_seconds, "sender": f.sender,
+                   "controller": f.controller_id,
                    # The ledger names them (bot/references.py).
                    "texts": {key: references.of(f)[f.texts.say(key)] for key in sorted(said) if key},
                    # What each text costs, by the reference a reply holds (bot/lua/answers.lua).

@@ -388,6 +388,58 @@ def test_a_removed_flow_holding_only_states_is_still_found_and_purged(config, cl
     assert after.store.retired(after.flows) == [] and after.store.person(VOTER) == {}
 
 
+def test_flows_and_objection_lists_are_found_by_their_registries_once_listed(config, clock: Clock, redis_client,
+                                                                             tmp_path):
+    before, sms = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta="", gamma=""))
+    # Read once on an empty Redis: listed for good, no SCAN of the keyspace will fill them again.
+    assert before.store.retired([]) == [] and before.store.objection_lists() == []
+    before.store.admit(before.flows["beta"], [VOTER])  # an import alone
+    sms.send(OTHER, "STOP", to=before.flows["gamma"].sender)  # a text alone: an objection on gamma's list
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+
+    assert [flow.id for flow in after.store.retired(after.flows)] == ["beta", "gamma"]
+    assert after.store.objection_lists() == ["gamma-controller"]
+    run(after, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []  # beta's batch and bit went with the rest
+    assert redis_client.hexists("accord:suppressed:gamma-controller", after.store.digest(VOTER))
+
+
+def test_an_erasure_s_objection_on_a_flow_never_run_reaches_its_list_once_the_flow_is_removed(
+        config, clock: Clock, redis_client, tmp_path):
+    before, _ = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    assert before.store.objection_lists() == []  # listed for good
+    run(before, "person", "erase", VOTER, "--yes")  # beta never ran: its controller's list begins here
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+    run(after, "person", "erase", OTHER, "--yes")
+    assert redis_client.hexists("accord:suppressed:beta-controller", after.store.digest(OTHER))
+
+
+def test_a_redis_from_before_the_registries_is_listed_from_its_keys(config, clock: Clock, redis_client, tmp_path):
+    before, sms = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    before.store.admit(before.flows["beta"], [VOTER])
+    sms.send(OTHER, "STOP", to=before.flows["beta"].sender)
+    redis_client.delete("accord:held-flows", "accord:held-flows:listed", "accord:objection-lists",
+                        "accord:objection-lists:listed")  # as an earlier version left Redis
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+
+    assert [flow.id for flow in after.store.retired(after.flows)] == ["beta"]
+    assert after.store.objection_lists() == ["beta-controller"]
+    redis_client.delete("accord:funnel:beta")  # listed now: the registry, not the keys, names them
+    assert [flow.id for flow in after.store.retired(after.flows)] == ["beta"]
+    assert after.store.objection_lists() == ["beta-controller"]
+
+
+def test_showing_and_erasing_a_number_walk_no_keyspace_when_every_flow_is_loaded(accord, sms: SMS, redis_client):
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    sms.send(VOTER, "oui")
+    accord.store.retired(accord.flows)  # listed once, as the first rights request after an upgrade does
+    accord.store.objection_lists()
+    redis_client.config_resetstat()
+    run(accord, "person", "show", VOTER)
+    run(accord, "person", "erase", VOTER, "--yes")
+    assert "cmdstat_scan" not in redis_client.info("commandstats")
+
+
 # Files: an import's rejected lines and exports, 30 days.
 
 def test_rejects_and_exports_on_disk_go_after_30_days(accord, sms: SMS, clock: Clock, tmp_path):

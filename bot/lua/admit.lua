@@ -10,7 +10,7 @@
 -- ARGV: now, the siblings' expiries (comma-separated seconds), '1' for a dry run (change nothing),
 -- the numbers, back to back: each French mobile in E.164 (12 characters), then its digest (32),
 -- the batch ('phone' or 'phone/region', comma-separated), the flow's sender (an objection lifted
--- there by START lets the number through), and the batch's id.
+-- there by START lets the number through), the batch's id, and the flow's id.
 -- Returns one letter per number: q queued, a already queued or asked, s suppressed, w waiting.
 -- The numbers queued are stored under the batch's id, which goes on the admitted list until the
 -- importer has queued its job (which carries the id, never a number) and takes it off
@@ -77,4 +77,6 @@ local names = {q = 'import:queued', a = 'import:already asked', s = 'import:supp
 for code, total in pairs(counts) do
   if total > 0 and not dry then redis.call('HINCRBY', KEYS[3], names[code], total) end
 end
+-- The flow holds numbers (or counts of them): Store.retired finds it there once its file is removed.
+if n > 0 and not dry then redis.call('SADD', 'accord:held-flows', ARGV[8]) end
 return letters

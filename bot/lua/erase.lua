@@ -101,7 +101,11 @@ local objections = tonumber(ARGV[8 + 4 * flows])
 -- objection is there, keeping the senders a START lifted it for.
 if object then
   local write = whole and 'HSET' or 'HSETNX'
-  for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do redis.call(write, KEYS[n], digest, now) end
+  for n = 1 + 6 * flows + 1, 1 + 6 * flows + objections do
+    redis.call(write, KEYS[n], digest, now)
+    -- Store.objection_lists reads the controllers there: the key's name after 'accord:suppressed:'.
+    redis.call('SADD', 'accord:objection-lists', string.sub(KEYS[n], 19))
+  end
 end
 local sent = 1 + 6 * flows + objections
 local sids = (#KEYS - sent) / 3

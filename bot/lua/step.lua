@@ -34,7 +34,10 @@ local open, flows = plan.open, plan.flows
 -- An objection is written before anything else is read: no record, however damaged, can keep it
 -- from holding. Written anew, it also takes back every START since (see `objects` in state.lua).
 if plan.objection then
-  for i = 1, #flows do redis.call('HSET', KEYS[7 * i - 1], digest, now) end
+  for i = 1, #flows do
+    redis.call('HSET', KEYS[7 * i - 1], digest, now)
+    redis.call('SADD', 'accord:objection-lists', flows[i].controller)  -- Store.objection_lists reads it
+  end
 end
 -- Flow i's keys are KEYS[7 * i - 5 + n], n = 1 (state) .. 7 (queued).
 local states, asked, asked36, regions, unreadable, chosen, best = {}, {}, {}, {}, {}, 1, -1
@@ -190,6 +193,7 @@ local function apply(i, lead)
   if renewed then stored_asked = now_s36 end
   if step or inbound or state ~= before or (lead and given_region ~= '-') then
     set_state(KEYS[base + 1], phone, dest, stored_asked, now_ms36, regions[i])
+    redis.call('SADD', 'accord:held-flows', flow.id)  -- Store.retired finds it there once its file is removed
   end
   -- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
   -- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");

@@ -2,18 +2,22 @@
 
 Redis's append-only file logs every write since its last rewrite, an erased number's included,
 and a snapshot holds what Redis held when it was taken; only a rewrite drops the number. A rewrite
-copies the whole dataset: about 4 s a GB on this project's machine (bench/erasure.py), so half a
-minute or more at a national campaign's size. Each erasure or purge counts itself (`want`), and a
-rewrite that begins after it covers it:
+copies the whole dataset: 1 to 4 s a GB on this project's machine (bench/erasure.py), so half a
+minute or more at a national campaign's size. Each erasure or purge counts itself (`want`). A
+rewrite asked for after it covers it once Redis is seen to have finished it, without restarting
+in between (`settle`): one that failed, or that a restart cut short, is asked for again.
 
-- an operator's command (`person erase`, `purge`) waits out a rewrite already running, which began
-  before the erasure, then starts one (`rewrite(wait=True)`): the number is on its way off the disk
-  when the command returns;
-- the voter's page never waits (a web worker held that long would hold up the webhook, STOPs
-  included): it starts a rewrite only if none runs and none began in the last EVERY seconds, and
-  otherwise leaves it to the workers' upkeep (`keep_up`), which starts one, under the same bound,
-  whenever an erasure is not covered yet or the last rewrite failed. Within minutes, not at once;
-  and a wave of erasures costs Redis one rewrite every few minutes, not one each.
+- An operator's command (`person erase`, `purge`) waits out a rewrite already running, which began
+  before the erasure, then has Redis start one (`rewrite(wait=True)`).
+- The voter's page never waits: a web worker held that long would hold up the webhook, STOPs
+  included. It has Redis start a rewrite only if none runs and none began in the last EVERY seconds.
+- The workers' upkeep (`keep_up`, every few minutes) starts one, under the same bound, for any
+  erasure not covered yet. A deployment that runs no worker has it done by the next erasure after
+  EVERY seconds, or by the daily `purge`.
+
+So a wave of erasures costs Redis one rewrite every few minutes, not one each. A Redis that keeps
+no files has nothing to rewrite; files that a persistence turned off since left behind are not its
+own any more, and are the operator's to delete.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from redis import Redis
-from redis.exceptions import ResponseError
+from redis import Redis, WatchError
+from redis.exceptions import RedisError, ResponseError
 
 from bot.keys import COMPACTION_COVERED_KEY as COVERED
+from bot.keys import COMPACTION_STARTED_KEY as STARTED
 from bot.keys import COMPACTION_WANTED_KEY as WANTED
 
 PATIENCE = 60.0  # seconds an operator's command waits out a rewrite that began before its erasure
@@ -39,15 +45,45 @@ def want(redis: Redis) -> None:
 
 
 def pending(redis: Redis) -> bool:
-    """Say whether an erasure is not yet covered by a rewrite that began after it."""
-    return _wanted(redis) > _covered(redis)[0]
+    """Say whether an erasure is not yet covered by a rewrite known to have gone through after it."""
+    settle(redis)
+    return _count(redis.get(WANTED)) > _count(redis.get(COVERED))
+
+
+def settle(redis: Redis) -> None:
+    """Once Redis has finished the rewrite last asked for, count the erasures it covers, or forget it
+    if it failed or Redis restarted meanwhile (its erasures are pending again)."""
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(STARTED)
+            raw = pipe.get(STARTED)
+            if raw is None:
+                return
+            count, run_id, when, second, kinds = raw.decode().split("|")
+            info, server = pipe.info("persistence"), pipe.info("server")
+            if _running(info):
+                return
+            done = server.get("run_id") == run_id and ("a" not in kinds or info["aof_last_bgrewrite_status"] == "ok") \
+                and ("s" not in kinds or (info["rdb_last_bgsave_status"] == "ok"
+                                          and int(info["rdb_last_save_time"]) >= int(second)))
+            covered = _count(pipe.get(COVERED))
+            pipe.multi()
+            if done and int(count) > covered:
+                pipe.set(COVERED, f"{count}|{when}")
+            pipe.delete(STARTED)
+            pipe.execute()
+        except WatchError:  # another process started or settled one meanwhile: seen next time
+            return
+    if not done:
+        log.warning("Redis's rewrite of its files asked for after an erasure failed, or Redis restarted "
+                    "meanwhile: it is asked for again, and the files may hold an erased number until then")
 
 
 def rewrite(redis: Redis, clock: Callable[[], float], *, wait: bool) -> bool:
-    """Start a rewrite of Redis's files covering every erasure so far; say whether one was started.
+    """Have Redis start rewriting its files for every erasure so far; say whether it took the order.
 
     With `wait`, a rewrite running (which began before) is waited out first, up to PATIENCE. Without,
-    none starts while one runs or within EVERY seconds of the last: the erasure stays pending, for
+    none starts while one runs or within EVERY seconds of the last: the erasures stay pending, for
     the workers' upkeep.
     """
     info = redis.info("persistence")
@@ -55,44 +91,45 @@ def rewrite(redis: Redis, clock: Callable[[], float], *, wait: bool) -> bool:
     while wait and _running(info) and time.monotonic() < deadline:
         time.sleep(0.1)
         info = redis.info("persistence")
-    count = _wanted(redis)  # read before the rewrite forks: it covers those
-    if not wait:
-        _, began = _covered(redis)
-        if _running(info) or clock() - began < EVERY:
-            return False
-    aof = bool(info.get("aof_enabled"))
-    try:
-        snapshots = any(value for value in redis.config_get("save").values())
-    except ResponseError as error:  # CONFIG refused, as managed services may: their snapshots are theirs
-        log.warning("Redis's snapshots may hold an erased number until it takes the next: %s", error)
-        snapshots = False
-    rewritten = aof and _asked(redis.bgrewriteaof)
-    saved = snapshots and _asked(lambda: redis.bgsave(schedule=True))
-    if rewritten == aof and saved == snapshots:  # every file Redis keeps is on its way to being rewritten
-        redis.set(COVERED, f"{count}|{clock():.3f}")
-    return rewritten or saved
-
-
-def _asked(command: Callable[[], object]) -> bool:
-    """Ask Redis for a rewrite or a snapshot; say whether it took the order."""
-    try:
-        command()
-    except ResponseError as error:  # refused, or one still running after the wait: the erasure stays pending
-        log.warning("Redis's files may hold an erased number until it rewrites them: %s", error)
+    settle(redis)
+    count = _count(redis.get(WANTED))  # read before the rewrite forks: it covers those
+    if not wait and (_running(info) or clock() - _last_began(redis) < EVERY):
         return False
-    return True
+    try:
+        snapshots: bool | None = any(value for value in redis.config_get("save").values())
+    except ResponseError:  # CONFIG refused, as managed services may: a snapshot is asked for all the same
+        snapshots = None
+    kinds = ("a" if info.get("aof_enabled") else "") + ("s" if snapshots is not False else "")
+    if not kinds:  # a Redis that keeps no files: nothing to rewrite
+        redis.set(COVERED, f"{count}|{clock():.3f}")
+        return False
+    second = redis.time()[0]  # Redis's own clock: a snapshot finished from then on covers the erasures
+    asked = ("a" not in kinds or _asked(redis.bgrewriteaof)) \
+        and ("s" not in kinds or _asked(lambda: redis.bgsave(schedule=True)))
+    if asked:
+        run_id = redis.info("server")["run_id"]
+        redis.set(STARTED, f"{count}|{run_id}|{clock():.3f}|{second}|{kinds}")
+    return asked
 
 
 def keep_up(redis: Redis, clock: Callable[[], float]) -> bool:
-    """The workers' upkeep: start a rewrite if an erasure is not covered yet, or the last one failed."""
-    info = redis.info("persistence")
-    failed = info.get("aof_last_bgrewrite_status") == "err" or info.get("rdb_last_bgsave_status") == "err"
-    if not (pending(redis) or failed):
+    """The workers' upkeep: have Redis rewrite its files if an erasure is not covered yet. Never raises:
+    a worker's upkeep that did would stop the worker."""
+    try:
+        return pending(redis) and rewrite(redis, clock, wait=False)
+    except RedisError as error:
+        log.warning("Redis's files not rewritten after the erasures this time: %s", error)
         return False
-    started = rewrite(redis, clock, wait=False)
-    if failed and started:
-        log.warning("Redis's last rewrite of its files failed: it rewrites them again, an erased number may be in them")
-    return started
+
+
+def _asked(command: Callable[[], Any]) -> bool:
+    """Ask Redis for a rewrite or a snapshot; say whether it took the order."""
+    try:
+        command()
+    except RedisError as error:  # refused, one still running after the wait, or no answer in time
+        log.warning("Redis's files may hold an erased number until it rewrites them: %s", error)
+        return False
+    return True
 
 
 def _running(info: dict) -> bool:
@@ -100,10 +137,13 @@ def _running(info: dict) -> bool:
                 or info.get("rdb_bgsave_in_progress"))
 
 
-def _wanted(redis: Redis) -> int:
-    return int(redis.get(WANTED) or 0)
+def _last_began(redis: Redis) -> float:
+    """When the last rewrite was asked for (by the clock given to `rewrite`), 0 if never."""
+    started, covered = redis.get(STARTED), redis.get(COVERED)
+    if started is not None:
+        return float(started.decode().split("|")[2])
+    return float(covered.decode().partition("|")[2] or 0) if covered is not None else 0.0
 
 
-def _covered(redis: Redis) -> tuple[int, float]:
-    count, _, when = (redis.get(COVERED) or b"0|0").decode().partition("|")
-    return int(count), float(when or 0)
+def _count(raw: bytes | None) -> int:
+    return int((raw or b"0").decode().partition("|")[0])

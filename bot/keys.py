@@ -265,7 +265,9 @@ AUDIT_KEY = key_for("audit")  # stream: what operators did in the console, kept 
 LIMITS_KEY = key_for("limits")  # prefix of the sign-in throttle's keys, one per client address (the `limits` library)
 ACCESS_KEY = key_for("access")  # stream, uncapped: who touched personal data, and on which request (bot/audit.py)
 COMPACTION_WANTED_KEY = key_for("compaction", "wanted")  # counter: erasures and purges so far (bot/compaction.py)
-COMPACTION_COVERED_KEY = key_for("compaction", "covered")  # "count|when": those the latest rewrite began after
+COMPACTION_COVERED_KEY = key_for("compaction", "covered")  # "count|when": those a rewrite since went through for
+# "count|run id|when|Redis's second|kinds": the rewrite asked for last, until Redis is seen to have finished it
+COMPACTION_STARTED_KEY = key_for("compaction", "started")
 RIGHTS_KEY = key_for("rights-requests")  # sorted set: rights request refs, by the day received (ordinal)
 
 

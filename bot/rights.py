@@ -220,5 +220,7 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
         store.forget_outbox(*purged)
     if removed and not dry_run:
         compaction.want(store.redis)
+    # And the erasures the voters' page left to the workers' upkeep, where no worker runs.
+    if not dry_run and (removed or compaction.pending(store.redis)):
         compaction.rewrite(store.redis, store.clock, wait=True)
     return removed

@@ -28,10 +28,11 @@ from collections.abc import Callable
 from typing import Any
 
 from redis import Redis, WatchError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from bot.keys import COMPACTION_COVERED_KEY as COVERED
 from bot.keys import COMPACTION_STARTED_KEY as STARTED
+from bot.keys import COMPACTION_TRIED_KEY as TRIED
 from bot.keys import COMPACTION_WANTED_KEY as WANTED
 
 PATIENCE = 60.0  # seconds an operator's command waits out a rewrite that began before its erasure
@@ -97,17 +98,18 @@ def rewrite(redis: Redis, clock: Callable[[], float], *, wait: bool) -> bool:
         return False
     try:
         snapshots: bool | None = any(value for value in redis.config_get("save").values())
-    except ResponseError:  # CONFIG refused, as managed services may: a snapshot is asked for all the same
+    except RedisError:  # CONFIG refused, as managed services may: a snapshot is asked for all the same
         snapshots = None
     kinds = ("a" if info.get("aof_enabled") else "") + ("s" if snapshots is not False else "")
     if not kinds:  # a Redis that keeps no files: nothing to rewrite
         redis.set(COVERED, f"{count}|{clock():.3f}")
         return False
     second = redis.time()[0]  # Redis's own clock: a snapshot finished from then on covers the erasures
+    run_id = redis.info("server")["run_id"]  # before asking: a server restarted since is another one
+    redis.set(TRIED, f"{clock():.3f}")  # whatever comes of it: EVERY holds after a failure too
     asked = ("a" not in kinds or _asked(redis.bgrewriteaof)) \
         and ("s" not in kinds or _asked(lambda: redis.bgsave(schedule=True)))
     if asked:
-        run_id = redis.info("server")["run_id"]
         redis.set(STARTED, f"{count}|{run_id}|{clock():.3f}|{second}|{kinds}")
     return asked
 
@@ -117,8 +119,8 @@ def keep_up(redis: Redis, clock: Callable[[], float]) -> bool:
     a worker's upkeep that did would stop the worker."""
     try:
         return pending(redis) and rewrite(redis, clock, wait=False)
-    except RedisError as error:
-        log.warning("Redis's files not rewritten after the erasures this time: %s", error)
+    except Exception:  # noqa: BLE001  (whatever it is, the worker goes on; the next upkeep tries again)
+        log.exception("Redis's files not rewritten after the erasures this time")
         return False
 
 
@@ -138,11 +140,8 @@ def _running(info: dict) -> bool:
 
 
 def _last_began(redis: Redis) -> float:
-    """When the last rewrite was asked for (by the clock given to `rewrite`), 0 if never."""
-    started, covered = redis.get(STARTED), redis.get(COVERED)
-    if started is not None:
-        return float(started.decode().split("|")[2])
-    return float(covered.decode().partition("|")[2] or 0) if covered is not None else 0.0
+    """When a rewrite was last asked for (by the clock given to `rewrite`), 0 if never."""
+    return float(redis.get(TRIED) or 0)
 
 
 def _count(raw: bytes | None) -> int:

@@ -268,6 +268,7 @@ COMPACTION_WANTED_KEY = key_for("compaction", "wanted")  # counter: erasures and
 COMPACTION_COVERED_KEY = key_for("compaction", "covered")  # "count|when": those a rewrite since went through for
 # "count|run id|when|Redis's second|kinds": the rewrite asked for last, until Redis is seen to have finished it
 COMPACTION_STARTED_KEY = key_for("compaction", "started")
+COMPACTION_TRIED_KEY = key_for("compaction", "tried")  # when a rewrite was last asked for, whatever came of it
 RIGHTS_KEY = key_for("rights-requests")  # sorted set: rights request refs, by the day received (ordinal)
 
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from redis.exceptions import RedisError
 
 from bot import Accord, compaction, ledger, proof, written
 from bot.batches import Batches
 from bot.flows import Flow
 from bot.keys import person_key, suppression_key
 
+log = logging.getLogger(__name__)
 RETENTION_DAYS = 60  # non-responders and NO answers, from the request (COMPLIANCE.md D.14)
 REMOVED = "(its flow file was removed)"
 
@@ -120,7 +124,10 @@ def erase(accord: Accord, phone: str, *, wait: bool = True) -> dict[str, int]:
     store.forget_outbox(phone)
     written.erase(accord, phone)
     compaction.want(store.redis)
-    compaction.rewrite(store.redis, store.clock, wait=wait)
+    try:
+        compaction.rewrite(store.redis, store.clock, wait=wait)
+    except RedisError as error:  # erased all the same: Redis's files wait for the workers' upkeep
+        log.warning("Redis's files not rewritten after an erasure: %s", error)
     return erased
 
 
@@ -176,6 +183,8 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     store, removed = accord.store, Counter[str]()
     batches = Batches(store)
     now = store.clock()
+    if not dry_run:
+        store.relist()
     purged: set[str] = set()  # the numbers whatever the local outbox sent them goes with
     for flow in accord.flows.values():
         gone = []
@@ -215,6 +224,8 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
             removed[f"{retired.id}: batches not sent {REMOVED}"] += stale
         if not dry_run and store.retire(retired.id):
             removed[f"{retired.id}: its bitmaps {REMOVED} (who was asked is kept as HMACs)"] += 1
+    if not dry_run:
+        store.unlist_emptied(accord.flows)  # rights requests read them no more
     removed.update(written.purge(accord, dry_run=dry_run))
     if purged and not dry_run:
         store.forget_outbox(*purged)

@@ -146,6 +146,7 @@ class Store:
         self._give_back = self.redis.register_script(lua("state", "ledger", "give_back"))
         self._erase = self.redis.register_script(lua("state", "ledger", "erase"))
         self._pace = self.redis.register_script(lua("pace"))
+        self._unlist = self.redis.register_script(lua("unlist"))
 
     def ping(self) -> bool:
         """Say whether Redis answers."""
@@ -769,6 +770,27 @@ class Store:
     def objection_lists(self) -> list[str]:
         """Return every controller id with a suppression list in Redis (from a registry, as `retired`)."""
         return sorted(self._registry(objection_lists_key(), objection_lists_listed_key(), suppression_key("*")))
+
+    def relist(self) -> None:
+        """Add to the registries what the keys name (as the first reading does): what a process of an
+        earlier version, still running during an upgrade, wrote without them. For the daily purge."""
+        for members, pattern in ((held_flows_key(), funnel_key("*")), (objection_lists_key(), suppression_key("*"))):
+            found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
+            if found:
+                self.redis.sadd(members, *found)
+
+    def unlist_emptied(self, loaded: Collection[str]) -> list[str]:
+        """Take the flows no longer loaded that hold no number off the registry `retired` reads, so that
+        no rights request reads them again; return their ids. For the purge, once it has emptied them."""
+        gone = []
+        for flow_id in sorted(self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))):
+            if flow_id in loaded:
+                continue
+            keys = [held_flows_key(), legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id),
+                    admitted_key(flow_id), parked_key(flow_id)]
+            if self._unlist(keys=keys, args=[flow_id, states.state_key(flow_id, "")]):
+                gone.append(flow_id)
+        return gone
 
     def _registry(self, members: str, listed: str, pattern: str) -> set[str]:
         """Read a registry's set of ids; the first time, add those the keys under `pattern` name (an

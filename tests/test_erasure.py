@@ -373,6 +373,11 @@ def test_a_removed_flows_numbers_are_shown_erased_and_purged(config, clock: Cloc
     assert redis_client.smembers("accord:asked:beta") == {after.store.digest(OTHER).encode()}
     assert after.store.verify_ledger("beta") is None  # the chain stays, tied to no one
     assert "nothing is due" in run(after, "purge").output
+    # Emptied, it is off the registry: no rights request reads it again, nor walks the keyspace for it.
+    assert not redis_client.sismember("accord:held-flows", "beta")
+    redis_client.config_resetstat()
+    run(after, "person", "show", VOTER)
+    assert "cmdstat_scan" not in redis_client.info("commandstats")
 
 
 def test_a_removed_flow_holding_only_states_is_still_found_and_purged(config, clock: Clock, redis_client, tmp_path):
@@ -384,6 +389,7 @@ def test_a_removed_flow_holding_only_states_is_still_found_and_purged(config, cl
     redis_client.delete("accord:admitted:beta", "accord:batches:beta")  # and its rounds are long done
     after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
     assert [flow.id for flow in after.store.retired(after.flows)] == ["beta"]
+    assert after.store.unlist_emptied(after.flows) == []  # it still holds a state: it stays listed
     run(after, "purge")
     assert after.store.retired(after.flows) == [] and after.store.person(VOTER) == {}
 
@@ -398,6 +404,7 @@ def test_flows_and_objection_lists_are_found_by_their_registries_once_listed(con
     after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
 
     assert [flow.id for flow in after.store.retired(after.flows)] == ["beta", "gamma"]
+    assert after.store.unlist_emptied(after.flows) == []  # beta holds a batch and a bit, gamma a state
     assert after.store.objection_lists() == ["gamma-controller"]
     run(after, "person", "erase", VOTER, "--yes")
     assert mentions(redis_client, tmp_path, None) == []  # beta's batch and bit went with the rest
@@ -427,6 +434,18 @@ def test_a_redis_from_before_the_registries_is_listed_from_its_keys(config, cloc
     redis_client.delete("accord:funnel:beta")  # listed now: the registry, not the keys, names them
     assert [flow.id for flow in after.store.retired(after.flows)] == ["beta"]
     assert after.store.objection_lists() == ["beta-controller"]
+
+
+def test_the_daily_purge_lists_what_a_process_of_an_earlier_version_wrote_meanwhile(config, clock: Clock,
+                                                                                   redis_client, tmp_path):
+    before, _ = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    assert before.store.retired([]) == []  # listed for good
+    before.store.admit(before.flows["beta"], [VOTER])
+    redis_client.srem("accord:held-flows", "beta")  # written by an earlier version's worker, which lists nothing
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))
+    assert after.store.retired(after.flows) == []
+    assert "beta: batches not sent (its flow file was removed)" in run(after, "purge").output
+    assert mentions(redis_client, tmp_path, None) == []
 
 
 def test_showing_and_erasing_a_number_walk_no_keyspace_when_every_flow_is_loaded(accord, sms: SMS, redis_client):
@@ -580,7 +599,7 @@ def test_a_rewrite_running_is_waited_out_on_the_command_line_and_not_on_the_vote
 
 
 def test_an_erasure_stays_pending_while_redis_refuses_a_rewrite_or_answers_too_late(
-        app, accord, sms: SMS, redis_client, slow_rewrites, caplog, monkeypatch):
+        app, accord, sms: SMS, clock: Clock, redis_client, slow_rewrites, caplog, monkeypatch):
     voter = app.test_client()
     open_voter_page(voter, voter_link(sms))
     slow_rewrites()
@@ -591,14 +610,30 @@ def test_an_erasure_stays_pending_while_redis_refuses_a_rewrite_or_answers_too_l
     redis_client.config_set("rdb-key-save-delay", "0")
     wait_for_rewrite(redis_client)
 
+    calls = []
+
     def late() -> None:
+        calls.append("asked")
         raise redis.exceptions.TimeoutError("Timeout reading from socket")  # a fork of a large dataset
 
     monkeypatch.setattr(accord.store.redis, "bgrewriteaof", late)
-    assert erase_on_the_page(voter) == 200  # erased all the same, and the request closed
+    clock.advance(seconds=compaction.EVERY)  # past the one refused
+    assert erase_on_the_page(voter) == 200 and calls  # erased all the same, and the request closed
     assert compaction.pending(redis_client)
+
+    def gone(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Connection closed by server")
+
+    monkeypatch.setattr(accord.store.redis, "time", gone)  # Redis gone between an erasure and its files
+    run(accord, "person", "erase", VOTER, "--yes")  # ends as it should: the erasure is done
+    assert "files not rewritten after an erasure" in caplog.text
+
+    def unreadable(client) -> None:
+        raise KeyError("run_id")  # a server answering INFO with less than Redis does
+
+    monkeypatch.setattr(compaction, "settle", unreadable)
     upkeep(accord)  # and a worker's upkeep goes on
-    assert compaction.pending(redis_client)
+    assert "not rewritten after the erasures this time" in caplog.text
     monkeypatch.undo()
     assert "nothing is due" in run(accord, "purge").output  # where no worker runs, the daily purge has it done
     wait_for_rewrite(redis_client)
@@ -615,6 +650,7 @@ def test_the_workers_ask_again_for_a_rewrite_that_failed_or_that_a_restart_cut_s
     assert redis_client.info("persistence")["aof_last_bgrewrite_status"] == "err"
     redis_client.config_set("rdb-key-save-delay", "0")
     assert compaction.pending(redis_client) and "failed, or Redis restarted" in caplog.text
+    assert not compaction.keep_up(redis_client, clock)  # within EVERY of the one that failed: not yet
     clock.advance(seconds=compaction.EVERY)
     upkeep(accord)
     wait_for_rewrite(redis_client)  # this one went through

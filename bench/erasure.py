@@ -29,23 +29,13 @@ from typing import Any
 
 import redis
 
-from bench import servers
+from bench import apps, servers
 from bench.footprint import wait_for_aof_rewrite
 from bench.webhook import FLOW, TUESDAY_MORNING
 from bot import build, compaction, rights
 from bot.config import Config
 
 RESULTS = servers.ROOT / "bench" / "results" / "erasure.json"
-
-
-class Clock:
-    """The store's clock, moved on by hand between waves (the time-of-day windows stay open)."""
-
-    def __init__(self, epoch: float) -> None:
-        self.epoch = epoch
-
-    def __call__(self) -> float:
-        return self.epoch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = stack.enter_context(redis.Redis.from_url(url, socket_timeout=600))
         client.execute_command("DEBUG", "POPULATE", args.keys, "bench:filler", args.megabytes * 1_000_000 // args.keys)
         wait_for_aof_rewrite(client, timeout=600)
-        clock = Clock(TUESDAY_MORNING.timestamp())
+        clock = apps.FixedClock(TUESDAY_MORNING.timestamp())  # moved on by hand between waves
         config = Config(flows_dir=servers.ROOT / "flows", instance_dir=scratch / "instance",
                         suppression_key=secrets.token_bytes(32), auth_token="bench", redis_url=url)
         accord = build(config, clock=clock)

@@ -753,14 +753,10 @@ class Store:
         of its own.
         """
         found = []
-        for flow_id in sorted(self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))):
-            if flow_id in loaded:
-                continue
-            held = [legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id), admitted_key(flow_id),
-                    parked_key(flow_id)]
+        for flow_id in self._unloaded(loaded):
             contents = sorted(int(_text(key).rpartition(":")[2])
                               for key in self.redis.scan_iter(match=key_for("content", flow_id, "*"), count=10_000))
-            if not self.redis.exists(*held) and not contents and not self.state_hashes(flow_id):
+            if not self.redis.exists(*_holding_keys(flow_id)) and not contents and not self.state_hashes(flow_id):
                 continue
             last = self.redis.xrevrange(ledger_key(flow_id), count=1)
             found.append(Retired(flow_id, _text(last[0][1].get(b"flow_hash")) if last else "",
@@ -775,34 +771,33 @@ class Store:
         """Add to the registries what the keys name (as the first reading does): what a process of an
         earlier version, still running during an upgrade, wrote without them. For the daily purge."""
         for members, pattern in ((held_flows_key(), funnel_key("*")), (objection_lists_key(), suppression_key("*"))):
-            found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
-            if found:
-                self.redis.sadd(members, *found)
+            self._list_from_keys(members, pattern)
 
     def unlist_emptied(self, loaded: Collection[str]) -> list[str]:
         """Take the flows no longer loaded that hold no number off the registry `retired` reads, so that
         no rights request reads them again; return their ids. For the purge, once it has emptied them."""
-        gone = []
-        for flow_id in sorted(self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))):
-            if flow_id in loaded:
-                continue
-            keys = [held_flows_key(), legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id),
-                    admitted_key(flow_id), parked_key(flow_id)]
-            if self._unlist(keys=keys, args=[flow_id, states.state_key(flow_id, "")]):
-                gone.append(flow_id)
-        return gone
+        return [flow_id for flow_id in self._unloaded(loaded)
+                if self._unlist(keys=[held_flows_key(), *_holding_keys(flow_id)],
+                                args=[flow_id, states.state_key(flow_id, "")])]
+
+    def _unloaded(self, loaded: Collection[str]) -> list[str]:
+        """Return the flows on the registry of those that held numbers that are not in `loaded`, in order."""
+        held = self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))
+        return sorted(flow_id for flow_id in held if flow_id not in loaded)
 
     def _registry(self, members: str, listed: str, pattern: str) -> set[str]:
         """Read a registry's set of ids; the first time, add those the keys under `pattern` name (an
-        earlier version kept no registry): one SCAN for good. The ids are what follows the last colon."""
+        earlier version kept no registry): one SCAN for good."""
         if not self.redis.exists(listed):
-            found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
-            with self.redis.pipeline(transaction=False) as pipe:
-                if found:
-                    pipe.sadd(members, *found)
-                pipe.set(listed, "1")
-                pipe.execute()
+            self._list_from_keys(members, pattern)
+            self.redis.set(listed, "1")
         return {_text(member) for member in self.redis.smembers(members)}
+
+    def _list_from_keys(self, members: str, pattern: str) -> None:
+        """Add to a registry the ids the keys under `pattern` name: what follows their last colon (a SCAN)."""
+        found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
+        if found:
+            self.redis.sadd(members, *found)
 
     def unqueue_unasked(self, flow_id: str, phones: Collection[str]) -> int:
         """Clear the queued bit of those numbers the flow never asked (no state record); return how many.
@@ -920,6 +915,13 @@ class Store:
 
     def _now(self) -> str:
         return f"{self.clock():.3f}"
+
+
+def _holding_keys(flow_id: str) -> list[str]:
+    """Return a flow's keys that hold numbers whatever their name's end (besides its state hashes and
+    content bitmaps): an earlier version's state hash, the queued bitmap, batches, admitted and parked."""
+    return [legacy_state_key(flow_id), queued_key(flow_id), batches_key(flow_id), admitted_key(flow_id),
+            parked_key(flow_id)]
 
 
 @lru_cache(maxsize=256)

@@ -41,8 +41,10 @@ if plan.objection then
 end
 -- Flow i's keys are KEYS[7 * i - 5 + n], n = 1 (state) .. 7 (queued).
 local states, asked, asked36, regions, unreadable, chosen, best = {}, {}, {}, {}, {}, 1, -1
+local recorded = {}  -- flows holding a record of the number (even one that cannot be read)
 for i = 1, #flows do
   local state, asked_at, touched, stored, region = get_state(KEYS[7 * i - 4], phone)
+  recorded[i] = state ~= nil
   if state then
     states[i], asked[i], asked36[i], regions[i] = state, asked_at, stored, region
     -- The flow with an open question is the one being answered; else the latest conversation.
@@ -193,7 +195,9 @@ local function apply(i, lead)
   if renewed then stored_asked = now_s36 end
   if step or inbound or state ~= before or (lead and given_region ~= '-') then
     set_state(KEYS[base + 1], phone, dest, stored_asked, now_ms36, regions[i])
-    redis.call('SADD', 'accord:held-flows', flow.id)  -- Store.retired finds it there once its file is removed
+    -- The flow's first record of the number: Store.retired finds the flow there once its file is
+    -- removed. A flow holding a record stays listed (unlist.lua), so a record rewritten needs no more.
+    if not recorded[i] then redis.call('SADD', 'accord:held-flows', flow.id) end
   end
   -- Keep the funnel's counts (Store.funnel adds them up per state): texts answered per hour, for the
   -- console's chart; one field per move, a text's ("i:from>to") apart from any other's ("m:from>to");

@@ -125,6 +125,14 @@ class Flow:
         return closes_at(now, tz=self.timezone, poll_date=self.poll_dates, hours=self.sending_hours,
                          region=region, end_date=self.end_date)
 
+    def open_until(self, epoch: float, region: str = "") -> float | None:
+        """Return when the window open at `epoch` for a voter of `region` shuts, as a timestamp; None if shut.
+
+        The instant `closes_at` names, worked out once a minute and region as `is_open` is: within
+        a minute the window is open throughout, and its next limit is the same, or shut throughout.
+        """
+        return _open_until_in_minute(self, int(epoch // 60), region)
+
     def has_ended(self, epoch: float) -> bool:
         """Say whether `epoch` is past the flow's end date (the last day it may send), in its zone."""
         return self.end_date is not None and dt.datetime.fromtimestamp(epoch, self.timezone).date() > self.end_date
@@ -133,6 +141,12 @@ class Flow:
 @lru_cache(maxsize=4096)
 def _open_in_minute(flow: Flow, minute: int, region: str) -> bool:
     return flow.window(minute * 60, region).open
+
+
+@lru_cache(maxsize=4096)
+def _open_until_in_minute(flow: Flow, minute: int, region: str) -> float | None:
+    epoch = minute * 60
+    return flow.closes_at(epoch, region).timestamp() if flow.is_open(epoch, region) else None
 
 
 def load_flows(directory: Path | str, public_url: str | None = None) -> dict[str, Flow]:

@@ -247,8 +247,10 @@ class _Sends:
 def _opens_at(flow: Flow, epoch: float, region: str) -> float | None:
     """Return when, from `epoch` on, a campaign text may go to a voter of `region` (`epoch` itself if
     at once; None if never). A window closing within MIN_VALIDITY counts as shut."""
+    if validity(flow, epoch, region) >= MIN_VALIDITY:  # open, for long enough: the usual case, once a minute
+        return epoch
     window = flow.window(epoch, region)
-    if window.open and validity(flow, epoch, region) < MIN_VALIDITY:
+    if window.open:
         window = flow.window(epoch + MIN_VALIDITY, region)  # shut by then: when next open?
     if window.open:
         return epoch
@@ -370,4 +372,5 @@ def validity(flow: Flow, epoch: float, region: str = "") -> int:
 
     Counted in elapsed seconds, not wall-clock ones: on a DST day they differ by an hour.
     """
-    return max(0, min(MAX_VALIDITY, int(flow.closes_at(epoch, region).timestamp() - epoch)))
+    until = flow.open_until(epoch, region)
+    return 0 if until is None else max(0, min(MAX_VALIDITY, int(until - epoch)))

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.flows import Flow, FlowError, load_flow, load_flows
-from bot.sending import validity
+from bot.sending import MAX_VALIDITY, MIN_VALIDITY, _opens_at, validity
 from bot.windows import REGIONS
 from tests.flowfiles import NOTICE
 
@@ -271,6 +271,30 @@ def test_the_once_a_minute_window_answer_is_the_full_one(epoch: float, flow_id: 
     assert flow.is_open(epoch, region) == flow.window(epoch, region).open
 
 
+def full_validity(flow: Flow, epoch: float, region: str) -> int:
+    """What `validity` answered when it worked the closing out for each text."""
+    return max(0, min(MAX_VALIDITY, int(flow.closes_at(epoch, region).timestamp() - epoch)))
+
+
+def full_opens_at(flow: Flow, epoch: float, region: str) -> float | None:
+    """What the workers' `_opens_at` answered when it worked the window out for each text."""
+    window = flow.window(epoch, region)
+    if window.open and full_validity(flow, epoch, region) < MIN_VALIDITY:
+        window = flow.window(epoch + MIN_VALIDITY, region)
+    if window.open:
+        return epoch
+    return None if window.opens_at is None else window.opens_at.timestamp()
+
+
+@given(st.floats(min_value=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(),
+                 max_value=dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp()),
+       st.sampled_from(sorted(load_flows(ROOT / "flows"))), st.sampled_from(sorted(REGIONS)))
+def test_the_once_a_minute_closing_gives_each_text_its_full_validity(epoch: float, flow_id: str, region: str) -> None:
+    flow = load_flows(ROOT / "flows")[flow_id]
+    assert validity(flow, epoch, region) == full_validity(flow, epoch, region)
+    assert _opens_at(flow, epoch, region) == full_opens_at(flow, epoch, region)
+
+
 @pytest.mark.parametrize("flow_id", ["demo", "presidentielle-2027"])
 def test_the_window_answer_turns_on_the_minute(flow_id: str) -> None:
     """Just before, at and after each limit, around the opening hour and the first round's silence."""
@@ -279,10 +303,15 @@ def test_the_window_answer_turns_on_the_minute(flow_id: str) -> None:
     opening = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.start, flow.timezone)
     silence = dt.datetime.combine(poll - dt.timedelta(days=1), dt.time(0, 0), flow.timezone)
     guadeloupe = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.start, ZoneInfo("America/Guadeloupe"))
-    for moment, region in ((opening, ""), (silence, ""), (guadeloupe, "G"), (silence, "G"), (opening, "G")):
+    closing = dt.datetime.combine(dt.date(2026, 12, 1), flow.sending_hours.end, flow.timezone)
+    last_minute = closing - dt.timedelta(seconds=MIN_VALIDITY)  # from here on, a text waits for the next window
+    for moment, region in ((opening, ""), (silence, ""), (guadeloupe, "G"), (silence, "G"), (opening, "G"),
+                           (closing, ""), (last_minute, ""), (last_minute, "G")):
         for offset in (-60.5, -0.001, 0, 0.001, 59.999):
             epoch = moment.timestamp() + offset
             assert flow.is_open(epoch, region) == flow.window(epoch, region).open, (moment, region, offset)
+            assert validity(flow, epoch, region) == full_validity(flow, epoch, region), (moment, region, offset)
+            assert _opens_at(flow, epoch, region) == full_opens_at(flow, epoch, region), (moment, region, offset)
     assert flow.is_open(guadeloupe.timestamp(), "G") and not flow.is_open(guadeloupe.timestamp() - 1, "G")
     assert flow.is_open(guadeloupe.timestamp() - 1)  # the same instant is mid-afternoon in Paris
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
@@ -45,10 +46,29 @@ def want(redis: Redis) -> None:
     redis.incr(WANTED)
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """How the erasures so far stand against Redis's files (`purge`, `person erase` and the console say it)."""
+
+    erasures: int  # erasures and purges counted so far
+    waiting: int  # of those, not yet covered by a rewrite known to have gone through after them
+    rewriting: bool  # a rewrite asked for, not yet seen to end
+    covered_at: float | None  # when the last rewrite known to have gone through was asked for
+    asked_at: float | None  # when one was last asked for, whatever came of it
+
+
+def backlog(redis: Redis) -> Backlog:
+    """Read where the erasures stand, once the rewrite last asked for is settled."""
+    settle(redis)
+    wanted, covered, started, tried = redis.mget(WANTED, COVERED, STARTED, TRIED)
+    erasures, covered_at = _count(wanted), (covered or b"").decode().partition("|")[2]
+    return Backlog(erasures, max(0, erasures - _count(covered)), started is not None,
+                   float(covered_at) if covered_at else None, float(tried) if tried else None)
+
+
 def pending(redis: Redis) -> bool:
     """Say whether an erasure is not yet covered by a rewrite known to have gone through after it."""
-    settle(redis)
-    return _count(redis.get(WANTED)) > _count(redis.get(COVERED))
+    return backlog(redis).waiting > 0
 
 
 def settle(redis: Redis) -> None:

@@ -41,6 +41,7 @@ from bot.sending import enqueue, queue_for
 from bot.workers import SendingWorker
 from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, kept_answer
 from tests.flowfiles import NOTICE, TEXTS
+from tests.test_console import Console
 
 VOTER, OTHER = "+33612980001", "+33612980002"
 OFFSET = 12_980_001  # the voter's bit in a flow's bitmaps: +33 6 00 00 00 00 is bit 0
@@ -472,7 +473,7 @@ def test_rejects_and_exports_on_disk_go_after_30_days(accord, sms: SMS, clock: C
         run(accord, "consent", "export", "demo", "--output", str(export))
     exports[1].write_text("the operator's own notes\n", encoding="utf-8")  # no longer the bot's file
     clock.advance(days=29, hours=23)
-    assert "files" not in run(accord, "purge").output
+    assert "files, 30 days after" not in run(accord, "purge").output
     clock.advance(hours=1)
     output = run(accord, "purge").output
     assert "removed 1: import rejects files, 30 days after the import" in output
@@ -667,6 +668,50 @@ def test_the_workers_ask_again_for_a_rewrite_that_failed_or_that_a_restart_cut_s
     upkeep(accord)
     wait_for_rewrite(redis_client)
     assert not compaction.pending(redis_client)
+
+
+def files_card(console: Console) -> str:
+    """The console's card on Redis's files, as its reader sees it (French by default)."""
+    page = console.client.get("/console/").get_data(as_text=True)
+    return " ".join(re.search(r'<section class="card" id="redis-files">(.*?)</section>', page, re.S).group(1).split())
+
+
+def test_the_command_line_and_the_console_say_whether_redis_s_files_still_hold_an_erasure(
+        client, operators, accord, clock: Clock, redis_client, slow_rewrites, monkeypatch):
+    console = Console(client)
+    console.sign_in()
+    assert "Aucun effacement pour l'instant." in files_card(console)
+    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    slow_rewrites()
+    output = run(accord, "person", "erase", VOTER, "--yes").output
+    assert "Redis's files: being rewritten; the 1 erasure still in them leave them once Redis has finished." in output
+    card = files_card(console)
+    assert "réécriture en cours" in card and "1 effacement quittera les fichiers de Redis" in card
+    assert "demandée le mar. 1 déc. 2026" in card  # the clock's day, in the reader's language
+
+    kill_the_rewrite(redis_client)  # failed: the erasure is still in the files, and the page says so
+    redis_client.config_set("rdb-key-save-delay", "0")
+    card = files_card(console)
+    assert "encore présents" in card and "1 effacement est encore dans les fichiers de Redis" in card
+    with monkeypatch.context() as refused:
+        refused.setattr(compaction, "_asked", lambda command: False)  # Redis refuses: nothing asked
+        output = run(accord, "purge").output
+    assert "Redis's files still hold 1 erasure: no rewrite of them went through since" in output
+
+    clock.advance(seconds=compaction.EVERY)
+    upkeep(accord)
+    wait_for_rewrite(redis_client)
+    assert "Redis's files: no erased number left in them." in run(accord, "purge", "--dry-run").output
+    card = files_card(console)
+    assert "tous sortis" in card and "Tous les numéros effacés sont sortis des fichiers de Redis" in card
+    console.client.post("/console/language", data={"lang": "en", "csrf_token": console.session_token()})
+    assert "Every erased number is out of Redis's files" in files_card(console)
+
+    def away(client):
+        raise redis.exceptions.ConnectionError("Connection closed by server")
+
+    monkeypatch.setattr(compaction, "backlog", away)  # the command's work is done: it says what it cannot know
+    assert "Redis's files: not known whether they still hold erased numbers" in run(accord, "purge", "--dry-run").output
 
 
 def test_a_redis_taking_snapshots_takes_one_after_an_erasure_and_one_keeping_no_files_rewrites_nothing(

@@ -11,12 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from redis.exceptions import RedisError
 
 from bot import (
+    Accord,
     archive,
     audit,
     bundle,
     checkpoints,
+    compaction,
     ledger,
     lint,
     personal_archive,
@@ -355,6 +358,7 @@ def person_erase(obj: Services, phone: str, yes: bool, request: str | None) -> N
         click.echo(f"{phone}: nothing held; its HMAC is on the suppression lists.")
     for flow_id, count in erased.items():
         click.echo(f"{flow_id}: {count} ledger entr{'y' if count == 1 else 'ies'} erased; erasure recorded.")
+    click.echo(_files_line(obj.accord))
 
 
 @main.command()
@@ -370,6 +374,22 @@ def purge(obj: Services, dry_run: bool, request: str | None) -> None:
         click.echo(f"{verb} {count}: {reason}")
     if not removed:
         click.echo("nothing is due.")
+    click.echo(_files_line(obj.accord))
+
+
+def _files_line(accord: Accord) -> str:
+    """Say whether Redis's files still hold erased numbers: only a rewrite of them drops one (bot/compaction.py)."""
+    try:
+        state = compaction.backlog(accord.store.redis)
+    except RedisError:
+        return "Redis's files: not known whether they still hold erased numbers (Redis did not answer)."
+    if not state.waiting:
+        return "Redis's files: no erased number left in them."
+    erasures = f"{state.waiting} erasure{'' if state.waiting == 1 else 's'}"
+    if state.rewriting:
+        return f"Redis's files: being rewritten; the {erasures} still in them leave them once Redis has finished."
+    return (f"Redis's files still hold {erasures}: no rewrite of them went through since (see the warnings "
+            "above); the workers' upkeep and the next purge ask Redis for one again.")
 
 
 @main.command("reconcile")

@@ -22,7 +22,7 @@ from redis import Redis
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from bot import Accord, audit, costs, lint
+from bot import Accord, audit, compaction, costs, lint
 from bot.flows import Flow
 from bot.keys import LIMITS_KEY, funnel_key
 from bot.operators import ADMIN, LANGUAGES, MAX_FAILURES, Operators
@@ -217,7 +217,7 @@ def home() -> str:
     # Client addresses, most of them not operators': for admins only (None: the section is left out).
     failed = audit.failed_sign_ins(store.redis, now)[:FAILED_ROWS] if g.role == ADMIN else None
     return render_template("console/home.html", flows=flows, audit=audit.latest(store.redis, AUDIT_ROWS),
-                           failed=failed, tz=TZ)
+                           failed=failed, files=compaction.backlog(store.redis), tz=TZ)
 
 
 @bp.get("/flows/<flow_id>")

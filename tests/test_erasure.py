@@ -684,7 +684,7 @@ def test_the_command_line_and_the_console_say_whether_redis_s_files_still_hold_a
     accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
     slow_rewrites()
     output = run(accord, "person", "erase", VOTER, "--yes").output
-    assert "Redis's files: being rewritten; the 1 erasure still in them leave them once Redis has finished." in output
+    assert "Redis's files: being rewritten; the 1 erasure still in them leaves them once Redis has finished." in output
     card = files_card(console)
     assert "réécriture en cours" in card and "1 effacement quittera les fichiers de Redis" in card
     assert "demandée le mar. 1 déc. 2026" in card  # the clock's day, in the reader's language

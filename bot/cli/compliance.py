@@ -387,7 +387,8 @@ def _files_line(accord: Accord) -> str:
         return "Redis's files: no erased number left in them."
     erasures = f"{state.waiting} erasure{'' if state.waiting == 1 else 's'}"
     if state.rewriting:
-        return f"Redis's files: being rewritten; the {erasures} still in them leave them once Redis has finished."
+        leave = "leaves" if state.waiting == 1 else "leave"
+        return f"Redis's files: being rewritten; the {erasures} still in them {leave} them once Redis has finished."
     return (f"Redis's files still hold {erasures}: no rewrite of them went through since (see the warnings "
             "above); the workers' upkeep and the next purge ask Redis for one again.")
 

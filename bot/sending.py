@@ -33,6 +33,7 @@ LATER_FIRST = 60.0
 LATER_LONGEST = 1800.0
 LATER_AT_MOST = 8
 BUSY = "not sent, provider busy"
+SHUT = "not sent, window shut"  # while it waited for its slot or a retry: it goes at the next window
 MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
 MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
 DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
@@ -134,8 +135,8 @@ def _work(kind: str, flow_id: str, batch: str, send_one: Callable[[Accord, Flow,
     parked: list[str] = []
 
     def settle(outcome: str, item: str, region: str) -> None:  # in this thread only: `later`, `counts`
-        if outcome == BUSY:
-            outcome = _again(flow, item, region, attempt, accord.store.clock(), later)
+        if outcome in (BUSY, SHUT):
+            outcome = _again(flow, item, region, attempt, accord.store.clock(), later, why=outcome)
         counts[outcome] += 1
 
     # The sends wait for the provider's answers on threads of their own, so that one worker keeps
@@ -263,8 +264,8 @@ def _backoff(attempt: int) -> float:
 
 
 def _again(flow: Flow, item: str, region: str, attempt: int, epoch: float,
-           later: dict[tuple[float | None, int], list[str]]) -> str:
-    """Send again later a number the provider was too busy to take, its claim given back; say when.
+           later: dict[tuple[float | None, int], list[str]], why: str = BUSY) -> str:
+    """Send again later a number not sent, its claim given back (`why`: BUSY or SHUT); say when.
 
     Later in this window, after a wait that doubles with each attempt; after LATER_AT_MOST of them,
     or if the window shuts before then, at the next window's opening, where attempts count afresh.
@@ -273,13 +274,13 @@ def _again(flow: Flow, item: str, region: str, attempt: int, epoch: float,
         opens = _opens_at(flow, epoch + _backoff(attempt), region)
         if opens == epoch + _backoff(attempt):
             later[(None, attempt + 1)].append(item)
-            return BUSY + ", sent again later"
+            return why + ", sent again later"
     else:
         opens = _opens_at(flow, flow.closes_at(epoch, region).timestamp(), region)
     if opens is None:
-        return BUSY + ", no window left"
+        return why + ", no window left"
     later[(opens, 0)].append(item)
-    return BUSY + ", deferred"
+    return why + ", deferred"
 
 
 def ask(accord: Accord, flow: Flow, phone: str, *, region: str = "", origin: str = "",
@@ -310,15 +311,21 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
     """Send a claimed consent request (or released content `message`); return what happened.
 
     BUSY: the provider certainly did not take it, and the claim (or release) is given back, so
-    that sending it again later goes through the same at-most-once claim. The claim is in flight
+    that sending it again later goes through the same at-most-once claim; SHUT likewise, when the
+    voter's window shut (or would within MIN_VALIDITY) before it could go. The claim is in flight
     until its outcome is recorded here; what cannot be known here (a timeout, a 5xx, the process
     killed meanwhile), the witness asks the provider later (bot/witness.py).
     """
     attempt = 0
     while True:
+        seconds = validity(flow, accord.store.clock(), region)
+        if seconds < MIN_VALIDITY:
+            # The window shut, or nearly, while the text waited (for its slot, a slow claim, a retry):
+            # a provider must not hold it past the window, nor may it be lost. Given back, it goes again.
+            _give_back(accord, flow, phone, message, "not sent: the voter's sending window shut before it could go")
+            return SHUT
         try:
-            sid = accord.gateway_for(flow).send(phone, text, sender=flow.sender,
-                                                validity_period=validity(flow, accord.store.clock(), region),
+            sid = accord.gateway_for(flow).send(phone, text, sender=flow.sender, validity_period=seconds,
                                                 status_callback=accord.status_url(flow))
         except SendError as error:
             if error.unprocessed and attempt < RETRIES:
@@ -334,17 +341,22 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
                 handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"
             if error.unprocessed:
-                why = f"{error.code}: {error.message}"
-                if message:
-                    accord.store.give_back(flow, phone, message, why)
-                else:
-                    accord.store.step([flow], phone, "release", body=why, in_flight="")
+                _give_back(accord, flow, phone, message, f"{error.code}: {error.message}")
                 return BUSY
             if unknown:
                 return "claimed, outcome unknown"
             return "undeliverable" if error.undeliverable else "refused by the provider"
         _record_sent(accord, flow, phone, sid, text, message=message, sleep=sleep)
         return "sent"
+
+
+def _give_back(accord: Accord, flow: Flow, phone: str, message: int, why: str) -> None:
+    """Give back the claim on a consent request (`message` 0) or the release of content `message`, certainly
+    not sent, so that sending it again goes through the same at-most-once claim."""
+    if message:
+        accord.store.give_back(flow, phone, message, why)
+    else:
+        accord.store.step([flow], phone, "release", body=why, in_flight="")
 
 
 def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *, message: int,

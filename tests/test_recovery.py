@@ -32,10 +32,10 @@ from bot.batches import Batches
 from bot.gateways.ovh import OvhGateway
 from bot.gateways.twilio import TwilioGateway
 from bot.rounds import Origin, start_round
-from bot.sending import BUSY, LATER_AT_MOST, LATER_FIRST, LATER_LONGEST, RETRIES, enqueue, queue_for
+from bot.sending import BUSY, LATER_AT_MOST, LATER_FIRST, LATER_LONGEST, RETRIES, SHUT, enqueue, queue_for
 from bot.workers import PICK_UPS_AT_MOST, requeue_interrupted, resume
 from tests.conftest import PARIS, SMS, TUESDAY_MORNING, Clock, OvhProvider
-from tests.test_faults import ScriptedTwilio, start_worker, worker_env
+from tests.test_faults import ScriptedTwilio, finished_results, start_worker, worker_env
 from tests.test_rounds import run, work
 
 THROTTLED = [(429, 20429)] * (RETRIES + 1)  # refused in place, every time: the number must go again later
@@ -108,8 +108,8 @@ class BusyTwilio:
     def __init__(self, server: ScriptedTwilio) -> None:
         self.server = server
 
-    def throttle(self, phones: list[str]) -> None:
-        self.server.errors = {phone: list(THROTTLED) for phone in phones}
+    def throttle(self, phones: list[str], times: int = RETRIES + 1) -> None:
+        self.server.errors = {phone: [(429, 20429)] * times for phone in phones}
 
     def taken(self) -> list[str]:
         return [message["to"] for message in self.server.messages]
@@ -124,8 +124,8 @@ class BusyOvh:
     def __init__(self, server) -> None:
         self.server = server
 
-    def throttle(self, phones: list[str]) -> None:
-        self.server.errors = {phone: [(429, "Too many requests")] * (RETRIES + 1) for phone in phones}
+    def throttle(self, phones: list[str], times: int = RETRIES + 1) -> None:
+        self.server.errors = {phone: [(429, "Too many requests")] * times for phone in phones}
 
     def taken(self) -> list[str]:
         return [job["receiver"] for job in self.server.jobs]
@@ -152,6 +152,34 @@ def busy(request, config, clock: Clock, redis_client, monkeypatch: pytest.Monkey
     accord: Accord = create_app(config, gateway=gateway, clock=clock).extensions["accord"]
     use(accord)  # what a worker process does once at start
     return accord, provider
+
+
+def test_a_text_whose_window_shuts_while_it_is_retried_is_given_back_and_goes_at_the_next_window(
+        busy, clock: Clock, monkeypatch: pytest.MonkeyPatch):
+    """Guard: `validity(...) < MIN_VALIDITY` in bot/sending.py's _send (at each attempt, not only when due)."""
+    accord, provider = busy
+    flow, voter = accord.flows["demo"], numbers(1, 1292)[0]
+    clock.set(dt.datetime(2026, 12, 1, 22, 58, 30, tzinfo=PARIS))  # 90 s before the demo window shuts at 23:00
+    provider.throttle([voter], times=1)
+    gateway = accord.gateway_for(flow)
+    send = gateway.send
+
+    def slow(*args, **kwargs):  # each answer comes 31 s after its request, by the workers' clock
+        try:
+            return send(*args, **kwargs)
+        finally:
+            clock.advance(seconds=31)
+
+    monkeypatch.setattr(gateway, "send", slow)
+    enqueue(accord, "requests", flow, [voter])
+    work(accord)
+    assert provider.asked() == [voter] and provider.taken() == []  # no retry with 59 s left: neither held
+    assert accord.store.state(flow, voter) == "new"  # by a provider past the window, nor lost as asked
+    assert finished_results(accord) == {SHUT + ", deferred": 1}
+    ((job, wait),) = held_back(accord)
+    assert clock() + wait >= dt.datetime(2026, 12, 2, 7, 0, tzinfo=PARIS).timestamp()  # the next morning
+    run_held_back(accord, clock)
+    assert provider.taken() == [voter]  # asked once, in its window
 
 
 def test_a_round_under_30_percent_throttling_asks_every_number_exactly_once(busy, clock: Clock, tmp_path: Path):

@@ -99,8 +99,9 @@ class OvhGateway:
             "charset": "UTF-8", "coding": "7bit" if is_gsm7(body) else "8bit",
             # The tag names the flow's sender: a short code's texts are found by it (sent_to).
             "class": "phoneDisplay", "priority": "high", "tag": sender,
-            "validityPeriod": min(MAX_VALIDITY_MINUTES, math.ceil((validity_period or 0) / 60))
-            or MAX_VALIDITY_MINUTES,
+            # None: no limit asked, OVHcloud's own. Any limit, however short, stays one: never 48 hours.
+            "validityPeriod": MAX_VALIDITY_MINUTES if validity_period is None
+            else max(1, min(MAX_VALIDITY_MINUTES, math.ceil(validity_period / 60))),
         }
         if not sender.startswith("+"):
             job["senderForResponse"] = True  # the account's short code: voters can answer it

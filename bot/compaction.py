@@ -38,6 +38,7 @@ from bot.keys import COMPACTION_WANTED_KEY as WANTED
 
 PATIENCE = 60.0  # seconds an operator's command waits out a rewrite that began before its erasure
 EVERY = 120.0  # seconds at least between two rewrites nobody waits for
+NO_FILES = "no files"  # what the record of the erasures covered says when Redis kept no files to rewrite
 log = logging.getLogger(__name__)
 
 
@@ -48,27 +49,38 @@ def want(redis: Redis) -> None:
 
 @dataclass(frozen=True)
 class Backlog:
-    """How the erasures so far stand against Redis's files (`purge`, `person erase` and the console say it)."""
+    """How the erasures so far stand against Redis's files (`purge`, `person erase` and the console say
+    it). A purge counts as one erasure, whatever it removed."""
 
     erasures: int  # erasures and purges counted so far
-    waiting: int  # of those, not yet covered by a rewrite known to have gone through after them
-    rewriting: bool  # a rewrite asked for, not yet seen to end
+    rewriting: int  # of those, the ones the rewrite running covers, once Redis is seen to have finished it
+    waiting: int  # the others not yet covered: for the next rewrite (the workers' upkeep's, a purge's)
+    rewriting_since: float | None  # when the rewrite running was asked for
+    asked_at: float | None  # when a rewrite was last asked for, whatever came of it
     covered_at: float | None  # when the last rewrite known to have gone through was asked for
-    asked_at: float | None  # when one was last asked for, whatever came of it
+    files: bool  # False: Redis was last seen keeping no files, so an erasure left nothing in them
+
+    @property
+    def held(self) -> int:
+        """The erasures Redis's files may still hold."""
+        return self.rewriting + self.waiting
 
 
 def backlog(redis: Redis) -> Backlog:
     """Read where the erasures stand, once the rewrite last asked for is settled."""
     settle(redis)
     wanted, covered, started, tried = redis.mget(WANTED, COVERED, STARTED, TRIED)
-    erasures, covered_at = _count(wanted), (covered or b"").decode().partition("|")[2]
-    return Backlog(erasures, max(0, erasures - _count(covered)), started is not None,
-                   float(covered_at) if covered_at else None, float(tried) if tried else None)
+    erasures, done = _count(wanted), _count(covered)
+    covered_at, _, kept = (covered or b"").decode().partition("|")[2].partition("|")
+    running = started.decode().split("|") if started else None  # "count|run_id|when|second|kinds"
+    asked = max(done, int(running[0])) if running else done
+    return Backlog(erasures, asked - done, max(0, erasures - asked), float(running[2]) if running else None,
+                   float(tried) if tried else None, float(covered_at) if covered_at else None, kept != NO_FILES)
 
 
 def pending(redis: Redis) -> bool:
     """Say whether an erasure is not yet covered by a rewrite known to have gone through after it."""
-    return backlog(redis).waiting > 0
+    return backlog(redis).held > 0
 
 
 def settle(redis: Redis) -> None:
@@ -122,7 +134,7 @@ def rewrite(redis: Redis, clock: Callable[[], float], *, wait: bool) -> bool:
         snapshots = None
     kinds = ("a" if info.get("aof_enabled") else "") + ("s" if snapshots is not False else "")
     if not kinds:  # a Redis that keeps no files: nothing to rewrite
-        redis.set(COVERED, f"{count}|{clock():.3f}")
+        redis.set(COVERED, f"{count}|{clock():.3f}|{NO_FILES}")
         return False
     second = redis.time()[0]  # Redis's own clock: a snapshot finished from then on covers the erasures
     run_id = redis.info("server")["run_id"]  # before asking: a server restarted since is another one

@@ -14,6 +14,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import html
 import json
 import os
 import re
@@ -38,12 +39,13 @@ from bot.cli import Services, main
 from bot.flows import FlowError, load_flows
 from bot.gateways import SendError
 from bot.sending import enqueue, queue_for
+from bot.web import i18n
 from bot.workers import SendingWorker
 from tests.conftest import PARIS, SMS, Clock, answers, forget_answer, kept_answer
 from tests.flowfiles import NOTICE, TEXTS
 from tests.test_console import Console
 
-VOTER, OTHER = "+33612980001", "+33612980002"
+VOTER, OTHER, THIRD = "+33612980001", "+33612980002", "+33612980003"
 OFFSET = 12_980_001  # the voter's bit in a flow's bitmaps: +33 6 00 00 00 00 is bit 0
 FORMS = [VOTER, "0612980001", "06 12 98 00 01", "612980001", "33612980001", "06.12.98.00.01"]
 CAMPAIGN = "presidentielle-2027"  # two content messages, an end date (2027-04-25), sender 38123
@@ -670,48 +672,71 @@ def test_the_workers_ask_again_for_a_rewrite_that_failed_or_that_a_restart_cut_s
     assert not compaction.pending(redis_client)
 
 
+def french(app, epoch: float) -> str:
+    """A moment as the console writes it for a reader of French (its default)."""
+    with app.test_request_context():
+        return i18n.moment(epoch, PARIS)
+
+
 def files_card(console: Console) -> str:
     """The console's card on Redis's files, as its reader sees it (French by default)."""
     page = console.client.get("/console/").get_data(as_text=True)
-    return " ".join(re.search(r'<section class="card" id="redis-files">(.*?)</section>', page, re.S).group(1).split())
+    card = re.search(r'<section class="card" id="redis-files">(.*?)</section>', page, re.S).group(1)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", card)).split())
 
 
 def test_the_command_line_and_the_console_say_whether_redis_s_files_still_hold_an_erasure(
-        client, operators, accord, clock: Clock, redis_client, slow_rewrites, monkeypatch):
+        app, client, operators, accord, sms: SMS, clock: Clock, redis_client, slow_rewrites, monkeypatch, caplog):
     console = Console(client)
     console.sign_in()
     assert "Aucun effacement pour l'instant." in files_card(console)
-    accord.store.claim(accord.flows["demo"], VOTER, window_open=True)
+    voter = app.test_client()
+    open_voter_page(voter, voter_link(sms))
+    for phone in (OTHER, THIRD):
+        accord.store.claim(accord.flows["demo"], phone, window_open=True)
     slow_rewrites()
-    output = run(accord, "person", "erase", VOTER, "--yes").output
-    assert "Redis's files: being rewritten; the 1 erasure still in them leaves them once Redis has finished." in output
-    card = files_card(console)
-    assert "réécriture en cours" in card and "1 effacement quittera les fichiers de Redis" in card
-    assert "demandée le mar. 1 déc. 2026" in card  # the clock's day, in the reader's language
+    output = run(accord, "person", "erase", OTHER, "--yes").output
+    assert "Redis's files: being rewritten; 1 erasure leaves them once Redis has finished." in output
+    asked = clock()
 
-    kill_the_rewrite(redis_client)  # failed: the erasure is still in the files, and the page says so
+    # While that rewrite runs: the voter's own erasure, which asks for none, and an operator's that
+    # Redis refuses (one still running once the command has waited its longest). Neither is covered.
+    assert erase_on_the_page(voter) == 200
+    monkeypatch.setattr(compaction, "PATIENCE", 0.0)
+    clock.advance(seconds=90)  # the page writes the minute: a later one
+    output = run(accord, "person", "erase", THIRD, "--yes").output
+    assert "may hold an erased number" in caplog.text  # refused: the rewrite running says so
+    assert "being rewritten; 1 erasure leaves them" in output
+    assert "Redis's files still hold 2 erasures until their next rewrite, which the workers' upkeep asks for " \
+           "every 2 minutes at most" in output
+    card = files_card(console)
+    assert "réécriture en cours 1 effacement quittera les fichiers de Redis" in card
+    assert f"(demandée le {french(app, asked)})" in card  # the rewrite running, not the one refused since
+    assert "en attente 2 effacements sont encore dans les fichiers de Redis" in card
+    assert f"Dernière demande le {french(app, clock())}." in card
+
+    kill_the_rewrite(redis_client)  # it failed: all three wait for the next
     redis_client.config_set("rdb-key-save-delay", "0")
     card = files_card(console)
-    assert "encore présents" in card and "1 effacement est encore dans les fichiers de Redis" in card
-    with monkeypatch.context() as refused:
-        refused.setattr(compaction, "_asked", lambda command: False)  # Redis refuses: nothing asked
-        output = run(accord, "purge").output
-    assert "Redis's files still hold 1 erasure: no rewrite of them went through since" in output
-
+    assert "réécriture en cours" not in card and "3 effacements sont encore dans les fichiers de Redis" in card
+    output = run(accord, "purge", "--dry-run").output
+    assert "being rewritten" not in output and "Redis's files still hold 3 erasures until their next" in output
     clock.advance(seconds=compaction.EVERY)
     upkeep(accord)
     wait_for_rewrite(redis_client)
     assert "Redis's files: no erased number left in them." in run(accord, "purge", "--dry-run").output
     card = files_card(console)
-    assert "tous sortis" in card and "Tous les numéros effacés sont sortis des fichiers de Redis" in card
+    assert "tous sortis Tous les numéros effacés sont sortis des fichiers de Redis" in card
+    assert f"(réécriture demandée le {french(app, clock())})" in card
     console.client.post("/console/language", data={"lang": "en", "csrf_token": console.session_token()})
     assert "Every erased number is out of Redis's files" in files_card(console)
 
-    def away(client):
+    def away(*keys):
         raise redis.exceptions.ConnectionError("Connection closed by server")
 
-    monkeypatch.setattr(compaction, "backlog", away)  # the command's work is done: it says what it cannot know
+    monkeypatch.setattr(accord.store.redis, "mget", away)  # Redis gone once the command's work is done
     assert "Redis's files: not known whether they still hold erased numbers" in run(accord, "purge", "--dry-run").output
+    assert "Not known: Redis did not answer." in files_card(console)  # and the rest of the page still shows
 
 
 def test_a_redis_taking_snapshots_takes_one_after_an_erasure_and_one_keeping_no_files_rewrites_nothing(
@@ -748,8 +773,9 @@ def test_a_redis_taking_snapshots_takes_one_after_an_erasure_and_one_keeping_no_
         assert compaction.pending(redis_client)
 
         redis_client.config_set("save", "")
-        run(accord, "person", "erase", OTHER, "--yes")  # nothing on disk: nothing to rewrite
+        output = run(accord, "person", "erase", OTHER, "--yes").output  # nothing on disk: nothing to rewrite
         assert not compaction.pending(redis_client) and not rewriting(redis_client)
+        assert "Redis's files: Redis keeps none, so an erasure leaves nothing in them." in output
     finally:
         redis_client.config_set("appendonly", kept[0])
         redis_client.config_set("save", kept[1])

@@ -383,14 +383,23 @@ def _files_line(accord: Accord) -> str:
         state = compaction.backlog(accord.store.redis)
     except RedisError:
         return "Redis's files: not known whether they still hold erased numbers (Redis did not answer)."
-    if not state.waiting:
-        return "Redis's files: no erased number left in them."
-    erasures = f"{state.waiting} erasure{'' if state.waiting == 1 else 's'}"
+    if not state.held:
+        return ("Redis's files: no erased number left in them." if state.files
+                else "Redis's files: Redis keeps none, so an erasure leaves nothing in them.")
+    said = []
     if state.rewriting:
-        leave = "leaves" if state.waiting == 1 else "leave"
-        return f"Redis's files: being rewritten; the {erasures} still in them {leave} them once Redis has finished."
-    return (f"Redis's files still hold {erasures}: no rewrite of them went through since (see the warnings "
-            "above); the workers' upkeep and the next purge ask Redis for one again.")
+        leave = "leaves" if state.rewriting == 1 else "leave"
+        said.append(f"Redis's files: being rewritten; {_erasures(state.rewriting)} {leave} them once Redis "
+                    "has finished.")
+    if state.waiting:
+        said.append(f"Redis's files still hold {_erasures(state.waiting)} until their next rewrite, which the "
+                    f"workers' upkeep asks for every {compaction.EVERY / 60:.0f} minutes at most, and the next "
+                    "purge too; should it not go through, the workers' log says why.")
+    return "\n".join(said)
+
+
+def _erasures(count: int) -> str:
+    return f"{count} erasure{'' if count == 1 else 's'}"
 
 
 @main.command("reconcile")

@@ -19,6 +19,7 @@ from limits import RateLimitItem, parse
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -216,8 +217,12 @@ def home() -> str:
                       "window": dashboard.window_view(flow, now)})
     # Client addresses, most of them not operators': for admins only (None: the section is left out).
     failed = audit.failed_sign_ins(store.redis, now)[:FAILED_ROWS] if g.role == ADMIN else None
+    try:
+        files: compaction.Backlog | None = compaction.backlog(store.redis)
+    except RedisError:  # INFO refused, say: the rest of the page still shows
+        files = None
     return render_template("console/home.html", flows=flows, audit=audit.latest(store.redis, AUDIT_ROWS),
-                           failed=failed, files=compaction.backlog(store.redis), tz=TZ)
+                           failed=failed, files=files, every=f"{compaction.EVERY / 60:.0f}", tz=TZ)
 
 
 @bp.get("/flows/<flow_id>")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from bot import voter_access
-from bot.flows import Flow
+from bot.flows import MIN_VALIDITY, Flow
 from bot.machine import REPLY_TRIGGERS
 from bot.replies import Reply, classify
 from bot.store import Outcome, Store
@@ -21,14 +21,19 @@ def shut_regions(flows: Sequence[Flow], epoch: float) -> frozenset[str]:
 
     The voter's region is kept beside their state, so the store picks the answer inside its one
     script: a YES on Good Friday in Alsace is confirmed without content, as the workers would hold it.
+    A window shutting within MIN_VALIDITY counts as shut, as it does for the workers: an answer's
+    content goes with a minute of the window left, whatever keeps it a few seconds on the way.
     """
     return _shut_in_minute(tuple(flows), int(epoch // 60))
 
 
 @lru_cache(maxsize=256)
 def _shut_in_minute(flows: tuple[Flow, ...], minute: int) -> frozenset[str]:
-    # Every limit of a window falls on a whole local minute (see Flow.is_open).
-    return frozenset(region for region in REGIONS if not all(flow.is_open(minute * 60, region) for flow in flows))
+    # Every limit of a window falls on a whole local minute (see Flow.is_open): open now and a minute
+    # on is open for the whole minute between, which leaves at least MIN_VALIDITY before it shuts.
+    return frozenset(region for region in REGIONS
+                     if not all(flow.is_open(minute * 60, region) and flow.is_open(minute * 60 + MIN_VALIDITY, region)
+                                for flow in flows))
 
 
 def handle_inbound(store: Store, flows: Sequence[Flow], *, phone: str, body: str,

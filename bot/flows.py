@@ -34,6 +34,10 @@ GATEWAYS = ("twilio", "ovh")
 # The longest a number is kept after the voter's last contact: the CNIL's three years for
 # prospection data (référentiel "gestion commerciale", 2021). `retention_days` may only shorten it.
 MAX_RETENTION_DAYS = 3 * 365
+MAX_VALIDITY = 36000  # seconds a provider may hold a text: Twilio's ceiling
+# Less than this left before the voter's window shuts, and a campaign text waits for the next one:
+# the workers' before each send, an answer before it goes (bot/answering.py), the webhook's choice.
+MIN_VALIDITY = 60
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FLOW_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}\Z")
 MAX_TEXT = 1600  # Twilio refuses longer bodies (21617)
@@ -132,6 +136,14 @@ class Flow:
         a minute the window is open throughout, and its next limit is the same, or shut throughout.
         """
         return _open_until_in_minute(self, int(epoch // 60), region)
+
+    def validity(self, epoch: float, region: str = "") -> int:
+        """Return how long a provider may hold a campaign text: until the voter's window shuts (0 if shut).
+
+        Counted in elapsed seconds, not wall-clock ones: on a DST day they differ by an hour.
+        """
+        until = self.open_until(epoch, region)
+        return 0 if until is None else max(0, min(MAX_VALIDITY, int(until - epoch)))
 
     def has_ended(self, epoch: float) -> bool:
         """Say whether `epoch` is past the flow's end date (the last day it may send), in its zone."""

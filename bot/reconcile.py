@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from bot import Accord, states
+from bot.answering import fits, voter_region
 from bot.conversation import MAX_BODY, handle_carrier_stop, shut_regions
 from bot.flows import Flow
 from bot.gateways import OPTED_OUT, SendError
@@ -29,7 +30,6 @@ from bot.machine import CAMPAIGN_TEXTS, REPLY_TRIGGERS
 from bot.machine import step as machine_step
 from bot.phones import E164
 from bot.replies import classify
-from bot.sending import validity
 from bot.store import SID_TTL, Outcome
 from bot.windows import REGIONS
 
@@ -148,7 +148,7 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             continue  # sent, or tried, by an earlier run
         content, request = text in flow.texts.content, text == flow.texts.consent_request
         now = store.clock()
-        region = _region(accord, flow, phone)
+        region = voter_region(store, flow, phone)
         if content and not _release(accord, flow, phone, flow.texts.content.index(text) + 1, now, region):
             done.unsent += 1  # claimed for good: `content send` delivers it, if it ever fits
             continue
@@ -159,7 +159,7 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             # A campaign text expires with the voter's window; a service text goes whatever the hour.
             provider_sid = accord.gateway_for(flow).send(
                 phone, text, sender=flow.sender,
-                validity_period=max(1, validity(flow, now, region)) if content or request else None,
+                validity_period=flow.validity(now, region) if content or request else None,
                 status_callback=accord.status_url(flow))
         except SendError as error:
             store.record_failure(flow, phone, error.code, error.message)
@@ -206,8 +206,9 @@ def _still_asking(accord: Accord, flow: Flow, phone: str, now: float, region: st
 
 
 def _open(flow: Flow, now: float, region: str) -> bool:
-    """Say whether campaign texts may go now to a voter of `region` (an unknown region: no)."""
-    return region in REGIONS and flow.is_open(now, region)
+    """Say whether campaign texts may go now to a voter of `region`, with MIN_VALIDITY of the window left (an
+    unknown region: no)."""
+    return region in REGIONS and fits(flow.validity(now, region))
 
 
 def _asked_at(accord: Accord, flow: Flow, phone: str) -> int | None:
@@ -217,12 +218,3 @@ def _asked_at(accord: Accord, flow: Flow, phone: str) -> int | None:
         return states.decode(record)[1] if record else None
     except states.StateRecordError:
         return None
-
-
-def _region(accord: Accord, flow: Flow, phone: str) -> str:
-    """Return the voter's calendar region, kept beside their state in the flow."""
-    record = accord.store.redis.hget(*states.slot(flow.id, phone))
-    try:
-        return states.region(record) if record else ""
-    except states.StateRecordError:  # damaged since the step read it: the national calendar
-        return ""

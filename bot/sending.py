@@ -17,7 +17,7 @@ from bot import Accord, current
 from bot.batches import Batches
 from bot.carrying import Carrier
 from bot.conversation import handle_carrier_stop
-from bot.flows import Flow
+from bot.flows import MIN_VALIDITY, Flow
 from bot.gateways import SendError
 from bot.store import origin_of
 from bot.windows import REGIONS, region_of
@@ -34,8 +34,6 @@ LATER_LONGEST = 1800.0
 LATER_AT_MOST = 8
 BUSY = "not sent, provider busy"
 SHUT = "not sent, window shut"  # while it waited for its slot or a retry: it goes at the next window
-MAX_VALIDITY = 36000  # Twilio's ceiling, in seconds
-MIN_VALIDITY = 60  # less than this before the window closes: wait for the next one instead
 DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
 STORE_PATIENCE = 60.0  # seconds a worker waits for Redis to record a text that already went out
 log = logging.getLogger(__name__)
@@ -380,9 +378,5 @@ def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *,
 
 
 def validity(flow: Flow, epoch: float, region: str = "") -> int:
-    """Return how long the provider may hold the message: until the voter's window closes (0 if shut).
-
-    Counted in elapsed seconds, not wall-clock ones: on a DST day they differ by an hour.
-    """
-    until = flow.open_until(epoch, region)
-    return 0 if until is None else max(0, min(MAX_VALIDITY, int(until - epoch)))
+    """Return how long the provider may hold the message: until the voter's window closes (0 if shut)."""
+    return flow.validity(epoch, region)

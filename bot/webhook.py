@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape
 import redis
 from flask import Blueprint, Request, Response, abort, current_app, jsonify, request
 
+from bot.answering import still_fitting
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
 from bot.phones import E164
 from bot.signatures import FormParams
@@ -56,7 +57,13 @@ def inbound() -> Response:
         if flows:
             outcome = handle_inbound(accord.store, flows, phone=phone, body=form.get("Body", ""),
                                      message_sid=sid)
-            return _twiml(outcome.texts)
+            texts = outcome.texts
+            flow = next((f for f in flows if f.id == outcome.flow), None)
+            if outcome.replayed and flow is not None:
+                # Twilio asking again for an answer it never got, after the voter's window shut: its
+                # service texts only (whether the first answer went cannot be known, so nothing is given back).
+                texts = still_fitting(accord.store, flow, phone, texts)
+            return _twiml(texts)
         log.warning("inbound text to %s, which no flow sends from", form.get("To"))
         # Whoever they meant, an objection is honoured by every controller; no reply, since
         # naming one controller could be naming the wrong one.

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.flows import Flow, FlowError, load_flow, load_flows
-from bot.sending import MAX_VALIDITY, MIN_VALIDITY, _opens_at, validity
+from bot.flows import MAX_VALIDITY, MIN_VALIDITY, Flow, FlowError, load_flow, load_flows
+from bot.sending import _opens_at, validity
 from bot.windows import REGIONS
 from tests.flowfiles import NOTICE
 

@@ -56,12 +56,13 @@ def test_a_text_goes_as_a_job_that_lets_ovh_add_no_stop_clause(ovh: OvhServer, g
     assert job["body"] == {
         "message": text, "receivers": [VOTER], "noStopClause": True, "senderForResponse": True,
         "charset": "UTF-8", "coding": "7bit", "class": "phoneDisplay", "priority": "high", "tag": "38000",
-        "validityPeriod": 60, "callBack": "https://x.org/cb"}  # minutes: the window, rounded up
+        "validityPeriod": 59, "callBack": "https://x.org/cb"}  # minutes: the window, rounded down
     assert [r["path"] for r in ovh.requests] == ["/1.0/auth/time", f"/1.0/sms/{ovh.service}/jobs"]
 
 
-@pytest.mark.parametrize(("seconds", "minutes"), [(None, 2880), (86400 * 3, 2880), (61, 2), (1, 1), (0, 1)])
-def test_a_validity_is_minutes_rounded_up_and_none_but_no_limit_is_ovh_s_own_48_hours(
+@pytest.mark.parametrize(("seconds", "minutes"), [(None, 2880), (86400 * 3, 2880), (3599, 59), (120, 2), (61, 1),
+                                                  (1, 1), (0, 1)])
+def test_a_validity_is_whole_minutes_never_past_it_and_none_but_no_limit_is_ovh_s_own_48_hours(
         ovh: OvhServer, gateway: OvhGateway, seconds: int | None, minutes: int) -> None:
     gateway.send(VOTER, "Liste Essai : message. STOP au 38000", sender="38000", validity_period=seconds)
     assert ovh.jobs[-1]["body"]["validityPeriod"] == minutes  # a window shut (0) never held two days

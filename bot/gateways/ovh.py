@@ -9,7 +9,6 @@ SendError with the shared codes (bot/gateways/__init__.py).
 
 from __future__ import annotations
 
-import math
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -99,9 +98,11 @@ class OvhGateway:
             "charset": "UTF-8", "coding": "7bit" if is_gsm7(body) else "8bit",
             # The tag names the flow's sender: a short code's texts are found by it (sent_to).
             "class": "phoneDisplay", "priority": "high", "tag": sender,
-            # None: no limit asked, OVHcloud's own. Any limit, however short, stays one: never 48 hours.
+            # None: no limit asked, OVHcloud's own. A limit counts in whole minutes, rounded down, so that
+            # OVHcloud never holds a text past the voter's window (campaign texts go with a minute left,
+            # bot/answering.py); however short, it stays a limit: never 48 hours.
             "validityPeriod": MAX_VALIDITY_MINUTES if validity_period is None
-            else max(1, min(MAX_VALIDITY_MINUTES, math.ceil(validity_period / 60))),
+            else max(1, min(MAX_VALIDITY_MINUTES, validity_period // 60)),
         }
         if not sender.startswith("+"):
             job["senderForResponse"] = True  # the account's short code: voters can answer it

@@ -19,14 +19,14 @@ import logging
 import redis
 from flask import Blueprint, Response, abort, current_app, request
 
-from bot import Accord, states
+from bot import Accord
+from bot.answering import fits, time_left
 from bot.config import OvhSettings
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
 from bot.flows import Flow
 from bot.gateways import OPTED_OUT, SendError
 from bot.gateways.ovh import e164, sid_of
 from bot.phones import E164
-from bot.sending import validity
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ovh", __name__, url_prefix="/sms/ovh/<secret>")
@@ -92,14 +92,29 @@ def inbound(secret: str, sender: str) -> Response:
 
 
 def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tuple[str, ...]) -> None:
-    """Send the answers the step gave, each at most once whatever the callback's replays."""
+    """Send the answers the step gave, each at most once whatever the callback's replays.
+
+    A campaign text goes only with MIN_VALIDITY of the voter's window left when it goes (bot/answering.py),
+    not only when the step chose it: a callback called again hours on, for an answer OVHcloud was too
+    busy to take then, sends its service texts alone. Its content goes back to the next `content
+    send`; its consent request (a START's, always an answer's first text) waits for a later call.
+    """
     store = accord.store
     for index, text in enumerate(texts):
         if not store.claim_answer(message_sid, index):
             continue  # sent, or tried, when this callback first came
+        seconds = time_left(store, flow, phone, text)
+        if not fits(seconds):
+            # Never sent (its answer was unclaimed until now): nothing of it may be lost, nor go twice.
+            log.warning("flow %s: an answer to text %s held, the voter's window shut since it was chosen",
+                        flow.id, message_sid)
+            if text in flow.texts.content:
+                store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # the bit the step set
+            else:
+                store.unclaim_answer(message_sid, index)
+            continue
         try:
-            accord.gateway_for(flow).send(phone, text, sender=flow.sender,
-                                          validity_period=_validity(accord, flow, phone, text))
+            accord.gateway_for(flow).send(phone, text, sender=flow.sender, validity_period=seconds)
         except SendError as error:
             store.record_failure(flow, phone, error.code, error.message)
             if error.opted_out:
@@ -110,19 +125,6 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
                 for later in range(index + 1, len(texts)):  # nor the rest: content without its thanks
                     store.claim_answer(message_sid, later)
             return
-
-
-def _validity(accord: Accord, flow: Flow, phone: str, text: str) -> int | None:
-    """Return how long OVHcloud may hold a campaign text: until the voter's window shuts (None: a
-    service text, which goes whatever the hour, as TwiML's answer would)."""
-    if text != flow.texts.consent_request and text not in flow.texts.content:
-        return None
-    record = accord.store.redis.hget(*states.slot(flow.id, phone))
-    try:
-        region = states.region(record) if record else ""
-    except states.StateRecordError:  # damaged since the step read it: the national calendar
-        region = ""
-    return max(1, validity(flow, accord.store.clock(), region))
 
 
 @bp.route("/status", methods=["GET", "POST"])

@@ -1,0 +1,171 @@
+"""An answer's campaign texts go inside the voter's window, with a minute of it left, whenever the answer goes.
+
+The step chooses them with a minute of the window left; an answer that goes later (Twilio asking
+again for a TwiML answer it never got, an OVHcloud callback called again hours on, a slow send
+before it) is checked again when it goes (bot/answering.py). Through each provider's real client
+and callbacks, against their local servers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from rq import SimpleWorker
+
+from bot import Accord, create_app, states, use
+from bot.cli import Services, main
+from bot.keys import content_key
+from bot.sending import ask, queue_for
+from bot.store import _bit_of
+from tests.conftest import PARIS, Clock, OvhProvider, TwilioProvider, Voter
+
+VOTER, OTHER = "+33612970001", "+33612970002"
+SID = "SM" + "b" * 32  # a text of the voter's, the same each time its provider calls again
+CLOSE = dt.datetime(2026, 12, 1, 23, 0, tzinfo=PARIS)  # the demo flow sends 07:00-23:00, every day
+NEXT_MORNING = dt.datetime(2026, 12, 2, 9, 0, tzinfo=PARIS)
+
+
+@pytest.fixture
+def app(config, clock: Clock, redis_client, provider) -> Flask:
+    config = provider.configure(config)
+    app = create_app(config, gateway=provider.gateway(config), clock=clock)
+    use(app.extensions["accord"])  # what a worker process does once at start
+    return app
+
+
+@pytest.fixture
+def voter(client, provider) -> Voter:
+    return Voter(provider, client)
+
+
+def busy(provider: TwilioProvider | OvhProvider) -> None:
+    """Have the provider refuse the next send, too busy: the answer waits for the callback's next call."""
+    if provider.name == "ovh":
+        provider.server.fail_next(1, 429)
+    else:
+        provider.server.fail_next(1, 429, 20429)
+
+
+def content_bit(accord: Accord, phone: str) -> int:
+    return accord.store.redis.getbit(content_key("demo", 1), _bit_of(phone))
+
+
+def content_send(accord: Accord) -> None:
+    """Run `content send demo` in the next morning's window, and the worker that sends it."""
+    result = CliRunner().invoke(main, ["content", "send", "demo"], obj=Services(accord), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    SimpleWorker([queue_for(accord)], connection=accord.store.redis).work(burst=True)
+
+
+def test_a_yes_in_the_window_s_last_minute_is_thanked_and_its_content_waits_for_the_next_content_send(
+        accord: Accord, voter: Voter, provider, clock: Clock):
+    """Guard: the minute on in bot/conversation.py _shut_in_minute."""
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert ask(accord, flow, VOTER) == "sent" and ask(accord, flow, OTHER) == "sent"
+    clock.set(CLOSE - dt.timedelta(seconds=90))  # a minute and a half left: content goes with the thanks
+    assert voter.send(OTHER, "OUI").texts == [flow.texts.confirmation, flow.texts.content[0]]
+    clock.set(CLOSE - dt.timedelta(seconds=50))  # less than a minute left: the thanks alone
+    assert voter.send(VOTER, "OUI").texts == [flow.texts.confirmation]
+    assert accord.store.state(flow, VOTER) == "consented" and content_bit(accord, VOTER) == 0
+    clock.set(NEXT_MORNING)
+    provider.forget()
+    content_send(accord)
+    assert [(m["to"], m["body"]) for m in provider.taken()] == [(VOTER, flow.texts.content[0])]
+
+
+def test_an_answer_the_provider_was_too_busy_for_goes_again_after_the_window_shut_without_its_content(
+        accord: Accord, voter: Voter, provider, clock: Clock):
+    """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer (OVHcloud) and `still_fitting` in
+    bot/webhook.py inbound (Twilio's TwiML given again)."""
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert ask(accord, flow, VOTER) == "sent"
+    if provider.name == "ovh":
+        busy(provider)  # the thanks refused, and content waits behind them for the callback's next call
+        assert voter.send(VOTER, "OUI", sid=SID).texts == []
+    else:  # answered in TwiML, which Twilio never got: it asks again with the same text
+        assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation, flow.texts.content[0]]
+    clock.set(CLOSE + dt.timedelta(hours=4))  # 03:00, the window shut
+    assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
+    assert flow.texts.content[0] not in provider.tried(VOTER)
+    if provider.name == "ovh":  # it certainly never went: the next `content send` has it
+        assert content_bit(accord, VOTER) == 0
+        clock.set(NEXT_MORNING)
+        provider.forget()
+        content_send(accord)
+        assert [(m["to"], m["body"]) for m in provider.taken()] == [(VOTER, flow.texts.content[0])]
+
+
+def test_a_start_s_consent_request_the_provider_was_too_busy_for_never_goes_at_night(
+        accord: Accord, voter: Voter, provider: OvhProvider, clock: Clock, ovh_server):
+    """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for a consent request."""
+    if provider.name != "ovh":
+        pytest.skip("TwiML asked again: the test above; a START answers with the request alone")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert voter.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    busy(provider)
+    assert voter.send(VOTER, "START", sid=SID).texts == []
+    assert accord.store.state(flow, VOTER) == "asked"
+    clock.set(CLOSE + dt.timedelta(hours=4))
+    assert voter.send(VOTER, "START", sid=SID).texts == []  # not at 03:00
+    assert provider.tried(VOTER).count(flow.texts.consent_request) == 1  # the one refused
+    clock.set(NEXT_MORNING)
+    assert voter.send(VOTER, "START", sid=SID).texts == [flow.texts.consent_request]  # called again by day
+    assert voter.send(VOTER, "START", sid=SID).texts == []  # and once only
+
+
+def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(
+        accord: Accord, voter: Voter, provider, clock: Clock, monkeypatch: pytest.MonkeyPatch):
+    """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for an answer's second text."""
+    if provider.name != "ovh":
+        pytest.skip("Twilio sends TwiML's texts itself, all at once")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert ask(accord, flow, VOTER) == "sent"
+    gateway = accord.gateway_for(flow)
+    send = gateway.send
+
+    def slow(*args, **kwargs):  # each answer comes 45 s after its request, by the app's clock
+        try:
+            return send(*args, **kwargs)
+        finally:
+            clock.advance(seconds=45)
+
+    monkeypatch.setattr(gateway, "send", slow)
+    clock.set(CLOSE - dt.timedelta(seconds=90))
+    assert voter.send(VOTER, "OUI").texts == [flow.texts.confirmation]  # content had 45 s left: held
+    assert content_bit(accord, VOTER) == 0
+
+
+def test_no_provider_holds_a_campaign_text_past_the_voter_s_window(accord: Accord, provider, clock: Clock):
+    """OVHcloud counts validity in minutes: rounded down, never past the window; Twilio in seconds."""
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(seconds=61.5))  # 61 s left, above the minute a text needs
+    assert ask(accord, flow, VOTER) == "sent"
+    if provider.name == "ovh":
+        held = provider.server.jobs[-1]["body"]["validityPeriod"] * 60
+    else:
+        held = int(provider.server.requests[-1]["form"]["ValidityPeriod"])
+    assert clock() + held <= CLOSE.timestamp()
+
+
+def test_a_region_this_version_does_not_know_gets_no_late_campaign_text(accord: Accord, voter: Voter, provider,
+                                                                       clock: Clock):
+    """Guard: `region in REGIONS` in bot/answering.py time_left (a damaged record must not be a 500)."""
+    if provider.name != "ovh":
+        pytest.skip("the same check as OVHcloud's, for a TwiML answer given again")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert ask(accord, flow, VOTER) == "sent"
+    busy(provider)
+    assert voter.send(VOTER, "OUI", sid=SID).texts == []
+    key, field = states.slot(flow.id, VOTER)
+    record = accord.store.redis.hget(key, field).decode()
+    accord.store.redis.hset(key, field, record.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "Z")  # no such region
+    assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
+    assert content_bit(accord, VOTER) == 0

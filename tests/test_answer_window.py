@@ -12,33 +12,21 @@ import datetime as dt
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 from rq import SimpleWorker
 
-from bot import Accord, create_app, states, use
+from bot import Accord, states
 from bot.cli import Services, main
 from bot.keys import content_key
 from bot.sending import ask, queue_for
 from bot.store import _bit_of
+from tests import test_guards
 from tests.conftest import PARIS, Clock, OvhProvider, TwilioProvider, Voter
 
 VOTER, OTHER = "+33612970001", "+33612970002"
+app, sms = test_guards.app, test_guards.sms  # fixtures: the app on each provider's real client, its voters
 SID = "SM" + "b" * 32  # a text of the voter's, the same each time its provider calls again
 CLOSE = dt.datetime(2026, 12, 1, 23, 0, tzinfo=PARIS)  # the demo flow sends 07:00-23:00, every day
 NEXT_MORNING = dt.datetime(2026, 12, 2, 9, 0, tzinfo=PARIS)
-
-
-@pytest.fixture
-def app(config, clock: Clock, redis_client, provider) -> Flask:
-    config = provider.configure(config)
-    app = create_app(config, gateway=provider.gateway(config), clock=clock)
-    use(app.extensions["accord"])  # what a worker process does once at start
-    return app
-
-
-@pytest.fixture
-def voter(client, provider) -> Voter:
-    return Voter(provider, client)
 
 
 def busy(provider: TwilioProvider | OvhProvider) -> None:
@@ -61,15 +49,15 @@ def content_send(accord: Accord) -> None:
 
 
 def test_a_yes_in_the_window_s_last_minute_is_thanked_and_its_content_waits_for_the_next_content_send(
-        accord: Accord, voter: Voter, provider, clock: Clock):
+        accord: Accord, sms: Voter, provider, clock: Clock):
     """Guard: the minute on in bot/conversation.py _shut_in_minute."""
     flow = accord.flows["demo"]
     clock.set(CLOSE - dt.timedelta(minutes=10))
     assert ask(accord, flow, VOTER) == "sent" and ask(accord, flow, OTHER) == "sent"
     clock.set(CLOSE - dt.timedelta(seconds=90))  # a minute and a half left: content goes with the thanks
-    assert voter.send(OTHER, "OUI").texts == [flow.texts.confirmation, flow.texts.content[0]]
+    assert sms.send(OTHER, "OUI").texts == [flow.texts.confirmation, flow.texts.content[0]]
     clock.set(CLOSE - dt.timedelta(seconds=50))  # less than a minute left: the thanks alone
-    assert voter.send(VOTER, "OUI").texts == [flow.texts.confirmation]
+    assert sms.send(VOTER, "OUI").texts == [flow.texts.confirmation]
     assert accord.store.state(flow, VOTER) == "consented" and content_bit(accord, VOTER) == 0
     clock.set(NEXT_MORNING)
     provider.forget()
@@ -78,7 +66,7 @@ def test_a_yes_in_the_window_s_last_minute_is_thanked_and_its_content_waits_for_
 
 
 def test_an_answer_the_provider_was_too_busy_for_goes_again_after_the_window_shut_without_its_content(
-        accord: Accord, voter: Voter, provider, clock: Clock):
+        accord: Accord, sms: Voter, provider, clock: Clock):
     """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer (OVHcloud) and `still_fitting` in
     bot/webhook.py inbound (Twilio's TwiML given again)."""
     flow = accord.flows["demo"]
@@ -86,11 +74,11 @@ def test_an_answer_the_provider_was_too_busy_for_goes_again_after_the_window_shu
     assert ask(accord, flow, VOTER) == "sent"
     if provider.name == "ovh":
         busy(provider)  # the thanks refused, and content waits behind them for the callback's next call
-        assert voter.send(VOTER, "OUI", sid=SID).texts == []
+        assert sms.send(VOTER, "OUI", sid=SID).texts == []
     else:  # answered in TwiML, which Twilio never got: it asks again with the same text
-        assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation, flow.texts.content[0]]
+        assert sms.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation, flow.texts.content[0]]
     clock.set(CLOSE + dt.timedelta(hours=4))  # 03:00, the window shut
-    assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
+    assert sms.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
     assert flow.texts.content[0] not in provider.tried(VOTER)
     if provider.name == "ovh":  # it certainly never went: the next `content send` has it
         assert content_bit(accord, VOTER) == 0
@@ -101,26 +89,26 @@ def test_an_answer_the_provider_was_too_busy_for_goes_again_after_the_window_shu
 
 
 def test_a_start_s_consent_request_the_provider_was_too_busy_for_never_goes_at_night(
-        accord: Accord, voter: Voter, provider: OvhProvider, clock: Clock, ovh_server):
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock):
     """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for a consent request."""
     if provider.name != "ovh":
         pytest.skip("TwiML asked again: the test above; a START answers with the request alone")
     flow = accord.flows["demo"]
     clock.set(CLOSE - dt.timedelta(minutes=10))
-    assert voter.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
     busy(provider)
-    assert voter.send(VOTER, "START", sid=SID).texts == []
+    assert sms.send(VOTER, "START", sid=SID).texts == []
     assert accord.store.state(flow, VOTER) == "asked"
     clock.set(CLOSE + dt.timedelta(hours=4))
-    assert voter.send(VOTER, "START", sid=SID).texts == []  # not at 03:00
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # not at 03:00
     assert provider.tried(VOTER).count(flow.texts.consent_request) == 1  # the one refused
     clock.set(NEXT_MORNING)
-    assert voter.send(VOTER, "START", sid=SID).texts == [flow.texts.consent_request]  # called again by day
-    assert voter.send(VOTER, "START", sid=SID).texts == []  # and once only
+    assert sms.send(VOTER, "START", sid=SID).texts == [flow.texts.consent_request]  # called again by day
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # and once only
 
 
 def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(
-        accord: Accord, voter: Voter, provider, clock: Clock, monkeypatch: pytest.MonkeyPatch):
+        accord: Accord, sms: Voter, provider, clock: Clock, monkeypatch: pytest.MonkeyPatch):
     """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for an answer's second text."""
     if provider.name != "ovh":
         pytest.skip("Twilio sends TwiML's texts itself, all at once")
@@ -138,7 +126,7 @@ def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(
 
     monkeypatch.setattr(gateway, "send", slow)
     clock.set(CLOSE - dt.timedelta(seconds=90))
-    assert voter.send(VOTER, "OUI").texts == [flow.texts.confirmation]  # content had 45 s left: held
+    assert sms.send(VOTER, "OUI").texts == [flow.texts.confirmation]  # content had 45 s left: held
     assert content_bit(accord, VOTER) == 0
 
 
@@ -154,7 +142,7 @@ def test_no_provider_holds_a_campaign_text_past_the_voter_s_window(accord: Accor
     assert clock() + held <= CLOSE.timestamp()
 
 
-def test_a_region_this_version_does_not_know_gets_no_late_campaign_text(accord: Accord, voter: Voter, provider,
+def test_a_region_this_version_does_not_know_gets_no_late_campaign_text(accord: Accord, sms: Voter, provider,
                                                                        clock: Clock):
     """Guard: `region in REGIONS` in bot/answering.py time_left (a damaged record must not be a 500)."""
     if provider.name != "ovh":
@@ -163,9 +151,9 @@ def test_a_region_this_version_does_not_know_gets_no_late_campaign_text(accord: 
     clock.set(CLOSE - dt.timedelta(minutes=10))
     assert ask(accord, flow, VOTER) == "sent"
     busy(provider)
-    assert voter.send(VOTER, "OUI", sid=SID).texts == []
+    assert sms.send(VOTER, "OUI", sid=SID).texts == []
     key, field = states.slot(flow.id, VOTER)
     record = accord.store.redis.hget(key, field).decode()
     accord.store.redis.hset(key, field, record.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "Z")  # no such region
-    assert voter.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
+    assert sms.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
     assert content_bit(accord, VOTER) == 0

@@ -39,7 +39,7 @@ class Batches:
         digest = self.store.digest
         digests = "".join([digest(item.partition("/")[0]) for item in items])
         self._keep(keys=[batch_key(flow.id, batch_id), batches_key(flow.id), suppression_key(flow.controller_id)],
-                   args=[",".join(items), digests, flow.sender, self.store.clock(), batch_id], client=pipe)
+                   args=[",".join(items), digests, flow.sender, self.store.clock(), batch_id, flow.id], client=pipe)
         return batch_id
 
     def read(self, flow_id: str, batch_id: str) -> list[str] | None:

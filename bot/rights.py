@@ -188,13 +188,14 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
     purged: set[str] = set()  # the numbers whatever the local outbox sent them goes with
     for flow in accord.flows.values():
         gone = []
+        contents = {flow.id: store.content_messages(flow)}  # read once for the flow's erasures
         for phone, state, asked_at, touched in list(store.records(flow)):
             reason = due(flow, state, asked_at, touched, now)
             if reason:
                 removed[f"{flow.id}: {reason}"] += 1
                 gone.append(phone)
                 if not dry_run:
-                    store.erase([flow], phone, whole=False, objection=state == "opted_out")
+                    store.erase([flow], phone, whole=False, objection=state == "opted_out", contents=contents)
         ended = flow.has_ended(now)
         if ended:
             # A record nobody can read has no dates to keep it by; once nothing may be sent any more, it
@@ -203,7 +204,7 @@ def purge(accord: Accord, *, dry_run: bool = False) -> Counter[str]:
                 removed[f"{flow.id}: an unreadable record, after its end date"] += 1
                 gone.append(phone)
                 if not dry_run:
-                    store.erase([flow], phone, whole=False, objection=False)
+                    store.erase([flow], phone, whole=False, objection=False, contents=contents)
         purged.update(gone)
         if not dry_run:
             batches.forget([flow.id], gone)

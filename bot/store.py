@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -687,13 +687,14 @@ class Store:
         return {name: (fields, at) for name, (fields, at) in found.items() if fields.get("phone") == phone}
 
     def erase(self, flows: Sequence[Flow | Retired], phone: str, *, whole: bool, objection: bool,
-              controllers: Sequence[str] = ()) -> dict[str, int]:
+              controllers: Sequence[str] = (), contents: Mapping[str, int] | None = None) -> dict[str, int]:
         """Delete what is held on a number in `flows`, keeping its suppression HMAC; log the erasure.
 
         No bit of the number stays in the flows' bitmaps. `whole` also forgets that the number
         was ever queued (an erasure request); without it (retention), each flow that asked it
         keeps its HMAC in its asked-before set, so it is never asked again. `objection` puts the
-        number on the suppression list of each flow's controller and of `controllers`.
+        number on the suppression list of each flow's controller and of `controllers`. `contents`:
+        each loaded flow's `content_messages`, read once for many erasures (the purge's).
         """
         digest = self.digest(phone)
         held = self.personal(phone, [flow.id for flow in flows])
@@ -708,9 +709,11 @@ class Store:
         for flow in flows:
             keys += [states.slot(flow.id, phone)[0], ledger_key(flow.id), head_key(flow.id), funnel_key(flow.id),
                      queued_key(flow.id), asked_key(flow.id)]
-            args += [flow.id, flow.content_hash,
-                     len(flow.texts.content) if isinstance(flow, Flow) else flow.contents,
-                     " ".join(archived.get(flow.id, []))]
+            if isinstance(flow, Flow):
+                messages = contents[flow.id] if contents is not None else self.content_messages(flow)
+            else:
+                messages = flow.contents
+            args += [flow.id, flow.content_hash, messages, " ".join(archived.get(flow.id, []))]
         owners = [flow.controller_id for flow in flows if isinstance(flow, Flow)] + list(controllers)
         objected = [suppression_key(owner) for owner in dict.fromkeys(owners)] if objection else []
         keys += objected
@@ -725,6 +728,13 @@ class Store:
         self._forget_pages(digest)
         pairs = (item.partition("=") for item in report.split(",") if item)
         return {flow_id: int(count) for flow_id, _, count in pairs}
+
+    def content_messages(self, flow: Flow) -> int:
+        """Return how many content messages a number of the flow may hold a bit or an in-flight entry of:
+        the flow's, or more where its file had more before (each counted in its funnel once released)."""
+        released = [int(name[8:]) for name in map(_text, self.redis.hkeys(funnel_key(flow.id)))
+                    if name.startswith("content:") and name[8:].isdigit()]
+        return max([len(flow.texts.content), *released])
 
     def _forget_pages(self, digest: str) -> None:
         """Delete the voter-page links and sessions that name the number, and its link count (Promise 9).

@@ -162,6 +162,11 @@ def mentions(client: redis.Redis, tmp_path: Path, redis_dir: Path | None) -> lis
             found += [f"{key!r}: {form}" for raw in readable(value) for form in FORMS if form.encode() in raw]
         if client.type(key) == b"string" and client.getbit(key, OFFSET):
             found.append(f"{key!r}: the bit at the number's offset")
+        # A hash named by a number's last digits (its state, its seal record) holds the rest as a field.
+        suffix = re.search(rb":(\d{1,6})$", key)
+        if suffix and client.type(key) == b"hash":
+            found += [f"{key!r}: field {field!r}, with the digits that name the hash" for field in client.hkeys(key)
+                      if (field + suffix.group(1)).decode(errors="replace") == VOTER[1:]]
     given = tmp_path / "given" / "contacts.csv"  # the operator's file, not the bot's
     places = [path for path in tmp_path.rglob("*") if path.is_file() and path != given]
     if redis_dir is not None:
@@ -178,6 +183,8 @@ def test_an_erased_number_is_readable_nowhere_but_as_its_suppression_hmac(twilio
                                                                           redis_client, redis_files):
     accord = twilio_accord
     journey(accord, twilio, tmp_path)
+    held = mentions(redis_client, tmp_path, None)
+    assert any("with the digits that name the hash" in place for place in held)  # its state, seen by the search
 
     output = run(accord, "person", "erase", VOTER, "--yes").output
     assert f"{CAMPAIGN}: " in output and "erasure recorded" in output
@@ -317,6 +324,48 @@ def flows_dir(tmp_path: Path, name: str, **flows: str) -> Path:
 def services(config, clock: Clock, directory: Path) -> tuple[Accord, SMS]:
     app = create_app(dataclasses.replace(config, flows_dir=directory), clock=clock)
     return app.extensions["accord"], SMS(app.test_client())
+
+
+def with_messages(tmp_path: Path, name: str, count: int) -> Path:
+    """Write flow alpha with `count` content messages in tmp_path/name."""
+    directory = flows_dir(tmp_path, name, alpha="")
+    path = directory / "alpha.toml"
+    messages = ", ".join(f'"{{controller}} : message {n} alpha. STOP pour ne plus recevoir"'
+                         for n in range(1, count + 1))
+    path.write_text(re.sub(r"(?m)^content = .*$", lambda _: f"content = [{messages}]", path.read_text()),
+                    encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize("how", ["person erase", "purge"])
+def test_a_content_message_dropped_from_the_flow_file_keeps_nothing_of_an_erased_number(
+        config, clock: Clock, redis_client, tmp_path, how):
+    """Guard: the funnel's released messages in bot/store.py content_messages (erase.lua's bound)."""
+    before, sms = services(config, clock, with_messages(tmp_path, "before", 2))
+    alpha = before.flows["alpha"]
+    before.store.claim(alpha, VOTER, window_open=True)
+    sms.send(VOTER, "oui", to=alpha.sender)  # content 1 with the thanks
+    assert before.store.release(alpha, VOTER, 2, region="") == "ok"  # content 2, in flight from a worker
+    after, _ = services(config, clock, with_messages(tmp_path, "after", 1))  # the campaign dropped message 2
+    assert len(after.flows["alpha"].texts.content) == 1
+    if how == "purge":
+        clock.advance(days=3 * 365 + 1)  # past any retention
+    run(after, *(["person", "erase", VOTER, "--yes"] if how == "person erase" else ["purge"]))
+    assert mentions(redis_client, tmp_path, None) == []
+
+
+def test_a_batch_a_worker_stores_for_a_flow_the_purge_took_off_the_registry_is_erased_all_the_same(
+        config, clock: Clock, redis_client, tmp_path):
+    """Guard: the SADD to accord:held-flows in bot/lua/batch.lua."""
+    before, _ = services(config, clock, flows_dir(tmp_path, "before", alpha="", beta=""))
+    beta = before.flows["beta"]
+    before.store.claim(beta, OTHER, window_open=True)
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))  # beta's file removed
+    run(after, "purge")  # beta emptied, and taken off the registry rights requests read
+    assert not redis_client.sismember("accord:held-flows", "beta")
+    Batches(before.store).keep(beta, [VOTER])  # a worker started before still runs beta: it defers a number
+    run(after, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []
 
 
 @pytest.mark.parametrize("extra, problem", [

@@ -65,3 +65,17 @@ def normalize(raw: str, region: str = "FR") -> str:
     if phonenumbers.number_type(number) not in TEXTABLE:
         raise PhoneError("not a mobile")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def without_number(text: str, phone: str) -> str:
+    """Return `text` with the number `phone` (E.164) taken out, in each form a provider writes it: E.164, its
+    digits alone (OVHcloud's), the national form (0...). For what a provider says about a send, which a
+    ledger may keep after the number's erasure."""
+    if not phone.startswith("+") or len(phone) < 8:
+        return text
+    forms = [phone, phone[1:]]
+    if phone.startswith("+33"):
+        forms.append("0" + phone[3:])
+    for form in forms:
+        text = text.replace(form, "[number]")
+    return text

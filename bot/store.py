@@ -71,7 +71,7 @@ from bot.keys import (
     voter_asks_key,
     voter_keys_key,
 )
-from bot.phones import FRENCH_MOBILE_E164
+from bot.phones import FRENCH_MOBILE_E164, without_number
 from bot.pseudonyms import Pseudonyms
 from bot.segments import segments
 from bot.windows import REGIONS
@@ -302,8 +302,9 @@ class Store:
         Either way, an entry no longer in flight means the number was erased meanwhile: the failure is
         logged without it (see append.lua).
         """
-        self._log(flow, phone, "send_failed", f"{code}: {message}", "", ledger_key(flow.id), in_flight=in_flight,
-                  settles=settles)
+        # Twilio's words for some refusals name the number: the entry outlives its erasure, the number must not.
+        self._log(flow, phone, "send_failed", f"{code}: {without_number(message, phone)}", "", ledger_key(flow.id),
+                  in_flight=in_flight, settles=settles)
 
     def give_back(self, flow: Flow, phone: str, message: int, why: str, *, in_flight: str = "") -> bool:
         """Give back content `message` released to a number the provider certainly did not send it to,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.phones import E164, MobileBits, PhoneError, normalize
+from bot.phones import E164, MobileBits, PhoneError, normalize, without_number
 
 
 @pytest.mark.parametrize("raw", ["06 12 34 56 78", "0612345678", "+33 6 12 34 56 78", "+33612345678",
@@ -78,3 +78,14 @@ def test_a_number_comes_out_in_ascii_e164_or_not_at_all(raw: str) -> None:
 def test_digits_of_other_scripts_are_read_as_their_ascii_digits() -> None:
     assert normalize("06 12 34 56 7٧") == "+33612345677"
     assert normalize("٠٦١٢٣٤٥٦٧٨") == normalize("０６ １２ ３４ ５６ ７８") == "+33612345678"
+
+
+@pytest.mark.parametrize(("text", "left"), [
+    ("The 'To' number +33612345678 is not valid.", "The 'To' number [number] is not valid."),
+    ("receivers 33612345678 refused", "receivers [number] refused"),
+    ("0612345678 n'est pas joignable", "[number] n'est pas joignable"),
+    ("Too many requests", "Too many requests"),
+    ("+33612345679 is another number", "+33612345679 is another number"),
+])
+def test_what_a_provider_says_about_a_send_is_kept_without_the_number(text: str, left: str) -> None:
+    assert without_number(text, "+33612345678") == left

@@ -34,6 +34,7 @@ LATER_LONGEST = 1800.0
 LATER_AT_MOST = 8
 BUSY = "not sent, provider busy"
 SHUT = "not sent, window shut"  # while it waited for its slot or a retry: it goes at the next window
+GONE = "not sent, erased or objected meanwhile"  # while its send was out or retried: it goes no more
 DEFAULT_RATE = 10  # messages per second per sender, shared by all workers (an alphanumeric default)
 STORE_PATIENCE = 60.0  # seconds a worker waits for Redis to record a text that already went out
 log = logging.getLogger(__name__)
@@ -310,18 +311,24 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
 
     BUSY: the provider certainly did not take it, and the claim (or release) is given back, so
     that sending it again later goes through the same at-most-once claim; SHUT likewise, when the
-    voter's window shut (or would within MIN_VALIDITY) before it could go. The claim is in flight
+    voter's window shut (or would within MIN_VALIDITY) before it could go. GONE: the number was
+    erased, or objected, before it could go: nothing goes, now or later. The claim is in flight
     until its outcome is recorded here; what cannot be known here (a timeout, a 5xx, the process
     killed meanwhile), the witness asks the provider later (bot/witness.py).
     """
     attempt = 0
     while True:
+        if attempt and not accord.store.still_ours(flow, phone, message):
+            # A STOP, or an erasure, during the retry's pause: sending now would outlive it.
+            accord.store.record_failure(flow, phone, None, "not sent: the number objected, or was erased, while its "
+                                        "send was retried", in_flight=message)
+            return GONE
         seconds = validity(flow, accord.store.clock(), region)
         if seconds < MIN_VALIDITY:
             # The window shut, or nearly, while the text waited (for its slot, a slow claim, a retry):
             # a provider must not hold it past the window, nor may it be lost. Given back, it goes again.
-            _give_back(accord, flow, phone, message, "not sent: the voter's sending window shut before it could go")
-            return SHUT
+            why = "not sent: the voter's sending window shut before it could go"
+            return SHUT if _give_back(accord, flow, phone, message, why) else GONE
         try:
             sid = accord.gateway_for(flow).send(phone, text, sender=flow.sender, validity_period=seconds,
                                                 status_callback=accord.status_url(flow))
@@ -339,8 +346,8 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
                 handle_carrier_stop(accord.store, flow, phone, str(error.code), accord.flows_for(flow.sender))
                 return "opted out at the provider"
             if error.unprocessed:
-                _give_back(accord, flow, phone, message, f"{error.code}: {error.message}")
-                return BUSY
+                # Given back, it goes again later; not, when an erasure or a STOP came meanwhile.
+                return BUSY if _give_back(accord, flow, phone, message, f"{error.code}: {error.message}") else GONE
             if unknown:
                 return "claimed, outcome unknown"
             return "undeliverable" if error.undeliverable else "refused by the provider"
@@ -348,13 +355,13 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
         return "sent"
 
 
-def _give_back(accord: Accord, flow: Flow, phone: str, message: int, why: str) -> None:
+def _give_back(accord: Accord, flow: Flow, phone: str, message: int, why: str) -> bool:
     """Give back the claim on a consent request (`message` 0) or the release of content `message`, certainly
-    not sent, so that sending it again goes through the same at-most-once claim."""
+    not sent, so that sending it again goes through the same at-most-once claim; say whether there was one
+    to give back (not once the number was erased, or objected, meanwhile)."""
     if message:
-        accord.store.give_back(flow, phone, message, why)
-    else:
-        accord.store.step([flow], phone, "release", body=why, in_flight="")
+        return accord.store.give_back(flow, phone, message, why)
+    return accord.store.step([flow], phone, "release", body=why, in_flight="").changed
 
 
 def _record_sent(accord: Accord, flow: Flow, phone: str, sid: str, text: str, *, message: int,

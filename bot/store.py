@@ -610,6 +610,11 @@ class Store:
             return False
         return bool(self.redis.getbit(queued_key(flow.id), _bit_of(phone)))
 
+    def still_ours(self, flow: Flow, phone: str, message: int = 0) -> bool:
+        """Say whether a worker's claimed consent request (`message` 0), or its released content `message`,
+        may still go: the number neither erased nor objecting since, and where the claim left it."""
+        return self.state(flow, phone) == ("consented" if message else "asked") and not self.is_suppressed(flow, phone)
+
     def is_suppressed(self, flow: Flow, phone: str) -> bool:
         """Say whether the number's objection to this flow's controller holds on the flow's sender."""
         return objects(self.redis.hget(suppression_key(flow.controller_id), self.digest(phone)), flow.sender)

@@ -946,6 +946,63 @@ def test_a_number_erased_while_its_request_is_out_is_not_stored_again_when_it_fa
     assert accord.store.verify_ledger(CAMPAIGN) is None
 
 
+class BusyWhileItHappens(ErasedWhileSending):
+    """A gateway too busy (429) for the first `times` sends to one number, while `meanwhile` happens to that
+    number during the last of them."""
+
+    def __init__(self, accord: Accord, phone: str, meanwhile: Callable[[], object], times: int = 1) -> None:
+        super().__init__(accord, phone)
+        self.meanwhile, self.left = meanwhile, times
+
+    def send(self, to: str, *args, **kwargs) -> str:
+        if to == self.phone and self.left:
+            self.left -= 1
+            if not self.left:
+                self.meanwhile()
+            raise SendError(20429, 429, "Too Many Requests")
+        return self.gateway.send(to, *args, **kwargs)
+
+
+@pytest.mark.parametrize("meanwhile", ["person erase", "STOP"])
+def test_a_number_erased_or_objecting_while_its_send_waits_to_be_retried_gets_nothing(twilio_accord, twilio, tmp_path,
+                                                                                    redis_client, meanwhile):
+    """Guard: `still_ours` before each retry in bot/sending.py _send."""
+    accord = twilio_accord
+    flow = accord.flows[CAMPAIGN]
+    start_voters_round(accord, tmp_path)
+    if meanwhile == "STOP":
+        happens = lambda: accord.store.step([flow], VOTER, "stop", body="STOP", inbound=True)  # noqa: E731
+    else:
+        happens = lambda: run(accord, "person", "erase", VOTER, "--yes")  # noqa: E731
+    accord.gateway = BusyWhileItHappens(accord, VOTER, happens)
+    with patch("bot.sending.RETRY_PAUSE", 0):
+        work(accord)
+    assert twilio.messages == []  # the retry did not go
+    assert ScheduledJobRegistry(queue=queue_for(accord)).get_job_ids() == []  # nor waits to go later
+    if meanwhile == "STOP":
+        assert accord.store.state(flow, VOTER) == "opted_out"
+    else:
+        assert mentions(redis_client, tmp_path, None) == []
+
+
+def test_a_number_the_purge_takes_while_its_content_is_out_is_not_stored_again_when_the_provider_was_busy(
+        config, clock: Clock, redis_client, twilio_accord, tmp_path):
+    """Guard: the give-back's answer in bot/sending.py _send (a purge records no objection for batch.lua)."""
+    accord, _ = services(config, clock, with_messages(tmp_path, "flows", 2))
+    accord.gateway = twilio_accord.gateway
+    use(accord)
+    flow = accord.flows["alpha"]
+    accord.store.claim(flow, VOTER, window_open=True)
+    accord.store.step([flow], VOTER, "yes", inbound=True, body="oui")
+    clock.advance(days=3 * 365)  # a consented number goes three years after its last contact
+    # Busy for every try in place, the purge during the last: the content goes back, or would.
+    accord.gateway = BusyWhileItHappens(accord, VOTER, lambda: run(accord, "purge"), times=sending.RETRIES + 1)
+    with patch("bot.sending.RETRY_PAUSE", 0):
+        enqueue(accord, "content", flow, [VOTER], message=2)
+        work(accord)
+    assert mentions(redis_client, tmp_path, None) == []
+
+
 def answered_oui(accord: Accord, sid: str) -> SMS:
     """The voter asked in the campaign, then answering OUI in a text of that id; the webhook's client."""
     flow = accord.flows[CAMPAIGN]

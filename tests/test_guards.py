@@ -18,8 +18,9 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from bot import Accord, create_app, use
+from bot import Accord, create_app, sending, use
 from bot.cli import Services, main
+from bot.gateways import SendError
 from bot.sending import queue_for
 from tests.conftest import Reply, Voter
 from tests.flowfiles import NOTICE, TEXTS
@@ -194,6 +195,31 @@ def test_a_stop_to_another_flow_of_the_controller_stops_queued_content(accord, s
     assert reached(provider, WITHDRAWS) == [], "content reached a voter on the controller's suppression list"
     assert content_entries(accord, "reunions", WITHDRAWS) == []
     assert outcomes == {"sent": 2, "skipped: suppressed": 1}
+    assert_the_others_got_it(accord, provider, "reunions")
+
+
+def test_a_stop_to_another_flow_of_the_controller_while_content_waits_for_a_retry_stops_it(
+        accord, sms: Voter, provider, tmp_path, monkeypatch):
+    """Guard: `is_suppressed` in bot/store.py still_ours, before a send's retry (bot/sending.py _send)."""
+    consent(accord, sms, tmp_path, "reunions", [WITHDRAWS, *STAYS])
+    provider.forget()
+    queue_second_message(accord, "reunions", 3)
+    tracts, reunions = accord.flows["tracts"], accord.flows["reunions"]
+    gateway = accord.gateway_for(reunions)
+    send, first = gateway.send, [True]
+
+    def busy_while_the_voter_objects(to: str, *args, **kwargs) -> str:
+        if to == WITHDRAWS and first:
+            first.clear()
+            assert answers(sms.send(WITHDRAWS, "STOP", to=tracts.sender)) == [tracts.texts.stopped]
+            raise SendError(20429, 429, "Too Many Requests")
+        return send(to, *args, **kwargs)
+
+    monkeypatch.setattr(gateway, "send", busy_while_the_voter_objects)
+    monkeypatch.setattr(sending, "RETRY_PAUSE", 0.0)
+    work(accord)
+    assert reached(provider, WITHDRAWS) == [], "content went to a voter who objected while its send waited"
+    assert accord.store.state(reunions, WITHDRAWS) == "consented" and accord.store.is_suppressed(reunions, WITHDRAWS)
     assert_the_others_got_it(accord, provider, "reunions")
 
 

@@ -278,8 +278,17 @@ class Store:
         return bool(taken)
 
     def claim_answer(self, message_sid: str, index: int) -> bool:
-        """Claim the `index`th text answering an inbound text before sending it late: at most once."""
-        return bool(self.redis.hsetnx(answers_key(message_sid), str(index), "claimed"))
+        """Claim the `index`th text answering an inbound text before sending it late: at most once.
+
+        The claims last as long as the answer they claim is kept (two generations): a text called
+        again later is known for good, and answered with nothing (see step.lua).
+        """
+        key = answers_key(message_sid)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, str(index), "claimed")
+            pipe.expire(key, 2 * MESSAGE_PERIOD)
+            claimed, _ = pipe.execute()
+        return bool(claimed)
 
     def unclaim_answer(self, message_sid: str, index: int) -> None:
         """Give back a claimed answer the provider certainly did not send, for a later reconcile."""

@@ -171,6 +171,9 @@ def test_an_answer_ovh_was_too_busy_for_goes_with_the_callback_s_replay(accord: 
     answers = [flow.texts.confirmation, flow.texts.content[0]]
     assert voter.send(VOTER, "OUI", sid="busy").texts == answers  # OVHcloud calls again: now they go
     assert voter.send(VOTER, "OUI", sid="busy").texts == []
+    # The claims on them last as long as the answer they claim is kept, not for good.
+    (claims,) = accord.store.redis.keys("accord:answers:*")
+    assert 0 < accord.store.redis.ttl(claims) <= 70 * 86400
 
 
 @pytest.mark.parametrize("params", [

@@ -56,9 +56,17 @@ def _four_digits(store: Store, flow_id: str) -> bool:
     return any(store.redis.exists(*names[start:start + BATCH]) for start in range(0, len(names), BATCH))
 
 
+def held_flows(store: Store, loaded: Iterable[str]) -> list[str]:
+    """Return the flows whose layout matters: those loaded, and those removed that still held numbers,
+    which erasure and the purge must read as well as any."""
+    ids = list(loaded)
+    return ids + store.removed_flows(ids)
+
+
 def check_layout(store: Store, flow_ids: Iterable[str]) -> None:
-    """Refuse to run on states this version would not see (LegacyLayoutError names the command)."""
-    found = legacy_flows(store, flow_ids)
+    """Refuse to run on states this version would not see (LegacyLayoutError names the command), those
+    of flows removed since included."""
+    found = legacy_flows(store, held_flows(store, flow_ids))
     if found:
         raise LegacyLayoutError(
             f"Redis holds the states of {', '.join(found)} in the layout of an earlier version, which this one "

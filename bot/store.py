@@ -805,6 +805,17 @@ class Store:
                 if self._unlist(keys=[held_flows_key(), *_holding_keys(flow_id)],
                                 args=[flow_id, states.state_key(flow_id, "")])]
 
+    def removed_flows(self, loaded: Collection[str]) -> list[str]:
+        """Return the flows that held numbers whose file is not in `loaded` (removed), from their registry.
+
+        Read only (a layout check writes nothing): where the registry was never listed from the keys,
+        they are read too, each time, until a rights request or the purge lists them.
+        """
+        held = {_text(member) for member in self.redis.smembers(held_flows_key())}
+        if not self.redis.exists(held_flows_listed_key()):
+            held |= self._ids_from_keys(funnel_key("*"))
+        return sorted(flow_id for flow_id in held if flow_id not in loaded)
+
     def _unloaded(self, loaded: Collection[str]) -> list[str]:
         """Return the flows on the registry of those that held numbers that are not in `loaded`, in order."""
         held = self._registry(held_flows_key(), held_flows_listed_key(), funnel_key("*"))
@@ -819,10 +830,14 @@ class Store:
         return {_text(member) for member in self.redis.smembers(members)}
 
     def _list_from_keys(self, members: str, pattern: str) -> None:
-        """Add to a registry the ids the keys under `pattern` name: what follows their last colon (a SCAN)."""
-        found = {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
+        """Add to a registry the ids the keys under `pattern` name (a SCAN)."""
+        found = self._ids_from_keys(pattern)
         if found:
             self.redis.sadd(members, *found)
+
+    def _ids_from_keys(self, pattern: str) -> set[str]:
+        """Return the ids the keys under `pattern` name: what follows their last colon (a SCAN)."""
+        return {_text(name).rpartition(":")[2] for name in self.redis.scan_iter(match=pattern, count=10_000)}
 
     def unqueue_unasked(self, flow_id: str, phones: Collection[str]) -> int:
         """Clear the queued bit of those numbers the flow never asked (no state record); return how many.

@@ -368,6 +368,23 @@ def test_a_batch_a_worker_stores_for_a_flow_the_purge_took_off_the_registry_is_e
     assert mentions(redis_client, tmp_path, None) == []
 
 
+def test_a_flow_removed_before_an_upgrade_keeps_nothing_the_erasure_misses_once_migrate_has_run(
+        config, clock: Clock, redis_client, tmp_path):
+    """Guard: the removed flows in bot/migrate.py held_flows (check_layout's and migrate's)."""
+    now = clock()
+    # As earlier versions left them: beta's states in hashes named by four digits, gamma's in one hash.
+    redis_client.hset(states.state_key("beta", VOTER[-4:]), VOTER[1:-4], states.encode("consented", now, now))
+    redis_client.hset("accord:state:gamma", VOTER, f"asked|{now}|{now}")
+    for flow_id in ("beta", "gamma"):
+        redis_client.hincrby(f"accord:funnel:{flow_id}", "m:new>asked", 1)
+    after, _ = services(config, clock, flows_dir(tmp_path, "after", alpha=""))  # their files removed since
+    refused = CliRunner().invoke(main, ["person", "erase", VOTER, "--yes"], obj=Services(after))
+    assert refused.exit_code != 0 and "beta, gamma" in refused.output and "python -m bot migrate" in refused.output
+    assert "beta: 1 number state(s) moved" in run(after, "migrate").output
+    run(after, "person", "erase", VOTER, "--yes")
+    assert mentions(redis_client, tmp_path, None) == []
+
+
 @pytest.mark.parametrize("extra, problem", [
     ("retention_days = 1096", "retention_days: must be a whole number of days from expiry_days (7) to 1095"),
     ("retention_days = 6", "retention_days: must be a whole number of days from expiry_days (7)"),

@@ -193,7 +193,7 @@ def migrate_command(obj: Services) -> None:
     if seen:
         click.echo(f"{seen} inbound text(s) an earlier version processed are now known for good (a replay changes "
                    "nothing).")
-    found = migrate.legacy_flows(accord.store, accord.flows)
+    found = migrate.legacy_flows(accord.store, migrate.held_flows(accord.store, accord.flows))
     if not found and (jobs or seen):
         return
     if not found:

@@ -319,9 +319,12 @@ def _send(accord: Accord, flow: Flow, phone: str, text: str, *, region: str, sle
     attempt = 0
     while True:
         if attempt and not accord.store.still_ours(flow, phone, message):
-            # A STOP, or an erasure, during the retry's pause: sending now would outlive it.
-            accord.store.record_failure(flow, phone, None, "not sent: the number objected, or was erased, while its "
-                                        "send was retried", in_flight=message)
+            # A STOP, an answer, or an erasure during the retry's pause: sending now would outlive it.
+            why = "not sent: the number objected, answered, or was erased while its send was retried"
+            if message:  # its bit goes back too, for a release should the voter consent again
+                accord.store.give_back(flow, phone, message, why)
+            else:
+                accord.store.record_failure(flow, phone, None, why, in_flight=0)
             return GONE
         seconds = validity(flow, accord.store.clock(), region)
         if seconds < MIN_VALIDITY:

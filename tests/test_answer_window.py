@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import redis
 from click.testing import CliRunner
 from rq import SimpleWorker
 
@@ -21,6 +22,8 @@ from bot.sending import ask, queue_for
 from bot.store import _bit_of
 from tests import test_guards
 from tests.conftest import PARIS, Clock, OvhProvider, TwilioProvider, Voter
+from tests.test_recovery import held_back, run_held_back
+from tests.test_rounds import work
 
 VOTER, OTHER = "+33612970001", "+33612970002"
 app, sms = test_guards.app, test_guards.sms  # fixtures: the app on each provider's real client, its voters
@@ -88,23 +91,63 @@ def test_an_answer_the_provider_was_too_busy_for_goes_again_after_the_window_shu
         assert [(m["to"], m["body"]) for m in provider.taken()] == [(VOTER, flow.texts.content[0])]
 
 
-def test_a_start_s_consent_request_the_provider_was_too_busy_for_never_goes_at_night(
-        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock):
-    """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for a consent request."""
+@pytest.mark.parametrize("then", ["asked by day", "STOP first"])
+def test_a_start_s_consent_request_the_provider_was_too_busy_for_goes_to_the_workers_and_never_at_night(
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock, then: str):
+    """Guard: `_ask_later` in bot/gateways/ovh_webhook.py answer, and `still_ours` before a request goes."""
     if provider.name != "ovh":
-        pytest.skip("TwiML asked again: the test above; a START answers with the request alone")
+        pytest.skip("Twilio sends TwiML's texts itself")
     flow = accord.flows["demo"]
     clock.set(CLOSE - dt.timedelta(minutes=10))
     assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
-    busy(provider)
+    busy(provider)  # OVHcloud too busy for the START's request, which the workers then send
     assert sms.send(VOTER, "START", sid=SID).texts == []
-    assert accord.store.state(flow, VOTER) == "asked"
+    assert accord.store.state(flow, VOTER) == "new"  # its question back, the number on a batch for the workers
     clock.set(CLOSE + dt.timedelta(hours=4))
-    assert sms.send(VOTER, "START", sid=SID).texts == []  # not at 03:00
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # called again at 03:00: nothing
+    work(accord)  # the workers at 03:00: the request waits for the morning
     assert provider.tried(VOTER).count(flow.texts.consent_request) == 1  # the one refused
-    clock.set(NEXT_MORNING)
-    assert sms.send(VOTER, "START", sid=SID).texts == [flow.texts.consent_request]  # called again by day
-    assert sms.send(VOTER, "START", sid=SID).texts == []  # and once only
+    if then == "STOP first":
+        clock.set(NEXT_MORNING - dt.timedelta(hours=1))
+        assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    ((job, wait),) = held_back(accord)
+    run_held_back(accord, clock)
+    asked = provider.tried(VOTER).count(flow.texts.consent_request) - 1
+    assert asked == (1 if then == "asked by day" else 0)
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # and the old callback, called again, asks nothing
+
+
+@pytest.mark.parametrize("meanwhile", ["a STOP", "the night"])
+def test_a_start_s_callback_called_again_asks_nothing_after_a_stop_and_leaves_the_night_s_to_the_workers(
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        meanwhile: str):
+    """Guard: `still_ours` before a consent request goes, and `_ask_later` for one the window no longer
+    fits, in bot/gateways/ovh_webhook.py answer."""
+    if provider.name != "ovh":
+        pytest.skip("Twilio sends TwiML's texts itself")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(minutes=10))
+    assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    claim = accord.store.claim_answer
+
+    def away(*args):  # Redis gone just after the step: the callback is answered 503, to be called again
+        raise redis.ConnectionError("Connection closed by server")
+
+    monkeypatch.setattr(accord.store, "claim_answer", away)
+    assert sms.send(VOTER, "START", sid=SID).status_code == 503
+    monkeypatch.setattr(accord.store, "claim_answer", claim)
+    if meanwhile == "a STOP":
+        assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]  # the voter changed their mind meanwhile
+        assert sms.send(VOTER, "START", sid=SID).texts == []  # OVHcloud calls again: no request to an objection
+        assert flow.texts.consent_request not in provider.tried(VOTER)
+        return
+    clock.set(CLOSE + dt.timedelta(hours=4))
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # OVHcloud calls again at 03:00: not then
+    assert accord.store.state(flow, VOTER) == "new"
+    work(accord)  # the workers, at 03:00: they hold it for the morning
+    assert provider.tried(VOTER).count(flow.texts.consent_request) == 0
+    run_held_back(accord, clock)
+    assert provider.tried(VOTER).count(flow.texts.consent_request) == 1  # asked once, in the morning
 
 
 def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(

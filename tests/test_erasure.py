@@ -1002,6 +1002,23 @@ def test_a_number_erased_or_objecting_while_its_send_waits_to_be_retried_gets_no
         assert mentions(redis_client, tmp_path, None) == []
 
 
+def test_content_a_voter_declined_while_it_waited_for_a_retry_goes_once_they_consent_again(
+        twilio_accord, twilio, clock: Clock):
+    """Guard: the give-back of `still_ours`'s content in bot/sending.py _send: its bit, for a later release."""
+    accord, sms = twilio_accord, SMS(create_app(twilio_accord.config, gateway=twilio_accord.gateway,
+                                                clock=clock).test_client())
+    flow = accord.flows[CAMPAIGN]
+    accord.store.claim(flow, VOTER, window_open=True)
+    accord.store.step([flow], VOTER, "yes", inbound=True, body="oui")  # consented, content 1 as its answer
+    accord.gateway = BusyWhileItHappens(accord, VOTER, lambda: sms.send(VOTER, "non", to=flow.sender))
+    with patch("bot.sending.RETRY_PAUSE", 0):
+        enqueue(accord, "content", flow, [VOTER], message=2)
+        work(accord)
+    assert twilio.messages == [] and accord.store.state(flow, VOTER) == "declined"
+    assert answers(sms.send(VOTER, "oui", to=flow.sender)) == [flow.texts.confirmation]  # content 1 went before
+    assert accord.store.release(flow, VOTER, 2) == "ok"  # content 2 never did: it may go now
+
+
 def test_a_number_the_purge_takes_while_its_content_is_out_is_not_stored_again_when_the_provider_was_busy(
         config, clock: Clock, redis_client, twilio_accord, tmp_path):
     """Guard: the give-back's answer in bot/sending.py _send (a purge records no objection for batch.lua)."""

@@ -20,13 +20,14 @@ import redis
 from flask import Blueprint, Response, abort, current_app, request
 
 from bot import Accord
-from bot.answering import fits, time_left
+from bot.answering import fits, time_left, voter_region
 from bot.config import OvhSettings
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
 from bot.flows import Flow
 from bot.gateways import OPTED_OUT, SendError
 from bot.gateways.ovh import e164, sid_of
 from bot.phones import E164
+from bot.sending import enqueue
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ovh", __name__, url_prefix="/sms/ovh/<secret>")
@@ -96,22 +97,26 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
 
     A campaign text goes only with MIN_VALIDITY of the voter's window left when it goes (bot/answering.py),
     not only when the step chose it: a callback called again hours on, for an answer OVHcloud was too
-    busy to take then, sends its service texts alone. Its content goes back to the next `content
-    send`; its consent request (a START's, always an answer's first text) waits for a later call.
+    busy to take then, sends its service texts alone, and its content goes back to the next `content
+    send`. A START's consent request that cannot go now (the window, or OVHcloud too busy) goes to
+    the workers, who ask the number in its window; none goes once the voter answered or objected since.
     """
     store = accord.store
     for index, text in enumerate(texts):
         if not store.claim_answer(message_sid, index):
             continue  # sent, or tried, when this callback first came
+        request = text == flow.texts.consent_request
+        if request and not store.still_ours(flow, phone):
+            continue  # its question answered, or objected to, since this callback first came
         seconds = time_left(store, flow, phone, text)
         if not fits(seconds):
             # Never sent (its answer was unclaimed until now): nothing of it may be lost, nor go twice.
             log.warning("flow %s: an answer to text %s held, the voter's window shut since it was chosen",
                         flow.id, message_sid)
-            if text in flow.texts.content:
-                store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # the bit the step set
+            if request:
+                _ask_later(accord, flow, phone, "consent request held: the voter's window shut before it went")
             else:
-                store.unclaim_answer(message_sid, index)
+                store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # the bit the step set
             continue
         try:
             accord.gateway_for(flow).send(phone, text, sender=flow.sender, validity_period=seconds)
@@ -119,12 +124,22 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
             store.record_failure(flow, phone, error.code, error.message)
             if error.opted_out:
                 handle_carrier_stop(store, flow, phone, str(error.code), accord.flows_for(flow.sender))
-            if error.unprocessed:
+            if error.unprocessed and request:
+                _ask_later(accord, flow, phone, f"consent request held: {error.code}: {error.message}")
+            elif error.unprocessed:
                 store.unclaim_answer(message_sid, index)  # certainly not sent: a replay of the callback sends it
             else:
                 for later in range(index + 1, len(texts)):  # nor the rest: content without its thanks
                     store.claim_answer(message_sid, later)
             return
+
+
+def _ask_later(accord: Accord, flow: Flow, phone: str, why: str) -> None:
+    """Give a START's consent request, certainly not sent, to the workers: its question goes back, and the
+    number on a batch of its own, claimed and asked in its window as any (bot/sending.py)."""
+    store = accord.store
+    if store.step([flow], phone, "release", body=why).changed:
+        enqueue(accord, "requests", flow, [f"{phone}/{voter_region(store, flow, phone)}"])
 
 
 @bp.route("/status", methods=["GET", "POST"])

@@ -624,6 +624,25 @@ class Store:
         may still go: the number neither erased nor objecting since, and where the claim left it."""
         return self.state(flow, phone) == ("consented" if message else "asked") and not self.is_suppressed(flow, phone)
 
+    def opened_by(self, flow: Flow, phone: str, message_sid: str) -> bool:
+        """Say whether the number's open question in the flow is the one its text `message_sid` opened (a
+        START's), not one asked since: the question's time is that text's step's, to the second."""
+        record = self.redis.hget(*states.slot(flow.id, phone))
+        try:
+            asked_at = states.decode(record)[1] if record else None
+        except states.StateRecordError:
+            return False
+        for name, (fields, at) in self.personal(phone).items():
+            flow_id, _, entry_id = name.partition("|")
+            inbound = str(fields.get("event", "")).startswith("in:")
+            if flow_id != flow.id or fields.get("sid") != message_sid or not inbound:
+                continue
+            if at is None:  # in the stream: its time is the entry's
+                found = self.redis.xrange(ledger_key(flow.id), min=entry_id, max=entry_id)
+                at = _text(found[0][1].get(b"at")) if found else None
+            return asked_at is not None and at is not None and abs(asked_at - float(at)) < 1
+        return False
+
     def is_suppressed(self, flow: Flow, phone: str) -> bool:
         """Say whether the number's objection to this flow's controller holds on the flow's sender."""
         return objects(self.redis.hget(suppression_key(flow.controller_id), self.digest(phone)), flow.sender)

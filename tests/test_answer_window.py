@@ -150,6 +150,35 @@ def test_a_start_s_callback_called_again_asks_nothing_after_a_stop_and_leaves_th
     assert provider.tried(VOTER).count(flow.texts.consent_request) == 1  # asked once, in the morning
 
 
+@pytest.mark.parametrize("called_again", ["at night", "by day"])
+def test_a_start_s_callback_called_again_after_a_later_start_leaves_that_one_s_question_alone(
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        called_again: str):
+    """Guard: `opened_by` before a consent request goes or goes back, in bot/gateways/ovh_webhook.py answer."""
+    if provider.name != "ovh":
+        pytest.skip("Twilio sends TwiML's texts itself")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(hours=2))
+    assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    claim = accord.store.claim_answer
+
+    def away(*args):  # Redis gone just after the first START's step: OVHcloud is answered 503
+        raise redis.ConnectionError("Connection closed by server")
+
+    monkeypatch.setattr(accord.store, "claim_answer", away)
+    assert sms.send(VOTER, "START", sid=SID).status_code == 503
+    monkeypatch.setattr(accord.store, "claim_answer", claim)
+    clock.advance(seconds=60)
+    assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    assert sms.send(VOTER, "START").texts == [flow.texts.consent_request]  # a later START, asked at once
+    clock.set(CLOSE + dt.timedelta(hours=4) if called_again == "at night" else CLOSE - dt.timedelta(hours=1))
+    assert sms.send(VOTER, "START", sid=SID).texts == []  # the first START, called again: not its question now
+    assert accord.store.state(flow, VOTER) == "asked"
+    assert sms.send(VOTER, "OUI").texts[0] == flow.texts.confirmation  # the voter answers the request they got
+    work(accord)
+    assert provider.tried(VOTER).count(flow.texts.consent_request) == 1 and held_back(accord) == []
+
+
 def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(
         accord: Accord, sms: Voter, provider, clock: Clock, monkeypatch: pytest.MonkeyPatch):
     """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for an answer's second text."""

@@ -106,8 +106,8 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
         if not store.claim_answer(message_sid, index):
             continue  # sent, or tried, when this callback first came
         request = text == flow.texts.consent_request
-        if request and not store.still_ours(flow, phone):
-            continue  # its question answered, or objected to, since this callback first came
+        if request and not (store.still_ours(flow, phone) and store.opened_by(flow, phone, message_sid)):
+            continue  # its question answered, objected to, or asked anew since this callback first came
         seconds = time_left(store, flow, phone, text)
         if not fits(seconds):
             # Never sent (its answer was unclaimed until now): nothing of it may be lost, nor go twice.
@@ -136,10 +136,20 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
 
 def _ask_later(accord: Accord, flow: Flow, phone: str, why: str) -> None:
     """Give a START's consent request, certainly not sent, to the workers: its question goes back, and the
-    number on a batch of its own, claimed and asked in its window as any (bot/sending.py)."""
+    number on a batch of its own, claimed and asked in its window as any (bot/sending.py).
+
+    The question goes back first: a worker quick enough to take the batch before then would find it
+    still open, and ask nothing. Redis failing between the two leaves the number new, on no batch.
+    """
     store = accord.store
-    if store.step([flow], phone, "release", body=why).changed:
+    if not store.step([flow], phone, "release", body=why).changed:
+        return
+    try:
         enqueue(accord, "requests", flow, [f"{phone}/{voter_region(store, flow, phone)}"])
+    except STORE_DOWN:
+        log.error("flow %s: the consent request a START asked for was not queued, Redis failing; the number "
+                  "goes with its next round", flow.id)
+        raise
 
 
 @bp.route("/status", methods=["GET", "POST"])

@@ -40,6 +40,17 @@ def busy(provider: TwilioProvider | OvhProvider) -> None:
         provider.server.fail_next(1, 429, 20429)
 
 
+def redis_gone(*args: object) -> None:
+    raise redis.ConnectionError("Connection closed by server")
+
+
+def start_as_redis_fails(accord: Accord, sms: Voter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text START while Redis fails just after its step: OVHcloud is answered 503, to call again."""
+    with monkeypatch.context() as failing:
+        failing.setattr(accord.store, "claim_answer", redis_gone)
+        assert sms.send(VOTER, "START", sid=SID).status_code == 503
+
+
 def content_bit(accord: Accord, phone: str) -> int:
     return accord.store.redis.getbit(content_key("demo", 1), _bit_of(phone))
 
@@ -128,14 +139,7 @@ def test_a_start_s_callback_called_again_asks_nothing_after_a_stop_and_leaves_th
     flow = accord.flows["demo"]
     clock.set(CLOSE - dt.timedelta(minutes=10))
     assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
-    claim = accord.store.claim_answer
-
-    def away(*args):  # Redis gone just after the step: the callback is answered 503, to be called again
-        raise redis.ConnectionError("Connection closed by server")
-
-    monkeypatch.setattr(accord.store, "claim_answer", away)
-    assert sms.send(VOTER, "START", sid=SID).status_code == 503
-    monkeypatch.setattr(accord.store, "claim_answer", claim)
+    start_as_redis_fails(accord, sms, monkeypatch)
     if meanwhile == "a STOP":
         assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]  # the voter changed their mind meanwhile
         assert sms.send(VOTER, "START", sid=SID).texts == []  # OVHcloud calls again: no request to an objection
@@ -160,14 +164,7 @@ def test_a_start_s_callback_called_again_after_a_later_start_leaves_that_one_s_q
     flow = accord.flows["demo"]
     clock.set(CLOSE - dt.timedelta(hours=2))
     assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
-    claim = accord.store.claim_answer
-
-    def away(*args):  # Redis gone just after the first START's step: OVHcloud is answered 503
-        raise redis.ConnectionError("Connection closed by server")
-
-    monkeypatch.setattr(accord.store, "claim_answer", away)
-    assert sms.send(VOTER, "START", sid=SID).status_code == 503
-    monkeypatch.setattr(accord.store, "claim_answer", claim)
+    start_as_redis_fails(accord, sms, monkeypatch)
     clock.advance(seconds=60)
     assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
     assert sms.send(VOTER, "START").texts == [flow.texts.consent_request]  # a later START, asked at once

@@ -176,6 +176,21 @@ def test_a_start_s_callback_called_again_after_a_later_start_leaves_that_one_s_q
     assert provider.tried(VOTER).count(flow.texts.consent_request) == 1 and held_back(accord) == []
 
 
+def test_content_a_callback_called_again_carries_never_reaches_a_voter_who_objected_since(
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock):
+    """Guard: `still_ours` before content goes in bot/gateways/ovh_webhook.py answer."""
+    if provider.name != "ovh":
+        pytest.skip("Twilio sends TwiML's texts itself")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(hours=2))
+    assert ask(accord, flow, VOTER) == "sent"
+    busy(provider)  # the thanks refused, and content waits behind them for the callback's next call
+    assert sms.send(VOTER, "OUI", sid=SID).texts == []
+    assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
+    sms.send(VOTER, "OUI", sid=SID)  # OVHcloud calls again, in the window
+    assert flow.texts.content[0] not in provider.tried(VOTER)
+
+
 def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(
         accord: Accord, sms: Voter, provider, clock: Clock, monkeypatch: pytest.MonkeyPatch):
     """Guard: `fits(...)` in bot/gateways/ovh_webhook.py answer, for an answer's second text."""

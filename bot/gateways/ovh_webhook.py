@@ -99,15 +99,18 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
     not only when the step chose it: a callback called again hours on, for an answer OVHcloud was too
     busy to take then, sends its service texts alone, and its content goes back to the next `content
     send`. A START's consent request that cannot go now (the window, or OVHcloud too busy) goes to
-    the workers, who ask the number in its window; none goes once the voter answered or objected since.
+    the workers, who ask the number in its window. Neither goes once the voter answered or objected since.
     """
     store = accord.store
     for index, text in enumerate(texts):
         if not store.claim_answer(message_sid, index):
             continue  # sent, or tried, when this callback first came
-        request = text == flow.texts.consent_request
+        request, content = text == flow.texts.consent_request, text in flow.texts.content
         if request and not (store.still_ours(flow, phone) and store.opened_by(flow, phone, message_sid)):
             continue  # its question answered, objected to, or asked anew since this callback first came
+        if content and not store.still_ours(flow, phone, 1):
+            store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # for a later consent, if any
+            continue  # the voter declined, or objected, since this callback first came
         seconds = time_left(store, flow, phone, text)
         if not fits(seconds):
             # Never sent (its answer was unclaimed until now): nothing of it may be lost, nor go twice.
@@ -115,7 +118,7 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
                         flow.id, message_sid)
             if request:
                 _ask_later(accord, flow, phone, "consent request held: the voter's window shut before it went")
-            else:
+            elif content:
                 store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # the bit the step set
             continue
         try:

@@ -178,7 +178,8 @@ def test_a_start_s_callback_called_again_after_a_later_start_leaves_that_one_s_q
 
 def test_content_a_callback_called_again_carries_never_reaches_a_voter_who_objected_since(
         accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock):
-    """Guard: `still_ours` before content goes in bot/gateways/ovh_webhook.py answer."""
+    """Guard: `still_ours` before content goes, and the objection before any text of a callback called
+    again, in bot/gateways/ovh_webhook.py answer."""
     if provider.name != "ovh":
         pytest.skip("Twilio sends TwiML's texts itself")
     flow = accord.flows["demo"]
@@ -189,6 +190,19 @@ def test_content_a_callback_called_again_carries_never_reaches_a_voter_who_objec
     assert sms.send(VOTER, "STOP").texts == [flow.texts.stopped]
     sms.send(VOTER, "OUI", sid=SID)  # OVHcloud calls again, in the window
     assert flow.texts.content[0] not in provider.tried(VOTER)
+    assert provider.tried(VOTER).count(flow.texts.confirmation) == 1  # the one refused: no thanks after a STOP
+
+
+def test_a_stop_s_confirmation_the_provider_was_too_busy_for_goes_when_the_callback_is_called_again(
+        accord: Accord, sms: Voter, provider: OvhProvider, clock: Clock):
+    """Guard: the objection's own confirmation let through in bot/gateways/ovh_webhook.py answer."""
+    if provider.name != "ovh":
+        pytest.skip("Twilio sends TwiML's texts itself")
+    flow = accord.flows["demo"]
+    clock.set(CLOSE + dt.timedelta(hours=4))  # whatever the hour
+    busy(provider)
+    assert sms.send(VOTER, "STOP", sid=SID).texts == []
+    assert sms.send(VOTER, "STOP", sid=SID).texts == [flow.texts.stopped]
 
 
 def test_content_a_slow_thanks_kept_past_the_window_s_last_minute_is_held(

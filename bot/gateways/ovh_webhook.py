@@ -85,21 +85,23 @@ def inbound(secret: str, sender: str) -> Response:
         outcome = handle_inbound(accord.store, flows, phone=phone, body=body, message_sid=sid)
         flow = next((f for f in flows if f.id == outcome.flow), None)
         if flow is not None:
-            answer(accord, flow, phone, sid, outcome.texts)
+            answer(accord, flow, phone, sid, outcome.texts, replayed=outcome.replayed)
     except STORE_DOWN:
         log.exception("store unavailable; answering 503 so the text is retried")
         return Response("store unavailable", status=503, mimetype="text/plain")
     return Response(status=204)
 
 
-def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tuple[str, ...]) -> None:
+def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tuple[str, ...], *,
+           replayed: bool = False) -> None:
     """Send the answers the step gave, each at most once whatever the callback's replays.
 
     A campaign text goes only with MIN_VALIDITY of the voter's window left when it goes (bot/answering.py),
     not only when the step chose it: a callback called again hours on, for an answer OVHcloud was too
     busy to take then, sends its service texts alone, and its content goes back to the next `content
     send`. A START's consent request that cannot go now (the window, or OVHcloud too busy) goes to
-    the workers, who ask the number in its window. Neither goes once the voter answered or objected since.
+    the workers, who ask the number in its window. Neither goes once the voter answered or objected since,
+    nor, called again (`replayed`) after an objection, any text but the objection's own confirmation.
     """
     store = accord.store
     for index, text in enumerate(texts):
@@ -111,6 +113,8 @@ def answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tupl
         if content and not store.still_ours(flow, phone, 1):
             store.unrelease(flow, phone, flow.texts.content.index(text) + 1)  # for a later consent, if any
             continue  # the voter declined, or objected, since this callback first came
+        if replayed and text != flow.texts.stopped and store.is_suppressed(flow, phone):
+            continue  # a service text too: after a STOP, nothing but its confirmation
         seconds = time_left(store, flow, phone, text)
         if not fits(seconds):
             # Never sent (its answer was unclaimed until now): nothing of it may be lost, nor go twice.

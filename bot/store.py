@@ -640,7 +640,10 @@ class Store:
             if at is None:  # in the stream: its time is the entry's
                 found = self.redis.xrange(ledger_key(flow.id), min=entry_id, max=entry_id)
                 at = _text(found[0][1].get(b"at")) if found else None
-            return asked_at is not None and at is not None and abs(asked_at - float(at)) < 1
+            try:
+                return asked_at is not None and at is not None and abs(asked_at - float(at)) < 1
+            except ValueError:  # a time this version did not write: not known to be this question
+                return False
         return False
 
     def is_suppressed(self, flow: Flow, phone: str) -> bool:

@@ -255,3 +255,14 @@ def test_a_region_this_version_does_not_know_gets_no_late_campaign_text(accord: 
     accord.store.redis.hset(key, field, record.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "Z")  # no such region
     assert sms.send(VOTER, "OUI", sid=SID).texts == [flow.texts.confirmation]
     assert content_bit(accord, VOTER) == 0
+
+
+def test_a_start_whose_text_s_time_cannot_be_read_is_not_taken_for_the_open_question(
+        accord: Accord, clock: Clock, monkeypatch: pytest.MonkeyPatch):
+    """Guard: the ValueError in bot/store.py opened_by (an archived entry's time this version did not write)."""
+    flow = accord.flows["demo"]
+    clock.set(CLOSE - dt.timedelta(hours=2))
+    accord.store.claim(flow, VOTER, window_open=True)
+    monkeypatch.setattr(accord.store, "personal", lambda phone, retired=(): {
+        "demo|1-0": ({"phone": VOTER, "event": "in:START", "sid": SID}, "not a time")})
+    assert accord.store.opened_by(flow, VOTER, SID) is False

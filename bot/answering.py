@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot import states
 from bot.flows import MIN_VALIDITY, Flow
 from bot.store import Store
 from bot.windows import REGIONS
@@ -23,21 +22,12 @@ def campaign(flow: Flow, text: str) -> bool:
     return text == flow.texts.consent_request or text in flow.texts.content
 
 
-def voter_region(store: Store, flow: Flow, phone: str) -> str:
-    """Return the voter's calendar region, kept beside their state in the flow ("" without a record)."""
-    record = store.redis.hget(*states.slot(flow.id, phone))
-    try:
-        return states.region(record) if record else ""
-    except states.StateRecordError:  # damaged since the step read it: the national calendar
-        return ""
-
-
 def time_left(store: Store, flow: Flow, phone: str, text: str) -> int | None:
     """Return how long a provider may hold `text` for the voter: until their window shuts (0 if shut, or
     if their calendar is one this version does not know); None for a service text."""
     if not campaign(flow, text):
         return None
-    region = voter_region(store, flow, phone)
+    region = store.region(flow, phone)
     return flow.validity(store.clock(), region) if region in REGIONS else 0
 
 

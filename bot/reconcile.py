@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from bot import Accord, states
-from bot.answering import fits, voter_region
+from bot.answering import fits
 from bot.conversation import MAX_BODY, handle_carrier_stop, shut_regions
 from bot.flows import Flow
 from bot.gateways import OPTED_OUT, SendError
@@ -148,7 +148,7 @@ def _answer(accord: Accord, flow: Flow, phone: str, message_sid: str, texts: tup
             continue  # sent, or tried, by an earlier run
         content, request = text in flow.texts.content, text == flow.texts.consent_request
         now = store.clock()
-        region = voter_region(store, flow, phone)
+        region = store.region(flow, phone)
         if content and not _release(accord, flow, phone, flow.texts.content.index(text) + 1, now, region):
             done.unsent += 1  # claimed for good: `content send` delivers it, if it ever fits
             continue

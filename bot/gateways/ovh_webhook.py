@@ -20,7 +20,7 @@ import redis
 from flask import Blueprint, Response, abort, current_app, request
 
 from bot import Accord
-from bot.answering import fits, time_left, voter_region
+from bot.answering import fits, time_left
 from bot.config import OvhSettings
 from bot.conversation import handle_carrier_stop, handle_inbound, handle_unrouted
 from bot.flows import Flow
@@ -152,7 +152,7 @@ def _ask_later(accord: Accord, flow: Flow, phone: str, why: str) -> None:
     if not store.step([flow], phone, "release", body=why).changed:
         return
     try:
-        enqueue(accord, "requests", flow, [f"{phone}/{voter_region(store, flow, phone)}"])
+        enqueue(accord, "requests", flow, [f"{phone}/{store.region(flow, phone)}"])
     except STORE_DOWN:
         log.error("flow %s: the consent request a START asked for was not queued, Redis failing; the number "
                   "goes with its next round", flow.id)
